@@ -1,0 +1,1 @@
+"""Bundled data: layouts, URDFs and meshes (``twin.paths`` locates them)."""

@@ -1,0 +1,201 @@
+"""The Gymnasium side: a Task poses a problem on a Twin, FactoryEnv exposes it.
+
+A task is robot-agnostic and small: it says what to randomise on reset, what to observe, how to
+score (``evaluate()`` returns a dict from which reward, termination and info derive) and how an
+expert would act. ``FactoryEnv`` does everything else once: spaces, action checks and clipping,
+end-effector control, observation modes, rendering.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from twin import Twin
+from twin.layout import CellLayout
+
+OBS_MODES = ("state", "goal", "rgb")
+
+
+class Task(ABC):
+    """A problem posed on a twin.
+
+    Subclasses set the class attributes and implement the abstract methods.
+    """
+
+    layout: ClassVar[str] = "default"
+    """Bundled layout used when the env is made without ``layout=``."""
+    obs_modes: ClassVar[tuple[str, ...]] = ("state", "rgb")
+    uses_tool: ClassVar[bool] = True
+    """Whether the action has a fourth component that closes (> 0) or opens the tool."""
+    max_step: ClassVar[float] = 0.03
+    """Metres the tool target may move per control step at full action."""
+    workspace: ClassVar[tuple[tuple[float, float, float], tuple[float, float, float]]]
+    """Bounds (low, high) of the tool target, metres, world frame."""
+    obs_camera: ClassVar[str] = "top"
+    render_camera: ClassVar[str] = "overview"
+
+    def __init__(self, twin: Twin, reward_type: str = "dense") -> None:
+        if reward_type not in ("dense", "sparse"):
+            raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
+        self.twin = twin
+        self.robot = twin.robots[0]
+        self.reward_type = reward_type
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Randomise what the twin's own reset does not (goals, markers)."""
+
+    @abstractmethod
+    def observe(self) -> np.ndarray:
+        """The state observation (float32 vector)."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, Any]:
+        """Success, reward terms and anything ``info`` should carry, after a step."""
+
+    @abstractmethod
+    def reward(self, ev: dict[str, Any]) -> float:
+        """Reward of the last step from ``evaluate()``'s dict."""
+
+    def terminated(self, ev: dict[str, Any]) -> bool:
+        return bool(ev["success"])
+
+    def achieved_goal(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def desired_goal(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def compute_reward(self, achieved: np.ndarray, desired: np.ndarray, info: Any) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _check_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != shape:
+        raise ValueError(f"action must have shape {shape}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"action contains NaN or infinite values: {a.tolist()}")
+    return np.clip(a, -1.0, 1.0)
+
+
+class FactoryEnv(gym.Env):
+    """A Gymnasium env running one Task on a Twin.
+
+    Args:
+        task: The Task class.
+        obs_mode: ``"state"`` (Box), ``"goal"`` (Dict observation / achieved_goal /
+            desired_goal, for goal-conditioned tasks) or ``"rgb"`` (Dict with an 84x84 ``rgb``
+            image from the cell's ``top`` camera and the ``state`` vector).
+        reward_type: ``"dense"`` or ``"sparse"``.
+        render_mode: ``None`` or ``"rgb_array"`` (640x480 frames from the ``overview`` camera).
+        layout: Layout to build instead of the task's bundled one (path, name or CellLayout).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        task: type[Task],
+        obs_mode: str = "state",
+        reward_type: str = "dense",
+        render_mode: str | None = None,
+        layout: str | CellLayout | None = None,
+    ) -> None:
+        if obs_mode not in task.obs_modes:
+            raise ValueError(f"{task.__name__} supports obs_mode {list(task.obs_modes)}, got {obs_mode!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.obs_mode = obs_mode
+        self.render_mode = render_mode
+        self.twin = Twin(layout if layout is not None else task.layout)
+        try:
+            self.task = task(self.twin, reward_type)
+            self.metadata = {**self.metadata, "render_fps": round(1.0 / self.twin.control_dt)}
+            self._obs_cam = self._camera(task.obs_camera) if obs_mode == "rgb" else None
+            self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None
+            n_act = 4 if task.uses_tool else 3
+            self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
+            self._low, self._high = (np.asarray(b, dtype=float) for b in task.workspace)
+            self.observation_space = self._make_obs_space()
+        except Exception:
+            self.twin.close()
+            raise
+
+    def _camera(self, name: str):
+        try:
+            return self.twin.cameras[name]
+        except KeyError:
+            raise ValueError(f"the layout has no camera named {name!r} (has {sorted(self.twin.cameras)})") from None
+
+    def _make_obs_space(self) -> spaces.Space:
+        self.twin.reset(np.random.default_rng(0))
+        self.task.reset(np.random.default_rng(0))
+        n = self.task.observe().shape[0]
+        state = spaces.Box(-np.inf, np.inf, (n,), np.float32)
+        if self.obs_mode == "state":
+            return state
+        if self.obs_mode == "goal":
+            g = self.task.achieved_goal().shape[0]
+            return spaces.Dict(
+                {
+                    "observation": state,
+                    "achieved_goal": spaces.Box(-np.inf, np.inf, (g,), np.float32),
+                    "desired_goal": spaces.Box(-np.inf, np.inf, (g,), np.float32),
+                }
+            )
+        cam = self._obs_cam
+        return spaces.Dict({"rgb": spaces.Box(0, 255, (cam.height, cam.width, 3), np.uint8), "state": state})
+
+    def _obs(self) -> Any:
+        state = self.task.observe().astype(np.float32)
+        if self.obs_mode == "state":
+            return state
+        if self.obs_mode == "goal":
+            return {
+                "observation": state,
+                "achieved_goal": self.task.achieved_goal().astype(np.float32),
+                "desired_goal": self.task.desired_goal().astype(np.float32),
+            }
+        return {"rgb": self._obs_cam.rgb(), "state": state}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.twin.reset(self.np_random)
+        self.task.reset(self.np_random)
+        return self._obs(), {"is_success": False}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        a = _check_action(action, self.action_space.shape)
+        robot = self.task.robot
+        ee, _ = robot.ee_state()
+        target = np.clip(ee + a[:3] * self.task.max_step, self._low, self._high)
+        robot.move_ee_to(target)
+        if self.task.uses_tool:
+            self.twin.command_tool(robot, close=bool(a[3] > 0))
+        self.twin.step()
+        ev = self.task.evaluate()
+        reward = float(self.task.reward(ev))
+        terminated = self.task.terminated(ev)
+        info = {"is_success": bool(ev["success"]), **ev.get("info", {})}
+        return self._obs(), reward, terminated, False, info
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """Reward for (possibly relabelled, batched) goals, as HER needs."""
+        return self.task.compute_reward(achieved_goal, desired_goal, info)
+
+    def kpis(self) -> dict[str, float]:
+        """Production KPIs of the episode so far."""
+        return self.twin.kpis()
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self._render_cam.rgb()
+
+    def close(self) -> None:
+        self.twin.close()

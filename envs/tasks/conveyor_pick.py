@@ -1,0 +1,188 @@
+"""ConveyorPick: pick parts off a moving belt into a bin before they reach its end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from envs.core import Task
+from twin.parts import Part
+
+PLACE_REWARD = 5.0
+MISS_PENALTY = 2.0
+
+
+class ConveyorPick(Task):
+    """Pick every arriving part off the conveyor and place it in the bin.
+
+    **Task description:** parts (cubes and cylinders) arrive one by one on a moving belt. The
+    Panda must grasp each (parallel-jaw friction grasp, or suction in a suction layout), lift it
+    off the belt and release it inside the bin before it reaches the beam-break at the belt's
+    end. Actions: tool-position delta (3-D, up to 3 cm per 50 ms step) and a tool command
+    (> 0 closes the gripper / switches suction on).
+
+    **Randomizations:** the feeder's seeded part stream: arrival times, part types, position
+    across the belt and yaw of each part.
+
+    **Success conditions:** every part of the episode is placed in the bin. The episode
+    terminates when every part is placed, missed (reached the end) or lost (dropped outside
+    the bin); a 32 s time limit truncates it.
+
+    Observations (``state``, 23 numbers): tool position (3) and velocity (3), finger opening
+    (1); for the target part (the held part, else the one furthest down the belt): position (3),
+    position relative to the tool (3), velocity (3), present (1), held (1); bin centre relative
+    to the tool (3); seconds to the next arrival (1, capped at 10); fraction of the episode's
+    parts still to come or in play (1). Dense reward: shaping towards the part, then towards
+    the bin, +5 per placement, -2 per miss or drop. Sparse: +1 per placement.
+    ``info`` carries ``is_success``, ``parts_placed``, ``parts_arrived`` every step and
+    ``kpis`` (see ``twin.events.compute_kpis``) when the last part is done.
+    """
+
+    layout = "default"
+    obs_modes = ("state", "rgb")
+    workspace = ((-0.7, -0.7, 0.755), (0.75, 0.3, 1.25))
+
+    def __init__(self, twin, reward_type: str = "dense") -> None:
+        super().__init__(twin, reward_type)
+        if not twin.conveyors or not twin.bins or not twin.layout.feeders:
+            raise ValueError("ConveyorPick needs a layout with a conveyor, a feeder and a bin")
+        self.bin = twin.bins[0]
+        self.conveyor = next(iter(twin.conveyors.values()))
+        self.drop_point = self.bin.center + np.array([0.0, 0.0, self.bin.height + 0.1])
+        self._seen = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self._seen = 0
+
+    def target_part(self) -> Part | None:
+        """The held part, else the in-play part furthest down the belt."""
+        in_play = [p for p in self.twin.parts if p.in_play]
+        if not in_play:
+            return None
+        held = [p for p in in_play if p.state == "held"]
+        if held:
+            return held[0]
+        return max(in_play, key=lambda p: float(p.pos @ self.conveyor.direction))
+
+    def observe(self) -> np.ndarray:
+        ee, vel = self.robot.ee_state()
+        part = self.target_part()
+        if part is None:
+            part_obs = np.zeros(11)
+        else:
+            part_obs = np.concatenate([part.pos, part.pos - ee, part.vel, [1.0, float(part.state == "held")]])
+        queued = [p.arrival_time for p in self.twin.parts if p.state == "queued"]
+        to_next = min(min(queued) - self.twin.sim_time, 10.0) if queued else 10.0
+        total = sum(p.state != "parked" for p in self.twin.parts)
+        left = sum(p.state == "queued" or p.in_play for p in self.twin.parts) / max(total, 1)
+        return np.concatenate([ee, vel, [self.robot.finger_width()], part_obs, self.drop_point - ee, [to_next, left]])
+
+    def evaluate(self) -> dict[str, Any]:
+        events = self.twin.log.events[self._seen :]
+        self._seen = len(self.twin.log.events)
+        placed_now = sum(e.kind == "placed" for e in events)
+        bad_now = sum(e.kind in ("missed", "dropped") for e in events)
+        n_placed = sum(p.state == "placed" for p in self.twin.parts)
+        n_arrived = sum(p.state not in ("parked", "queued") for p in self.twin.parts)
+        n_total = sum(p.state != "parked" for p in self.twin.parts)
+        done = self.twin.all_parts_done
+        part = self.target_part()
+        ee, _ = self.robot.ee_state()
+        if part is None:
+            shaping = 0.0
+        elif part.state == "held":
+            shaping = 0.5 - float(np.linalg.norm(part.pos - self.drop_point))
+        else:
+            shaping = -float(np.linalg.norm(part.pos - ee))
+        info: dict[str, Any] = {"parts_placed": n_placed, "parts_arrived": n_arrived}
+        if done:
+            info["kpis"] = self.twin.kpis()
+        return {
+            "success": done and n_placed == n_total,
+            "done": done,
+            "placed_now": placed_now,
+            "bad_now": bad_now,
+            "shaping": shaping,
+            "info": info,
+        }
+
+    def reward(self, ev: dict[str, Any]) -> float:
+        if self.reward_type == "sparse":
+            return float(ev["placed_now"])
+        return 0.1 * ev["shaping"] + PLACE_REWARD * ev["placed_now"] - MISS_PENALTY * ev["bad_now"]
+
+    def terminated(self, ev: dict[str, Any]) -> bool:
+        return bool(ev["done"])
+
+
+class ConveyorPickExpert:
+    """A scripted picker: intercept the part on the belt, grasp, lift, carry to the bin, release."""
+
+    HOVER = 0.07  # metres above the part before descending
+    LIFT_Z = 0.93
+    RELEASE_Z = 0.84
+
+    def __init__(self, env) -> None:
+        self.task: ConveyorPick = env.unwrapped.task
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase, self.timer, self.part, self.grasp_y = "wait", 0, None, 0.0
+
+    def _act(self, ee: np.ndarray, target: np.ndarray, close: bool, speed: float = 1.0) -> np.ndarray:
+        delta = np.clip((target - ee) / self.task.max_step, -speed, speed)
+        return np.append(delta, 1.0 if close else -1.0).astype(np.float32)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        task = self.task
+        ee, _ = task.robot.ee_state()
+        part = task.target_part()
+        if self.phase in ("approach", "descend", "grasp", "lift") and (part is None or part is not self.part):
+            self.phase = "wait"  # the part we were after is gone (missed, or fell)
+        if self.phase == "wait":
+            reachable = part is not None and part.state != "held" and float(part.pos @ task.conveyor.direction) > -0.5
+            if not reachable:
+                waiting = task.conveyor.center + np.array([-0.25, 0.0, 0.0])
+                waiting[2] = self.LIFT_Z
+                return self._act(ee, waiting, close=False)
+            self.phase, self.part = "approach", part
+        above_bin = np.array([*task.drop_point[:2], self.LIFT_Z])
+        if self.phase == "carry":
+            if np.linalg.norm((ee - above_bin)[:2]) < 0.02:
+                self.phase = "lower"
+            return self._act(ee, above_bin, close=True, speed=0.7)
+        if self.phase == "lower":
+            low = np.array([*task.drop_point[:2], self.RELEASE_Z])
+            if ee[2] < self.RELEASE_Z + 0.01:
+                self.phase, self.timer = "release", 0
+            return self._act(ee, low, close=True, speed=0.7)
+        if self.phase == "release":
+            self.timer += 1
+            if self.timer > 6:
+                self.phase = "wait"
+            return self._act(ee, ee, close=False)
+        # lead the moving part by the controller's lag of about two control steps
+        grasp = part.pos + part.vel * 2 * task.twin.control_dt
+        if self.phase == "approach":
+            hover = grasp + np.array([0.0, 0.0, self.HOVER])
+            if np.linalg.norm((ee - hover)[:2]) < 0.01 and abs(ee[2] - hover[2]) < 0.03:
+                self.phase, self.grasp_y = "descend", grasp[1]
+            return self._act(ee, hover, close=False)
+        grasp[1] = self.grasp_y  # fingers close across the belt: do not chase the part sideways
+        if self.phase == "descend":
+            if np.linalg.norm(ee - grasp) < 0.008:
+                self.phase, self.timer = "grasp", 0
+            return self._act(ee, grasp, close=False)
+        if self.phase == "grasp":
+            self.timer += 1
+            if self.timer > 4:
+                self.phase = "lift"
+            return self._act(ee, grasp, close=True)
+        # lift straight up
+        if part.state != "held" and ee[2] > part.pos[2] + 0.05:
+            self.phase = "wait"  # slipped out: try again
+            return self._act(ee, ee, close=False)
+        if ee[2] > self.LIFT_Z - 0.03:
+            self.phase = "carry"
+        return self._act(ee, np.array([ee[0], ee[1], self.LIFT_Z]), close=True)

@@ -1,0 +1,1 @@
+"""Bundled evaluation suites (``*.toml``)."""

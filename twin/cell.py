@@ -1,0 +1,232 @@
+"""The Twin: a cell built once from its layout, initialised per episode, stepped at control rate."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from twin.equipment import Bin, Conveyor, build_pedestal, build_table
+from twin.events import EventLog, compute_kpis
+from twin.layout import CellLayout, load_layout, resolve_asset
+from twin.parts import Part, build_pool, park, schedule, unpark
+from twin.robot import Panda
+from twin.sensors import Camera, enable_egl
+from twin.world import World
+
+PICK_LIFT = 0.02  # metres above its resting height at which a held part counts as picked
+GRASP_RADIUS = 0.06  # a tool closing this close to a part is a pick attempt
+COLLISION_FORCE = 5.0  # newtons of contact between a robot and the cell that count as a collision
+
+
+class Twin:
+    """A digital twin of one factory cell.
+
+    ``Twin(layout)`` builds every body once. ``reset(rng)`` puts the cell back in its initial
+    state and draws this episode's part stream; it never reloads a URDF. ``step()`` advances one
+    control step and keeps the event log.
+
+    Args:
+        layout: A validated layout, a path to a layout file, or a bundled layout's name.
+        gui: Open the PyBullet GUI (headless DIRECT by default).
+    """
+
+    def __init__(self, layout: CellLayout | str | Path = "default", gui: bool = False) -> None:
+        if not isinstance(layout, CellLayout):
+            self.layout_source = str(layout)
+            layout = load_layout(layout)
+        else:
+            self.layout_source = "<in memory>"
+        self.layout = layout
+        ph = layout.physics
+        self.world = World(ph.hz, ph.substeps, ph.gravity, gui=gui, solver_iterations=ph.solver_iterations)
+        enable_egl(self.world)
+        w = self.world
+        w.create_plane("floor", friction=layout.floor.friction)
+        self.robots = [Panda(w, f"{r.model}-{i}", r) for i, r in enumerate(layout.robots)]
+        for i, r in enumerate(layout.robots):
+            if r.base.position[2] > 0.05:
+                build_pedestal(w, f"pedestal-{i}", np.asarray(r.base.position))
+        self.conveyors = {f"conveyor-{i}": Conveyor(w, f"conveyor-{i}", c) for i, c in enumerate(layout.conveyors)}
+        self.bins = [Bin(w, f"bin-{i}", b) for i, b in enumerate(layout.bins)]
+        for i, t in enumerate(layout.tables):
+            build_table(w, f"table-{i}", t)
+        base_dir = Path(self.layout_source).parent if self.layout_source != "<in memory>" else None
+        for i, fx in enumerate(layout.fixtures):
+            path = resolve_asset(fx.urdf, base_dir)
+            if path is None:
+                raise FileNotFoundError(f"fixtures[{i}].urdf: file not found: {fx.urdf!r}")
+            orn = w.p.getQuaternionFromEuler([0, 0, np.radians(fx.pose.yaw)])
+            w.load_urdf(f"fixture-{i}", path, fx.pose.position, orn, fixed_base=fx.fixed, scale=fx.scale)
+        per_type = max((f.parts_per_episode for f in layout.feeders), default=0)
+        used = sorted({name for f in layout.feeders for name in f.mix})
+        self.parts: list[Part] = build_pool(w, [layout.part(n) for n in used], per_type)
+        self._part_by_id = {p.id: p for p in self.parts}
+        self.cameras = {c.name: Camera(w, c) for c in layout.cameras}
+        self.log = EventLog()
+        self._robot_ids = {r.id: r for r in self.robots}
+        self._touching: set[tuple[int, int]] = set()
+        self._initial_state: int | None = None  # saved at the first reset, once tasks added their bodies
+        self._saved_bodies = 0
+        self.sim_time = 0.0
+        self._steps = 0
+
+    # -- episode ----------------------------------------------------------------------------
+
+    @property
+    def control_dt(self) -> float:
+        return self.world.control_dt
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Initial physics state, robots home, a fresh event log and a new seeded part stream."""
+        for r in self.robots:
+            r.release()
+        if self._initial_state is None:
+            self._initial_state, self._saved_bodies = self.world.save_state(), self.world.num_bodies()
+        elif self.world.num_bodies() != self._saved_bodies:
+            raise RuntimeError("bodies were added to the twin after its first reset; add them before resetting")
+        self.world.restore_state(self._initial_state)
+        for r in self.robots:
+            r.reset()
+        self.log.clear()
+        self._touching.clear()
+        self.sim_time = 0.0
+        self._steps = 0
+        for part in self.parts:
+            park(self.world, part)
+            part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
+            part.pos, part.vel = part.park.copy(), np.zeros(3)
+        free: dict[str, list[Part]] = defaultdict(list)
+        for part in self.parts:
+            free[part.spec.name].append(part)
+        for feeder in self.layout.feeders:
+            conv = self.conveyors[feeder.conveyor]
+            for a in schedule(feeder, rng):
+                part = free[a.part_type].pop(0)
+                pos = conv.start() + conv.direction * feeder.spawn_offset + conv.lateral * a.lateral
+                pos[2] += part.spec.half_height + 0.001
+                yaw = np.degrees(np.arctan2(conv.direction[1], conv.direction[0])) + np.degrees(a.yaw)
+                orn = np.asarray(self.world.p.getQuaternionFromEuler([0, 0, np.radians(yaw)]))
+                part.state, part.arrival_time, part.arrival_pose, part.conveyor = (
+                    "queued",
+                    a.t,
+                    (pos, orn),
+                    feeder.conveyor,
+                )
+
+    # -- stepping ---------------------------------------------------------------------------
+
+    def command_tool(self, robot: Panda, close: bool) -> None:
+        """Close/open a robot's tool, logging a pick attempt when it closes next to a part."""
+        was = robot.gripper_closed or robot.suction_on
+        robot.command_tool(close)
+        if close and not was:
+            ee, _ = robot.ee_state()
+            near = [
+                p for p in self.parts if p.in_play and p.state != "held" and np.linalg.norm(p.pos - ee) < GRASP_RADIUS
+            ]
+            if near:
+                self.log.add(self.sim_time, "grasp", near[0].name, robot.name)
+
+    def step(self) -> None:
+        """Advance one control step: part arrivals, belts, physics, tools, part tracking, events."""
+        p = self.world.p
+        for part in self.parts:
+            if part.state == "queued" and part.arrival_time <= self.sim_time + 1e-9:
+                pos, orn = part.arrival_pose
+                unpark(self.world, part)
+                p.resetBasePositionAndOrientation(part.id, pos.tolist(), orn.tolist())
+                p.resetBaseVelocity(part.id, self.conveyors[part.conveyor].velocity.tolist(), [0, 0, 0])
+                part.state, part.pos = "on_conveyor", pos.copy()
+                self.log.add(self.sim_time, "arrived", part.name, detail=part.conveyor)
+        for conv in self.conveyors.values():
+            conv.pre_step()
+        self.world.step()
+        self._steps += 1
+        self.sim_time = self._steps * self.control_dt  # no drift from summing floats
+        self._after_step()
+
+    def _after_step(self) -> None:
+        p = self.world.p
+        dt = self.control_dt
+        held: dict[int, Panda] = {}
+        touching: set[tuple[int, int]] = set()
+        for robot in self.robots:
+            tool_contacts: dict[int, list] = defaultdict(list)
+            for c in p.getContactPoints(bodyA=robot.id):
+                other = c[2]
+                if other in self._part_by_id:
+                    if c[3] in robot.tool_links:
+                        tool_contacts[other].append(c)
+                elif c[9] > COLLISION_FORCE:
+                    touching.add((robot.id, other))
+            robot.update(dt, tool_contacts)
+            holding = robot.holding(tool_contacts)
+            if holding is not None:
+                held[holding] = robot
+        for pair in touching - self._touching:
+            self.log.add(
+                self.sim_time, "collision", robot=self.world.name_of(pair[0]), detail=self.world.name_of(pair[1]) or ""
+            )
+        self._touching = touching
+        blocked = {name: conv.beam.read() for name, conv in self.conveyors.items() if conv.beam is not None}
+        for part in self.parts:
+            if not part.in_play:
+                continue
+            pos, _ = p.getBasePositionAndOrientation(part.id)
+            vel, _ = p.getBaseVelocity(part.id)
+            part.pos, part.vel = np.asarray(pos), np.asarray(vel)
+            self._track(part, held.get(part.id), blocked)
+
+    def _track(self, part: Part, robot: Panda | None, blocked: dict[str, int | None]) -> None:
+        t, z, hh = self.sim_time, part.pos[2], part.spec.half_height
+        conv = self.conveyors.get(part.conveyor)
+        if part.state == "on_conveyor" or part.state == "loose":
+            rest_z = (conv.surface_z if conv else 0.0) + hh
+            if robot is not None and z > rest_z + PICK_LIFT:
+                part.state, part.drop_logged = "held", False
+                self.log.add(t, "picked", part.name, robot.name)
+                return
+        if part.state == "on_conveyor":
+            if blocked.get(part.conveyor) == part.id:
+                part.state = "missed"
+                self.log.add(t, "missed", part.name, detail="reached the end of the conveyor")
+            elif conv is not None and z < conv.surface_z - 0.1:
+                part.state = "missed"
+                self.log.add(t, "missed", part.name, detail="fell off the conveyor")
+        elif part.state == "held":
+            if robot is None:
+                part.state = "loose"
+                if not any(b.above(part.pos) for b in self.bins):
+                    part.drop_logged = True
+                    self.log.add(t, "dropped", part.name, detail="released outside a bin")
+        elif part.state == "loose":
+            speed = float(np.linalg.norm(part.vel))
+            in_bin = next((b.name for b in self.bins if b.contains(part.pos)), None)
+            if in_bin and speed < 0.3:
+                part.state = "placed"
+                self.log.add(t, "placed", part.name, detail=in_bin)
+            elif conv is not None and conv.on_belt(part.pos, hh) and speed < 0.5:
+                part.state = "on_conveyor"
+            elif z < hh + 0.01 or (speed < 1e-3 and not in_bin):  # on the floor, or at rest elsewhere
+                part.state = "lost"
+                if not part.drop_logged:
+                    self.log.add(t, "dropped", part.name, detail="came to rest outside a bin")
+
+    # -- results ----------------------------------------------------------------------------
+
+    @property
+    def energy(self) -> float:
+        return sum(r.energy for r in self.robots)
+
+    def kpis(self) -> dict[str, float]:
+        return compute_kpis(self.log, self.sim_time, self.energy)
+
+    @property
+    def all_parts_done(self) -> bool:
+        """True once every part of this episode has been placed, missed or lost."""
+        return all(p.done or p.state == "parked" for p in self.parts)
+
+    def close(self) -> None:
+        self.world.close()

@@ -1,0 +1,132 @@
+"""Static equipment: conveyors (with end stop and beam-break), bins, tables and pedestals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from twin.layout import Bin as BinConfig
+from twin.layout import Conveyor as ConveyorConfig
+from twin.layout import Table as TableConfig
+from twin.sensors import BeamBreak
+from twin.world import World
+
+BELT_THICKNESS = 0.04
+FRAME_RGBA = (0.35, 0.37, 0.4, 1.0)
+BELT_RGBA = (0.12, 0.12, 0.13, 1.0)
+
+
+class Conveyor:
+    """A belt that carries whatever rests on it at belt speed.
+
+    The belt is a static body given a surface velocity: PyBullet's contact solver then drives
+    resting parts by friction exactly as a moving belt would (they slip if held back, stop at the
+    end stop, fall off an open end). The belt body creeps along with its velocity during a control
+    step and is put back before the next one, so it never wanders.
+    """
+
+    def __init__(self, world: World, name: str, config: ConveyorConfig) -> None:
+        self.world = world
+        self.name = name
+        self.config = config
+        yaw = math.radians(config.yaw)
+        self.direction = np.array([math.cos(yaw), math.sin(yaw), 0.0])
+        self.lateral = np.array([-math.sin(yaw), math.cos(yaw), 0.0])
+        self.orn = tuple(world.p.getQuaternionFromEuler([0, 0, yaw]))
+        cx, cy = config.position
+        self.center = np.array([cx, cy, config.height - BELT_THICKNESS / 2])
+        self.surface_z = config.height
+        half = (config.length / 2, config.width / 2)
+        self.id = world.create_box(
+            name,
+            (half[0], half[1], BELT_THICKNESS / 2),
+            self.center,
+            self.orn,
+            rgba=BELT_RGBA,
+            friction=config.friction,
+        )
+        frame_h = (config.height - BELT_THICKNESS) / 2
+        world.create_box(
+            f"{name}-frame",
+            (half[0] * 0.98, half[1] * 0.8, frame_h),
+            (cx, cy, frame_h),
+            self.orn,
+            rgba=FRAME_RGBA,
+        )
+        self.velocity = config.speed * self.direction
+        self._home = self.center - self.velocity * world.control_dt / 2  # creeps through the centre
+        if config.end_stop:
+            stop_pos = self.center + self.direction * (half[0] + 0.01) + np.array([0, 0, 0.03])
+            world.create_box(f"{name}-stop", (0.01, half[1], 0.05), stop_pos, self.orn, rgba=(0.9, 0.75, 0.1, 1.0))
+        self.beam: BeamBreak | None = None
+        if config.beam_break is not None:
+            at = self.center + self.direction * (half[0] - config.beam_break.offset)
+            at[2] = config.height + config.beam_break.height
+            reach = self.lateral * (half[1] + 0.03)
+            self.beam = BeamBreak(world, at - reach, at + reach)
+
+    def start(self) -> np.ndarray:
+        """Upstream end of the belt centre line, on the surface."""
+        p = self.center - self.direction * self.config.length / 2
+        p[2] = self.surface_z
+        return p
+
+    def pre_step(self) -> None:
+        """Put the belt back and give it its surface velocity for the next control step."""
+        p = self.world.p
+        p.resetBasePositionAndOrientation(self.id, self._home.tolist(), self.orn)
+        p.resetBaseVelocity(self.id, self.velocity.tolist(), [0.0, 0.0, 0.0])
+
+    def on_belt(self, pos: np.ndarray, half_height: float) -> bool:
+        """Whether a part centred at ``pos`` rests on the belt surface."""
+        rel = pos - self.center
+        along, across = float(rel @ self.direction), float(rel @ self.lateral)
+        return (
+            abs(along) <= self.config.length / 2 + 0.01
+            and abs(across) <= self.config.width / 2 + 0.01
+            and abs(pos[2] - self.surface_z - half_height) < 0.015
+        )
+
+
+class Bin:
+    """An open box parts are placed into."""
+
+    def __init__(self, world: World, name: str, config: BinConfig) -> None:
+        self.name = name
+        self.config = config
+        lx, ly, h = config.size
+        w = config.wall
+        hx, hy = lx / 2, ly / 2
+        boxes = [
+            ((hx + w, hy + w, w / 2), (0, 0, -w / 2)),
+            ((w / 2, hy + w, h / 2), (hx + w / 2, 0, h / 2)),
+            ((w / 2, hy + w, h / 2), (-hx - w / 2, 0, h / 2)),
+            ((hx, w / 2, h / 2), (0, hy + w / 2, h / 2)),
+            ((hx, w / 2, h / 2), (0, -hy - w / 2, h / 2)),
+        ]
+        self.id = world.create_compound(name, boxes, config.position, rgba=config.color)
+        self.center = np.asarray(config.position, dtype=float)
+        self.half = np.array([hx, hy])
+        self.height = h
+
+    def contains(self, pos: np.ndarray, margin: float = 0.0) -> bool:
+        """Whether ``pos`` lies inside the bin's inner volume (below the rim)."""
+        rel = pos - self.center
+        return bool(np.all(np.abs(rel[:2]) <= self.half - margin) and -0.01 <= rel[2] <= self.height)
+
+    def above(self, pos: np.ndarray) -> bool:
+        """Whether ``pos`` is over the bin opening (at any height)."""
+        return bool(np.all(np.abs(pos[:2] - self.center[:2]) <= self.half))
+
+
+def build_table(world: World, name: str, config: TableConfig) -> int:
+    lx, ly, h = config.size
+    x, y = config.position
+    return world.create_box(name, (lx / 2, ly / 2, h / 2), (x, y, h / 2), rgba=config.color)
+
+
+def build_pedestal(world: World, name: str, position: np.ndarray) -> int:
+    """A column under a robot mounted above the floor."""
+    h = float(position[2])
+    return world.create_box(name, (0.12, 0.12, h / 2), (position[0], position[1], h / 2), rgba=(0.85, 0.85, 0.85, 1.0))

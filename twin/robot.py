@@ -1,0 +1,272 @@
+"""Robot arms with their end-of-arm tools and controllers.
+
+The Franka Emika Panda comes from pybullet_data. Two tools:
+
+* ``parallel_gripper``: the Panda hand. Its fingers are position-controlled with a force limit,
+  so a part is held only by finger friction.
+* ``suction``: a cup in place of the hand's fingers. Switching suction on grips nothing by
+  itself: a seal forms (a fixed constraint with a force limit) only while the cup face is in real
+  contact with a part, normal to it. Parts are never moved into the tool.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pybullet as pb
+import pybullet_data
+
+from twin.layout import Robot as RobotConfig
+from twin.world import World
+
+DOWN = (1.0, 0.0, 0.0, 0.0)  # tool z axis pointing at the floor
+ARM_JOINTS = list(range(7))
+FINGER_JOINTS = [9, 10]
+PANDA_EE_LINK = 11  # panda_grasptarget, between the fingertips
+SUCTION_CUP_LINK = 9
+SUCTION_TCP_LINK = 10
+FINGER_OPEN = 0.04
+# IK null space: joint limits, ranges and a comfortable rest posture (rad)
+_LOWER = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]
+_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
+_REST = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]
+_MAX_FORCE = [87.0] * 4 + [12.0] * 3
+_GAINS = [0.3] * 7  # stiff enough to follow a 3 cm target within one 50 ms control step
+
+
+@functools.cache
+def suction_urdf() -> str:
+    """A Panda URDF whose fingers are replaced by a suction cup; derived from pybullet_data's Panda."""
+    src = Path(pybullet_data.getDataPath()) / "franka_panda" / "panda.urdf"
+    text = src.read_text()
+    cut = text.index('<link name="panda_leftfinger">')
+    meshes = (src.parent / "meshes").as_posix() + "/"
+    head = text[:cut].replace("package://meshes/", meshes)
+    cup = """
+  <link name="suction_cup">
+    <inertial><origin xyz="0 0 0"/><mass value="0.05"/>
+      <inertia ixx="1e-5" ixy="0" ixz="0" iyy="1e-5" iyz="0" izz="1e-5"/></inertial>
+    <visual><geometry><cylinder radius="0.02" length="0.05"/></geometry>
+      <material name="cup"><color rgba="0.15 0.15 0.15 1"/></material></visual>
+    <collision><geometry><cylinder radius="0.02" length="0.05"/></geometry></collision>
+  </link>
+  <joint name="suction_cup_joint" type="fixed">
+    <parent link="panda_hand"/><child link="suction_cup"/><origin xyz="0 0 0.08" rpy="0 0 0"/>
+  </joint>
+  <link name="suction_tcp">
+    <inertial><mass value="0.0"/><inertia ixx="0" ixy="0" ixz="0" iyy="0" iyz="0" izz="0"/></inertial>
+  </link>
+  <joint name="suction_tcp_joint" type="fixed">
+    <parent link="panda_hand"/><child link="suction_tcp"/><origin xyz="0 0 0.105" rpy="0 0 0"/>
+  </joint>
+</robot>
+"""
+    out = Path(tempfile.gettempdir()) / "factory_twin_panda_suction.urdf"
+    tmp = out.with_suffix(f".{id(text)}.tmp")
+    tmp.write_text(head + cup)
+    tmp.replace(out)
+    return str(out)
+
+
+class Panda:
+    """A Panda arm with its tool, controlled in joint space or by end-effector deltas (IK).
+
+    Args:
+        world: The world to build in.
+        name: Unique body name, e.g. ``"panda-0"``.
+        config: The layout's robot entry.
+    """
+
+    def __init__(self, world: World, name: str, config: RobotConfig) -> None:
+        self.world = world
+        self.name = name
+        self.config = config
+        self.tool = config.tool
+        yaw = math.radians(config.base.yaw)
+        base_orn = world.p.getQuaternionFromEuler([0, 0, yaw])
+        urdf = "franka_panda/panda.urdf" if self.tool == "parallel_gripper" else suction_urdf()
+        self.id = world.load_urdf(name, urdf, config.base.position, base_orn, fixed_base=True)
+        p = world.p
+        self.ee_link = PANDA_EE_LINK if self.tool == "parallel_gripper" else SUCTION_TCP_LINK
+        self.tool_links = set(FINGER_JOINTS) if self.tool == "parallel_gripper" else {SUCTION_CUP_LINK}
+        for j in range(p.getNumJoints(self.id)):
+            p.changeDynamics(self.id, j, linearDamping=0.0, angularDamping=0.0)
+        if self.tool == "parallel_gripper":
+            for j in FINGER_JOINTS:
+                p.changeDynamics(self.id, j, lateralFriction=1.5, spinningFriction=0.002, frictionAnchor=1)
+        else:
+            p.changeDynamics(self.id, SUCTION_CUP_LINK, lateralFriction=1.0)
+        n_ik = 9 if self.tool == "parallel_gripper" else 7
+        pad = [0.0] * (n_ik - 7)
+        self._ik_kwargs = dict(
+            lowerLimits=_LOWER + pad,
+            upperLimits=_UPPER + [FINGER_OPEN] * len(pad),
+            jointRanges=[u - lo for u, lo in zip(_UPPER, _LOWER, strict=True)] + [FINGER_OPEN] * len(pad),
+            restPoses=_REST + [FINGER_OPEN] * len(pad),
+            maxNumIterations=8,
+            residualThreshold=1e-4,
+        )
+        self.base_position = np.asarray(config.base.position, dtype=float)
+        # Home: the tool pointing down 0.45 m in front of the base, 0.3 m above it.
+        fwd = np.array([math.cos(yaw), math.sin(yaw), 0.0])
+        self.home_ee = self.base_position + 0.45 * fwd + np.array([0.0, 0.0, 0.3])
+        self.home_q = self._solve_home()
+        self.reset()
+
+    # -- episode ----------------------------------------------------------------------------
+
+    def _solve_home(self) -> np.ndarray:
+        p = self.world.p
+        for j, q in zip(ARM_JOINTS, _REST, strict=True):
+            p.resetJointState(self.id, j, q)
+        for _ in range(30):  # iterate IK on the real kinematics until the posture converges
+            q = self._ik(self.home_ee)
+            for j in ARM_JOINTS:
+                p.resetJointState(self.id, j, q[j])
+        return np.asarray(q, dtype=float)
+
+    def reset(self) -> None:
+        """Home posture, zero velocity, tool open, controller targets cleared."""
+        p = self.world.p
+        for j in ARM_JOINTS:
+            p.resetJointState(self.id, j, self.home_q[j], 0.0)
+        if self.tool == "parallel_gripper":
+            for j in FINGER_JOINTS:
+                p.resetJointState(self.id, j, FINGER_OPEN, 0.0)
+        self.held_constraint: int | None = None
+        self.held_part: int | None = None
+        self.suction_on = False
+        self.gripper_closed = False
+        self.energy = 0.0
+        self.q_target = self.home_q.copy()
+        self._send_arm(self.q_target)
+        self.command_tool(close=False)
+
+    # -- control ----------------------------------------------------------------------------
+
+    def _ik(self, position: np.ndarray) -> np.ndarray:
+        q = self.world.p.calculateInverseKinematics(self.id, self.ee_link, list(position), DOWN, **self._ik_kwargs)
+        return np.asarray(q[:7], dtype=float)
+
+    def _send_arm(self, q: np.ndarray) -> None:
+        self.world.p.setJointMotorControlArray(
+            self.id,
+            ARM_JOINTS,
+            pb.POSITION_CONTROL,
+            targetPositions=list(q),
+            forces=_MAX_FORCE,
+            positionGains=_GAINS,
+        )
+
+    def set_joint_targets(self, q: np.ndarray) -> None:
+        """Position-control the seven arm joints to ``q`` (clipped to the joint limits)."""
+        self.q_target = np.clip(np.asarray(q, dtype=float), _LOWER, _UPPER)
+        self._send_arm(self.q_target)
+
+    def move_ee_to(self, position: np.ndarray) -> None:
+        """Drive the tool centre point towards ``position`` with the tool pointing down."""
+        self.set_joint_targets(self._ik(np.asarray(position, dtype=float)))
+
+    def command_tool(self, close: bool) -> None:
+        """Close/open the gripper, or switch suction on/off."""
+        p = self.world.p
+        if self.tool == "parallel_gripper":
+            self.gripper_closed = bool(close)
+            target = 0.0 if close else FINGER_OPEN
+            p.setJointMotorControlArray(
+                self.id,
+                FINGER_JOINTS,
+                pb.POSITION_CONTROL,
+                targetPositions=[target, target],
+                forces=[self.config.grip_force] * 2,
+            )
+        else:
+            self.suction_on = bool(close)
+            if not close:
+                self.release()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def ee_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tool centre point position and linear velocity (world frame)."""
+        s = self.world.p.getLinkState(self.id, self.ee_link, computeLinkVelocity=1)
+        return np.asarray(s[4]), np.asarray(s[6])
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Arm joint positions, velocities and applied motor torques."""
+        states = self.world.p.getJointStates(self.id, ARM_JOINTS)
+        q, dq, _, tau = zip(*states, strict=True)
+        return np.asarray(q), np.asarray(dq), np.asarray(tau)
+
+    def finger_width(self) -> float:
+        if self.tool != "parallel_gripper":
+            return 0.0
+        a, b = self.world.p.getJointStates(self.id, FINGER_JOINTS)
+        return a[0] + b[0]
+
+    def update(self, dt: float, tool_contacts: dict[int, list]) -> None:
+        """After a control step: meter energy and let a suction seal form or break.
+
+        Args:
+            dt: Control period in seconds.
+            tool_contacts: Contact points of the tool links, by the other body's id.
+        """
+        _, dq, tau = self.joint_state()
+        self.energy += float(np.abs(tau * dq).sum()) * dt
+        if self.tool != "suction":
+            return
+        p = self.world.p
+        if self.held_constraint is not None:
+            if self.held_part not in tool_contacts:  # seal lost: the part tore away
+                self.release()
+            return
+        if not self.suction_on:
+            return
+        tool_z = np.asarray(p.getMatrixFromQuaternion(p.getLinkState(self.id, self.ee_link)[5])).reshape(3, 3)[:, 2]
+        for body, pts in tool_contacts.items():
+            # A seal needs the cup face flat on the part: the contact normal along the tool axis.
+            normals = [abs(float(np.dot(pt[7], tool_z))) for pt in pts if pt[3] == SUCTION_CUP_LINK]
+            if normals and max(normals) > math.cos(math.radians(20)):
+                self._attach(body)
+                return
+
+    def _attach(self, body: int) -> None:
+        p = self.world.p
+        cup = p.getLinkState(self.id, self.ee_link)
+        part_pos, part_orn = p.getBasePositionAndOrientation(body)
+        inv_pos, inv_orn = p.invertTransform(cup[4], cup[5])
+        rel_pos, rel_orn = p.multiplyTransforms(inv_pos, inv_orn, part_pos, part_orn)
+        cid = p.createConstraint(
+            self.id,
+            self.ee_link,
+            body,
+            -1,
+            pb.JOINT_FIXED,
+            [0, 0, 0],
+            parentFramePosition=rel_pos,
+            childFramePosition=[0, 0, 0],
+            parentFrameOrientation=rel_orn,
+        )
+        p.changeConstraint(cid, maxForce=self.config.suction_force)
+        self.held_constraint, self.held_part = cid, body
+
+    def release(self) -> None:
+        if self.held_constraint is not None:
+            self.world.p.removeConstraint(self.held_constraint)
+        self.held_constraint = None
+        self.held_part = None
+
+    def holding(self, tool_contacts: dict[int, list]) -> int | None:
+        """Id of the part the tool holds, or None."""
+        if self.tool == "suction":
+            return self.held_part
+        if not self.gripper_closed:
+            return None
+        for body, pts in tool_contacts.items():
+            if {pt[3] for pt in pts} >= set(FINGER_JOINTS):  # both fingers on the same part
+                return body
+        return None

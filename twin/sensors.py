@@ -1,0 +1,115 @@
+"""Sensors: cameras (RGB, depth, segmentation) and the beam-break light barrier."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as pb
+
+from twin.layout import Camera as CameraConfig
+from twin.world import World
+
+
+def gpu_driver_present() -> bool:
+    """True when an NVIDIA driver is visible (EGL rendering can then run on the GPU)."""
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/dri/renderD128")
+
+
+def enable_egl(world: World) -> bool:
+    """Load PyBullet's EGL renderer plugin when a GPU driver is present.
+
+    Returns True when the plugin loaded; otherwise cameras use the CPU TinyRenderer.
+    ``FACTORY_TWIN_RENDERER=tiny`` forces the TinyRenderer, ``=egl`` tries EGL regardless.
+    """
+    choice = os.environ.get("FACTORY_TWIN_RENDERER", "auto").lower()
+    if choice == "tiny" or (choice == "auto" and not gpu_driver_present()):
+        return False
+    try:
+        import pkgutil
+
+        egl = pkgutil.get_loader("eglRenderer")
+        plugin = world.p.loadPlugin(egl.get_filename(), "_eglRendererPlugin") if egl else -1
+    except Exception:
+        plugin = -1
+    world.egl = plugin >= 0
+    return world.egl
+
+
+@dataclass
+class CameraImages:
+    rgb: np.ndarray
+    """uint8 (H, W, 3)."""
+    depth: np.ndarray
+    """float32 (H, W), metres from the camera plane."""
+    segmentation: np.ndarray
+    """int32 (H, W), PyBullet body id per pixel (-1 for background)."""
+
+
+class Camera:
+    """A pinhole camera fixed in the cell."""
+
+    def __init__(self, world: World, config: CameraConfig, width: int | None = None, height: int | None = None) -> None:
+        self.world = world
+        self.config = config
+        self.width = width or config.width
+        self.height = height or config.height
+        self.view = world.p.computeViewMatrix(config.eye, config.target, config.up)
+        self.proj = world.p.computeProjectionMatrixFOV(config.fov, self.width / self.height, config.near, config.far)
+
+    @property
+    def intrinsics(self) -> np.ndarray:
+        """3x3 pinhole matrix K in pixels."""
+        fy = self.height / (2 * math.tan(math.radians(self.config.fov) / 2))
+        return np.array([[fy, 0, self.width / 2], [0, fy, self.height / 2], [0, 0, 1]])
+
+    def _capture(self, flags: int) -> tuple:
+        renderer = pb.ER_BULLET_HARDWARE_OPENGL if self.world.egl else pb.ER_TINY_RENDERER
+        return self.world.p.getCameraImage(
+            self.width,
+            self.height,
+            self.view,
+            self.proj,
+            renderer=renderer,
+            flags=flags,
+            shadow=0,
+        )
+
+    def rgb(self) -> np.ndarray:
+        """An RGB frame, uint8 (H, W, 3)."""
+        _, _, px, _, _ = self._capture(pb.ER_NO_SEGMENTATION_MASK)
+        return np.asarray(px, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3]
+
+    def capture(self) -> CameraImages:
+        """RGB, metric depth and segmentation in one render."""
+        _, _, px, depth_buf, seg = self._capture(0)
+        rgb = np.asarray(px, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3]
+        z = np.asarray(depth_buf, dtype=np.float32).reshape(self.height, self.width)
+        near, far = self.config.near, self.config.far
+        depth = far * near / (far - (far - near) * z)
+        seg_ids = np.asarray(seg, dtype=np.int32).reshape(self.height, self.width)
+        # PyBullet packs the link index in the high bits; keep the body id.
+        seg_ids = np.where(seg_ids >= 0, seg_ids & ((1 << 24) - 1), -1)
+        return CameraImages(rgb=rgb, depth=depth.astype(np.float32), segmentation=seg_ids)
+
+
+class BeamBreak:
+    """A light barrier across a conveyor; ``blocked`` names what breaks the beam."""
+
+    def __init__(self, world: World, start: np.ndarray, end: np.ndarray) -> None:
+        self.world = world
+        self.start = [float(v) for v in start]
+        self.end = [float(v) for v in end]
+        self.blocked_by: int | None = None
+
+    def read(self) -> int | None:
+        """Body id breaking the beam (or None); also stored in ``blocked_by``."""
+        hit = self.world.p.rayTest(self.start, self.end)[0]
+        self.blocked_by = hit[0] if hit[0] >= 0 else None
+        return self.blocked_by
+
+    @property
+    def blocked(self) -> bool:
+        return self.blocked_by is not None

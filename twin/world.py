@@ -1,0 +1,264 @@
+"""One PyBullet client behind a small, name-based API.
+
+The rest of the twin never handles raw PyBullet body ids: bodies are registered under unique
+names (``"panda-0"``, ``"conveyor-0"``, ``"part-cube-3"``) and looked up by name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pybullet as pb
+import pybullet_data
+from pybullet_utils.bullet_client import BulletClient
+
+Vec3 = Sequence[float]
+Quat = Sequence[float]
+
+
+class World:
+    """A PyBullet physics client with a fixed physics rate and control substeps.
+
+    Args:
+        physics_hz: Physics rate; each PyBullet step advances ``1 / physics_hz`` seconds.
+        substeps: Physics steps per control step (the control rate is ``physics_hz / substeps``).
+        gravity: Gravity vector in m/s^2.
+        gui: Open the PyBullet GUI instead of the headless DIRECT client.
+        solver_iterations: Constraint solver iterations per physics step.
+    """
+
+    def __init__(
+        self,
+        physics_hz: float = 240.0,
+        substeps: int = 12,
+        gravity: Vec3 = (0.0, 0.0, -9.81),
+        gui: bool = False,
+        solver_iterations: int = 50,
+    ) -> None:
+        if physics_hz <= 0 or substeps < 1:
+            raise ValueError(f"physics_hz must be > 0 and substeps >= 1, got {physics_hz}, {substeps}")
+        self.physics_hz = float(physics_hz)
+        self.substeps = int(substeps)
+        self.gui = gui
+        self.client: BulletClient | None = BulletClient(connection_mode=pb.GUI if gui else pb.DIRECT)
+        self.p.setAdditionalSearchPath(pybullet_data.getDataPath())
+        self.p.setGravity(*gravity)
+        self.p.setPhysicsEngineParameter(
+            fixedTimeStep=self.physics_dt,
+            numSubSteps=0,
+            numSolverIterations=solver_iterations,
+            deterministicOverlappingPairs=1,
+        )
+        if gui:
+            self.p.configureDebugVisualizer(pb.COV_ENABLE_GUI, 0)
+        self._bodies: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+        self.egl = False
+
+    # -- basics -----------------------------------------------------------------------------
+
+    @property
+    def p(self) -> BulletClient:
+        """The underlying client (for the few calls this wrapper does not cover)."""
+        if self.client is None:
+            raise RuntimeError("the World has been closed")
+        return self.client
+
+    @property
+    def physics_dt(self) -> float:
+        return 1.0 / self.physics_hz
+
+    @property
+    def control_dt(self) -> float:
+        return self.substeps / self.physics_hz
+
+    def close(self) -> None:
+        """Disconnect the client; safe to call twice."""
+        if self.client is not None:
+            try:
+                self.client.disconnect()
+            except pb.error:
+                pass
+            self.client = None
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a World dropped without close() must not leak its client
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- bodies -----------------------------------------------------------------------------
+
+    def _register(self, name: str, body_id: int) -> int:
+        self._bodies[name] = body_id
+        self._names[body_id] = name
+        return body_id
+
+    def _check_new(self, name: str) -> None:
+        if name in self._bodies:
+            raise ValueError(f"a body named {name!r} already exists")
+
+    def body(self, name: str) -> int:
+        """PyBullet id of the body called ``name``."""
+        try:
+            return self._bodies[name]
+        except KeyError:
+            raise KeyError(f"no body named {name!r}; bodies: {sorted(self._bodies)}") from None
+
+    def name_of(self, body_id: int) -> str | None:
+        return self._names.get(body_id)
+
+    @property
+    def body_names(self) -> list[str]:
+        return list(self._bodies)
+
+    def num_bodies(self) -> int:
+        """Bodies in the PyBullet world (not only the named ones)."""
+        return self.p.getNumBodies()
+
+    def load_urdf(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        position: Vec3 = (0, 0, 0),
+        orientation: Quat = (0, 0, 0, 1),
+        fixed_base: bool = False,
+        flags: int = 0,
+        scale: float = 1.0,
+    ) -> int:
+        """Load a URDF under a unique name."""
+        self._check_new(name)
+        path = str(path)
+        try:
+            body_id = self.p.loadURDF(
+                path, position, orientation, useFixedBase=fixed_base, flags=flags, globalScaling=scale
+            )
+        except pb.error as exc:
+            raise FileNotFoundError(f"cannot load URDF {path!r} for {name!r}: {exc}") from None
+        return self._register(name, body_id)
+
+    def create_box(
+        self,
+        name: str,
+        half_extents: Vec3,
+        position: Vec3,
+        orientation: Quat = (0, 0, 0, 1),
+        mass: float = 0.0,
+        rgba: Sequence[float] = (0.6, 0.6, 0.6, 1.0),
+        friction: float = 0.8,
+        visual: bool = True,
+    ) -> int:
+        """A box body; ``mass=0`` makes it static."""
+        self._check_new(name)
+        col = self.p.createCollisionShape(pb.GEOM_BOX, halfExtents=list(half_extents))
+        vis = (
+            self.p.createVisualShape(pb.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=list(rgba))
+            if visual
+            else -1
+        )
+        body_id = self.p.createMultiBody(mass, col, vis, list(position), list(orientation))
+        self.p.changeDynamics(body_id, -1, lateralFriction=friction)
+        return self._register(name, body_id)
+
+    def create_cylinder(
+        self,
+        name: str,
+        radius: float,
+        height: float,
+        position: Vec3,
+        orientation: Quat = (0, 0, 0, 1),
+        mass: float = 0.0,
+        rgba: Sequence[float] = (0.6, 0.6, 0.6, 1.0),
+        friction: float = 0.8,
+    ) -> int:
+        self._check_new(name)
+        col = self.p.createCollisionShape(pb.GEOM_CYLINDER, radius=radius, height=height)
+        vis = self.p.createVisualShape(pb.GEOM_CYLINDER, radius=radius, length=height, rgbaColor=list(rgba))
+        body_id = self.p.createMultiBody(mass, col, vis, list(position), list(orientation))
+        self.p.changeDynamics(body_id, -1, lateralFriction=friction)
+        return self._register(name, body_id)
+
+    def create_compound(
+        self,
+        name: str,
+        boxes: Sequence[tuple[Vec3, Vec3]],
+        position: Vec3,
+        rgba: Sequence[float] = (0.6, 0.6, 0.6, 1.0),
+        friction: float = 0.8,
+    ) -> int:
+        """A static body made of boxes, each given as ``(half_extents, local_position)``."""
+        self._check_new(name)
+        halfs = [list(h) for h, _ in boxes]
+        offsets = [list(o) for _, o in boxes]
+        col = self.p.createCollisionShapeArray(
+            [pb.GEOM_BOX] * len(boxes), halfExtents=halfs, collisionFramePositions=offsets
+        )
+        vis = self.p.createVisualShapeArray(
+            [pb.GEOM_BOX] * len(boxes),
+            halfExtents=halfs,
+            visualFramePositions=offsets,
+            rgbaColors=[list(rgba)] * len(boxes),
+        )
+        body_id = self.p.createMultiBody(0.0, col, vis, list(position))
+        self.p.changeDynamics(body_id, -1, lateralFriction=friction)
+        return self._register(name, body_id)
+
+    def create_plane(self, name: str = "floor", friction: float = 0.8) -> int:
+        self._check_new(name)
+        body_id = self.p.loadURDF("plane.urdf")
+        self.p.changeDynamics(body_id, -1, lateralFriction=friction)
+        return self._register(name, body_id)
+
+    # -- state of bodies --------------------------------------------------------------------
+
+    def pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        pos, orn = self.p.getBasePositionAndOrientation(self.body(name))
+        return np.asarray(pos), np.asarray(orn)
+
+    def velocity(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        lin, ang = self.p.getBaseVelocity(self.body(name))
+        return np.asarray(lin), np.asarray(ang)
+
+    def set_pose(self, name: str, position: Vec3, orientation: Quat = (0, 0, 0, 1)) -> None:
+        self.p.resetBasePositionAndOrientation(self.body(name), list(position), list(orientation))
+
+    def set_velocity(self, name: str, linear: Vec3 = (0, 0, 0), angular: Vec3 = (0, 0, 0)) -> None:
+        self.p.resetBaseVelocity(self.body(name), list(linear), list(angular))
+
+    def contacts(self, a: str, b: str | None = None, link_a: int = -2) -> list[Any]:
+        """Contact points of body ``a`` (optionally with body ``b``, optionally one link of ``a``)."""
+        kwargs: dict[str, int] = {"bodyA": self.body(a)}
+        if b is not None:
+            kwargs["bodyB"] = self.body(b)
+        if link_a != -2:
+            kwargs["linkIndexA"] = link_a
+        return list(self.p.getContactPoints(**kwargs))
+
+    # -- stepping and state -----------------------------------------------------------------
+
+    def step(self, n: int | None = None) -> None:
+        """Advance ``n`` physics steps (default: one control step)."""
+        # One stepSimulation call per physics step: PyBullet's own numSubSteps keeps a time
+        # accumulator that restoreState does not reset, which would make episodes depend on history.
+        step = self.p.stepSimulation
+        for _ in range(self.substeps if n is None else int(n)):
+            step()
+
+    def save_state(self) -> int:
+        """Snapshot the whole physics state in memory; returns its id."""
+        return self.p.saveState()
+
+    def restore_state(self, state_id: int) -> None:
+        self.p.restoreState(stateId=state_id)
+
+    def remove_state(self, state_id: int) -> None:
+        self.p.removeState(state_id)
