@@ -6,6 +6,7 @@ names (``"panda-0"``, ``"conveyor-0"``, ``"part-cube-3"``) and looked up by name
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -78,10 +79,8 @@ class World:
     def close(self) -> None:
         """Disconnect the client; safe to call twice."""
         if self.client is not None:
-            try:
+            with contextlib.suppress(pb.error):
                 self.client.disconnect()
-            except pb.error:
-                pass
             self.client = None
 
     def __enter__(self) -> World:
@@ -91,10 +90,8 @@ class World:
         self.close()
 
     def __del__(self) -> None:  # a World dropped without close() must not leak its client
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     # -- bodies -----------------------------------------------------------------------------
 
