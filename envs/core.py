@@ -188,6 +188,10 @@ class FactoryEnv(gym.Env):
         """Reward for (possibly relabelled, batched) goals, as HER needs."""
         return self.task.compute_reward(achieved_goal, desired_goal, info)
 
+    def task_camera_config(self):
+        """Layout entry of the camera the ``rgb`` observation mode uses."""
+        return self._camera(self.task.obs_camera).config
+
     def kpis(self) -> dict[str, float]:
         """Production KPIs of the episode so far."""
         return self.twin.kpis()

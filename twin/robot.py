@@ -35,6 +35,9 @@ _LOWER = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]
 _UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
 _REST = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]
 _MAX_FORCE = [87.0] * 4 + [12.0] * 3
+_REST_ARR = np.asarray(_REST)
+_DOWN_R = np.diag([1.0, -1.0, -1.0])  # rotation matrix of DOWN
+_DAMPING = 1e-4  # squared damping of the least-squares IK step
 _GAINS = [0.3] * 7  # stiff enough to follow a 3 cm target within one 50 ms control step
 
 
@@ -88,6 +91,7 @@ class Panda:
         self.tool = config.tool
         yaw = math.radians(config.base.yaw)
         base_orn = world.p.getQuaternionFromEuler([0, 0, yaw])
+        self._base_rot = np.asarray(world.p.getMatrixFromQuaternion(base_orn)).reshape(3, 3)
         urdf = "franka_panda/panda.urdf" if self.tool == "parallel_gripper" else suction_urdf()
         self.id = world.load_urdf(name, urdf, config.base.position, base_orn, fixed_base=True)
         p = world.p
@@ -101,13 +105,15 @@ class Panda:
         else:
             p.changeDynamics(self.id, SUCTION_CUP_LINK, lateralFriction=1.0)
         n_ik = 9 if self.tool == "parallel_gripper" else 7
+        self._movable = list(range(7)) + (FINGER_JOINTS if n_ik == 9 else [])
+        self._zeros = [0.0] * n_ik
         pad = [0.0] * (n_ik - 7)
         self._ik_kwargs = dict(
             lowerLimits=_LOWER + pad,
             upperLimits=_UPPER + [FINGER_OPEN] * len(pad),
             jointRanges=[u - lo for u, lo in zip(_UPPER, _LOWER, strict=True)] + [FINGER_OPEN] * len(pad),
             restPoses=_REST + [FINGER_OPEN] * len(pad),
-            maxNumIterations=8,
+            maxNumIterations=8,  # small steps from the current posture converge fast
             residualThreshold=1e-4,
         )
         self.base_position = np.asarray(config.base.position, dtype=float)
@@ -137,6 +143,7 @@ class Panda:
         if self.tool == "parallel_gripper":
             for j in FINGER_JOINTS:
                 p.resetJointState(self.id, j, FINGER_OPEN, 0.0)
+        self._ee_cache: tuple[int, np.ndarray, np.ndarray] | None = None
         self.held_constraint: int | None = None
         self.held_part: int | None = None
         self.suction_on = False
@@ -149,8 +156,31 @@ class Panda:
     # -- control ----------------------------------------------------------------------------
 
     def _ik(self, position: np.ndarray) -> np.ndarray:
+        """Iterative IK to convergence (used once, for the home posture)."""
         q = self.world.p.calculateInverseKinematics(self.id, self.ee_link, list(position), DOWN, **self._ik_kwargs)
         return np.asarray(q[:7], dtype=float)
+
+    def _diff_ik(self, position: np.ndarray) -> np.ndarray:
+        """One damped-least-squares step from the current posture towards ``position``, tool down.
+
+        Control steps are small (centimetres), so one linearised step is accurate to a fraction
+        of a millimetre, and the loop closes at every control step. A null-space pull keeps the
+        redundant elbow near its rest posture.
+        """
+        p = self.world.p
+        states = p.getJointStates(self.id, self._movable)
+        q_all = [s[0] for s in states]
+        lin, ang = p.calculateJacobian(self.id, self.ee_link, [0.0, 0.0, 0.0], q_all, self._zeros, self._zeros)
+        # PyBullet gives the Jacobian in the base frame; the errors below are in the world frame.
+        jac = np.concatenate([self._base_rot @ np.asarray(lin)[:, :7], self._base_rot @ np.asarray(ang)[:, :7]])
+        s = p.getLinkState(self.id, self.ee_link)
+        rot = np.asarray(p.getMatrixFromQuaternion(s[5])).reshape(3, 3)
+        err = np.concatenate([np.asarray(position) - s[4], 0.5 * np.cross(rot, _DOWN_R, axis=0).sum(axis=1)])
+        jjt = jac @ jac.T + _DAMPING * np.eye(6)
+        jpinv = jac.T @ np.linalg.inv(jjt)
+        q = np.asarray(q_all[:7])
+        dq = jpinv @ err + (np.eye(7) - jpinv @ jac) @ (0.2 * (_REST_ARR - q))
+        return q + dq
 
     def _send_arm(self, q: np.ndarray) -> None:
         self.world.p.setJointMotorControlArray(
@@ -169,7 +199,7 @@ class Panda:
 
     def move_ee_to(self, position: np.ndarray) -> None:
         """Drive the tool centre point towards ``position`` with the tool pointing down."""
-        self.set_joint_targets(self._ik(np.asarray(position, dtype=float)))
+        self.set_joint_targets(self._diff_ik(np.asarray(position, dtype=float)))
 
     def command_tool(self, close: bool) -> None:
         """Close/open the gripper, or switch suction on/off."""
@@ -193,8 +223,10 @@ class Panda:
 
     def ee_state(self) -> tuple[np.ndarray, np.ndarray]:
         """Tool centre point position and linear velocity (world frame)."""
-        s = self.world.p.getLinkState(self.id, self.ee_link, computeLinkVelocity=1)
-        return np.asarray(s[4]), np.asarray(s[6])
+        if self._ee_cache is None or self._ee_cache[0] != self.world.steps:
+            s = self.world.p.getLinkState(self.id, self.ee_link, computeLinkVelocity=1)
+            self._ee_cache = (self.world.steps, np.asarray(s[4]), np.asarray(s[6]))
+        return self._ee_cache[1], self._ee_cache[2]
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Arm joint positions, velocities and applied motor torques."""

@@ -20,6 +20,16 @@ Vec3 = Sequence[float]
 Quat = Sequence[float]
 
 
+class _Client(BulletClient):
+    """BulletClient that binds each PyBullet function to its client once, not on every call."""
+
+    def __getattr__(self, name: str) -> Any:
+        attr = super().__getattr__(name)
+        if name != "disconnect":
+            self.__dict__[name] = attr
+        return attr
+
+
 class World:
     """A PyBullet physics client with a fixed physics rate and control substeps.
 
@@ -44,7 +54,7 @@ class World:
         self.physics_hz = float(physics_hz)
         self.substeps = int(substeps)
         self.gui = gui
-        self.client: BulletClient | None = BulletClient(connection_mode=pb.GUI if gui else pb.DIRECT)
+        self.client: BulletClient | None = _Client(connection_mode=pb.GUI if gui else pb.DIRECT)
         self.p.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.p.setGravity(*gravity)
         self.p.setPhysicsEngineParameter(
@@ -55,6 +65,8 @@ class World:
         )
         if gui:
             self.p.configureDebugVisualizer(pb.COV_ENABLE_GUI, 0)
+        self.steps = 0
+        """Count of ``step()`` calls and state restores: a key for caches of body states."""
         self._bodies: dict[str, int] = {}
         self._names: dict[int, str] = {}
         self.egl = False
@@ -249,6 +261,7 @@ class World:
         step = self.p.stepSimulation
         for _ in range(self.substeps if n is None else int(n)):
             step()
+        self.steps += 1
 
     def save_state(self) -> int:
         """Snapshot the whole physics state in memory; returns its id."""
@@ -256,6 +269,7 @@ class World:
 
     def restore_state(self, state_id: int) -> None:
         self.p.restoreState(stateId=state_id)
+        self.steps += 1
 
     def remove_state(self, state_id: int) -> None:
         self.p.removeState(state_id)

@@ -134,6 +134,17 @@ class ConveyorPickExpert:
         delta = np.clip((target - ee) / self.task.max_step, -speed, speed)
         return np.append(delta, 1.0 if close else -1.0).astype(np.float32)
 
+    def _via(self, ee: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """``goal``, or a waypoint around the robot's base if the straight path passes too close to it."""
+        base = self.task.robot.base_position[:2]
+        a, b = ee[:2] - base, goal[:2] - base
+        seg = b - a
+        t = np.clip(-(a @ seg) / max(seg @ seg, 1e-9), 0.0, 1.0)
+        if np.linalg.norm(a + t * seg) > 0.4:
+            return goal
+        ang = np.arctan2(a[1], a[0]) + 0.5 * np.angle(np.exp(1j * (np.arctan2(b[1], b[0]) - np.arctan2(a[1], a[0]))))
+        return np.array([*(base + 0.55 * np.array([np.cos(ang), np.sin(ang)])), goal[2]])
+
     def __call__(self, obs: Any) -> np.ndarray:
         task = self.task
         ee, _ = task.robot.ee_state()
@@ -151,7 +162,7 @@ class ConveyorPickExpert:
         if self.phase == "carry":
             if np.linalg.norm((ee - above_bin)[:2]) < 0.02:
                 self.phase = "lower"
-            return self._act(ee, above_bin, close=True, speed=0.7)
+            return self._act(ee, self._via(ee, above_bin), close=True, speed=0.7)
         if self.phase == "lower":
             low = np.array([*task.drop_point[:2], self.RELEASE_Z])
             if ee[2] < self.RELEASE_Z + 0.01:
@@ -162,8 +173,9 @@ class ConveyorPickExpert:
             if self.timer > 6:
                 self.phase = "wait"
             return self._act(ee, ee, close=False)
-        # lead the moving part by the controller's lag of about two control steps
-        grasp = part.pos + part.vel * 2 * task.twin.control_dt
+        # lead the moving part by the controller's lag of about two control steps; grip a little
+        # above the centre so the fingertips stay clear of the belt
+        grasp = part.pos + part.vel * 2 * task.twin.control_dt + np.array([0.0, 0.0, 0.006])
         if self.phase == "approach":
             hover = grasp + np.array([0.0, 0.0, self.HOVER])
             if np.linalg.norm((ee - hover)[:2]) < 0.01 and abs(ee[2] - hover[2]) < 0.03:

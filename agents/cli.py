@@ -1,0 +1,217 @@
+"""The ``twin`` command line.
+
+Exit codes: 0 success, 1 a run failed (a smoke case, an episode error), 2 bad input (unknown env
+id, invalid layout, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit status 2."""
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _fmt(v: float) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _env_id(env_id: str) -> str:
+    import envs
+
+    try:
+        return envs.check_env_id(env_id)
+    except envs.UnknownEnvError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    import envs
+
+    width = max(len(e) for e in envs.ENV_IDS)
+    for env_id in envs.ENV_IDS:
+        modes = ",".join(envs.TASKS[env_id].obs_modes)
+        print(f"{env_id:<{width}}  {envs.DESCRIPTIONS[env_id]} [obs: {modes}]")
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from agents.smoke import cases, smoke_one
+
+    failed = []
+    t0 = time.perf_counter()
+    for env_id, mode in cases():
+        t = time.perf_counter()
+        try:
+            smoke_one(env_id, mode, steps=args.steps, seed=args.seed)
+        except Exception as exc:  # report and go on: the summary names every failure
+            failed.append(f"{env_id} [{mode}]: {type(exc).__name__}: {exc}")
+            out.print(f"[red]FAIL[/red] {env_id} obs_mode={mode}: {exc}")
+        else:
+            out.print(f"[green]ok[/green]   {env_id} obs_mode={mode} ({time.perf_counter() - t:.1f} s)")
+    if failed:
+        err.print(f"smoke failed for {len(failed)} case(s):\n  " + "\n  ".join(failed))
+        return 1
+    out.print(f"smoke passed: {len(cases())} cases in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from agents.play import run_episodes, summarize
+
+    env_id = _env_id(args.env_id)
+    if args.episodes < 1:
+        raise UsageError("--episodes must be at least 1")
+    if args.video and not args.video.lower().endswith((".mp4", ".gif")):
+        raise UsageError(f"--video must name a .mp4 or .gif file, got {args.video!r}")
+    with _progress() as prog:
+        task = prog.add_task(f"{env_id} [{args.policy}]", total=args.episodes, rate="")
+        t0 = time.perf_counter()
+
+        def done(res):
+            n = prog.tasks[task].completed + 1
+            prog.update(task, advance=1, rate=f"{n / (time.perf_counter() - t0):.2f} ep/s")
+            if args.verbose:
+                err.print(f"seed {res.seed}: success={res.success} return={res.ret:.2f} steps={res.length}")
+
+        results = run_episodes(env_id, args.policy, args.episodes, args.seed, args.video, on_episode=done)
+    summary = summarize(results)
+    table = Table(title=f"{env_id}: {args.policy} policy, {args.episodes} episode(s) from seed {args.seed}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in summary.items():
+        table.add_row(k, _fmt(v))
+    out.print(table)
+    if args.json:
+        print(json.dumps({"env": env_id, "policy": args.policy, "seed": args.seed, **summary}))
+    if args.video:
+        out.print(f"video written to {args.video}")
+    return 0
+
+
+def cmd_layout_check(args: argparse.Namespace) -> int:
+    from twin.layout import LayoutError, load_layout
+
+    try:
+        layout = load_layout(args.file)
+    except (LayoutError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    out.print(
+        f"{args.file}: valid layout {layout.name!r} ({len(layout.robots)} robot(s), "
+        f"{len(layout.conveyors)} conveyor(s), {len(layout.bins)} bin(s), {len(layout.cameras)} camera(s))"
+    )
+    return 0
+
+
+def cmd_layout_schema(args: argparse.Namespace) -> int:
+    from twin.layout import CellLayout
+
+    print(json.dumps(CellLayout.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from agents.bench import run_bench
+
+    env_ids = [_env_id(args.env)] if args.env else None
+    if env_ids is None:
+        import envs
+
+        env_ids = list(envs.ENV_IDS)
+    for env_id in env_ids:
+        print(f"# {env_id}", flush=True)
+        for name, value, unit in run_bench(env_id, steps=args.steps, repeats=args.repeats, max_procs=args.procs):
+            print(f"{env_id}.{name} {value:.4g} {unit}", flush=True)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="twin", description="Factory Twin: digital twins of factory cells for physical AI."
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("envs", help="list the environments")
+    p.set_defaults(fn=cmd_envs)
+
+    p = sub.add_parser("smoke", help="run every env and observation mode for a few steps, headless")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_smoke)
+
+    p = sub.add_parser("play", help="run episodes with the expert or a random policy; print KPIs, write a video")
+    p.add_argument("env_id")
+    p.add_argument("--policy", choices=["expert", "random"], default="expert")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", metavar="FILE", help="write a .mp4 or .gif of the episodes")
+    p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
+    p.add_argument("-v", "--verbose", action="store_true", help="print a line per episode")
+    p.set_defaults(fn=cmd_play)
+
+    p = sub.add_parser("layout", help="check a layout file or print the layout JSON Schema")
+    lsub = p.add_subparsers(dest="layout_command", required=True, metavar="ACTION")
+    q = lsub.add_parser("check", help="validate a layout file (exit 2 naming the field if invalid)")
+    q.add_argument("file")
+    q.set_defaults(fn=cmd_layout_check)
+    q = lsub.add_parser("schema", help="print the layout JSON Schema")
+    q.set_defaults(fn=cmd_layout_schema)
+
+    p = sub.add_parser("bench", help="speed figures, one 'name value unit' line each")
+    p.add_argument("--env", help="one env id (default: all)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--procs", type=int, default=None, help="largest vector-env process count (default: CPU count)")
+    p.set_defaults(fn=cmd_bench)
+    return ap
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UsageError as exc:
+        err.print(f"twin: error: {exc}", markup=False, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    sys.exit(run(argv))

@@ -1,0 +1,125 @@
+"""Run episodes of an env with the expert or a random policy; collect KPIs and frames."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import envs
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    ret: float
+    length: int
+    kpis: dict[str, float] = field(default_factory=dict)
+
+
+def make_policy(name: str, env):
+    """``expert`` (the env's scripted expert) or ``random`` (uniform actions, seeded)."""
+    if name == "expert":
+        return envs.EXPERTS[env.spec.id](env)
+    if name == "random":
+        return _RandomPolicy(env)
+    raise ValueError(f"unknown policy {name!r}: expected 'expert' or 'random'")
+
+
+class _RandomPolicy:
+    def __init__(self, env) -> None:
+        self.space = env.action_space
+
+    def reset(self, seed: int = 0) -> None:
+        self.space.seed(seed)
+
+    def __call__(self, obs) -> np.ndarray:
+        return self.space.sample()
+
+
+def run_episodes(
+    env_id: str, policy: str, episodes: int, seed: int, video: str | None = None, on_episode=None
+) -> list[EpisodeResult]:
+    """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; optionally record a video."""
+    env = envs.make(env_id, render_mode="rgb_array" if video else None)
+    frames: list[np.ndarray] = []
+    results = []
+    try:
+        pi = make_policy(policy, env)
+        for k in range(episodes):
+            s = seed + k
+            obs, _ = env.reset(seed=s)
+            pi.reset(seed=s) if isinstance(pi, _RandomPolicy) else pi.reset()
+            if video:
+                frames.append(env.render())
+            ret, n = 0.0, 0
+            while True:
+                obs, r, term, trunc, info = env.step(pi(obs))
+                ret += r
+                n += 1
+                if video:
+                    frames.append(env.render())
+                if term or trunc:
+                    break
+            kpis = env.unwrapped.kpis()
+            if "distance" in info:
+                kpis = {"final_distance": info["distance"]}
+            res = EpisodeResult(s, bool(info["is_success"]), ret, n, kpis)
+            results.append(res)
+            if on_episode:
+                on_episode(res)
+        if video:
+            write_video(video, frames, fps=env.metadata["render_fps"])
+    finally:
+        env.close()
+    return results
+
+
+def write_video(path: str | os.PathLike[str], frames: list[np.ndarray], fps: int) -> None:
+    """Write an MP4 or GIF atomically (a temp file in the same folder, then a rename)."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise ValueError(f"video file must end in .mp4 or .gif, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix == ".mp4":
+            with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=7, macro_block_size=8) as w:
+                for f in frames:
+                    w.append_data(f)
+        else:
+            imageio.mimsave(tmp, frames[::2], duration=2000 / fps, loop=0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summarize(results: list[EpisodeResult]) -> dict[str, float]:
+    """Means over episodes (NaNs skipped) plus success rate and totals of parts."""
+    out: dict[str, float] = {
+        "episodes": len(results),
+        "success_rate": float(np.mean([r.success for r in results])) if results else math.nan,
+        "mean_return": float(np.mean([r.ret for r in results])) if results else math.nan,
+        "mean_length": float(np.mean([r.length for r in results])) if results else math.nan,
+    }
+    keys = sorted({k for r in results for k in r.kpis})
+    for k in keys:
+        vals = np.array([r.kpis.get(k, math.nan) for r in results], dtype=float)
+        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+    if any("parts_arrived" in r.kpis for r in results):
+        arrived = sum(r.kpis.get("parts_arrived", 0) for r in results)
+        placed = sum(r.kpis.get("parts_placed", 0) for r in results)
+        out["parts_placed_total"] = placed
+        out["parts_arrived_total"] = arrived
+        out["parts_placed_fraction"] = placed / arrived if arrived else math.nan
+    return out
