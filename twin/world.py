@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,25 @@ from pybullet_utils.bullet_client import BulletClient
 
 Vec3 = Sequence[float]
 Quat = Sequence[float]
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence what PyBullet's C code prints on connect (it writes to file descriptor 1)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _Client(BulletClient):
@@ -54,7 +74,8 @@ class World:
         self.physics_hz = float(physics_hz)
         self.substeps = int(substeps)
         self.gui = gui
-        self.client: BulletClient | None = _Client(connection_mode=pb.GUI if gui else pb.DIRECT)
+        with _quiet_stdout():
+            self.client: BulletClient | None = _Client(connection_mode=pb.GUI if gui else pb.DIRECT)
         self.p.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.p.setGravity(*gravity)
         self.p.setPhysicsEngineParameter(

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from agents.cli import run
+from twin.paths import LAYOUTS_DIR
+
+
+def test_envs_lists_every_env(capsys):
+    import envs
+
+    assert run(["envs"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == list(envs.ENV_IDS)
+
+
+def test_smoke_passes(capsys):
+    assert run(["smoke", "--steps", "3"]) == 0
+    assert "smoke passed" in capsys.readouterr().out
+
+
+def test_smoke_names_the_failing_env(monkeypatch, capsys):
+    import agents.smoke as smoke
+
+    real = smoke.smoke_one
+
+    def broken(env_id, mode, **kw):
+        if env_id == "ConveyorPick-v0":
+            raise RuntimeError("boom")
+        return real(env_id, mode, **kw)
+
+    monkeypatch.setattr(smoke, "smoke_one", broken)
+    assert run(["smoke", "--steps", "2"]) == 1
+    assert "ConveyorPick-v0" in capsys.readouterr().err
+
+
+def test_layout_check_valid(capsys):
+    assert run(["layout", "check", str(LAYOUTS_DIR / "default.toml")]) == 0
+
+
+def test_layout_check_invalid_exits_2_naming_file_and_field(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((LAYOUTS_DIR / "default.toml").read_text().replace("speed = 0.1", "speed = -0.1"))
+    assert run(["layout", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "conveyors[0].speed" in err and "greater than or equal to 0" in err
+
+
+def test_layout_schema_is_json(capsys):
+    assert run(["layout", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "CellLayout"
+
+
+def test_play_unknown_env_exits_2(capsys):
+    assert run(["play", "FactoryReech-v0"]) == 2
+    assert "did you mean FactoryReach-v0" in capsys.readouterr().err
+
+
+def test_play_writes_video_and_prints_kpis(tmp_path, capsys):
+    video = tmp_path / "reach.gif"
+    assert run(["play", "FactoryReach-v0", "--episodes", "2", "--video", str(video), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(next(ln for ln in out.splitlines() if ln.startswith("{")))
+    assert summary["success_rate"] == 1.0 and summary["episodes"] == 2
+    assert video.stat().st_size > 1000
+
+
+def test_play_rejects_bad_video_suffix(capsys):
+    assert run(["play", "FactoryReach-v0", "--video", "out.avi"]) == 2
+
+
+def test_console_script_exit_code_on_bad_layout(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\nrobots = []\nextra_key = 1\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from agents.cli import main; main()", "layout", "check", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "extra_key: unknown key" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_prints_machine_readable_lines(capsys):
+    assert run(["bench", "--env", "FactoryReach-v0", "--steps", "40", "--repeats", "1", "--procs", "1"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
+    names = {ln.split()[0] for ln in lines}
+    assert "FactoryReach-v0.overhead_ratio" in names and "FactoryReach-v0.camera_fps_640x480" in names
+    for ln in lines:
+        float(ln.split()[1])
