@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -86,6 +87,8 @@ class World:
         )
         if gui:
             self.p.configureDebugVisualizer(pb.COV_ENABLE_GUI, 0)
+        self.physics_time = 0.0
+        """Wall-clock seconds spent inside ``stepSimulation`` by ``step()`` (for benchmarks)."""
         self.steps = 0
         """Count of ``step()`` calls and state restores: a key for caches of body states."""
         self._bodies: dict[str, int] = {}
@@ -280,8 +283,10 @@ class World:
         # One stepSimulation call per physics step: PyBullet's own numSubSteps keeps a time
         # accumulator that restoreState does not reset, which would make episodes depend on history.
         step = self.p.stepSimulation
+        t0 = time.perf_counter()
         for _ in range(self.substeps if n is None else int(n)):
             step()
+        self.physics_time += time.perf_counter() - t0
         self.steps += 1
 
     def save_state(self) -> int:
