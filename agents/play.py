@@ -35,8 +35,8 @@ class _RandomPolicy:
     def __init__(self, env) -> None:
         self.space = env.action_space
 
-    def reset(self, seed: int = 0) -> None:
-        self.space.seed(seed)
+    def reset(self) -> None:
+        pass
 
     def __call__(self, obs) -> np.ndarray:
         return self.space.sample()
@@ -54,7 +54,8 @@ def run_episodes(
         for k in range(episodes):
             s = seed + k
             obs, _ = env.reset(seed=s)
-            pi.reset(seed=s) if isinstance(pi, _RandomPolicy) else pi.reset()
+            env.action_space.seed(s)  # the random policy samples from it
+            pi.reset()
             if video:
                 frames.append(env.render())
             ret, n = 0.0, 0

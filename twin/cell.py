@@ -65,7 +65,6 @@ class Twin:
         self._part_by_id = {p.id: p for p in self.parts}
         self.cameras = {c.name: Camera(w, c) for c in layout.cameras}
         self.log = EventLog()
-        self._robot_ids = {r.id: r for r in self.robots}
         self._touching: set[tuple[int, int]] = set()
         self._initial_state: int | None = None  # saved at the first reset, once tasks added their bodies
         self._saved_bodies = 0

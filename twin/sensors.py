@@ -89,9 +89,7 @@ class Camera:
         z = np.asarray(depth_buf, dtype=np.float32).reshape(self.height, self.width)
         near, far = self.config.near, self.config.far
         depth = far * near / (far - (far - near) * z)
-        seg_ids = np.asarray(seg, dtype=np.int32).reshape(self.height, self.width)
-        # PyBullet packs the link index in the high bits; keep the body id.
-        seg_ids = np.where(seg_ids >= 0, seg_ids & ((1 << 24) - 1), -1)
+        seg_ids = np.asarray(seg, dtype=np.int32).reshape(self.height, self.width)  # body ids, -1 background
         return CameraImages(rgb=rgb, depth=depth.astype(np.float32), segmentation=seg_ids)
 
 
