@@ -8,6 +8,7 @@ end-effector control, observation modes, rendering.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -74,13 +75,15 @@ class Task(ABC):
         raise NotImplementedError
 
 
-def _check_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
+def _check_action(action: Any, shape: tuple[int, ...]) -> list[float]:
+    """The action as floats clipped to [-1, 1]; a wrong shape, NaN or infinity raises ValueError."""
     a = np.asarray(action, dtype=np.float64)
     if a.shape != shape:
         raise ValueError(f"action must have shape {shape}, got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"action contains NaN or infinite values: {a.tolist()}")
-    return np.clip(a, -1.0, 1.0)
+    values = a.tolist()  # a few Python floats are cheaper to check and clip than an array
+    if not all(map(math.isfinite, values)):
+        raise ValueError(f"action contains NaN or infinite values: {values}")
+    return [-1.0 if v < -1.0 else 1.0 if v > 1.0 else v for v in values]
 
 
 class FactoryEnv(gym.Env):
@@ -120,7 +123,7 @@ class FactoryEnv(gym.Env):
             self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None
             n_act = 4 if task.uses_tool else 3
             self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
-            self._low, self._high = (np.asarray(b, dtype=float) for b in task.workspace)
+            self._low, self._high = (tuple(float(v) for v in b) for b in task.workspace)
             self.observation_space = self._make_obs_space()
         except Exception:
             self.twin.close()
@@ -152,7 +155,7 @@ class FactoryEnv(gym.Env):
         return spaces.Dict({"rgb": spaces.Box(0, 255, (cam.height, cam.width, 3), np.uint8), "state": state})
 
     def _obs(self) -> Any:
-        state = self.task.observe().astype(np.float32)
+        state = self.task.observe().astype(np.float32, copy=False)
         if self.obs_mode == "state":
             return state
         if self.obs_mode == "goal":
@@ -173,7 +176,9 @@ class FactoryEnv(gym.Env):
         a = _check_action(action, self.action_space.shape)
         robot = self.task.robot
         ee, _ = robot.ee_state()
-        target = np.clip(ee + a[:3] * self.task.max_step, self._low, self._high)
+        step = self.task.max_step
+        moved = zip(ee.tolist(), a, self._low, self._high, strict=False)  # a may carry a 4th (tool) entry
+        target = [min(max(e + d * step, lo), hi) for e, d, lo, hi in moved]
         robot.move_ee_to(target)
         if self.task.uses_tool:
             self.twin.command_tool(robot, close=bool(a[3] > 0))

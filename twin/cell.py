@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -122,8 +123,11 @@ class Twin:
         robot.command_tool(close)
         if close and not was:
             ee, _ = robot.ee_state()
+            ee = ee.tolist()
             near = [
-                p for p in self.parts if p.in_play and p.state != "held" and np.linalg.norm(p.pos - ee) < GRASP_RADIUS
+                p
+                for p in self.parts
+                if p.in_play and p.state != "held" and math.dist(p.pos.tolist(), ee) < GRASP_RADIUS
             ]
             if near:
                 self.log.add(self.sim_time, "grasp", near[0].name, robot.name)
@@ -175,11 +179,11 @@ class Twin:
                 continue
             pos, _ = p.getBasePositionAndOrientation(part.id)
             vel, _ = p.getBaseVelocity(part.id)
-            part.pos, part.vel = np.asarray(pos), np.asarray(vel)
-            self._track(part, held.get(part.id), blocked)
+            part.pos, part.vel = np.array(pos), np.array(vel)
+            self._track(part, pos[2], math.hypot(*vel), held.get(part.id), blocked)
 
-    def _track(self, part: Part, robot: Panda | None, blocked: dict[str, int | None]) -> None:
-        t, z, hh = self.sim_time, part.pos[2], part.spec.half_height
+    def _track(self, part: Part, z: float, speed: float, robot: Panda | None, blocked: dict[str, int | None]) -> None:
+        t, hh = self.sim_time, part.spec.half_height
         conv = self.conveyors.get(part.conveyor)
         if part.state == "on_conveyor" or part.state == "loose":
             rest_z = (conv.surface_z if conv else 0.0) + hh
@@ -201,7 +205,6 @@ class Twin:
                     part.drop_logged = True
                     self.log.add(t, "dropped", part.name, detail="released outside a bin")
         elif part.state == "loose":
-            speed = float(np.linalg.norm(part.vel))
             in_bin = next((b.name for b in self.bins if b.contains(part.pos)), None)
             if in_bin and speed < 0.3:
                 part.state = "placed"

@@ -17,6 +17,9 @@ FRAME_RGBA = (0.35, 0.37, 0.4, 1.0)
 BELT_RGBA = (0.12, 0.12, 0.13, 1.0)
 
 
+_ZERO3 = (0.0, 0.0, 0.0)
+
+
 class Conveyor:
     """A belt that carries whatever rests on it at belt speed.
 
@@ -56,6 +59,7 @@ class Conveyor:
         )
         self.velocity = config.speed * self.direction
         self._home = self.center - self.velocity * world.control_dt / 2  # creeps through the centre
+        self._home_list, self._velocity_list = self._home.tolist(), self.velocity.tolist()
         if config.end_stop:
             stop_pos = self.center + self.direction * (half[0] + 0.01) + np.array([0, 0, 0.03])
             world.create_box(f"{name}-stop", (0.01, half[1], 0.05), stop_pos, self.orn, rgba=(0.9, 0.75, 0.1, 1.0))
@@ -75,8 +79,8 @@ class Conveyor:
     def pre_step(self) -> None:
         """Put the belt back and give it its surface velocity for the next control step."""
         p = self.world.p
-        p.resetBasePositionAndOrientation(self.id, self._home.tolist(), self.orn)
-        p.resetBaseVelocity(self.id, self.velocity.tolist(), [0.0, 0.0, 0.0])
+        p.resetBasePositionAndOrientation(self.id, self._home_list, self.orn)
+        p.resetBaseVelocity(self.id, self._velocity_list, _ZERO3)
 
     def on_belt(self, pos: np.ndarray, half_height: float) -> bool:
         """Whether a part centred at ``pos`` rests on the belt surface."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pybullet as pb
 import pybullet_data
+from scipy.linalg.lapack import dposv
 
 from twin.layout import Robot as RobotConfig
 from twin.world import World
@@ -37,7 +38,7 @@ _REST = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]
 _MAX_FORCE = [87.0] * 4 + [12.0] * 3
 _REST_ARR = np.asarray(_REST)
 _DAMPING_I6 = 1e-4 * np.eye(6)  # squared damping of the least-squares IK step
-_I7 = np.eye(7)
+_ORIGIN = [0.0, 0.0, 0.0]
 _GAINS = [0.3] * 7  # stiff enough to follow a 3 cm target within one 50 ms control step
 
 
@@ -92,6 +93,7 @@ class Panda:
         yaw = math.radians(config.base.yaw)
         base_orn = world.p.getQuaternionFromEuler([0, 0, yaw])
         self._base_rot = np.asarray(world.p.getMatrixFromQuaternion(base_orn)).reshape(3, 3)
+        self._base_rot_rows = tuple(tuple(row) for row in self._base_rot.tolist())
         urdf = "franka_panda/panda.urdf" if self.tool == "parallel_gripper" else suction_urdf()
         self.id = world.load_urdf(name, urdf, config.base.position, base_orn, fixed_base=True)
         p = world.p
@@ -143,11 +145,13 @@ class Panda:
         if self.tool == "parallel_gripper":
             for j in FINGER_JOINTS:
                 p.resetJointState(self.id, j, FINGER_OPEN, 0.0)
-        self._ee_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._ee_cache: tuple | None = None
+        self._joint_cache: tuple | None = None
         self.held_constraint: int | None = None
         self.held_part: int | None = None
         self.suction_on = False
         self.gripper_closed = False
+        self._fingers_commanded = False
         self.energy = 0.0
         self.q_target = self.home_q.copy()
         self._send_arm(self.q_target)
@@ -160,55 +164,75 @@ class Panda:
         q = self.world.p.calculateInverseKinematics(self.id, self.ee_link, list(position), DOWN, **self._ik_kwargs)
         return np.asarray(q[:7], dtype=float)
 
-    def _diff_ik(self, position: np.ndarray) -> np.ndarray:
+    def _diff_ik(self, position: list[float]) -> np.ndarray:
         """One damped-least-squares step from the current posture towards ``position``, tool down.
 
         Control steps are small (centimetres), so one linearised step is accurate to a fraction
-        of a millimetre, and the loop closes at every control step. A null-space pull keeps the
-        redundant elbow near its rest posture.
+        of a millimetre, and the loop closes at every control step. A null-space pull ``z``
+        keeps the redundant elbow near its rest posture:
+        ``dq = z + J^T (J J^T + l^2 I)^-1 (e - J z)``, one 6x6 solve, which equals
+        ``J+ e + (I - J+ J) z`` with the damped pseudo-inverse ``J+``. The Jacobian and the
+        error are both in the robot's base frame.
         """
-        p = self.world.p
-        states = p.getJointStates(self.id, self._movable)
-        q_all = [s[0] for s in states]
-        lin, ang = p.calculateJacobian(self.id, self.ee_link, [0.0, 0.0, 0.0], q_all, self._zeros, self._zeros)
-        # PyBullet gives the Jacobian in the base frame; the errors below are in the world frame.
-        jac = np.concatenate([self._base_rot @ np.asarray(lin)[:, :7], self._base_rot @ np.asarray(ang)[:, :7]])
-        s = p.getLinkState(self.id, self.ee_link)
-        m = p.getMatrixFromQuaternion(s[5])  # row-major rotation of the tool
-        # orientation error 0.5 * sum_i(current axis i x DOWN axis i), written out for speed
-        rot_err = (0.5 * (m[7] - m[5]), 0.5 * (m[6] + m[2]), -0.5 * (m[3] + m[1]))
-        err = np.array([position[0] - s[4][0], position[1] - s[4][1], position[2] - s[4][2], *rot_err])
-        jpinv = jac.T @ np.linalg.inv(jac @ jac.T + _DAMPING_I6)
-        q = np.asarray(q_all[:7])
-        dq = jpinv @ err + (_I7 - jpinv @ jac) @ (0.2 * (_REST_ARR - q))
-        return q + dq
+        q_all, _, _ = self._joints()
+        lin, ang = self.world.p.calculateJacobian(self.id, self.ee_link, _ORIGIN, q_all, self._zeros, self._zeros)
+        jac = np.array((*lin, *ang))[:, :7]
+        _, _, m = self._ee()
+        pos = self._ee_cache[4]
+        # Error in the world frame: position, and orientation as 0.5 * sum_i(axis i x DOWN axis i),
+        # written out; then rotated into the base frame. Small vectors stay Python floats: at this
+        # size numpy's per-call cost dominates.
+        ex, ey, ez = position[0] - pos[0], position[1] - pos[1], position[2] - pos[2]
+        rx, ry, rz = 0.5 * (m[7] - m[5]), 0.5 * (m[6] + m[2]), -0.5 * (m[3] + m[1])
+        (a, b, c), (d, e, f), (g, h, i) = self._base_rot_rows  # rows of the base rotation R
+        err = (
+            a * ex + d * ey + g * ez,
+            b * ex + e * ey + h * ez,
+            c * ex + f * ey + i * ez,
+            a * rx + d * ry + g * rz,
+            b * rx + e * ry + h * rz,
+            c * rx + f * ry + i * rz,
+        )
+        q = q_all[:7]
+        q_z = [qi + 0.2 * (r - qi) for qi, r in zip(q, _REST, strict=True)]  # q + z
+        z = np.subtract(q_z, q)
+        # J J^T + l^2 I is symmetric positive definite: a Cholesky solve (LAPACK dposv) is exact and
+        # costs a fraction of numpy.linalg.solve's call overhead at this size.
+        a_mat, rhs = np.dot(jac, jac.T) + _DAMPING_I6, np.subtract(err, np.dot(jac, z))
+        _, x, info = dposv(a_mat, rhs)
+        if info != 0:  # cannot happen with damping > 0; keep the general solver as a guard
+            x = np.linalg.solve(a_mat, rhs)
+        return np.dot(x, jac) + q_z
 
     def _send_arm(self, q: np.ndarray) -> None:
         self.world.p.setJointMotorControlArray(
             self.id,
             ARM_JOINTS,
             pb.POSITION_CONTROL,
-            targetPositions=list(q),
+            targetPositions=q.tolist(),
             forces=_MAX_FORCE,
             positionGains=_GAINS,
         )
 
     def set_joint_targets(self, q: np.ndarray) -> None:
         """Position-control the seven arm joints to ``q`` (clipped to the joint limits)."""
-        self.q_target = np.clip(np.asarray(q, dtype=float), _LOWER, _UPPER)
+        q = np.asarray(q, dtype=float).tolist()
+        self.q_target = np.array([min(max(v, lo), hi) for v, lo, hi in zip(q, _LOWER, _UPPER, strict=True)])
         self._send_arm(self.q_target)
 
     def move_ee_to(self, position: np.ndarray) -> None:
         """Drive the tool centre point towards ``position`` with the tool pointing down."""
-        self.set_joint_targets(self._diff_ik(np.asarray(position, dtype=float)))
+        self.set_joint_targets(self._diff_ik([float(v) for v in position]))
 
     def command_tool(self, close: bool) -> None:
         """Close/open the gripper, or switch suction on/off."""
-        p = self.world.p
+        close = bool(close)
         if self.tool == "parallel_gripper":
-            self.gripper_closed = bool(close)
+            if close == self.gripper_closed and self._fingers_commanded:
+                return  # the finger motors keep their last target
+            self.gripper_closed, self._fingers_commanded = close, True
             target = 0.0 if close else FINGER_OPEN
-            p.setJointMotorControlArray(
+            self.world.p.setJointMotorControlArray(
                 self.id,
                 FINGER_JOINTS,
                 pb.POSITION_CONTROL,
@@ -216,30 +240,50 @@ class Panda:
                 forces=[self.config.grip_force] * 2,
             )
         else:
-            self.suction_on = bool(close)
+            self.suction_on = close
             if not close:
                 self.release()
 
     # -- state ------------------------------------------------------------------------------
 
+    def _ee(self) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+        """Tool centre point position, linear velocity and row-major rotation, cached per step."""
+        c = self._ee_cache
+        if c is None or c[0] != self.world.steps:
+            p = self.world.p
+            s = p.getLinkState(self.id, self.ee_link, computeLinkVelocity=1)
+            m = p.getMatrixFromQuaternion(s[5])
+            c = self._ee_cache = (self.world.steps, np.asarray(s[4]), np.asarray(s[6]), m, s[4])
+        return c[1], c[2], c[3]
+
+    def _joints(self) -> tuple[list[float], list[float], list[float]]:
+        """Positions, velocities and applied torques of the IK joints (arm, then fingers), cached per step."""
+        c = self._joint_cache
+        if c is None or c[0] != self.world.steps:
+            states = self.world.p.getJointStates(self.id, self._movable)
+            c = self._joint_cache = (
+                self.world.steps,
+                [s[0] for s in states],
+                [s[1] for s in states],
+                [s[3] for s in states],
+            )
+        return c[1], c[2], c[3]
+
     def ee_state(self) -> tuple[np.ndarray, np.ndarray]:
         """Tool centre point position and linear velocity (world frame)."""
-        if self._ee_cache is None or self._ee_cache[0] != self.world.steps:
-            s = self.world.p.getLinkState(self.id, self.ee_link, computeLinkVelocity=1)
-            self._ee_cache = (self.world.steps, np.asarray(s[4]), np.asarray(s[6]))
-        return self._ee_cache[1], self._ee_cache[2]
+        pos, vel, _ = self._ee()
+        return pos, vel
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Arm joint positions, velocities and applied motor torques."""
-        states = self.world.p.getJointStates(self.id, ARM_JOINTS)
-        q, dq, _, tau = zip(*states, strict=True)
-        return np.asarray(q), np.asarray(dq), np.asarray(tau)
+        q, dq, tau = self._joints()
+        return np.asarray(q[:7]), np.asarray(dq[:7]), np.asarray(tau[:7])
 
     def finger_width(self) -> float:
         if self.tool != "parallel_gripper":
             return 0.0
-        a, b = self.world.p.getJointStates(self.id, FINGER_JOINTS)
-        return a[0] + b[0]
+        q = self._joints()[0]
+        return q[7] + q[8]
 
     def update(self, dt: float, tool_contacts: dict[int, list]) -> None:
         """After a control step: meter energy and let a suction seal form or break.
@@ -248,18 +292,18 @@ class Panda:
             dt: Control period in seconds.
             tool_contacts: Contact points of the tool links, by the other body's id.
         """
-        _, dq, tau = self.joint_state()
-        self.energy += float(np.abs(tau * dq).sum()) * dt
+        _, dq, tau = self._joints()
+        self.energy += sum(abs(t * v) for t, v in zip(tau[:7], dq[:7], strict=True)) * dt
         if self.tool != "suction":
             return
-        p = self.world.p
         if self.held_constraint is not None:
             if self.held_part not in tool_contacts:  # seal lost: the part tore away
                 self.release()
             return
         if not self.suction_on:
             return
-        tool_z = np.asarray(p.getMatrixFromQuaternion(p.getLinkState(self.id, self.ee_link)[5])).reshape(3, 3)[:, 2]
+        m = self._ee()[2]
+        tool_z = (m[2], m[5], m[8])
         for body, pts in tool_contacts.items():
             # A seal needs the cup face flat on the part: the contact normal along the tool axis.
             normals = [abs(float(np.dot(pt[7], tool_z))) for pt in pts if pt[3] == SUCTION_CUP_LINK]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from envs.core import Task
-from twin.parts import Part
+from twin.parts import TERMINAL, Part
 
 PLACE_REWARD = 5.0
 MISS_PENALTY = 2.0
@@ -51,50 +52,84 @@ class ConveyorPick(Task):
         self.conveyor = next(iter(twin.conveyors.values()))
         self.drop_point = self.bin.center + np.array([0.0, 0.0, self.bin.height + 0.1])
         self._seen = 0
+        self._target_cache: tuple[int, Part | None] | None = None
 
     def reset(self, rng: np.random.Generator) -> None:
         self._seen = 0
+        self._target_cache: tuple[int, Part | None] | None = None
 
     def target_part(self) -> Part | None:
-        """The held part, else the in-play part furthest down the belt."""
-        in_play = [p for p in self.twin.parts if p.in_play]
-        if not in_play:
-            return None
-        held = [p for p in in_play if p.state == "held"]
-        if held:
-            return held[0]
-        return max(in_play, key=lambda p: float(p.pos @ self.conveyor.direction))
+        """The held part, else the in-play part furthest down the belt (computed once per step)."""
+        steps = self.twin.world.steps
+        if self._target_cache is not None and self._target_cache[0] == steps:
+            return self._target_cache[1]
+        best, best_along = None, -math.inf
+        dx, dy, _ = self.conveyor.direction.tolist()
+        for p in self.twin.parts:
+            if p.state == "held":
+                best = p
+                break
+            if p.in_play:
+                x, y, _ = p.pos.tolist()
+                if x * dx + y * dy > best_along:
+                    best, best_along = p, x * dx + y * dy
+        self._target_cache = (steps, best)
+        return best
 
     def observe(self) -> np.ndarray:
-        ee, vel = self.robot.ee_state()
+        ee_arr, vel = self.robot.ee_state()
+        ee = ee_arr.tolist()
         part = self.target_part()
         if part is None:
-            part_obs = np.zeros(11)
+            part_obs = [0.0] * 11
         else:
-            part_obs = np.concatenate([part.pos, part.pos - ee, part.vel, [1.0, float(part.state == "held")]])
-        queued = [p.arrival_time for p in self.twin.parts if p.state == "queued"]
-        to_next = min(min(queued) - self.twin.sim_time, 10.0) if queued else 10.0
-        total = sum(p.state != "parked" for p in self.twin.parts)
-        left = sum(p.state == "queued" or p.in_play for p in self.twin.parts) / max(total, 1)
-        return np.concatenate([ee, vel, [self.robot.finger_width()], part_obs, self.drop_point - ee, [to_next, left]])
+            pos = part.pos.tolist()
+            rel = [a - b for a, b in zip(pos, ee, strict=True)]
+            part_obs = [*pos, *rel, *part.vel.tolist(), 1.0, float(part.state == "held")]
+        t = self.twin.sim_time
+        to_next, total, left = 10.0, 0, 0
+        for p in self.twin.parts:
+            if p.state == "parked":
+                continue
+            total += 1
+            if p.state == "queued":
+                to_next = min(to_next, p.arrival_time - t)
+                left += 1
+            elif p.in_play:
+                left += 1
+        drop = [a - b for a, b in zip(self.drop_point.tolist(), ee, strict=True)]
+        obs = [*ee, *vel.tolist(), self.robot.finger_width(), *part_obs, *drop, to_next, left / max(total, 1)]
+        return np.array(obs, dtype=np.float32)
 
     def evaluate(self) -> dict[str, Any]:
-        events = self.twin.log.events[self._seen :]
-        self._seen = len(self.twin.log.events)
-        placed_now = sum(e.kind == "placed" for e in events)
-        bad_now = sum(e.kind in ("missed", "dropped") for e in events)
-        n_placed = sum(p.state == "placed" for p in self.twin.parts)
-        n_arrived = sum(p.state not in ("parked", "queued") for p in self.twin.parts)
-        n_total = sum(p.state != "parked" for p in self.twin.parts)
-        done = self.twin.all_parts_done
+        events = self.twin.log.events
+        placed_now = bad_now = 0
+        for e in events[self._seen :]:
+            placed_now += e.kind == "placed"
+            bad_now += e.kind in ("missed", "dropped")
+        self._seen = len(events)
+        n_placed = n_arrived = n_total = 0
+        done = True
+        for p in self.twin.parts:
+            state = p.state
+            if state == "parked":
+                continue
+            n_total += 1
+            if state == "queued":
+                done = False
+                continue
+            n_arrived += 1
+            if state == "placed":
+                n_placed += 1
+            elif state not in TERMINAL:
+                done = False
         part = self.target_part()
-        ee, _ = self.robot.ee_state()
         if part is None:
             shaping = 0.0
         elif part.state == "held":
-            shaping = 0.5 - float(np.linalg.norm(part.pos - self.drop_point))
+            shaping = 0.5 - math.dist(part.pos.tolist(), self.drop_point.tolist())
         else:
-            shaping = -float(np.linalg.norm(part.pos - ee))
+            shaping = -math.dist(part.pos.tolist(), self.robot.ee_state()[0].tolist())
         info: dict[str, Any] = {"parts_placed": n_placed, "parts_arrived": n_arrived}
         if done:
             info["kpis"] = self.twin.kpis()
