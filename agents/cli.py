@@ -112,11 +112,11 @@ def cmd_play(args: argparse.Namespace) -> int:
     table.add_column("value", justify="right")
     for k, v in summary.items():
         table.add_row(k, _fmt(v))
-    out.print(table)
+    (err if args.json else out).print(table)  # with --json, stdout carries the JSON alone
     if args.json:
         print(json.dumps({"env": env_id, "policy": args.policy, "seed": args.seed, **summary}))
     if args.video:
-        out.print(f"video written to {args.video}")
+        (err if args.json else out).print(f"video written to {args.video}")
     return 0
 
 
@@ -153,6 +153,107 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"# {env_id}", flush=True)
         for name, value, unit in run_bench(env_id, steps=args.steps, repeats=args.repeats, max_procs=args.procs):
             print(f"{env_id}.{name} {value:.4g} {unit}", flush=True)
+    return 0
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    out_: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {pair!r}")
+        out_[key.strip()] = value.strip()
+    return out_
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+    from agents.checkpoint import CheckpointError
+    from agents.config import ConfigError, make_config, to_dict
+    from agents.demos import DemosError
+    from agents.spaces import UnsupportedSpaceError
+    from agents.train import TrainError, train
+
+    if args.env not in gym.registry:
+        _env_id(args.env)  # raises with the closest ids
+    sets = _parse_sets(args.set or [])
+    for flag, key in (("steps", "total_steps"), ("envs", "n_envs"), ("seed", "seed"), ("device", "device")):
+        value = getattr(args, flag)
+        if value is not None:
+            sets[key] = str(value)
+    if args.compile:
+        sets["compile"] = "true"
+    if args.demos:
+        if args.algo != "bc":
+            raise UsageError("--demos is for --algo bc")
+        sets["demos"] = args.demos
+    try:
+        cfg = make_config(args.algo, args.env, sets)
+        if args.show_config:
+            print(json.dumps(to_dict(cfg), indent=2))
+            return 0
+        result = train(cfg, args.out, resume=args.resume)
+    except (ConfigError, TrainError, CheckpointError, DemosError, UnsupportedSpaceError) as exc:
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:
+        if "--device" in str(exc):
+            raise UsageError(str(exc)) from None
+        raise
+    table = Table(title=f"{result['algo']} on {result['env_id']}: {result['step']:,} steps on {result['device']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        if k not in ("episodes", "env_id", "algo", "device"):
+            table.add_row(k, _fmt(v))
+    out.print(table)
+    out.print(f"run folder: {args.out} (eval.json, metrics.jsonl, learning_curve.png, checkpoints/)")
+    return 0
+
+
+def cmd_demos(args: argparse.Namespace) -> int:
+    from agents.demos import record
+
+    env_id = _env_id(args.env_id)
+    if args.episodes < 1:
+        raise UsageError("--episodes must be at least 1")
+    if args.noise < 0:
+        raise UsageError("--noise must be >= 0")
+    kwargs = {}
+    if args.env_kwargs:
+        try:
+            kwargs = json.loads(args.env_kwargs)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--env-kwargs is not JSON: {exc}") from None
+    with _progress() as prog:
+        task = prog.add_task(f"demos {env_id}", total=args.episodes, rate="")
+        t0 = time.perf_counter()
+
+        def done(ep):
+            n = prog.tasks[task].completed + 1
+            prog.update(task, advance=1, rate=f"{n / (time.perf_counter() - t0):.2f} ep/s")
+
+        info = record(env_id, args.episodes, args.out, args.seed, args.workers, args.noise, kwargs, on_episode=done)
+    out.print(
+        f"{info['episodes']} episodes, {info['steps']:,} steps, expert success {info['expert_success_rate']:.3f} "
+        f"-> {info['out']}"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from agents.checkpoint import CheckpointError
+    from agents.train import export_onnx
+
+    try:
+        info = export_onnx(args.run, args.onnx)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    out.print(
+        f"wrote {info['onnx']}: input obs [batch, {info['obs_dim']}] -> action [batch, {info['act_dim']}]; "
+        f"max |onnx - torch| = {info['max_abs_diff']:.2e} on random observations"
+    )
     return 0
 
 
@@ -197,6 +298,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--procs", type=int, default=None, help="largest vector-env process count (default: CPU count)")
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("train", help="train an agent (ppo, sac with HER, bc) and evaluate it on fixed seeds")
+    p.add_argument("--env", required=True, help="env id (any registered Gymnasium id)")
+    p.add_argument("--algo", choices=["ppo", "sac", "bc"], required=True)
+    p.add_argument("--steps", type=int, help="env steps (bc: gradient steps); default per task")
+    p.add_argument("--envs", type=int, help="parallel env processes; default per task")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--demos", help="demonstrations file for --algo bc (from `twin demos`)")
+    p.add_argument("--compile", action="store_true", help="compile the update with torch.compile (falls back to eager)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field; repeatable")
+    p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("demos", help="record scripted-expert demonstrations (safetensors)")
+    p.add_argument("env_id")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="env processes")
+    p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on executed actions (DART)")
+    p.add_argument("--env-kwargs", help="JSON keyword arguments for gym.make")
+    p.set_defaults(fn=cmd_demos)
+
+    p = sub.add_parser("export", help="export a trained policy to ONNX (checked against torch)")
+    p.add_argument("run", help="run folder or checkpoint folder")
+    p.add_argument("--onnx", required=True, metavar="FILE")
+    p.set_defaults(fn=cmd_export)
     return ap
 
 

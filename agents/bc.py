@@ -1,0 +1,120 @@
+"""Behaviour cloning: fit a deterministic policy to expert demonstrations.
+
+Read top to bottom: load the demos onto the device, split off whole episodes for validation,
+fix the observation normaliser to the demos' statistics, then minimise the squared error
+between the policy's and the expert's actions (both mapped to [-1, 1]) with Adam.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents import checkpoint as ckpt
+from agents import demos as demos_io
+from agents.config import BCConfig
+from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
+from agents.runtime import Run
+from agents.spaces import describe, flatdim
+
+SQUASH = "tanh"
+
+
+class BCAgent(nn.Module):
+    def __init__(self, cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
+        super().__init__()
+        self.norm = RunningNorm(obs_dim) if cfg.norm_obs else Identity()
+        self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth)
+        self.scale = ActionScale(act_low, act_high)
+
+    def policy(self) -> DeterministicPolicy:
+        return DeterministicPolicy(self.norm, self.actor, self.scale, SQUASH)
+
+
+def build(cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high) -> BCAgent:
+    return BCAgent(cfg, obs_dim, act_dim, act_low, act_high)
+
+
+def check_demos(meta: dict, path: str, env_id: str, obs_space, act_space) -> None:
+    """The demos must come from the env being trained on, with the same spaces."""
+    if meta["env_id"] != env_id:
+        raise demos_io.DemosError(f"{path}: recorded on {meta['env_id']!r}, training is on {env_id!r}")
+    if meta["obs_space"] != describe(obs_space):
+        raise demos_io.DemosError(
+            f"{path}: observation space {meta['obs_space']} differs from the env's {describe(obs_space)}"
+        )
+    want = {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
+    if meta["action_space"] != want:
+        raise demos_io.DemosError(f"{path}: action space {meta['action_space']} differs from the env's {want}")
+
+
+def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[BCAgent, int]:
+    obs_space, act_space = vec.single_observation_space, vec.single_action_space
+    obs_dim, act_dim = flatdim(obs_space), act_space.shape[0]
+    if not cfg.demos:
+        raise demos_io.DemosError("--algo bc needs demonstrations: record them with `twin demos` and pass --demos FILE")
+    tensors, meta = demos_io.load(cfg.demos)
+    check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space)
+    obs = tensors["obs"].to(device)
+    scale = ActionScale(act_space.low, act_space.high).to(device)
+    target = ((tensors["actions"].to(device) - scale.center) / scale.half_range).clamp(-1.0, 1.0)
+    episode = tensors["episode"].to(device)
+
+    rng = np.random.default_rng(cfg.seed)
+    n_eps = int(episode.max()) + 1
+    n_val = round(n_eps * cfg.val_fraction) if n_eps > 1 else 0
+    val_eps = torch.as_tensor(rng.choice(n_eps, size=n_val, replace=False), device=device)
+    is_val = torch.isin(episode, val_eps)
+    train_idx, val_idx = torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+
+    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
+    if cfg.norm_obs:
+        agent.norm.update(obs[train_idx])
+    opt = torch.optim.AdamW(agent.actor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps)
+    step = 0
+    if state is not None:
+        ckpt.load_module_state(agent, state["tensors"], "model.", state["source"])
+        ckpt.load_optimizer("adamw", opt, state["tensors"], state["optim"]["adamw"])
+        ckpt.restore_rng(rng, state["tensors"], state["rng"])
+        step = state["step"]
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps, last_epoch=step - 1)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        pred = torch.tanh(agent.actor(agent.norm(obs[idx])))
+        return (pred - target[idx]).square().mean()
+
+    fn = loss_of
+    if cfg.compile:
+        from agents.ppo import _compiled
+
+        fn = _compiled(loss_of, run)
+    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    t0 = time.perf_counter()
+    while step < cfg.total_steps:
+        idx = train_idx[torch.randint(0, len(train_idx), (cfg.batch_size,), device=device)]
+        loss = fn(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.total_steps:
+            row = {"loss": float(loss.detach())}
+            if len(val_idx):
+                with torch.no_grad():
+                    row["val_loss"] = float(loss_of(val_idx[:65536]))
+            run.timers["update"] = time.perf_counter() - t0
+            run.log(step, row)
+            run.progress(step)
+        if step >= next_ckpt or step == cfg.total_steps:
+            next_ckpt += cfg.checkpoint_every
+            from agents.train import write_checkpoint
+
+            write_checkpoint(
+                run, cfg, vec, step, {"model": agent}, {"adamw": ckpt.optimizer_tensors("adamw", opt)}, rng
+            )
+    return agent, step

@@ -1,0 +1,242 @@
+"""Checkpoints: safetensors for every tensor, a JSON sidecar for everything else. Nothing is pickled.
+
+A checkpoint is a folder::
+
+    checkpoint.json        format, package version, git commit, env id and spaces, config, step,
+                           RNG states, optimiser hyper-parameters, sha256 of each tensor file
+    model.safetensors      network weights and normaliser statistics ("model.*"), optimiser
+                           moments ("optim.<name>.<param>.<key>")
+    replay.safetensors     (SAC) the filled part of the replay buffer, so a resume continues it
+
+Every file is written to a temporary name and renamed into place, the JSON last, so a crash
+leaves the previous checkpoint whole. Loading checks the JSON, the hashes and the shapes, and
+raises CheckpointError naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT = "factory-twin-checkpoint/1"
+SIDECAR = "checkpoint.json"
+MODEL = "model.safetensors"
+REPLAY = "replay.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, or does not fit what it is loaded into."""
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("factory-twin")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
+        digest = _sha256(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+# -- optimisers -------------------------------------------------------------------------------
+
+
+def optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser's state into tensors (for safetensors) and JSON-able hyper-parameters."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"optim.{name}.{idx}.{key}"] = val
+            else:
+                scalars[f"{idx}.{key}"] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(
+    name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    prefix = f"optim.{name}."
+    for key, val in tensors.items():
+        if key.startswith(prefix):
+            idx, sub = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(idx), {})[sub] = val
+    for key, val in meta.get("scalars", {}).items():
+        idx, sub = key.split(".", 1)
+        state.setdefault(int(idx), {})[sub] = val
+    try:
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"optimiser {name!r} state does not fit: {exc}") from None
+
+
+# -- RNG --------------------------------------------------------------------------------------
+
+
+def rng_state(np_rng) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return tensors, {"numpy": np_rng.bit_generator.state}
+
+
+def restore_rng(np_rng, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"].cpu())
+    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([tensors[k].cpu() for k in cuda])
+    if "numpy" in meta:
+        np_rng.bit_generator.state = meta["numpy"]
+
+
+# -- save / load ------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: dict[str, torch.Tensor],
+    sidecar: dict[str, Any],
+    replay: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically (tensor files first, the JSON that names them last)."""
+    folder = Path(folder)
+    files = {MODEL: _atomic_save_tensors(folder / MODEL, model, {"format": FORMAT})}
+    if replay is not None:
+        files[REPLAY] = _atomic_save_tensors(folder / REPLAY, replay, {"format": FORMAT})
+    else:
+        (folder / REPLAY).unlink(missing_ok=True)
+    doc = {
+        "format": FORMAT,
+        "package_version": package_version(),
+        "git_commit": git_commit(),
+        **sidecar,
+        "files": files,
+    }
+    atomic_write_text(folder / SIDECAR, json.dumps(doc, indent=2, default=_json_default))
+    return folder
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, tuple | set):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_sidecar(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / SIDECAR
+    if not folder.exists():
+        raise CheckpointError(f"{folder}: no such checkpoint folder")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (not a checkpoint folder written by twin train)")
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(f"{path}: format is {got!r}, expected {FORMAT!r}")
+    for key in ("config", "env_id", "obs_space", "action_space", "step", "files"):
+        if key not in doc:
+            raise CheckpointError(f"{path}: field {key!r} is missing")
+    return doc
+
+
+def load_tensors(
+    folder: str | Path, name: str, doc: dict[str, Any], device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Load one tensor file of a checkpoint after checking it is the one the sidecar names."""
+    path = Path(folder) / name
+    expected = doc["files"].get(name)
+    if expected is None:
+        raise CheckpointError(f"{Path(folder) / SIDECAR}: names no {name}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    if _sha256(path) != expected:
+        raise CheckpointError(f"{path}: contents do not match the sha256 in {SIDECAR} (corrupt or replaced)")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, source: str) -> None:
+    """Load ``prefix``-ed tensors into ``module``, raising CheckpointError on missing keys or shapes."""
+    own = module.state_dict()
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: {prefix}* does not match the network (missing {missing[:4]}, unexpected {unexpected[:4]})"
+        )
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise CheckpointError(
+                f"{source}: {prefix}{k} has shape {list(v.shape)}, the network expects {list(own[k].shape)}"
+            )
+    module.load_state_dict(state)

@@ -1,0 +1,210 @@
+"""Training configurations: one dataclass per algorithm, every hyper-parameter a documented field.
+
+``make_config(algo, env_id, overrides)`` starts from the dataclass defaults, applies the per-task
+defaults in ``TASK_DEFAULTS`` and then the user's ``key=value`` overrides (``twin train --set``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad ``--set`` key or value."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings every algorithm shares."""
+
+    env_id: str = "FactoryReach-v0"
+    """Gymnasium id of the env to train on (any registered id, not only this package's)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for ``gym.make`` (e.g. ``{"obs_mode": "goal"}``)."""
+    total_steps: int = 100_000
+    """Env steps to train for, summed over all envs (BC: gradient steps)."""
+    n_envs: int = 1
+    """Parallel envs (CPU worker processes when more than one)."""
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    net_width: int = 256
+    """Units per hidden layer of every network."""
+    net_depth: int = 2
+    """Hidden layers of every network."""
+    compile: bool = False
+    """Compile the update step with ``torch.compile`` (falls back to eager where unsupported)."""
+    eval_episodes: int = 100
+    """Episodes of the final evaluation, on the fixed evaluation seeds."""
+    checkpoint_every: int = 50_000
+    """Steps between checkpoints (one is always written at the end)."""
+    log_every: int = 2_000
+    """Steps between metric lines."""
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    """Proximal Policy Optimisation for continuous actions (clipped objective, GAE)."""
+
+    lr: float = 3e-4
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to zero over training."""
+    n_steps: int = 128
+    """Rollout length per env between updates."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    n_minibatches: int = 4
+    update_epochs: int = 10
+    clip_coef: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy."""
+    norm_obs: bool = True
+    """Normalise observations with running statistics (saved with the model, frozen at evaluation)."""
+    reward_scale: float = 1.0
+
+
+@dataclass
+class SACConfig(TrainConfig):
+    """Soft Actor-Critic, with hindsight goal relabelling (HER) on goal-dict envs."""
+
+    lr: float = 1e-3
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    gamma: float = 0.95
+    tau: float = 0.05
+    """Polyak factor of the target critics."""
+    learning_starts: int = 1_000
+    """Env steps of uniform random actions before learning."""
+    updates_per_step: float = 0.5
+    """Gradient updates per env step (per sub-env step)."""
+    her_ratio: float = 0.8
+    """Fraction of sampled transitions whose goal is relabelled with a future achieved goal (goal envs)."""
+    init_alpha: float = 0.1
+    autotune_alpha: bool = True
+    norm_obs: bool = True
+
+
+@dataclass
+class BCConfig(TrainConfig):
+    """Behaviour cloning: regress the expert's actions from its observations."""
+
+    demos: str = ""
+    """Demonstrations file written by ``twin demos``."""
+    total_steps: int = 20_000
+    lr: float = 1e-3
+    batch_size: int = 512
+    weight_decay: float = 1e-5
+    val_fraction: float = 0.05
+    """Share of demo episodes held out to report a validation loss."""
+    norm_obs: bool = True
+    log_every: int = 500
+    checkpoint_every: int = 5_000
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "bc": BCConfig}
+
+TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("FactoryReach-v0", "sac"): {
+        "env_kwargs": {"obs_mode": "goal", "reward_type": "sparse"},
+        "total_steps": 20_000,
+        "learning_starts": 1_000,
+        "net_width": 256,
+        "checkpoint_every": 10_000,
+        "log_every": 1_000,
+    },
+    ("FactoryReach-v0", "ppo"): {"total_steps": 200_000, "n_envs": 2, "n_steps": 256, "ent_coef": 0.0},
+    ("FactoryReach-v0", "bc"): {"total_steps": 5_000},
+    ("ConveyorPick-v0", "ppo"): {"total_steps": 2_000_000, "n_envs": 16, "n_steps": 128},
+    ("ConveyorPick-v0", "sac"): {"total_steps": 500_000, "her_ratio": 0.0},
+    ("ConveyorPick-v0", "bc"): {"total_steps": 30_000, "net_width": 512, "net_depth": 3},
+}
+
+
+def _coerce(name: str, f: dataclasses.Field, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(float(raw)) if float(raw).is_integer() else int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("dict"):
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+        return raw
+    except ValueError:
+        raise ConfigError(f"{name}: expected {kind}, got {raw!r}") from None
+
+
+def make_config(algo: str, env_id: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Dataclass defaults, then per-task defaults, then ``overrides`` (strings are parsed by field type)."""
+    if algo not in CONFIGS:
+        raise ConfigError(f"unknown algorithm {algo!r}: expected one of {sorted(CONFIGS)}")
+    cls = CONFIGS[algo]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {"env_id": env_id, **TASK_DEFAULTS.get((env_id, algo), {})}
+    for key, raw in (overrides or {}).items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"{algo} has no setting {key!r}{hint} (settings: {', '.join(sorted(fields))})")
+        values[key] = _coerce(key, fields[key], raw) if isinstance(raw, str) else raw
+    cfg = cls(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    problems = []
+    for name in ("total_steps", "n_envs", "net_width", "net_depth", "checkpoint_every", "log_every"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.eval_episodes < 0:
+        problems.append(f"eval_episodes must be >= 0, got {cfg.eval_episodes}")
+    if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
+        problems.append(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if isinstance(cfg, PPOConfig):
+        batch = cfg.n_steps * cfg.n_envs
+        if cfg.n_minibatches < 1 or batch % cfg.n_minibatches:
+            problems.append(f"n_minibatches ({cfg.n_minibatches}) must divide n_steps * n_envs ({batch})")
+    if isinstance(cfg, SACConfig) and not 0.0 <= cfg.her_ratio < 1.0:
+        problems.append(f"her_ratio must be in [0, 1), got {cfg.her_ratio}")
+    if isinstance(cfg, BCConfig) and not 0.0 <= cfg.val_fraction < 0.5:
+        problems.append(f"val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return {"algo": algo_of(cfg), **dataclasses.asdict(cfg)}
+
+
+def algo_of(cfg: TrainConfig) -> str:
+    return next(name for name, cls in CONFIGS.items() if type(cfg) is cls)
+
+
+def from_dict(d: dict[str, Any]) -> TrainConfig:
+    d = dict(d)
+    algo = d.pop("algo", None)
+    if algo not in CONFIGS:
+        raise ConfigError(f"unknown algorithm {algo!r} in a saved config")
+    cls = CONFIGS[algo]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"saved config has unknown settings {sorted(unknown)} for {algo}")
+    return cls(**d)

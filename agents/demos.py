@@ -1,0 +1,209 @@
+"""Expert demonstrations: recording with the scripted experts and the on-disk format.
+
+A demos file is one safetensors file (no pickle) holding
+
+* ``obs`` float32 ``[N, D]``: observations flattened with ``gymnasium.spaces.flatten``;
+* ``actions`` float32 ``[N, A]``: the expert's action for each observation, in env units;
+* ``episode`` int64 ``[N]``: the episode each step belongs to (0 .. E-1);
+* ``episode_seed`` int64 ``[E]``, ``episode_return`` float32 ``[E]``, ``episode_success`` uint8 ``[E]``;
+
+and string metadata: ``format`` (``factory-twin-demos/1``), ``env_id``, ``env_kwargs``,
+``obs_space`` and ``action_space`` (JSON), ``episodes``, ``noise`` and ``expert_success_rate``.
+
+With ``noise > 0`` the env executes the expert's action plus Gaussian noise while the file
+records the expert's clean action, so the demonstrations also cover how to recover from small
+deviations (the DART scheme), which makes cloned policies less brittle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+import envs
+from agents.spaces import describe, flatten_batch
+
+FORMAT = "factory-twin-demos/1"
+
+
+class DemosError(ValueError):
+    """A demos file that is missing, corrupt or of another format."""
+
+
+class ExpertDriven(gym.Wrapper):
+    """Runs the env's scripted expert inside the env's own process.
+
+    ``step`` ignores the action it is given: it executes the expert's action (plus noise) and
+    returns the expert's clean action for the new observation in ``info["expert_action"]``.
+    """
+
+    def __init__(self, env: gym.Env, noise: float = 0.0) -> None:
+        super().__init__(env)
+        self.expert = envs.EXPERTS[env.spec.id](env)
+        self.noise = noise
+        self._next: np.ndarray | None = None
+        self._rng = np.random.default_rng(0)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._rng = np.random.default_rng(None if seed is None else [seed, 7])
+        self.expert.reset()
+        self._next = np.asarray(self.expert(obs), dtype=np.float32)
+        return obs, {**info, "expert_action": self._next}
+
+    def step(self, action):
+        a = self._next
+        if self.noise > 0:
+            space = self.action_space
+            a = np.clip(a + self._rng.normal(0.0, self.noise, a.shape), space.low, space.high).astype(np.float32)
+        obs, r, term, trunc, info = self.env.step(a)
+        self._next = np.asarray(self.expert(obs), dtype=np.float32)
+        return obs, r, term, trunc, {**info, "expert_action": self._next}
+
+
+def record(
+    env_id: str,
+    episodes: int,
+    out: str | Path,
+    seed: int = 0,
+    n_envs: int = 1,
+    noise: float = 0.0,
+    env_kwargs: dict[str, Any] | None = None,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Record ``episodes`` expert episodes on seeds ``seed, seed+1, ...`` into ``out`` (atomically)."""
+    envs.check_env_id(env_id)
+    env_kwargs = dict(env_kwargs or {})
+
+    def make():
+        return ExpertDriven(gym.make(env_id, **env_kwargs), noise)
+
+    n_envs = max(1, min(n_envs, episodes))
+    mode = gym.vector.AutoresetMode.DISABLED
+    if n_envs == 1:
+        vec = gym.vector.SyncVectorEnv([make], autoreset_mode=mode)
+    else:
+        vec = gym.vector.AsyncVectorEnv([make] * n_envs, shared_memory=True, context="fork", autoreset_mode=mode)
+    space = vec.single_observation_space
+    try:
+        seeds = [seed + k for k in range(episodes)]
+        current = seeds[:n_envs]
+        nxt = n_envs
+        obs, info = vec.reset(seed=current)
+        labels = np.asarray(info["expert_action"], dtype=np.float32)
+        steps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n_envs)]
+        ret = np.zeros(n_envs)
+        active = np.ones(n_envs, dtype=bool)
+        finished: list[dict[str, Any]] = []
+        while active.any():
+            flat = flatten_batch(space, obs)
+            for i in np.flatnonzero(active):
+                steps[i].append((flat[i], labels[i]))
+            obs, r, term, trunc, info = vec.step(labels)
+            ret += r
+            labels = np.asarray(info["expert_action"], dtype=np.float32)
+            done = (term | trunc) & active
+            if not done.any():
+                continue
+            for i in np.flatnonzero(done):
+                ep = {
+                    "seed": current[i],
+                    "return": float(ret[i]),
+                    "success": bool(info["is_success"][i]) if "is_success" in info else False,
+                    "steps": steps[i],
+                }
+                finished.append(ep)
+                if on_episode:
+                    on_episode(ep)
+                steps[i], ret[i] = [], 0.0
+                if nxt < episodes:
+                    current[i] = seeds[nxt]
+                    nxt += 1
+                else:
+                    active[i] = False
+            obs, info = vec.reset(
+                seed=[current[i] if done[i] and active[i] else None for i in range(n_envs)],
+                options={"reset_mask": done},
+            )
+            fresh = np.asarray(info["expert_action"], dtype=np.float32)
+            labels = np.where(done[:, None], fresh, labels)
+        act_space = vec.single_action_space
+    finally:
+        vec.close()
+    finished.sort(key=lambda e: e["seed"])
+    obs_arr = np.stack([o for ep in finished for o, _ in ep["steps"]]).astype(np.float32)
+    act_arr = np.stack([a for ep in finished for _, a in ep["steps"]]).astype(np.float32)
+    episode = np.concatenate([np.full(len(ep["steps"]), k, dtype=np.int64) for k, ep in enumerate(finished)])
+    success_rate = float(np.mean([ep["success"] for ep in finished]))
+    meta = {
+        "format": FORMAT,
+        "env_id": env_id,
+        "env_kwargs": json.dumps(env_kwargs),
+        "obs_space": json.dumps(describe(space)),
+        "action_space": json.dumps(
+            {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
+        ),
+        "episodes": str(len(finished)),
+        "noise": str(noise),
+        "expert_success_rate": str(success_rate),
+    }
+    tensors = {
+        "obs": torch.from_numpy(obs_arr),
+        "actions": torch.from_numpy(act_arr),
+        "episode": torch.from_numpy(episode),
+        "episode_seed": torch.tensor([ep["seed"] for ep in finished], dtype=torch.int64),
+        "episode_return": torch.tensor([ep["return"] for ep in finished], dtype=torch.float32),
+        "episode_success": torch.tensor([ep["success"] for ep in finished], dtype=torch.uint8),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"episodes": len(finished), "steps": len(obs_arr), "expert_success_rate": success_rate, "out": str(out)}
+
+
+def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and parsed metadata of a demos file; DemosError says what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise DemosError(f"{path}: no such demos file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DemosError(f"{path}: not a safetensors demos file ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise DemosError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    for key in ("obs", "actions", "episode"):
+        if key not in tensors:
+            raise DemosError(f"{path}: tensor {key!r} is missing")
+    if len(tensors["obs"]) != len(tensors["actions"]) or len(tensors["obs"]) != len(tensors["episode"]):
+        raise DemosError(f"{path}: obs, actions and episode have different lengths")
+    try:
+        parsed = {
+            **meta,
+            "env_kwargs": json.loads(meta.get("env_kwargs", "{}")),
+            "obs_space": json.loads(meta["obs_space"]),
+            "action_space": json.loads(meta["action_space"]),
+            "episodes": int(meta["episodes"]),
+        }
+    except (KeyError, ValueError) as exc:
+        raise DemosError(f"{path}: bad metadata ({exc})") from None
+    return tensors, parsed

@@ -1,0 +1,99 @@
+"""Networks shared by the agents, the observation normaliser, and the exportable policy."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def mlp(
+    n_in: int, n_out: int, width: int, depth: int, act: type[nn.Module] = nn.ReLU, out_gain: float = 1.0
+) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` units, orthogonal initialisation (CleanRL's habit)."""
+    layers: list[nn.Module] = []
+    n = n_in
+    for _ in range(depth):
+        lin = nn.Linear(n, width)
+        nn.init.orthogonal_(lin.weight, math.sqrt(2))
+        nn.init.zeros_(lin.bias)
+        layers += [lin, act()]
+        n = width
+    out = nn.Linear(n, n_out)
+    nn.init.orthogonal_(out.weight, out_gain)
+    nn.init.zeros_(out.bias)
+    layers.append(out)
+    return nn.Sequential(*layers)
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance of observations; ``forward`` standardises and clips to +-``clip``.
+
+    Statistics update only through ``update()``, which training calls; evaluation and exported
+    policies use them frozen. They are buffers, so they travel with the model's weights.
+    """
+
+    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(eps, dtype=torch.float64))
+        self.clip, self.eps = clip, eps
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).double()
+        b_mean, b_var, b_n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        mean, var, n = self.mean.double(), self.var.double(), self.count
+        tot = n + b_n
+        delta = b_mean - mean
+        new_mean = mean + delta * b_n / tot
+        m2 = var * n + b_var * b_n + delta.square() * n * b_n / tot
+        self.mean.copy_(new_mean.float())
+        self.var.copy_((m2 / tot).float())
+        self.count.copy_(tot)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
+class Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class ActionScale(nn.Module):
+    """Maps [-1, 1] to the env's action bounds."""
+
+    def __init__(self, low, high) -> None:
+        super().__init__()
+        low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+        self.register_buffer("center", (high + low) / 2)
+        self.register_buffer("half_range", (high - low) / 2)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.center + self.half_range * u
+
+
+class DeterministicPolicy(nn.Module):
+    """The acting policy of any of the agents: normalise, run the actor, map to the action bounds.
+
+    Input: float32 ``[batch, flatdim]`` flat observations. Output: float32 ``[batch, A]`` actions
+    in the env's units. This is the module exported to ONNX.
+
+    Args:
+        norm: The observation normaliser (or Identity).
+        actor: Network from normalised observations to pre-squash actions.
+        scale: Bounds mapping.
+        squash: ``"tanh"`` (SAC, BC) or ``"clip"`` (PPO's Gaussian mean, clipped to [-1, 1]).
+    """
+
+    def __init__(self, norm: nn.Module, actor: nn.Module, scale: ActionScale, squash: str) -> None:
+        super().__init__()
+        self.norm, self.actor, self.scale, self.squash = norm, actor, scale, squash
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        u = self.actor(self.norm(obs))
+        u = torch.tanh(u) if self.squash == "tanh" else u.clamp(-1.0, 1.0)
+        return self.scale(u)

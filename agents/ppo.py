@@ -1,0 +1,222 @@
+"""PPO for continuous actions, on CPU worker envs with the learner on the GPU when there is one.
+
+Read top to bottom: networks, then ``train``: collect a rollout of ``n_steps`` vector steps into
+device storage (one batched forward pass, one device-to-host copy of the actions and one
+host-to-device copy of observations, rewards and flags per step), compute GAE, run clipped
+policy and value updates, log, checkpoint. Truncated episodes bootstrap from the value of their
+final observation; terminated ones do not.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents import checkpoint as ckpt
+from agents.config import PPOConfig
+from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
+from agents.runtime import EpisodeStats, Run, final_infos
+from agents.spaces import flatdim, flatten_batch
+
+SQUASH = "clip"
+
+
+class PPOAgent(nn.Module):
+    def __init__(self, cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
+        super().__init__()
+        self.norm = RunningNorm(obs_dim) if cfg.norm_obs else Identity()
+        self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=0.01)
+        self.critic = mlp(obs_dim, 1, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=1.0)
+        self.log_std = nn.Parameter(torch.full((act_dim,), cfg.init_log_std))
+        self.scale = ActionScale(act_low, act_high)
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def dist(self, x: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.actor(x), self.log_std.exp().expand(x.shape[0], -1))
+
+    def policy(self) -> DeterministicPolicy:
+        return DeterministicPolicy(self.norm, self.actor, self.scale, SQUASH)
+
+
+def build(cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high) -> PPOAgent:
+    return PPOAgent(cfg, obs_dim, act_dim, act_low, act_high)
+
+
+def ppo_loss(agent: PPOAgent, cfg: PPOConfig, obs, actions, old_logp, adv, returns):
+    dist = agent.dist(obs)
+    logp = dist.log_prob(actions).sum(-1)
+    ratio = (logp - old_logp).exp()
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+    v_loss = 0.5 * (agent.value(obs) - returns).square().mean()
+    entropy = dist.entropy().sum(-1).mean()
+    loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+    approx_kl = ((ratio - 1) - (logp - old_logp)).mean()
+    return loss, pg_loss, v_loss, entropy, approx_kl
+
+
+def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[PPOAgent, int]:
+    """Train on the vector env ``vec``; ``state`` (from a checkpoint) resumes. Returns the agent and step."""
+    obs_space, act_space = vec.single_observation_space, vec.single_action_space
+    n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
+    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
+    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    if state is not None:
+        ckpt.load_module_state(agent, state["tensors"], "model.", state["source"])
+        ckpt.load_optimizer("adam", opt, state["tensors"], state["optim"]["adam"])
+        ckpt.restore_rng(rng, state["tensors"], state["rng"])
+        step = state["step"]
+
+    loss_fn = ppo_loss
+    if cfg.compile:
+        loss_fn = _compiled(ppo_loss, run)
+
+    # Rollout storage, on the device.
+    T = cfg.n_steps
+    buf_obs = torch.zeros((T, n, obs_dim), device=device)
+    buf_act = torch.zeros((T, n, act_dim), device=device)
+    buf_logp = torch.zeros((T, n), device=device)
+    buf_rew = torch.zeros((T, n), device=device)
+    buf_done = torch.zeros((T, n), device=device)
+    buf_val = torch.zeros((T, n), device=device)
+
+    stats = EpisodeStats(n)
+    obs_np, _ = vec.reset(seed=int(rng.integers(2**31)))
+    obs = torch.as_tensor(flatten_batch(obs_space, obs_np), device=device)
+    if cfg.norm_obs:
+        agent.norm.update(obs)
+    iters = max(1, -(-(cfg.total_steps - step) // (T * n)))
+    total_iters = max(1, -(-cfg.total_steps // (T * n)))
+    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    next_log = step + cfg.log_every
+    done_iters = step // (T * n)
+    for _ in range(iters):
+        if cfg.anneal_lr:
+            opt.param_groups[0]["lr"] = cfg.lr * max(1.0 - done_iters / total_iters, 0.0)
+        t_collect = time.perf_counter()
+        for t in range(T):
+            with torch.no_grad():
+                x = agent.norm(obs)
+                dist = agent.dist(x)
+                u = dist.sample()
+                logp = dist.log_prob(u).sum(-1)
+                buf_val[t] = agent.value(x)
+            buf_obs[t], buf_act[t], buf_logp[t] = x, u, logp
+            actions = agent.scale(u.clamp(-1.0, 1.0)).cpu().numpy()  # the one device-to-host copy
+            obs_np, reward, term, trunc, info = vec.step(actions)
+            stats.step(reward, term | trunc, info)
+            # One host-to-device copy: next obs, final obs of finished episodes, reward, flags.
+            final = np.zeros((n, obs_dim), dtype=np.float32)
+            for i, _ in final_infos(info, n):
+                final[i] = flatten_batch(obs_space, _index_obs(info["final_obs"][i], obs_space))[0]
+            packed = np.concatenate(
+                [flatten_batch(obs_space, obs_np), final, np.stack([reward, term, trunc], 1).astype(np.float32)], 1
+            )
+            dev = torch.as_tensor(packed, device=device)
+            obs, final_t = dev[:, :obs_dim], dev[:, obs_dim : 2 * obs_dim]
+            r, term_t, trunc_t = dev[:, -3] * cfg.reward_scale, dev[:, -2], dev[:, -1]
+            if np.any(trunc & ~term):  # bootstrap truncated (not terminated) episodes from their final obs
+                with torch.no_grad():
+                    r = r + cfg.gamma * trunc_t * (1.0 - term_t) * agent.value(agent.norm(final_t))
+            buf_rew[t], buf_done[t] = r, torch.maximum(term_t, trunc_t)
+            if cfg.norm_obs:
+                agent.norm.update(obs)
+        step += T * n
+        run.timers["collect"] += time.perf_counter() - t_collect
+
+        t_update = time.perf_counter()
+        with torch.no_grad():  # GAE
+            next_val = agent.value(agent.norm(obs))
+            adv = torch.zeros_like(buf_rew)
+            last = torch.zeros(n, device=device)
+            for t in reversed(range(T)):
+                nv = next_val if t == T - 1 else buf_val[t + 1]
+                nonterminal = 1.0 - buf_done[t]
+                delta = buf_rew[t] + cfg.gamma * nv * nonterminal - buf_val[t]
+                last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
+                adv[t] = last
+            returns = adv + buf_val
+        b_obs, b_act, b_logp = buf_obs.reshape(-1, obs_dim), buf_act.reshape(-1, act_dim), buf_logp.reshape(-1)
+        b_adv, b_ret = adv.reshape(-1), returns.reshape(-1)
+        batch = T * n
+        mb = batch // cfg.n_minibatches
+        for _epoch in range(cfg.update_epochs):
+            perm = torch.randperm(batch, device=device)
+            for k in range(cfg.n_minibatches):
+                idx = perm[k * mb : (k + 1) * mb]
+                loss, pg, vl, ent, kl = loss_fn(agent, cfg, b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                opt.step()
+        losses = torch.stack([pg.detach(), vl.detach(), ent.detach(), kl.detach()]).cpu().tolist()
+        run.timers["update"] += time.perf_counter() - t_update
+        done_iters += 1
+
+        summary = stats.summary()
+        run.progress(step, summary.get("success_rate"))
+        if step >= next_log or done_iters == total_iters:
+            next_log = step + cfg.log_every
+            wall = run.timers["collect"] + run.timers["update"]
+            run.log(
+                step,
+                {
+                    **summary,
+                    "policy_loss": losses[0],
+                    "value_loss": losses[1],
+                    "entropy": losses[2],
+                    "approx_kl": losses[3],
+                    "lr": opt.param_groups[0]["lr"],
+                    "collect_s": run.timers["collect"],
+                    "update_s": run.timers["update"],
+                    "update_fraction": run.timers["update"] / max(wall, 1e-9),
+                    "env_steps_per_s_collect": (step - run.start) / max(run.timers["collect"], 1e-9),
+                },
+            )
+        if step >= next_ckpt:
+            next_ckpt += cfg.checkpoint_every
+            save(run, cfg, agent, opt, rng, step, vec)
+    return agent, step
+
+
+def save(run: Run, cfg: PPOConfig, agent: PPOAgent, opt, rng, step: int, vec) -> None:
+    from agents.train import write_checkpoint
+
+    opt_t, opt_meta = ckpt.optimizer_tensors("adam", opt)
+    write_checkpoint(run, cfg, vec, step, {"model": agent}, {"adam": (opt_t, opt_meta)}, rng)
+
+
+def _index_obs(o, space):
+    """A final observation as a batch of one."""
+    if isinstance(o, dict):
+        return {k: np.asarray(v)[None] for k, v in o.items()}
+    return np.asarray(o)[None]
+
+
+def _compiled(fn, run: Run):
+    """``torch.compile(fn)``, falling back to ``fn`` (with a note) where compilation is unsupported."""
+    try:
+        compiled = torch.compile(fn)
+    except Exception as exc:
+        run.console.print(f"[yellow]--compile unavailable ({type(exc).__name__}: {exc}); running eagerly[/yellow]")
+        return fn
+    state = {"fn": compiled}
+
+    def call(*args, **kwargs):
+        try:
+            return state["fn"](*args, **kwargs)
+        except Exception as exc:
+            if state["fn"] is fn:
+                raise
+            run.console.print(f"[yellow]--compile failed ({type(exc).__name__}); running eagerly[/yellow]")
+            state["fn"] = fn
+            return fn(*args, **kwargs)
+
+    return call

@@ -1,0 +1,256 @@
+"""What every training run shares: device choice, the run folder, metrics, progress, evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from agents.spaces import flatten_batch
+from agents.vec import make_vec_env
+
+EVAL_SEED_BASE = 1_000_000
+"""Evaluation episodes use seeds ``EVAL_SEED_BASE + k``: fixed, and apart from training seeds."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without CUDA is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device auto or cpu")
+    return dev
+
+
+def final_infos(info: dict[str, Any], n_envs: int) -> list[tuple[int, dict[str, Any]]]:
+    """``(env index, info)`` of each sub-env whose episode ended this step (same-step autoreset)."""
+    mask = info.get("_final_info")
+    if mask is None:
+        return []
+    fi = info["final_info"]
+    out = []
+    for i in np.flatnonzero(mask):
+        out.append((int(i), {k: v[i] for k, v in fi.items() if not k.startswith("_") and fi.get(f"_{k}", mask)[i]}))
+    return out
+
+
+class EpisodeStats:
+    """Returns, lengths and successes of the episodes that ended recently."""
+
+    def __init__(self, n_envs: int, window: int = 100) -> None:
+        self.ret = np.zeros(n_envs)
+        self.len = np.zeros(n_envs, dtype=int)
+        self.returns: deque[float] = deque(maxlen=window)
+        self.lengths: deque[int] = deque(maxlen=window)
+        self.successes: deque[float] = deque(maxlen=window)
+        self.episodes = 0
+
+    def step(self, rewards: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> None:
+        self.ret += rewards
+        self.len += 1
+        success = {i: d.get("is_success") for i, d in final_infos(info, len(done))}
+        for i in np.flatnonzero(done):
+            self.returns.append(float(self.ret[i]))
+            self.lengths.append(int(self.len[i]))
+            if success.get(int(i)) is not None:
+                self.successes.append(float(success[int(i)]))
+            self.ret[i], self.len[i] = 0.0, 0
+            self.episodes += 1
+
+    def summary(self) -> dict[str, float]:
+        out = {"episodes": float(self.episodes)}
+        if self.returns:
+            out["return_mean"] = float(np.mean(self.returns))
+            out["length_mean"] = float(np.mean(self.lengths))
+        if self.successes:
+            out["success_rate"] = float(np.mean(self.successes))
+        return out
+
+
+class Run:
+    """A run folder: ``metrics.jsonl``, TensorBoard events, checkpoints, plots, the final evaluation.
+
+    Args:
+        out: Folder to write into (created).
+        total: Step budget, for the progress bar.
+        quiet: No progress bar (tests).
+    """
+
+    def __init__(
+        self, out: str | Path, total: int, start: int = 0, quiet: bool = False, console: Console | None = None
+    ) -> None:
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.total, self.quiet = total, quiet
+        self.console = console or Console(stderr=True)
+        self._metrics = open(self.out / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        self._tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out / "tb"))
+        except ImportError:  # tensorboard missing: metrics.jsonl still has everything
+            self._tb = None
+        self.t0 = time.perf_counter()
+        self.start = start
+        self.timers = {"collect": 0.0, "update": 0.0}
+        self._progress = None
+        if not quiet:
+            self._progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[success]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=total, completed=start, rate="", success="")
+
+    def progress(self, step: int, success: float | None = None) -> None:
+        if self._progress is None:
+            return
+        rate = (step - self.start) / max(time.perf_counter() - self.t0, 1e-9)
+        self._progress.update(
+            self._task,
+            completed=step,
+            rate=f"{rate:,.0f} steps/s",
+            success="" if success is None else f"success {success:.2f}",
+        )
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        row = {"step": step, "time": round(time.perf_counter() - self.t0, 3), **values}
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+        if self._tb is not None:
+            for k, v in values.items():
+                if isinstance(v, int | float) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        self._metrics.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+@torch.no_grad()
+def evaluate(
+    policy: torch.nn.Module,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    episodes: int,
+    n_envs: int,
+    device: torch.device,
+    seed_base: int = EVAL_SEED_BASE,
+) -> list[dict[str, Any]]:
+    """Run ``policy`` (flat obs -> actions) for ``episodes`` episodes on seeds ``seed_base + k``.
+
+    Each sub-env is reset with the next seed as soon as its episode ends, so results do not
+    depend on ``n_envs``. Returns one row per episode, in seed order.
+    """
+    if episodes <= 0:
+        return []
+    n_envs = max(1, min(n_envs, episodes))
+    vec = make_vec_env(env_id, n_envs, env_kwargs, autoreset="disabled")
+    try:
+        seeds = [seed_base + k for k in range(episodes)]
+        nxt = n_envs
+        current = seeds[:n_envs]
+        obs, _ = vec.reset(seed=current)
+        active = np.ones(n_envs, dtype=bool)
+        ret = np.zeros(n_envs)
+        length = np.zeros(n_envs, dtype=int)
+        rows: list[dict[str, Any]] = []
+        while active.any():
+            x = torch.as_tensor(flatten_batch(vec.single_observation_space, obs), device=device)
+            actions = policy(x).cpu().numpy()
+            obs, r, term, trunc, info = vec.step(actions)
+            ret += r
+            length += 1
+            done = (term | trunc) & active
+            if not done.any():
+                continue
+            for i in np.flatnonzero(done):
+                succ = info.get("is_success")
+                row = {"seed": current[i], "return": float(ret[i]), "length": int(length[i])}
+                if succ is not None and info.get("_is_success", np.ones(n_envs, bool))[i]:
+                    row["success"] = bool(succ[i])
+                for k in ("parts_placed", "parts_arrived"):
+                    if k in info and info.get(f"_{k}", np.ones(n_envs, bool))[i]:
+                        row[k] = int(info[k][i])
+                rows.append(row)
+                ret[i], length[i] = 0.0, 0
+                if nxt < episodes:
+                    current[i] = seeds[nxt]
+                    nxt += 1
+                else:
+                    active[i] = False
+            # Reset every env that ended: with a new seed, or (no seeds left) just to keep it valid.
+            reset_seeds = [current[i] if done[i] and active[i] else None for i in range(n_envs)]
+            obs, _ = vec.reset(seed=reset_seeds, options={"reset_mask": done})
+        return sorted(rows, key=lambda r: r["seed"])
+    finally:
+        vec.close()
+
+
+def summarize_eval(rows: list[dict[str, Any]]) -> dict[str, float]:
+    if not rows:
+        return {}
+    out = {
+        "eval_episodes": float(len(rows)),
+        "eval_return_mean": float(np.mean([r["return"] for r in rows])),
+        "eval_length_mean": float(np.mean([r["length"] for r in rows])),
+    }
+    if all("success" in r for r in rows):
+        out["eval_success_rate"] = float(np.mean([r["success"] for r in rows]))
+    if all("parts_arrived" in r for r in rows):
+        arrived = sum(r["parts_arrived"] for r in rows)
+        out["eval_parts_placed_fraction"] = sum(r["parts_placed"] for r in rows) / max(arrived, 1)
+    return out
+
+
+def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path | None:
+    """Return and success rate against env steps, from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    series = {
+        k: [(r["step"], r[k]) for r in rows if k in r] for k in ("return_mean", "success_rate", "loss", "val_loss")
+    }
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.4), squeeze=False)
+    for ax, (k, pts) in zip(axes[0], series.items(), strict=True):
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, lw=1.6)
+        ax.set_xlabel("step")
+        ax.set_title(k.replace("_", " "))
+        ax.grid(alpha=0.3)
+        if k == "success_rate":
+            ax.set_ylim(-0.02, 1.02)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = out_png.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png

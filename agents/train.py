@@ -1,0 +1,280 @@
+"""``twin train`` and ``twin export``: run folders, checkpoints, resume, final evaluation, ONNX.
+
+A run folder holds ``config.json``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``checkpoints/``
+(one folder per checkpoint plus ``latest``, a text file naming the newest complete one),
+``learning_curve.png`` and ``eval.json`` (the final evaluation on the fixed seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents import bc, ppo, sac
+from agents import checkpoint as ckpt
+from agents.config import ConfigError, TrainConfig, algo_of, from_dict, to_dict
+from agents.runtime import Run, evaluate, plot_learning_curve, resolve_device, summarize_eval
+from agents.spaces import check_spaces, describe
+from agents.vec import make_vec_env
+
+ALGOS = {"ppo": ppo, "sac": sac, "bc": bc}
+KEEP_CHECKPOINTS = 2
+
+
+class TrainError(ValueError):
+    """A run that cannot start as asked (existing run folder, mismatched resume, ...)."""
+
+
+# -- checkpoints of a run ---------------------------------------------------------------------
+
+
+def write_checkpoint(
+    run: Run,
+    cfg: TrainConfig,
+    vec,
+    step: int,
+    modules: dict[str, torch.nn.Module],
+    optim: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]],
+    np_rng,
+    replay: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``checkpoints/step-N`` completely, then point ``checkpoints/latest`` at it."""
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, mod in modules.items():
+        tensors.update({f"{prefix}.{k}": v for k, v in mod.state_dict().items()})
+    for t, _ in optim.values():
+        tensors.update(t)
+    rng_t, rng_meta = ckpt.rng_state(np_rng)
+    tensors.update(rng_t)
+    act = vec.single_action_space
+    sidecar = {
+        "algo": algo_of(cfg),
+        "config": to_dict(cfg),
+        "env_id": cfg.env_id,
+        "env_kwargs": cfg.env_kwargs,
+        "obs_space": describe(vec.single_observation_space),
+        "action_space": {**describe(act), "low": act.low.tolist(), "high": act.high.tolist()},
+        "step": step,
+        "rng": rng_meta,
+        "optim": {name: meta for name, (_, meta) in optim.items()},
+        "timers": dict(run.timers),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    root = run.out / "checkpoints"
+    folder = root / f"step-{step:010d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    ckpt.save_checkpoint(folder, tensors, sidecar, replay)
+    ckpt.atomic_write_text(root / "latest", folder.name + "\n")
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder (its latest checkpoint)."""
+    path = Path(path)
+    if (path / ckpt.SIDECAR).is_file():
+        return path
+    latest = path / "checkpoints" / "latest"
+    if latest.is_file():
+        folder = path / "checkpoints" / latest.read_text().strip()
+        if not (folder / ckpt.SIDECAR).is_file():
+            raise ckpt.CheckpointError(f"{latest}: names {folder.name!r}, which is not a complete checkpoint")
+        return folder
+    if not path.exists():
+        raise ckpt.CheckpointError(f"{path}: no such run or checkpoint folder")
+    raise ckpt.CheckpointError(
+        f"{path}: neither a checkpoint folder ({ckpt.SIDECAR}) nor a run folder (checkpoints/latest)"
+    )
+
+
+def load_state(folder: Path, device: torch.device) -> dict[str, Any]:
+    doc = ckpt.read_sidecar(folder)
+    state = {
+        "doc": doc,
+        "source": str(folder / ckpt.MODEL),
+        "tensors": ckpt.load_tensors(folder, ckpt.MODEL, doc, device),
+        "optim": doc.get("optim", {}),
+        "rng": doc.get("rng", {}),
+        "step": int(doc["step"]),
+    }
+    if ckpt.REPLAY in doc["files"]:
+        state["replay"] = ckpt.load_tensors(folder, ckpt.REPLAY, doc, device)
+    return state
+
+
+def _flatdim(desc: dict[str, Any]) -> int:
+    if desc["type"] == "Box":
+        return int(np.prod(desc["shape"]))
+    if desc["type"] == "Dict":
+        return sum(_flatdim(d) for d in desc["spaces"].values())
+    raise ckpt.CheckpointError(f"unsupported observation space in checkpoint: {desc}")
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The deterministic policy (flat obs -> actions, normalisation inside) of a checkpoint or run."""
+    folder = resolve_checkpoint(path)
+    doc = ckpt.read_sidecar(folder)
+    try:
+        cfg = from_dict(doc["config"])
+    except (ConfigError, TypeError) as exc:
+        raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: config: {exc}") from None
+    act = doc["action_space"]
+    agent = ALGOS[algo_of(cfg)].build(cfg, _flatdim(doc["obs_space"]), int(act["shape"][0]), act["low"], act["high"])
+    tensors = ckpt.load_tensors(folder, ckpt.MODEL, doc, "cpu")
+    ckpt.load_module_state(agent, tensors, "model.", str(folder / ckpt.MODEL))
+    policy = agent.policy().to(device).eval()
+    return policy, doc
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Train, checkpoint, evaluate on the fixed seeds; returns the final summary."""
+    out = Path(out)
+    state = None
+    if resume:
+        folder = resolve_checkpoint(out)
+        doc = ckpt.read_sidecar(folder)
+        saved = from_dict(doc["config"])
+        if algo_of(saved) != algo_of(cfg) or saved.env_id != cfg.env_id:
+            raise TrainError(
+                f"{folder}: a {algo_of(saved)} run on {saved.env_id}; cannot resume it as {algo_of(cfg)} on {cfg.env_id}"
+            )
+        # Keep the saved hyper-parameters; a resume may extend the budget and move devices.
+        saved.total_steps, saved.device, saved.compile = cfg.total_steps, cfg.device, cfg.compile
+        cfg = saved
+    elif (out / "checkpoints" / "latest").exists():
+        raise TrainError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    n_envs = 1 if algo_of(cfg) == "bc" else cfg.n_envs
+    vec = make_vec_env(cfg.env_id, n_envs, cfg.env_kwargs)  # fork workers before CUDA starts
+    try:
+        check_spaces(vec.single_observation_space, vec.single_action_space)
+        device = resolve_device(cfg.device)
+        if resume:
+            state = load_state(folder, device)
+            if state["doc"]["obs_space"] != describe(vec.single_observation_space):
+                raise TrainError(
+                    f"{folder}: saved for observation space {state['doc']['obs_space']}, the env has another"
+                )
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+        start = state["step"] if state else 0
+        run = Run(out, cfg.total_steps, start=start, quiet=quiet)
+        if state:
+            run.timers.update(state["doc"].get("timers", {}))
+        t0 = time.perf_counter()
+        try:
+            agent, step = ALGOS[algo_of(cfg)].train(cfg, vec, run, device, state)
+        finally:
+            run.close()
+        train_s = time.perf_counter() - t0
+    finally:
+        vec.close()
+
+    policy = agent.policy().eval()
+    t1 = time.perf_counter()
+    rows = evaluate(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, max(cfg.n_envs, 1), device)
+    result = {
+        "env_id": cfg.env_id,
+        "algo": algo_of(cfg),
+        "step": step,
+        "device": str(device),
+        "train_seconds": round(train_s, 2),
+        "eval_seconds": round(time.perf_counter() - t1, 2),
+        "collect_seconds": round(run.timers["collect"], 2),
+        "update_seconds": round(run.timers["update"], 2),
+        **summarize_eval(rows),
+        "episodes": rows,
+    }
+    ckpt.atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
+    plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{algo_of(cfg)} on {cfg.env_id}")
+    return result
+
+
+# -- ONNX export ------------------------------------------------------------------------------
+
+
+def export_onnx(
+    path: str | Path, onnx_file: str | Path, check_samples: int = 256, atol: float = 1e-5
+) -> dict[str, Any]:
+    """Export a checkpoint's policy to ONNX (input ``obs`` [batch, D], output ``action`` [batch, A]).
+
+    The file is checked with onnxruntime against the torch policy on random observations before
+    it replaces ``onnx_file``; returns the largest difference seen.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    policy, doc = load_policy(path, "cpu")
+    obs_dim = _flatdim(doc["obs_space"])
+    onnx_file = Path(onnx_file)
+    onnx_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = onnx_file.with_name(f".{onnx_file.name}.tmp")
+    example = torch.zeros(2, obs_dim)
+    try:
+        _torch_export(policy, example, tmp)
+        model = onnx.load(str(tmp))
+        onnx.checker.check_model(model)
+        model.doc_string = json.dumps({"env_id": doc["env_id"], "algo": doc["algo"], "step": doc["step"]})
+        onnx.save(model, str(tmp))
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(check_samples, obs_dim, generator=gen) * 3.0
+        with torch.no_grad():
+            ref = policy(x).numpy()
+        got = sess.run(["action"], {"obs": x.numpy()})[0]
+        diff = float(np.abs(ref - got).max())
+        if not diff <= atol:
+            raise RuntimeError(f"ONNX actions differ from the torch policy by {diff:.3g} (> {atol})")
+        tmp.replace(onnx_file)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {
+        "onnx": str(onnx_file),
+        "obs_dim": obs_dim,
+        "act_dim": int(doc["action_space"]["shape"][0]),
+        "max_abs_diff": diff,
+    }
+
+
+def _torch_export(policy: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            batch = torch.export.Dim("batch", min=1)
+            torch.onnx.export(
+                policy,
+                (example,),
+                str(out),
+                input_names=["obs"],
+                output_names=["action"],
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                verbose=False,
+            )
+            return
+        except Exception:
+            pass
+        torch.onnx.export(
+            policy,
+            (example,),
+            str(out),
+            input_names=["obs"],
+            output_names=["action"],
+            dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+            dynamo=False,
+        )
