@@ -346,3 +346,7 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     sys.exit(run(argv))
+
+
+if __name__ == "__main__":
+    main()

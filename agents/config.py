@@ -113,7 +113,7 @@ CONFIGS: dict[str, type[TrainConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "bc
 TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("FactoryReach-v0", "sac"): {
         "env_kwargs": {"obs_mode": "goal", "reward_type": "sparse"},
-        "total_steps": 20_000,
+        "total_steps": 10_000,
         "learning_starts": 1_000,
         "net_width": 256,
         "checkpoint_every": 10_000,
@@ -121,7 +121,7 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("FactoryReach-v0", "ppo"): {"total_steps": 200_000, "n_envs": 2, "n_steps": 256, "ent_coef": 0.0},
     ("FactoryReach-v0", "bc"): {"total_steps": 5_000},
-    ("ConveyorPick-v0", "ppo"): {"total_steps": 2_000_000, "n_envs": 16, "n_steps": 128},
+    ("ConveyorPick-v0", "ppo"): {"total_steps": 2_000_000, "n_envs": 16, "n_steps": 256, "update_epochs": 4},
     ("ConveyorPick-v0", "sac"): {"total_steps": 500_000, "her_ratio": 0.0},
     ("ConveyorPick-v0", "bc"): {"total_steps": 30_000, "net_width": 512, "net_depth": 3},
 }

@@ -180,7 +180,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                     "env_steps_per_s_collect": (step - run.start) / max(run.timers["collect"], 1e-9),
                 },
             )
-        if step >= next_ckpt:
+        if step >= next_ckpt or done_iters >= total_iters:
             next_ckpt += cfg.checkpoint_every
             save(run, cfg, agent, opt, rng, step, vec)
     return agent, step
