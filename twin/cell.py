@@ -13,7 +13,7 @@ from twin.events import EventLog, compute_kpis
 from twin.layout import CellLayout, load_layout, resolve_asset
 from twin.parts import Part, build_pool, park, schedule, unpark
 from twin.robot import Panda
-from twin.sensors import Camera, enable_egl
+from twin.sensors import Camera
 from twin.world import World
 
 PICK_LIFT = 0.02  # metres above its resting height at which a held part counts as picked
@@ -42,7 +42,6 @@ class Twin:
         self.layout = layout
         ph = layout.physics
         self.world = World(ph.hz, ph.substeps, ph.gravity, gui=gui, solver_iterations=ph.solver_iterations)
-        enable_egl(self.world)
         w = self.world
         w.create_plane("floor", friction=layout.floor.friction)
         self.robots = [Panda(w, f"{r.model}-{i}", r) for i, r in enumerate(layout.robots)]

@@ -26,6 +26,7 @@ def enable_egl(world: World) -> bool:
     """
     choice = os.environ.get("FACTORY_TWIN_RENDERER", "auto").lower()
     if choice == "tiny" or (choice == "auto" and not gpu_driver_present()):
+        world.egl = False
         return False
     try:
         import pkgutil
@@ -66,6 +67,8 @@ class Camera:
         return np.array([[fy, 0, self.width / 2], [0, fy, self.height / 2], [0, 0, 1]])
 
     def _capture(self, flags: int) -> tuple:
+        if self.world.egl is None:  # first render in this world: decide on the renderer now, so
+            enable_egl(self.world)  # worlds that never render (state observations) never load EGL
         renderer = pb.ER_BULLET_HARDWARE_OPENGL if self.world.egl else pb.ER_TINY_RENDERER
         return self.world.p.getCameraImage(
             self.width,

@@ -93,7 +93,8 @@ class World:
         """Count of ``step()`` calls and state restores: a key for caches of body states."""
         self._bodies: dict[str, int] = {}
         self._names: dict[int, str] = {}
-        self.egl = False
+        self.egl: bool | None = None
+        """Whether cameras render with the EGL plugin; None until the first render decides."""
 
     # -- basics -----------------------------------------------------------------------------
 
