@@ -92,6 +92,19 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     obs = torch.as_tensor(flatten_batch(obs_space, obs_np), device=device)
     if cfg.norm_obs:
         agent.norm.update(obs)
+    overlap = hasattr(vec, "step_async")  # worker processes: overlap book-keeping with their physics
+
+    def finish(t, dev, reward, term, trunc, info) -> None:
+        """Rewards (bootstrapped on truncation), episode ends, statistics of vector step ``t``."""
+        stats.step(reward, term | trunc, info)
+        r, term_t, trunc_t = dev[:, -3] * cfg.reward_scale, dev[:, -2], dev[:, -1]
+        if np.any(trunc & ~term):  # bootstrap truncated (not terminated) episodes from their final obs
+            with torch.no_grad():
+                r = r + cfg.gamma * trunc_t * (1.0 - term_t) * agent.value(agent.norm(dev[:, obs_dim : 2 * obs_dim]))
+        buf_rew[t], buf_done[t] = r, torch.maximum(term_t, trunc_t)
+        if cfg.norm_obs:
+            agent.norm.update(dev[:, :obs_dim])
+
     iters = max(1, -(-(cfg.total_steps - step) // (T * n)))
     total_iters = max(1, -(-cfg.total_steps // (T * n)))
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -101,6 +114,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
         if cfg.anneal_lr:
             opt.param_groups[0]["lr"] = cfg.lr * max(1.0 - done_iters / total_iters, 0.0)
         t_collect = time.perf_counter()
+        pending = None
         for t in range(T):
             with torch.no_grad():
                 x = agent.norm(obs)
@@ -110,8 +124,11 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                 buf_val[t] = agent.value(x)
             buf_obs[t], buf_act[t], buf_logp[t] = x, u, logp
             actions = agent.scale(u.clamp(-1.0, 1.0)).cpu().numpy()  # the one device-to-host copy
-            obs_np, reward, term, trunc, info = vec.step(actions)
-            stats.step(reward, term | trunc, info)
+            if overlap:
+                vec.step_async(actions)
+            if pending is not None:  # book-keep the previous step while the workers simulate this one
+                finish(*pending)
+            obs_np, reward, term, trunc, info = vec.step_wait() if overlap else vec.step(actions)
             # One host-to-device copy: next obs, final obs of finished episodes, reward, flags.
             final = np.zeros((n, obs_dim), dtype=np.float32)
             for i, _ in final_infos(info, n):
@@ -120,14 +137,9 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                 [flatten_batch(obs_space, obs_np), final, np.stack([reward, term, trunc], 1).astype(np.float32)], 1
             )
             dev = torch.as_tensor(packed, device=device)
-            obs, final_t = dev[:, :obs_dim], dev[:, obs_dim : 2 * obs_dim]
-            r, term_t, trunc_t = dev[:, -3] * cfg.reward_scale, dev[:, -2], dev[:, -1]
-            if np.any(trunc & ~term):  # bootstrap truncated (not terminated) episodes from their final obs
-                with torch.no_grad():
-                    r = r + cfg.gamma * trunc_t * (1.0 - term_t) * agent.value(agent.norm(final_t))
-            buf_rew[t], buf_done[t] = r, torch.maximum(term_t, trunc_t)
-            if cfg.norm_obs:
-                agent.norm.update(obs)
+            obs = dev[:, :obs_dim]
+            pending = (t, dev, reward, term, trunc, info)
+        finish(*pending)
         step += T * n
         run.timers["collect"] += time.perf_counter() - t_collect
 

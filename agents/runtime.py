@@ -31,16 +31,21 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def _pick(value: Any, i: int, present: Any = None) -> Any:
+    """Entry ``i`` of a vectorised info value (nested dicts of arrays, as Gymnasium builds them)."""
+    if isinstance(value, dict):
+        return {k: _pick(v, i, value.get(f"_{k}")) for k, v in value.items() if not k.startswith("_")}
+    if present is not None and not present[i]:
+        return None
+    return value[i]
+
+
 def final_infos(info: dict[str, Any], n_envs: int) -> list[tuple[int, dict[str, Any]]]:
     """``(env index, info)`` of each sub-env whose episode ended this step (same-step autoreset)."""
     mask = info.get("_final_info")
     if mask is None:
         return []
-    fi = info["final_info"]
-    out = []
-    for i in np.flatnonzero(mask):
-        out.append((int(i), {k: v[i] for k, v in fi.items() if not k.startswith("_") and fi.get(f"_{k}", mask)[i]}))
-    return out
+    return [(int(i), _pick(info["final_info"], int(i))) for i in np.flatnonzero(mask)]
 
 
 class EpisodeStats:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from agents import checkpoint as ckpt
 from agents.buffers import ReplayBuffer
@@ -66,6 +67,13 @@ class SACAgent(nn.Module):
         xa = torch.cat([x, a], -1)
         return self.q1(xa).squeeze(-1), self.q2(xa).squeeze(-1)
 
+    def q_frozen(self, x, a):
+        """min(Q1, Q2) through detached critic weights: gradients reach the action, not the critics."""
+        xa = torch.cat([x, a], -1)
+        q1 = functional_call(self.q1, {k: v.detach() for k, v in self.q1.named_parameters()}, (xa,))
+        q2 = functional_call(self.q2, {k: v.detach() for k, v in self.q2.named_parameters()}, (xa,))
+        return torch.minimum(q1, q2).squeeze(-1)
+
     def q_target(self, x, a):
         xa = torch.cat([x, a], -1)
         return torch.minimum(self.q1_target(xa), self.q2_target(xa)).squeeze(-1)
@@ -79,7 +87,11 @@ def build(cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high) -> SACA
 
 
 def sac_losses(agent: SACAgent, gamma: float, target_entropy: float, obs, actions, rewards, next_obs, terminated):
-    """Critic, actor and temperature losses of one batch (raw observations; normalised here)."""
+    """Critic, actor and temperature losses of one batch (raw observations; normalised here).
+
+    Each loss reaches only its own parameters (the actor's goes through frozen critic weights),
+    so their sum is backpropagated once.
+    """
     x, nx = agent.norm(obs), agent.norm(next_obs)
     alpha = agent.log_alpha.exp().detach()
     with torch.no_grad():
@@ -88,10 +100,9 @@ def sac_losses(agent: SACAgent, gamma: float, target_entropy: float, obs, action
     q1, q2 = agent.q(x, actions)
     critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
     a, logp = agent.sample(x)
-    q1_pi, q2_pi = agent.q(x, a)
-    actor_loss = (alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
+    actor_loss = (alpha * logp - agent.q_frozen(x, a)).mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
-    return critic_loss, actor_loss, alpha_loss, q1.mean()
+    return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q1.mean()
 
 
 class Updater:
@@ -110,17 +121,13 @@ class Updater:
 
     def __call__(self, batch) -> torch.Tensor:
         a, cfg = self.agent, self.cfg
-        critic_loss, actor_loss, alpha_loss, q_mean = self.losses(a, cfg.gamma, self.target_entropy, *batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        self.actor_opt.zero_grad(set_to_none=True)
-        # The actor loss also reaches the critics' parameters; only the critic loss may update them.
-        critic_loss.backward(inputs=[*a.q1.parameters(), *a.q2.parameters()], retain_graph=True)
-        actor_loss.backward(inputs=list(a.actor.parameters()))
+        total, critic_loss, actor_loss, q_mean = self.losses(a, cfg.gamma, self.target_entropy, *batch)
+        for opt in (self.critic_opt, self.actor_opt, self.alpha_opt):
+            opt.zero_grad(set_to_none=True)
+        total.backward()
         self.critic_opt.step()
         self.actor_opt.step()
         if cfg.autotune_alpha:
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward(inputs=[a.log_alpha])
             self.alpha_opt.step()
         with torch.no_grad():
             for net, tgt in self._targets:

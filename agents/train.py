@@ -8,6 +8,7 @@ A run folder holds ``config.json``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -162,6 +163,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
+        if device.type == "cpu" and n_envs > 1:  # leave the cores to the env workers
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - n_envs))
         if resume:
             state = load_state(folder, device)
             if state["doc"]["obs_space"] != describe(vec.single_observation_space):
