@@ -66,8 +66,11 @@ class PPOConfig(TrainConfig):
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy."""
     norm_obs: bool = True
-    """Normalise observations with running statistics (saved with the model, frozen at evaluation)."""
+    """Normalise observations with running statistics (updated once per rollout, saved with the
+    model, frozen at evaluation)."""
     reward_scale: float = 1.0
+    cuda_graph: bool = True
+    """On CUDA, replay the acting step as one captured CUDA graph."""
 
 
 @dataclass

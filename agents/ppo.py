@@ -43,6 +43,49 @@ class PPOAgent(nn.Module):
         return DeterministicPolicy(self.norm, self.actor, self.scale, SQUASH)
 
 
+class ActStep:
+    """One batched policy step: normalise, sample, log-probability, value, action in env units.
+
+    On CUDA the whole step is captured once as a CUDA graph and replayed, one launch per vector
+    step instead of a few dozen small kernels (the learner's per-step cost is then about one
+    kernel launch and two copies). Outputs are overwritten by the next call.
+    """
+
+    LOG_2PI = float(np.log(2 * np.pi))
+
+    def __init__(self, agent: PPOAgent, n: int, obs_dim: int, device: torch.device, graph: bool) -> None:
+        self.agent = agent
+        self.obs = torch.zeros((n, obs_dim), device=device)
+        self.graph = None
+        if graph and device.type == "cuda":
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side), torch.no_grad():
+                for _ in range(3):  # warm up (cuBLAS handles, allocator) before capture
+                    self._step()
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph), torch.no_grad():
+                self.out = self._step()
+
+    def _step(self):
+        a = self.agent
+        x = a.norm(self.obs)
+        mean = a.actor(x)
+        eps = torch.randn_like(mean)
+        u = mean + a.log_std.exp() * eps
+        logp = (-0.5 * eps.square() - a.log_std - 0.5 * self.LOG_2PI).sum(-1)
+        return x, u, logp, a.value(x), a.scale(u.clamp(-1.0, 1.0))
+
+    def __call__(self, obs: torch.Tensor):
+        self.obs.copy_(obs)
+        if self.graph is None:
+            with torch.no_grad():
+                return self._step()
+        self.graph.replay()
+        return self.out
+
+
 def build(cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high) -> PPOAgent:
     return PPOAgent(cfg, obs_dim, act_dim, act_low, act_high)
 
@@ -81,6 +124,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     # Rollout storage, on the device.
     T = cfg.n_steps
     buf_obs = torch.zeros((T, n, obs_dim), device=device)
+    buf_raw = torch.zeros((T, n, obs_dim), device=device)
     buf_act = torch.zeros((T, n, act_dim), device=device)
     buf_logp = torch.zeros((T, n), device=device)
     buf_rew = torch.zeros((T, n), device=device)
@@ -92,6 +136,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     obs = torch.as_tensor(flatten_batch(obs_space, obs_np), device=device)
     if cfg.norm_obs:
         agent.norm.update(obs)
+    act = ActStep(agent, n, obs_dim, device, graph=cfg.cuda_graph)
     overlap = hasattr(vec, "step_async")  # worker processes: overlap book-keeping with their physics
 
     def finish(t, dev, reward, term, trunc, info) -> None:
@@ -102,8 +147,6 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
             with torch.no_grad():
                 r = r + cfg.gamma * trunc_t * (1.0 - term_t) * agent.value(agent.norm(dev[:, obs_dim : 2 * obs_dim]))
         buf_rew[t], buf_done[t] = r, torch.maximum(term_t, trunc_t)
-        if cfg.norm_obs:
-            agent.norm.update(dev[:, :obs_dim])
 
     iters = max(1, -(-(cfg.total_steps - step) // (T * n)))
     total_iters = max(1, -(-cfg.total_steps // (T * n)))
@@ -116,14 +159,9 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
         t_collect = time.perf_counter()
         pending = None
         for t in range(T):
-            with torch.no_grad():
-                x = agent.norm(obs)
-                dist = agent.dist(x)
-                u = dist.sample()
-                logp = dist.log_prob(u).sum(-1)
-                buf_val[t] = agent.value(x)
-            buf_obs[t], buf_act[t], buf_logp[t] = x, u, logp
-            actions = agent.scale(u.clamp(-1.0, 1.0)).cpu().numpy()  # the one device-to-host copy
+            x, u, logp, value, action = act(obs)
+            buf_raw[t], buf_obs[t], buf_act[t], buf_logp[t], buf_val[t] = obs, x, u, logp, value
+            actions = action.cpu().numpy()  # the one device-to-host copy
             if overlap:
                 vec.step_async(actions)
             if pending is not None:  # book-keep the previous step while the workers simulate this one
@@ -140,6 +178,8 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
             obs = dev[:, :obs_dim]
             pending = (t, dev, reward, term, trunc, info)
         finish(*pending)
+        if cfg.norm_obs:  # statistics move once per rollout: a rollout is normalised consistently
+            agent.norm.update(buf_raw.reshape(-1, obs_dim))
         step += T * n
         run.timers["collect"] += time.perf_counter() - t_collect
 
