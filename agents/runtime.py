@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -38,6 +39,19 @@ def _pick(value: Any, i: int, present: Any = None) -> Any:
     if present is not None and not present[i]:
         return None
     return value[i]
+
+
+def share_cores(n_env_processes: int) -> int:
+    """Limit the learner's CPU threads so env worker processes keep a core each.
+
+    Torch's CPU thread pool spins for a while after each parallel op; with one worker process
+    per core that steals time from the physics. Returns the thread count set.
+    """
+    if n_env_processes <= 1:
+        return torch.get_num_threads()
+    threads = max(1, (os.cpu_count() or 1) - n_env_processes)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def final_infos(info: dict[str, Any], n_envs: int) -> list[tuple[int, dict[str, Any]]]:

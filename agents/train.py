@@ -8,7 +8,6 @@ A run folder holds ``config.json``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from agents import bc, ppo, sac
 from agents import checkpoint as ckpt
 from agents.config import ConfigError, TrainConfig, algo_of, from_dict, to_dict
-from agents.runtime import Run, evaluate, plot_learning_curve, resolve_device, summarize_eval
+from agents.runtime import Run, evaluate, plot_learning_curve, resolve_device, share_cores, summarize_eval
 from agents.spaces import check_spaces, describe
 from agents.vec import make_vec_env
 
@@ -163,8 +162,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
-        if device.type == "cpu" and n_envs > 1:  # leave the cores to the env workers
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - n_envs))
+        share_cores(n_envs)  # leave a core to each env worker
         if resume:
             state = load_state(folder, device)
             if state["doc"]["obs_space"] != describe(vec.single_observation_space):

@@ -20,7 +20,7 @@ import torch
 
 from agents import ppo
 from agents.config import make_config
-from agents.runtime import Run, resolve_device
+from agents.runtime import Run, resolve_device, share_cores
 from agents.sac import SACAgent, Updater
 from agents.vec import make_vec_env
 
@@ -49,6 +49,8 @@ def ppo_rates(env_id: str, n_envs: int, iters: int, device: str) -> dict[str, fl
     cfg.total_steps = iters * cfg.n_steps * n_envs
     cfg.checkpoint_every = cfg.log_every = 10**12
     vec = make_vec_env(env_id, n_envs, cfg.env_kwargs)
+    threads = torch.get_num_threads()
+    share_cores(n_envs)  # as `twin train` does
     try:
         dev = resolve_device(device)
         with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +63,7 @@ def ppo_rates(env_id: str, n_envs: int, iters: int, device: str) -> dict[str, fl
             run.close()
     finally:
         vec.close()
+        torch.set_num_threads(threads)
     c, u = run.timers["collect"], run.timers["update"]
     return {
         "n_steps": cfg.n_steps,
