@@ -1,8 +1,10 @@
 """Training-speed figures, one ``name value unit`` line each, every ratio against a baseline of the same run.
 
-* PPO: the bare vector env's steps/s (random actions, same env count), then a short PPO run on the
-  same env: its env steps/s over the whole run (collection and updates), the share of each
-  iteration spent in the update, and the ratio of the training rate to the bare rate.
+* PPO: the bare vector env's steps/s (random actions, same env count, as many steps as the PPO
+  run takes, so both cover the same stretch of their episodes: physics gets dearer as parts
+  arrive), then a short PPO run on the same env: its env steps/s over the whole run (collection
+  and updates), the share of each iteration spent in the update, and the ratio of the training
+  rate to the bare rate.
 * SAC: gradient updates per second at batch 256, eager and with ``torch.compile``.
 
 Usage: python bench/bench_train.py [--env ID] [--envs N] [--iters K] [--device auto|cpu|cuda]
@@ -119,13 +121,14 @@ def main() -> None:
     ap.add_argument("--env", default="ConveyorPick-v0")
     ap.add_argument("--envs", type=int, default=2)
     ap.add_argument("--iters", type=int, default=8, help="PPO iterations to time")
-    ap.add_argument("--bare-steps", type=int, default=300)
+    ap.add_argument("--bare-steps", type=int, default=None, help="default: the PPO run's steps per env")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-sac", action="store_true")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     line("device_cuda", float(dev.type == "cuda"), "bool")
-    bare = bare_rate(args.env, args.envs, {}, args.bare_steps)
+    n_steps = make_config("ppo", args.env, {"n_envs": str(args.envs)}).n_steps
+    bare = bare_rate(args.env, args.envs, {}, args.bare_steps or args.iters * n_steps)
     line(f"bare_vector_env_steps_per_s_{args.envs}env", bare, "steps/s")
     r = ppo_rates(args.env, args.envs, args.iters, args.device)
     line("ppo_rollout_steps", r["n_steps"], "steps")
