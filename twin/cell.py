@@ -70,6 +70,7 @@ class Twin:
         self._saved_bodies = 0
         self.sim_time = 0.0
         self._steps = 0
+        self._next_arrival = np.inf  # time of the next queued part's arrival
 
     # -- episode ----------------------------------------------------------------------------
 
@@ -113,6 +114,7 @@ class Twin:
                     (pos, orn),
                     feeder.conveyor,
                 )
+        self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -134,7 +136,7 @@ class Twin:
     def step(self) -> None:
         """Advance one control step: part arrivals, belts, physics, tools, part tracking, events."""
         p = self.world.p
-        for part in self.parts:
+        for part in self.parts if self.sim_time + 1e-9 >= self._next_arrival else ():
             if part.state == "queued" and part.arrival_time <= self.sim_time + 1e-9:
                 pos, orn = part.arrival_pose
                 unpark(self.world, part)
@@ -142,6 +144,8 @@ class Twin:
                 p.resetBaseVelocity(part.id, self.conveyors[part.conveyor].velocity.tolist(), [0, 0, 0])
                 part.state, part.pos = "on_conveyor", pos.copy()
                 self.log.add(self.sim_time, "arrived", part.name, detail=part.conveyor)
+        if self.sim_time + 1e-9 >= self._next_arrival:
+            self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         for conv in self.conveyors.values():
             conv.pre_step()
         self.world.step()
@@ -172,16 +176,21 @@ class Twin:
                 self.sim_time, "collision", robot=self.world.name_of(pair[0]), detail=self.world.name_of(pair[1]) or ""
             )
         self._touching = touching
-        blocked = {name: conv.beam.read() for name, conv in self.conveyors.items() if conv.beam is not None}
+        beams: dict[str, int | None] = {}  # beam-breaks read this step (only those a part is near)
         for part in self.parts:
             if not part.in_play:
                 continue
             pos, _ = p.getBasePositionAndOrientation(part.id)
-            vel, _ = p.getBaseVelocity(part.id)
-            part.pos, part.vel = np.array(pos), np.array(vel)
-            self._track(part, pos[2], math.hypot(*vel), held.get(part.id), blocked)
+            part.pos = np.array(pos)
+            self._track(part, pos[2], held.get(part.id), beams)
 
-    def _track(self, part: Part, z: float, speed: float, robot: Panda | None, blocked: dict[str, int | None]) -> None:
+    def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:
+        if name not in beams:
+            beam = self.conveyors[name].beam
+            beams[name] = beam.read() if beam is not None else None
+        return beams[name]
+
+    def _track(self, part: Part, z: float, robot: Panda | None, beams: dict[str, int | None]) -> None:
         t, hh = self.sim_time, part.spec.half_height
         conv = self.conveyors.get(part.conveyor)
         if part.state == "on_conveyor" or part.state == "loose":
@@ -191,7 +200,7 @@ class Twin:
                 self.log.add(t, "picked", part.name, robot.name)
                 return
         if part.state == "on_conveyor":
-            if blocked.get(part.conveyor) == part.id:
+            if conv is not None and conv.near_beam(part.pos) and self._beam(part.conveyor, beams) == part.id:
                 part.state = "missed"
                 self.log.add(t, "missed", part.name, detail="reached the end of the conveyor")
             elif conv is not None and z < conv.surface_z - 0.1:
@@ -204,6 +213,7 @@ class Twin:
                     part.drop_logged = True
                     self.log.add(t, "dropped", part.name, detail="released outside a bin")
         elif part.state == "loose":
+            speed = math.hypot(*part.vel.tolist())
             in_bin = next((b.name for b in self.bins if b.contains(part.pos)), None)
             if in_bin and speed < 0.3:
                 part.state = "placed"

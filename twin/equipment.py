@@ -64,7 +64,9 @@ class Conveyor:
             stop_pos = self.center + self.direction * (half[0] + 0.01) + np.array([0, 0, 0.03])
             world.create_box(f"{name}-stop", (0.01, half[1], 0.05), stop_pos, self.orn, rgba=(0.9, 0.75, 0.1, 1.0))
         self.beam: BeamBreak | None = None
+        self._beam_along = math.inf
         if config.beam_break is not None:
+            self._beam_along = half[0] - config.beam_break.offset
             at = self.center + self.direction * (half[0] - config.beam_break.offset)
             at[2] = config.height + config.beam_break.height
             reach = self.lateral * (half[1] + 0.03)
@@ -81,6 +83,13 @@ class Conveyor:
         p = self.world.p
         p.resetBasePositionAndOrientation(self.id, self._home_list, self.orn)
         p.resetBaseVelocity(self.id, self._velocity_list, _ZERO3)
+
+    def near_beam(self, pos: np.ndarray, margin: float = 0.15) -> bool:
+        """Whether ``pos`` is within ``margin`` metres (along the belt) of the beam-break or past it.
+
+        Only a part this close can be what breaks the beam, so the beam is read only then.
+        """
+        return float((pos - self.center) @ self.direction) >= self._beam_along - margin
 
     def on_belt(self, pos: np.ndarray, half_height: float) -> bool:
         """Whether a part centred at ``pos`` rests on the belt surface."""

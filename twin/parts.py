@@ -39,8 +39,24 @@ class Part:
     arrival_pose: tuple[np.ndarray, np.ndarray] | None = None
     conveyor: str = ""
     pos: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    vel: np.ndarray = field(default_factory=lambda: np.zeros(3))
     drop_logged: bool = False
+    world: World | None = field(default=None, repr=False, compare=False)
+    _vel: np.ndarray = field(default_factory=lambda: np.zeros(3), repr=False, compare=False)
+    _vel_step: int = field(default=-1, repr=False, compare=False)
+
+    @property
+    def vel(self) -> np.ndarray:
+        """Linear velocity (world frame), read from the physics at most once per step, when asked for."""
+        w = self.world
+        if w is not None and self._vel_step != w.steps and self.in_play:
+            self._vel = np.array(w.p.getBaseVelocity(self.id)[0])
+            self._vel_step = w.steps
+        return self._vel
+
+    @vel.setter
+    def vel(self, value: np.ndarray) -> None:
+        self._vel = np.asarray(value, dtype=float)
+        self._vel_step = self.world.steps if self.world is not None else -1
 
     @property
     def in_play(self) -> bool:
@@ -72,7 +88,7 @@ def build_pool(world: World, specs: list[PartConfig], per_type: int) -> list[Par
                     friction=spec.friction,
                 )
             world.p.changeDynamics(body, -1, spinningFriction=0.001, rollingFriction=0.0001)
-            pool.append(Part(name=name, id=body, spec=spec, park=spot))
+            pool.append(Part(name=name, id=body, spec=spec, park=spot, world=world))
             park(world, pool[-1])
     return pool
 

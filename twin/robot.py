@@ -154,7 +154,7 @@ class Panda:
         self._fingers_commanded = False
         self.energy = 0.0
         self.q_target = self.home_q.copy()
-        self._send_arm(self.q_target)
+        self._send_arm(self.q_target.tolist())
         self.command_tool(close=False)
 
     # -- control ----------------------------------------------------------------------------
@@ -204,21 +204,18 @@ class Panda:
             x = np.linalg.solve(a_mat, rhs)
         return np.dot(x, jac) + q_z
 
-    def _send_arm(self, q: np.ndarray) -> None:
+    def _send_arm(self, q: list[float]) -> None:
         self.world.p.setJointMotorControlArray(
-            self.id,
-            ARM_JOINTS,
-            pb.POSITION_CONTROL,
-            targetPositions=q.tolist(),
-            forces=_MAX_FORCE,
-            positionGains=_GAINS,
+            self.id, ARM_JOINTS, pb.POSITION_CONTROL, targetPositions=q, forces=_MAX_FORCE, positionGains=_GAINS
         )
 
     def set_joint_targets(self, q: np.ndarray) -> None:
         """Position-control the seven arm joints to ``q`` (clipped to the joint limits)."""
-        q = np.asarray(q, dtype=float).tolist()
-        self.q_target = np.array([min(max(v, lo), hi) for v, lo, hi in zip(q, _LOWER, _UPPER, strict=True)])
-        self._send_arm(self.q_target)
+        clipped = [
+            min(max(v, lo), hi) for v, lo, hi in zip(np.asarray(q, dtype=float).tolist(), _LOWER, _UPPER, strict=True)
+        ]
+        self._send_arm(clipped)
+        self.q_target = np.array(clipped)
 
     def move_ee_to(self, position: np.ndarray) -> None:
         """Drive the tool centre point towards ``position`` with the tool pointing down."""
