@@ -77,7 +77,7 @@ class Task(ABC):
 
 def _check_action(action: Any, shape: tuple[int, ...]) -> list[float]:
     """The action as floats clipped to [-1, 1]; a wrong shape, NaN or infinity raises ValueError."""
-    a = np.asarray(action, dtype=np.float64)
+    a = action if isinstance(action, np.ndarray) and action.dtype.kind == "f" else np.asarray(action, dtype=np.float64)
     if a.shape != shape:
         raise ValueError(f"action must have shape {shape}, got {a.shape}")
     values = a.tolist()  # a few Python floats are cheaper to check and clip than an array
