@@ -64,7 +64,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _umask_mode() -> int:
+    """File mode a plain ``open()`` would give (temporary files start at 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, flush it to disk, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -72,6 +80,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -88,6 +97,7 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dic
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
+        os.chmod(tmp, _umask_mode())
         digest = _sha256(Path(tmp))
         os.replace(tmp, path)
     except BaseException:

@@ -257,6 +257,105 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agents.evaluation import PolicyError, check_policy, policy_spec, run_suite
+    from agents.report import aggregate, clean, scorecard_meta, write_report, write_results
+    from agents.suite import SuiteError, load_suite
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.videos < 0:
+        raise UsageError("--videos must be >= 0")
+    try:
+        suite = load_suite(args.suite)
+        spec = policy_spec(args.policy)
+        check_policy(spec, suite)  # shapes against every task's spaces, before any episode
+    except (SuiteError, PolicyError) as exc:
+        raise UsageError(str(exc)) from None
+    out_dir = Path(args.out)
+    n = len(suite.episodes())
+    with _progress() as prog:
+        task = prog.add_task(f"eval {suite.suite.name} [{spec.kind}]", total=n, rate="")
+        t0 = time.perf_counter()
+
+        def done(row):
+            k = prog.tasks[task].completed + 1
+            prog.update(task, advance=1, rate=f"{60 * k / (time.perf_counter() - t0):.1f} ep/min")
+
+        try:
+            rows, videos = run_suite(spec, suite, args.workers, args.backend, args.videos, on_episode=done)
+        except PolicyError as exc:
+            raise UsageError(str(exc)) from None
+    elapsed = time.perf_counter() - t0
+    rows = clean(rows)
+    aggs = aggregate(rows)
+    meta = scorecard_meta(suite, spec, args.backend, args.workers)
+    meta["episodes_per_minute"] = round(60 * n / elapsed, 2)
+    try:
+        write_results(out_dir, rows, aggs, meta)
+    except ImportError as exc:
+        raise UsageError(f"writing results needs {exc.name}: pip install 'factory-twin[eval]'") from None
+    fps = 20 // 4
+    write_report(out_dir, meta, aggs, rows, videos, fps)
+    table = Table(title=f"{suite.suite.name}: {spec.kind} policy, {n} episodes, {60 * n / elapsed:.1f} episodes/min")
+    for col in ("task", "variant", "episodes", "success", "95% interval", "return", "failures"):
+        table.add_column(
+            col,
+            justify="left" if col in ("task", "variant") else "right",
+            no_wrap=col == "task",
+            min_width=15 if col == "task" else None,
+        )
+    for a in aggs:
+        table.add_row(
+            a["task"],
+            a["variant"],
+            str(a["episodes"]),
+            f"{a['success_mean']:.3f}",
+            f"[{a['success_ci95_low']:.3f}, {a['success_ci95_high']:.3f}]",
+            _fmt(a.get("return_mean", float("nan"))),
+            str(a["episodes"] - a["successes"]),
+        )
+    out.print(table)
+    out.print(f"wrote {out_dir}/results.json, results.parquet and report.html")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agents.report import compare
+
+    try:
+        rows, notes = compare(args.a, args.b, Path(args.plot) if args.plot else None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    table = Table(title=f"A = {args.a}   B = {args.b}")
+    for col in ("task", "variant", "success A", "success B", "better", "intervals overlap"):
+        table.add_column(
+            col,
+            justify="left" if col in ("task", "variant") else "right",
+            no_wrap=col == "task",
+            min_width=15 if col == "task" else None,
+        )
+    for r in rows:
+        table.add_row(
+            r["task"],
+            r["variant"],
+            f"{r['success_a']:.3f} [{r['ci_a'][0]:.2f}, {r['ci_a'][1]:.2f}]",
+            f"{r['success_b']:.3f} [{r['ci_b'][0]:.2f}, {r['ci_b'][1]:.2f}]",
+            r["better"],
+            "yes (not significant)" if r["intervals_overlap"] else "no",
+        )
+    out.print(table)
+    for note in notes:
+        err.print(f"note: {note}")
+    if args.plot:
+        out.print(f"plot written to {args.plot}")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -328,6 +427,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or checkpoint folder")
     p.add_argument("--onnx", required=True, metavar="FILE")
     p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("eval", help="evaluate a policy on a seed suite: results, scorecard, HTML report")
+    p.add_argument("--policy", required=True, help="expert, random, a checkpoint folder, or FILE.onnx")
+    p.add_argument("--suite", required=True, help="suite file, or a bundled one: smoke-v1, standard-v1")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="parallel episodes")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--videos", type=int, default=1, help="episode videos per task in the report")
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("compare", help="compare two twin eval results, task by task")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--plot", metavar="FILE.png", help="write a side-by-side success plot")
+    p.set_defaults(fn=cmd_compare)
     return ap
 
 
@@ -336,7 +450,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except UsageError as exc:
-        err.print(f"twin: error: {exc}", markup=False, highlight=False)
+        err.print(f"twin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -99,6 +99,9 @@ def write_video(path: str | os.PathLike[str], frames: list[np.ndarray], fps: int
                     w.append_data(f)
         else:
             imageio.mimsave(tmp, frames[::2], duration=2000 / fps, loop=0)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # temporary files start private; give the video the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,321 @@
+"""``twin eval``: run a policy on every episode of a suite, locally or on Ray, reproducibly.
+
+Policies are given as ``expert``, ``random``, a checkpoint folder written by ``twin train``
+(safetensors + JSON) or an ONNX file following the policy contract (input ``obs`` [batch, D],
+output ``action`` [batch, A]). Pickle-based files are refused. Each episode is fully determined
+by (policy, task, variant, seed), so rows are identical whatever the worker count or backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import envs
+from agents.spaces import flatdim
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".bin")
+ACCEPTED = (
+    "'expert', 'random', a checkpoint folder written by `twin train` (safetensors + checkpoint.json), "
+    "or an ONNX file (.onnx) following the policy contract"
+)
+VIDEO_STRIDE = 4  # record every 4th control step in episode videos
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used (format, or its input/output shapes against the env's spaces)."""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What to load in each worker: kind is expert, random, checkpoint or onnx."""
+
+    kind: str
+    path: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "sha256": self.sha256}
+
+
+def _is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and int.from_bytes(head[:8], "little") < 100_000_000 and head[8:9] == b"{"
+
+
+def policy_spec(policy: str) -> PolicySpec:
+    """Classify a ``--policy`` argument; refuses pickle-based and unknown files with what is accepted."""
+    if policy in ("expert", "random"):
+        return PolicySpec(policy)
+    p = Path(policy)
+    if not p.exists():
+        raise PolicyError(f"{policy}: no such file or folder; --policy takes {ACCEPTED}")
+    if p.is_dir():
+        from agents.checkpoint import CheckpointError
+        from agents.train import resolve_checkpoint
+
+        try:
+            folder = resolve_checkpoint(p)
+        except CheckpointError as exc:
+            raise PolicyError(f"{exc}; --policy takes {ACCEPTED}") from None
+        return PolicySpec("checkpoint", str(folder.resolve()))
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    if p.suffix.lower() == ".onnx":
+        return PolicySpec("onnx", str(p.resolve()), digest)
+    if p.suffix.lower() in PICKLE_SUFFIXES or p.suffix.lower() == ".safetensors":
+        if _is_safetensors(p):
+            raise PolicyError(
+                f"{policy}: bare safetensors weights carry no network description; pass the checkpoint folder "
+                f"that holds them with its checkpoint.json, or export it to ONNX"
+            )
+        raise PolicyError(
+            f"{policy}: pickle-based files ({', '.join(PICKLE_SUFFIXES)}) are refused because loading them "
+            f"runs arbitrary code; accepted: {ACCEPTED}"
+        )
+    raise PolicyError(f"{policy}: unrecognised policy file; accepted: {ACCEPTED}")
+
+
+class _OnnxPolicy:
+    def __init__(self, path: str) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        try:
+            self.sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise PolicyError(f"{path}: onnxruntime cannot load it: {exc}") from None
+        self.path = path
+
+    def check(self, env: gym.Env) -> None:
+        """The contract: one float input 'obs' [batch, flatdim], one float output 'action' [batch, A]."""
+        ins, outs = self.sess.get_inputs(), self.sess.get_outputs()
+        d, a = flatdim(env.observation_space), env.action_space.shape[0]
+        if len(ins) != 1 or ins[0].name != "obs":
+            raise PolicyError(f"{self.path}: expected one input named 'obs', got {[i.name for i in ins]}")
+        if not any(o.name == "action" for o in outs):
+            raise PolicyError(f"{self.path}: expected an output named 'action', got {[o.name for o in outs]}")
+        out = next(o for o in outs if o.name == "action")
+        for what, node, want in (("input 'obs'", ins[0], d), ("output 'action'", out, a)):
+            shape = node.shape
+            if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != want):
+                raise PolicyError(f"{self.path}: {what} has shape {shape}, the env {env.spec.id} needs [batch, {want}]")
+            if "float" not in node.type:
+                raise PolicyError(f"{self.path}: {what} has type {node.type}, expected tensor(float)")
+
+    def __call__(self, flat: np.ndarray) -> np.ndarray:
+        return self.sess.run(["action"], {"obs": flat[None].astype(np.float32)})[0]
+
+
+class _TorchPolicy:
+    def __init__(self, path: str) -> None:
+        import torch
+
+        from agents.train import load_policy
+
+        torch.set_num_threads(1)
+        self.torch = torch
+        self.policy, self.doc = load_policy(path, "cpu")
+
+    def check(self, env: gym.Env) -> None:
+        if self.doc["env_id"] != env.spec.id:
+            raise PolicyError(f"checkpoint trained on {self.doc['env_id']}, evaluated on {env.spec.id}")
+
+    def __call__(self, flat: np.ndarray) -> np.ndarray:
+        with self.torch.no_grad():
+            return self.policy(self.torch.from_numpy(flat[None].astype(np.float32))).numpy()
+
+
+def load_network(spec: PolicySpec):
+    if spec.kind == "onnx":
+        return _OnnxPolicy(spec.path)
+    if spec.kind == "checkpoint":
+        return _TorchPolicy(spec.path)
+    return None
+
+
+def check_policy(spec: PolicySpec, suite) -> None:
+    """Check a network policy against every task's spaces before the first episode."""
+    net = load_network(spec)
+    if net is None:
+        return
+    for env_id, variant, _ in dict.fromkeys((e, v, 0) for e, v, _ in suite.episodes()):
+        env = gym.make(env_id, **suite.env_kwargs(env_id, variant))
+        try:
+            net.check(env)
+        finally:
+            env.close()
+
+
+# -- episodes ---------------------------------------------------------------------------------
+
+_cache: dict[str, Any] = {}
+
+
+def _env(env_id: str, kwargs: dict[str, Any], video: bool) -> gym.Env:
+    key = repr((env_id, sorted(kwargs.items()), video))
+    if key not in _cache:
+        _cache[key] = gym.make(env_id, render_mode="rgb_array" if video else None, **kwargs)
+    return _cache[key]
+
+
+def _net(spec: PolicySpec):
+    key = f"net:{spec}"
+    if key not in _cache:
+        _cache[key] = load_network(spec)
+    return _cache[key]
+
+
+def run_episode(
+    spec: PolicySpec, env_id: str, variant: str, seed: int, kwargs: dict[str, Any], video: bool
+) -> dict[str, Any]:
+    """One episode; returns its row (and, if asked, frames). Policy faults fail the episode, not the run."""
+    env = _env(env_id, kwargs, video)
+    obs, info = env.reset(seed=seed)
+    if spec.kind == "expert":
+        act = envs.EXPERTS[env_id](env)
+        act.reset()
+    elif spec.kind == "random":
+        env.action_space.seed(seed)
+        act = lambda _obs: env.action_space.sample()  # noqa: E731
+    else:
+        net = _net(spec)
+
+        def act(o):
+            return net(gym.spaces.flatten(env.observation_space, o))[0]
+
+    frames = [env.render()] if video else []
+    ret, length, failure = 0.0, 0, None
+    terminated = truncated = False
+    while not (terminated or truncated):
+        try:
+            a = np.asarray(act(obs), dtype=np.float32)
+        except Exception as exc:
+            failure = f"policy raised {type(exc).__name__}: {exc}"
+            break
+        if a.shape != env.action_space.shape:
+            failure = f"policy returned an action of shape {list(a.shape)}, expected {list(env.action_space.shape)}"
+            break
+        if not np.all(np.isfinite(a)):
+            failure = f"policy returned a non-finite action at step {length}: {a.tolist()}"
+            break
+        obs, r, terminated, truncated, info = env.step(a)
+        ret += float(r)
+        length += 1
+        if video and length % VIDEO_STRIDE == 0:
+            frames.append(env.render())
+    success = bool(info.get("is_success", False)) and failure is None
+    kpis = dict(env.unwrapped.kpis()) if hasattr(env.unwrapped, "kpis") else {}
+    if failure is None and not success:
+        failure = "time limit reached" if truncated else "episode ended without success"
+        if kpis.get("missed") or kpis.get("drops"):
+            failure += f" ({int(kpis.get('missed', 0))} missed, {int(kpis.get('drops', 0))} dropped)"
+    row = {
+        "task": env_id,
+        "variant": variant,
+        "seed": int(seed),
+        "success": success,
+        "return": ret,
+        "length": length,
+        "failure": failure,
+        # undefined KPIs (e.g. cycle time when nothing was placed) are None, not NaN
+        **{f"kpi_{k}": (float(v) if v is not None and math.isfinite(v) else None) for k, v in sorted(kpis.items())},
+    }
+    return {"row": row, "frames": frames}
+
+
+def _run_many(spec: PolicySpec, jobs: list[tuple[str, str, int, dict[str, Any], bool]]) -> list[dict[str, Any]]:
+    return [run_episode(spec, *job) for job in jobs]
+
+
+def _chunks(jobs: list, size: int) -> Iterator[list]:
+    for i in range(0, len(jobs), size):
+        yield jobs[i : i + size]
+
+
+def run_suite(
+    spec: PolicySpec,
+    suite,
+    workers: int = 1,
+    backend: str = "local",
+    videos: int = 0,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str, int], list[np.ndarray]]]:
+    """Every episode of ``suite``; rows sorted by (task order, variant order, seed order).
+
+    ``videos`` episodes per task (its first seeds, first variant) also return frames.
+    """
+    episodes = suite.episodes()
+    order = {ep: i for i, ep in enumerate(episodes)}
+    want_video = set()
+    for task in suite.suite.tasks:
+        for s in task.seeds[:videos]:
+            want_video.add((task.env_id, task.variants[0].name, s))
+    jobs = [(e, v, s, suite.env_kwargs(e, v), (e, v, s) in want_video) for e, v, s in episodes]
+    results: list[dict[str, Any]] = []
+
+    def collect(batch):
+        for res in batch:
+            results.append(res)
+            if on_episode:
+                on_episode(res["row"])
+
+    if backend == "ray":
+        collect_ray(spec, jobs, workers, collect)
+    elif workers <= 1:
+        for job in jobs:
+            collect([run_episode(spec, *job)])
+    else:
+        # Small chunks keep workers busy; each worker builds each env once and reuses it.
+        size = max(1, min(4, len(jobs) // (workers * 4) or 1))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+            futures = [pool.submit(_run_many, spec, chunk) for chunk in _chunks(jobs, size)]
+            for fut in as_completed(futures):
+                collect(fut.result())
+    results.sort(key=lambda r: order[(r["row"]["task"], r["row"]["variant"], r["row"]["seed"])])
+    frames = {(r["row"]["task"], r["row"]["variant"], r["row"]["seed"]): r["frames"] for r in results if r["frames"]}
+    return [r["row"] for r in results], frames
+
+
+def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable) -> None:
+    """Run the episodes as Ray tasks: on the cluster at RAY_ADDRESS, else on a local one bound to loopback."""
+    try:
+        import ray
+    except ImportError:
+        raise PolicyError("--backend ray needs Ray: pip install 'factory-twin[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+        else:
+            root = str(Path(__file__).resolve().parent.parent)
+            ray.init(
+                num_cpus=max(1, workers),
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}},
+            )
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(_run_many)
+        size = max(1, min(4, len(jobs) // (max(workers, 1) * 4) or 1))
+        pending = [remote.remote(spec, chunk) for chunk in _chunks(jobs, size)]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            collect(ray.get(done[0]))
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,182 @@
+"""Evaluation suites: a TOML file naming, per task, its layout, scenario variants and episode seeds.
+
+```toml
+name = "standard-v1"
+description = "..."
+
+[[tasks]]
+env_id = "ConveyorPick-v0"
+layout = "default"              # a bundled layout name or a path (relative to the suite file)
+seeds = [0, 1, 2]               # explicit episode seeds
+
+[[tasks.variants]]              # optional; one "nominal" variant when absent
+name = "nominal"
+env_kwargs = {}                 # extra gym.make keyword arguments
+layout = "default"              # optional: this variant's layout instead of the task's
+```
+
+Every episode of a suite is one (task, variant, seed). ``suite_hash`` is the SHA-256 of the file's
+bytes; results record it with the hash of every layout used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from twin.layout import LayoutError, _format_errors, find_layout, layout_hash, load_layout
+
+SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be used; the message names the file and each offending field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, problems
+        super().__init__(f"{source}: invalid suite\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    layout: str | None = None
+
+
+class SuiteTask(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    env_id: str
+    layout: str | None = None
+    seeds: list[int] = Field(min_length=1)
+    variants: list[Variant] = Field(default_factory=lambda: [Variant(name="nominal")])
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be unique")
+        return v
+
+    @model_validator(mode="after")
+    def _variants(self) -> SuiteTask:
+        names = [v.name for v in self.variants]
+        if not names:
+            raise ValueError("variants: give at least one (or leave it out for 'nominal')")
+        if len(set(names)) != len(names):
+            raise ValueError(f"variants: names must be unique, got {names}")
+        return self
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    description: str = ""
+    tasks: list[SuiteTask] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Suite:
+        ids = [t.env_id for t in self.tasks]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"tasks: each env_id may appear once, got {ids}")
+        return self
+
+
+class LoadedSuite:
+    """A validated suite with where it came from, its hash and its layouts' hashes."""
+
+    def __init__(self, suite: Suite, path: Path, digest: str) -> None:
+        self.suite, self.path, self.hash = suite, path, digest
+        self.layout_paths: dict[tuple[str, str], str | None] = {}
+        for task in suite.tasks:
+            for v in task.variants:
+                self.layout_paths[(task.env_id, v.name)] = self._layout(v.layout or task.layout)
+
+    def _layout(self, ref: str | None) -> str | None:
+        if ref is None:
+            return None
+        p = Path(ref)
+        if not p.is_absolute() and (self.path.parent / p).exists():
+            return str(self.path.parent / p)
+        return str(find_layout(ref))
+
+    def episodes(self) -> list[tuple[str, str, int]]:
+        """(env_id, variant, seed) of every episode, in suite order."""
+        return [(t.env_id, v.name, s) for t in self.suite.tasks for v in t.variants for s in t.seeds]
+
+    def env_kwargs(self, env_id: str, variant: str) -> dict[str, Any]:
+        task = next(t for t in self.suite.tasks if t.env_id == env_id)
+        v = next(v for v in task.variants if v.name == variant)
+        kwargs = dict(v.env_kwargs)
+        layout = self.layout_paths[(env_id, variant)]
+        if layout is not None:
+            kwargs["layout"] = layout
+        return kwargs
+
+    def layout_hashes(self) -> dict[str, str]:
+        """SHA-256 per layout file used (the tasks' bundled layouts where the suite names none)."""
+        import envs
+
+        out = {}
+        for (env_id, _), path in self.layout_paths.items():
+            ref = path or envs.TASKS[env_id].layout
+            out[Path(find_layout(ref)).name] = layout_hash(ref)
+        return dict(sorted(out.items()))
+
+
+def find_suite(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.exists() or p.suffix == ".toml":
+        return p
+    bundled = SEEDS_DIR / f"{name_or_path}.toml"
+    return bundled if bundled.exists() else p
+
+
+def load_suite(name_or_path: str | Path) -> LoadedSuite:
+    """Read and validate a suite (a path, or the name of a bundled one such as ``smoke-v1``)."""
+    import envs
+
+    path = find_suite(name_or_path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SuiteError(source, ["file not found"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SuiteError(source, [f"not valid TOML: {exc}"]) from None
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as err:
+        raise SuiteError(source, _format_errors(err)) from None
+    problems = []
+    for i, task in enumerate(suite.tasks):
+        if task.env_id not in envs.ENV_IDS:
+            try:
+                envs.check_env_id(task.env_id)
+            except envs.UnknownEnvError as exc:
+                problems.append(f"tasks[{i}].env_id: {exc}")
+            continue
+        for j, v in enumerate(task.variants):
+            for where, ref in ((f"tasks[{i}].layout", task.layout), (f"tasks[{i}].variants[{j}].layout", v.layout)):
+                if ref is None:
+                    continue
+                p = Path(ref)
+                target = path.parent / p if not p.is_absolute() and (path.parent / p).exists() else ref
+                try:
+                    load_layout(target)
+                except (LayoutError, FileNotFoundError) as exc:
+                    problems.append(f"{where}: {str(exc).splitlines()[0]}")
+            for key in v.env_kwargs:
+                if key in ("layout", "render_mode"):
+                    problems.append(f"tasks[{i}].variants[{j}].env_kwargs.{key}: set by the suite runner, not here")
+    if problems:
+        raise SuiteError(source, problems)
+    return LoadedSuite(suite, path, hashlib.sha256(raw).hexdigest())

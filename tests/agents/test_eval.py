@@ -1,0 +1,170 @@
+"""Seed suites, twin eval (local and Ray), untrusted policies, reports and comparisons."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from agents.cli import run as cli
+from agents.evaluation import PolicyError, check_policy, policy_spec, run_suite
+from agents.report import aggregate, wilson
+from agents.suite import SuiteError, load_suite
+
+TINY = """
+name = "tiny"
+[[tasks]]
+env_id = "FactoryReach-v0"
+seeds = [1, 2, 3, 4]
+"""
+
+
+def _suite(tmp_path, text=TINY, name="tiny.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_bundled_suites_are_valid_and_hashed():
+    smoke, standard = load_suite("smoke-v1"), load_suite("standard-v1")
+    assert len(smoke.episodes()) == 4 and len(standard.episodes()) == 200
+    assert len(smoke.hash) == 64 and smoke.hash != standard.hash
+    assert set(smoke.layout_hashes()) == {"default.toml", "workbench.toml"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = [1]\ncolour = 3\n',
+            "tasks[0].colour: unknown key",
+        ),
+        ('name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = [1, 1]\n', "seeds must be unique"),
+        ('name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = [-1]\n', "seeds must be >= 0"),
+        ('name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = []\n', "tasks[0].seeds"),
+        ('name = "x"\n[[tasks]]\nenv_id = "FactoryRaech-v0"\nseeds = [1]\n', "did you mean FactoryReach-v0"),
+        ('name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nlayout = "nope"\nseeds = [1]\n', "tasks[0].layout"),
+        ('name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = "1"\n', "tasks[0].seeds"),
+        ("name = [", "not valid TOML"),
+    ],
+)
+def test_bad_suites_name_the_file_and_field(tmp_path, capsys, text, expected):
+    path = _suite(tmp_path, text, "bad.toml")
+    with pytest.raises(SuiteError, match=r"bad\.toml") as info:
+        load_suite(path)
+    assert expected in str(info.value)
+    assert cli(["eval", "--policy", "expert", "--suite", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err and expected.split(":")[0] in err and "Traceback" not in err
+
+
+def test_wilson_interval_matches_known_values():
+    np.testing.assert_allclose(wilson(8, 10), (0.4901625, 0.9433178), atol=1e-6)
+    np.testing.assert_allclose(wilson(0, 10), (0.0, 0.2775328), atol=1e-6)
+    np.testing.assert_allclose(wilson(10, 10), (0.7224672, 1.0), atol=1e-6)
+    np.testing.assert_allclose(wilson(50, 100), (0.4038315, 0.5961685), atol=1e-6)
+
+
+def test_rows_are_identical_across_worker_counts(tmp_path):
+    text = TINY + '\n[[tasks]]\nenv_id = "ConveyorPick-v0"\nseeds = [7]\n'
+    suite = load_suite(_suite(tmp_path, text))
+    spec = policy_spec("random")
+    one, _ = run_suite(spec, suite, workers=1)
+    two, _ = run_suite(spec, suite, workers=2)
+    assert one == two
+    assert [(r["task"], r["seed"]) for r in one] == [("FactoryReach-v0", s) for s in (1, 2, 3, 4)] + [
+        ("ConveyorPick-v0", 7)
+    ]
+    assert {"kpi_throughput", "kpi_energy", "failure"} <= set(one[-1])
+    again, _ = run_suite(policy_spec("expert"), suite, workers=2)
+    assert all(r["success"] and r["failure"] is None for r in again)
+
+
+def test_eval_writes_results_report_and_compares(tmp_path, capsys):
+    path = _suite(tmp_path)
+    assert cli(["eval", "--policy", "expert", "--suite", str(path), "--out", str(tmp_path / "a"), "--videos", "1"]) == 0
+    assert cli(["eval", "--policy", "random", "--suite", str(path), "--out", str(tmp_path / "b"), "--videos", "0"]) == 0
+    doc = json.loads((tmp_path / "a" / "results.json").read_text())
+    meta = doc["scorecard"]
+    assert meta["suite_hash"] == load_suite(path).hash and meta["layout_hashes"] and "git_commit" in meta
+    assert doc["aggregates"][0]["success_mean"] == 1.0 and len(doc["episodes"]) == 4
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "a" / "results.parquet")
+    assert table.num_rows == 4 and "success" in table.column_names
+    report = (tmp_path / "a" / "report.html").read_text()
+    assert report.count("data:image/png;base64,") >= 2 and (
+        "data:video/mp4;base64," in report or "data:image/gif" in report
+    )
+    capsys.readouterr()
+    assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(tmp_path / "cmp.png")]) == 0
+    out = capsys.readouterr().out
+    assert "FactoryReach-v0" in out and (tmp_path / "cmp.png").stat().st_size > 1000
+
+
+def _onnx_policy(path, d_in, d_out, bias=0.0):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.zeros((d_in, d_out), np.float32), "w")
+    b = numpy_helper.from_array(np.full((d_out,), bias, np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["obs", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["action"])],
+        "policy",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", d_in])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", d_out])],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_shape_mismatch_is_refused_before_any_episode(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    suite = load_suite(_suite(tmp_path))
+    bad_in = policy_spec(str(_onnx_policy(tmp_path / "in.onnx", 5, 3)))
+    with pytest.raises(PolicyError, match=r"input 'obs' has shape \['batch', 5\].*needs \[batch, 12\]"):
+        check_policy(bad_in, suite)
+    bad_out = _onnx_policy(tmp_path / "out.onnx", 12, 4)
+    assert (
+        cli(["eval", "--policy", str(bad_out), "--suite", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "output 'action'" in capsys.readouterr().err
+    good = policy_spec(str(_onnx_policy(tmp_path / "ok.onnx", 12, 3)))
+    check_policy(good, suite)
+
+
+def test_pickle_files_are_refused_without_being_loaded(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (pytest.fail, ("unpickled!",))
+
+    for name in ("policy.pt", "policy.pkl", "policy.pth"):
+        (tmp_path / name).write_bytes(pickle.dumps(Boom()))
+        with pytest.raises(PolicyError, match=r"pickle-based files .* refused.*ONNX"):
+            policy_spec(str(tmp_path / name))
+    with pytest.raises(PolicyError, match=r"no such file.*--policy takes"):
+        policy_spec(str(tmp_path / "missing.onnx"))
+
+
+def test_a_nan_policy_fails_its_episodes_and_the_evaluation_goes_on(tmp_path):
+    pytest.importorskip("onnxruntime")
+    suite = load_suite(_suite(tmp_path))
+    spec = policy_spec(str(_onnx_policy(tmp_path / "nan.onnx", 12, 3, bias=float("nan"))))
+    rows, _ = run_suite(spec, suite, workers=1)
+    assert len(rows) == 4
+    assert all(not r["success"] and "non-finite action" in r["failure"] for r in rows)
+    agg = aggregate(rows)[0]
+    assert agg["success_mean"] == 0.0 and agg["policy_failures"] == 4
+
+
+def test_ray_backend_gives_the_local_rows(tmp_path):
+    pytest.importorskip("ray")
+    suite = load_suite(_suite(tmp_path))
+    local, _ = run_suite(policy_spec("random"), suite, workers=1)
+    remote, _ = run_suite(policy_spec("random"), suite, workers=2, backend="ray")
+    assert remote == local
