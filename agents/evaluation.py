@@ -130,8 +130,16 @@ class _TorchPolicy:
         self.policy, self.doc = load_policy(path, "cpu")
 
     def check(self, env: gym.Env) -> None:
+        from agents.spaces import describe
+
         if self.doc["env_id"] != env.spec.id:
             raise PolicyError(f"checkpoint trained on {self.doc['env_id']}, evaluated on {env.spec.id}")
+        if self.doc["obs_space"] != describe(env.observation_space):
+            raise PolicyError(
+                f"checkpoint expects observations {self.doc['obs_space']} (trained with env_kwargs "
+                f"{self.doc.get('env_kwargs')}), the suite's {env.spec.id} gives {describe(env.observation_space)}; "
+                f"set env_kwargs in a suite variant to match"
+            )
 
     def __call__(self, flat: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():

@@ -168,3 +168,24 @@ def test_ray_backend_gives_the_local_rows(tmp_path):
     local, _ = run_suite(policy_spec("random"), suite, workers=1)
     remote, _ = run_suite(policy_spec("random"), suite, workers=2, backend="ray")
     assert remote == local
+
+
+def test_a_checkpoint_folder_is_evaluated_and_checked_against_the_suite(tmp_path):
+    pytest.importorskip("torch")
+    from agents.config import make_config
+    from agents.train import train
+
+    cfg = make_config(
+        "ppo", "FactoryReach-v0", {"total_steps": "128", "n_steps": "64", "eval_episodes": "0", "net_width": "16"}
+    )
+    train(cfg, tmp_path / "run", quiet=True)
+    suite = load_suite(_suite(tmp_path))
+    spec = policy_spec(str(tmp_path / "run"))
+    assert spec.kind == "checkpoint"
+    check_policy(spec, suite)
+    rows, _ = run_suite(spec, suite, workers=2)
+    assert len(rows) == 4 and all(r["failure"] is None or "policy" not in r["failure"] for r in rows)
+    goal = make_config("sac", "FactoryReach-v0", {"total_steps": "64", "learning_starts": "32", "eval_episodes": "0"})
+    train(goal, tmp_path / "goal", quiet=True)
+    with pytest.raises(PolicyError, match="set env_kwargs in a suite variant"):
+        check_policy(policy_spec(str(tmp_path / "goal")), suite)
