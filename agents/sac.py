@@ -194,9 +194,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
             t_collect = time.perf_counter()
             if step < cfg.learning_starts:
                 u_np = np.stack([act_space.sample() for _ in range(n)])
+                actions = u_np
                 u_np = (u_np - (act_space.high + act_space.low) / 2) / ((act_space.high - act_space.low) / 2)
-                u = torch.as_tensor(u_np, dtype=torch.float32, device=device)
-                actions = act_space.low + (u_np + 1) * (act_space.high - act_space.low) / 2
+                u = None  # travels to the device with the step's other data below
             else:
                 with torch.no_grad():
                     u, _ = agent.sample(agent.norm(obs))
@@ -214,12 +214,15 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                 [
                     real_next,
                     flatten_batch(obs_space, next_np),
+                    *([u_np.astype(np.float32)] if u is None else []),
                     np.stack([reward, term, term | trunc], 1).astype(np.float32),
                 ],
                 1,
             )
             dev = torch.as_tensor(packed, device=device)  # the one host-to-device copy
             nxt, new_obs = dev[:, :obs_dim], dev[:, obs_dim : 2 * obs_dim]
+            if u is None:
+                u = dev[:, 2 * obs_dim : 2 * obs_dim + act_dim]
             buffer.add(obs, nxt, u, dev[:, -3], dev[:, -2], dev[:, -1].bool())
             if cfg.norm_obs:
                 agent.norm.update(obs)

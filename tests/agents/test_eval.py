@@ -189,3 +189,24 @@ def test_a_checkpoint_folder_is_evaluated_and_checked_against_the_suite(tmp_path
     train(goal, tmp_path / "goal", quiet=True)
     with pytest.raises(PolicyError, match="set env_kwargs in a suite variant"):
         check_policy(policy_spec(str(tmp_path / "goal")), suite)
+
+
+def test_variants_are_run_and_aggregated_apart(tmp_path):
+    text = """
+name = "variants"
+[[tasks]]
+env_id = "FactoryReach-v0"
+layout = "workbench"
+seeds = [5, 6]
+[[tasks.variants]]
+name = "dense"
+[[tasks.variants]]
+name = "sparse"
+env_kwargs = { reward_type = "sparse" }
+"""
+    suite = load_suite(_suite(tmp_path, text))
+    rows, _ = run_suite(policy_spec("expert"), suite, workers=1)
+    assert [(r["variant"], r["seed"]) for r in rows] == [("dense", 5), ("dense", 6), ("sparse", 5), ("sparse", 6)]
+    aggs = {a["variant"]: a for a in aggregate(rows)}
+    assert set(aggs) == {"dense", "sparse"} and all(a["episodes"] == 2 for a in aggs.values())
+    assert aggs["sparse"]["return_mean"] != aggs["dense"]["return_mean"]  # the variant's env kwargs took effect
