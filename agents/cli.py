@@ -250,6 +250,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         info = export_onnx(args.run, args.onnx)
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
+    except RuntimeError as exc:  # the parity check failed: nothing was written
+        err.print(f"twin: export failed: {exc}; {args.onnx} was not written", markup=False, soft_wrap=True)
+        return 1
     out.print(
         f"wrote {info['onnx']}: input obs [batch, {info['obs_dim']}] -> action [batch, {info['act_dim']}]; "
         f"max |onnx - torch| = {info['max_abs_diff']:.2e} on random observations"

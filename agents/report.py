@@ -26,7 +26,8 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    # The interval always holds p; clamp float rounding at the ends (p = 0 or 1).
+    return max(0.0, min(center - half, p)), min(1.0, max(center + half, p))
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -119,8 +120,8 @@ def plot_success(
     for j, (name, aggs) in enumerate(sets):
         x = np.arange(len(aggs)) + (j - (len(sets) - 1) / 2) * width
         m = np.array([a["success_mean"] for a in aggs])
-        lo = m - np.array([a["success_ci95_low"] for a in aggs])
-        hi = np.array([a["success_ci95_high"] for a in aggs]) - m
+        lo = np.clip(m - np.array([a["success_ci95_low"] for a in aggs]), 0, None)
+        hi = np.clip(np.array([a["success_ci95_high"] for a in aggs]) - m, 0, None)
         ax.bar(x, m, width=width * 0.9, yerr=[lo, hi], capsize=4, label=name)
     ax.set_xticks(np.arange(len(labels)), labels)
     ax.set_ylim(0, 1.05)

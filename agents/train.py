@@ -232,7 +232,10 @@ def export_onnx(
         onnx.save(model, str(tmp))
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn(check_samples, obs_dim, generator=gen) * 3.0
+        x = torch.randn(check_samples, obs_dim, generator=gen)
+        norm = policy.norm
+        if hasattr(norm, "mean"):  # random observations spread like the ones the policy was trained on
+            x = norm.mean + 2.0 * torch.sqrt(norm.var) * x
         with torch.no_grad():
             ref = policy(x).numpy()
         got = sess.run(["action"], {"obs": x.numpy()})[0]

@@ -65,6 +65,8 @@ def test_wilson_interval_matches_known_values():
     np.testing.assert_allclose(wilson(0, 10), (0.0, 0.2775328), atol=1e-6)
     np.testing.assert_allclose(wilson(10, 10), (0.7224672, 1.0), atol=1e-6)
     np.testing.assert_allclose(wilson(50, 100), (0.4038315, 0.5961685), atol=1e-6)
+    for n in range(1, 300):  # the interval holds the estimate exactly, also at 0 and 1
+        assert wilson(n, n)[1] == 1.0 and wilson(0, n)[0] == 0.0
 
 
 def test_rows_are_identical_across_worker_counts(tmp_path):
