@@ -52,82 +52,84 @@ class ConveyorPick(Task):
         self.conveyor = next(iter(twin.conveyors.values()))
         self.drop_point = self.bin.center + np.array([0.0, 0.0, self.bin.height + 0.1])
         self._seen = 0
-        self._target_cache: tuple[int, Part | None] | None = None
+        self._scan_cache: tuple | None = None
+        self._dir_xy = tuple(self.conveyor.direction.tolist()[:2])
+        self._drop_list = self.drop_point.tolist()
 
     def reset(self, rng: np.random.Generator) -> None:
         self._seen = 0
-        self._target_cache: tuple[int, Part | None] | None = None
+        self._scan_cache = None
+
+    def _scan(self) -> tuple[Part | None, float, int, int, int, int, bool]:
+        """One pass over the parts per step: target part, seconds to the next arrival, and counts.
+
+        Returns (target, to_next, total, left, placed, arrived, done), cached until the next step.
+        """
+        steps = self.twin.world.steps
+        if self._scan_cache is not None and self._scan_cache[0] == steps:
+            return self._scan_cache[1]
+        t = self.twin.sim_time
+        dx, dy = self._dir_xy
+        held = best = None
+        best_along = -math.inf
+        to_next, total, left, placed, arrived, done = 10.0, 0, 0, 0, 0, True
+        for p in self.twin.parts:
+            state = p.state
+            if state == "parked":
+                continue
+            total += 1
+            if state == "queued":
+                to_next = min(to_next, p.arrival_time - t)
+                left += 1
+                done = False
+                continue
+            arrived += 1
+            if state == "placed":
+                placed += 1
+            if state in TERMINAL:
+                continue
+            left += 1  # in play: on the belt, held or loose
+            done = False
+            if state == "held" and held is None:
+                held = p
+            x, y, _ = p.pos.tolist()
+            if x * dx + y * dy > best_along:
+                best, best_along = p, x * dx + y * dy
+        result = (held or best, to_next, total, left, placed, arrived, done)
+        self._scan_cache = (steps, result)
+        return result
 
     def target_part(self) -> Part | None:
-        """The held part, else the in-play part furthest down the belt (computed once per step)."""
-        steps = self.twin.world.steps
-        if self._target_cache is not None and self._target_cache[0] == steps:
-            return self._target_cache[1]
-        best, best_along = None, -math.inf
-        dx, dy, _ = self.conveyor.direction.tolist()
-        for p in self.twin.parts:
-            if p.state == "held":
-                best = p
-                break
-            if p.in_play:
-                x, y, _ = p.pos.tolist()
-                if x * dx + y * dy > best_along:
-                    best, best_along = p, x * dx + y * dy
-        self._target_cache = (steps, best)
-        return best
+        """The held part, else the in-play part furthest down the belt."""
+        return self._scan()[0]
 
     def observe(self) -> np.ndarray:
         ee_arr, vel = self.robot.ee_state()
         ee = ee_arr.tolist()
-        part = self.target_part()
+        part, to_next, total, left, _, _, _ = self._scan()
         if part is None:
             part_obs = [0.0] * 11
         else:
             pos = part.pos.tolist()
             rel = [a - b for a, b in zip(pos, ee, strict=True)]
             part_obs = [*pos, *rel, *part.vel.tolist(), 1.0, float(part.state == "held")]
-        t = self.twin.sim_time
-        to_next, total, left = 10.0, 0, 0
-        for p in self.twin.parts:
-            if p.state == "parked":
-                continue
-            total += 1
-            if p.state == "queued":
-                to_next = min(to_next, p.arrival_time - t)
-                left += 1
-            elif p.in_play:
-                left += 1
-        drop = [a - b for a, b in zip(self.drop_point.tolist(), ee, strict=True)]
+        drop = [a - b for a, b in zip(self._drop_list, ee, strict=True)]
         obs = [*ee, *vel.tolist(), self.robot.finger_width(), *part_obs, *drop, to_next, left / max(total, 1)]
         return np.array(obs, dtype=np.float32)
 
     def evaluate(self) -> dict[str, Any]:
         events = self.twin.log.events
         placed_now = bad_now = 0
-        for e in events[self._seen :]:
-            placed_now += e.kind == "placed"
-            bad_now += e.kind in ("missed", "dropped")
-        self._seen = len(events)
-        n_placed = n_arrived = n_total = 0
-        done = True
-        for p in self.twin.parts:
-            state = p.state
-            if state == "parked":
-                continue
-            n_total += 1
-            if state == "queued":
-                done = False
-                continue
-            n_arrived += 1
-            if state == "placed":
-                n_placed += 1
-            elif state not in TERMINAL:
-                done = False
-        part = self.target_part()
+        if len(events) > self._seen:
+            for e in events[self._seen :]:
+                placed_now += e.kind == "placed"
+                bad_now += e.kind in ("missed", "dropped")
+            self._seen = len(events)
+        part, _, n_total, _, n_placed, n_arrived, done = self._scan()
         if part is None:
             shaping = 0.0
         elif part.state == "held":
-            shaping = 0.5 - math.dist(part.pos.tolist(), self.drop_point.tolist())
+            shaping = 0.5 - math.dist(part.pos.tolist(), self._drop_list)
         else:
             shaping = -math.dist(part.pos.tolist(), self.robot.ee_state()[0].tolist())
         info: dict[str, Any] = {"parts_placed": n_placed, "parts_arrived": n_arrived}
