@@ -176,7 +176,9 @@ class Panda:
         """
         q_all, _, _ = self._joints()
         lin, ang = self.world.p.calculateJacobian(self.id, self.ee_link, _ORIGIN, q_all, self._zeros, self._zeros)
-        jac = np.array((*lin, *ang))[:, :7]
+        # All joint columns, fingers too: they do not move the tool centre point, so their columns
+        # are zero and change nothing, and the array stays contiguous.
+        jac = np.array((*lin, *ang))
         _, _, m = self._ee()
         pos = self._ee_cache[4]
         # Error in the world frame: position, and orientation as 0.5 * sum_i(axis i x DOWN axis i),
@@ -193,16 +195,16 @@ class Panda:
             b * rx + e * ry + h * rz,
             c * rx + f * ry + i * rz,
         )
-        q = q_all[:7]
-        q_z = [qi + 0.2 * (r - qi) for qi, r in zip(q, _REST, strict=True)]  # q + z
-        z = np.subtract(q_z, q)
+        q_z = [qi + 0.2 * (r - qi) for qi, r in zip(q_all, _REST, strict=False)]  # q + z (arm joints)
+        q_z += q_all[7:]  # no pull on the fingers
+        z = np.subtract(q_z, q_all)
         # J J^T + l^2 I is symmetric positive definite: a Cholesky solve (LAPACK dposv) is exact and
         # costs a fraction of numpy.linalg.solve's call overhead at this size.
         a_mat, rhs = np.dot(jac, jac.T) + _DAMPING_I6, np.subtract(err, np.dot(jac, z))
         _, x, info = dposv(a_mat, rhs)
         if info != 0:  # cannot happen with damping > 0; keep the general solver as a guard
             x = np.linalg.solve(a_mat, rhs)
-        return np.dot(x, jac) + q_z
+        return (np.dot(x, jac) + q_z)[:7]
 
     def _send_arm(self, q: list[float]) -> None:
         self.world.p.setJointMotorControlArray(
