@@ -179,6 +179,14 @@ def _env(env_id: str, kwargs: dict[str, Any], video: bool) -> gym.Env:
     return _cache[key]
 
 
+def close_cached() -> None:
+    """Close the envs this process built for episodes (worker processes just exit)."""
+    for key, obj in list(_cache.items()):
+        if key.startswith("(") and hasattr(obj, "close"):
+            obj.close()
+    _cache.clear()
+
+
 def _net(spec: PolicySpec):
     key = f"net:{spec}"
     if key not in _cache:
@@ -283,8 +291,11 @@ def run_suite(
     if backend == "ray":
         collect_ray(spec, jobs, workers, collect)
     elif workers <= 1:
-        for job in jobs:
-            collect([run_episode(spec, *job)])
+        try:
+            for job in jobs:
+                collect([run_episode(spec, *job)])
+        finally:
+            close_cached()
     else:
         # Small chunks keep workers busy; each worker builds each env once and reuses it.
         size = max(1, min(4, len(jobs) // (workers * 4) or 1))
