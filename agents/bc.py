@@ -17,7 +17,7 @@ from agents import checkpoint as ckpt
 from agents import demos as demos_io
 from agents.config import BCConfig
 from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.runtime import Run
+from agents.runtime import Run, compiled
 from agents.spaces import describe, flatdim
 
 SQUASH = "tanh"
@@ -77,10 +77,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps)
     step = 0
     if state is not None:
-        ckpt.load_module_state(agent, state["tensors"], "model.", state["source"])
-        ckpt.load_optimizer("adamw", opt, state["tensors"], state["optim"]["adamw"])
-        ckpt.restore_rng(rng, state["tensors"], state["rng"])
-        step = state["step"]
+        step = ckpt.resume(state, agent, {"adamw": opt}, rng)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps, last_epoch=step - 1)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
@@ -89,9 +86,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
 
     fn = loss_of
     if cfg.compile:
-        from agents.ppo import _compiled
-
-        fn = _compiled(loss_of, run)
+        fn = compiled(loss_of, run.console)
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     t0 = time.perf_counter()
     while step < cfg.total_steps:

@@ -250,3 +250,15 @@ def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
                 f"{source}: {prefix}{k} has shape {list(v.shape)}, the network expects {list(own[k].shape)}"
             )
     module.load_state_dict(state)
+
+
+def resume(state: dict[str, Any], model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], np_rng) -> int:
+    """Load a training state (from ``agents.train.load_state``) into a model, its optimisers and RNGs.
+
+    Returns the step to continue from.
+    """
+    load_module_state(model, state["tensors"], "model.", state["source"])
+    for name, opt in optimizers.items():
+        load_optimizer(name, opt, state["tensors"], state["optim"][name])
+    restore_rng(np_rng, state["tensors"], state["rng"])
+    return int(state["step"])

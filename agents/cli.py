@@ -38,6 +38,17 @@ def _progress() -> Progress:
     )
 
 
+def _episode_ticker(prog: Progress, task, per_minute: bool = False):
+    """A callback that advances ``task`` by one episode and shows the episode rate."""
+    t0 = time.perf_counter()
+
+    def tick(*_) -> None:
+        rate = (prog.tasks[task].completed + 1) / (time.perf_counter() - t0)
+        prog.update(task, advance=1, rate=f"{60 * rate:.1f} ep/min" if per_minute else f"{rate:.2f} ep/s")
+
+    return tick
+
+
 def _fmt(v: float) -> str:
     if isinstance(v, float) and math.isnan(v):
         return "-"
@@ -97,11 +108,10 @@ def cmd_play(args: argparse.Namespace) -> int:
         raise UsageError(f"--video must name a .mp4 or .gif file, got {args.video!r}")
     with _progress() as prog:
         task = prog.add_task(f"{env_id} [{args.policy}]", total=args.episodes, rate="")
-        t0 = time.perf_counter()
+        tick = _episode_ticker(prog, task)
 
         def done(res):
-            n = prog.tasks[task].completed + 1
-            prog.update(task, advance=1, rate=f"{n / (time.perf_counter() - t0):.2f} ep/s")
+            tick()
             if args.verbose:
                 err.print(f"seed {res.seed}: success={res.success} return={res.ret:.2f} steps={res.length}")
 
@@ -228,12 +238,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
             raise UsageError(f"--env-kwargs is not JSON: {exc}") from None
     with _progress() as prog:
         task = prog.add_task(f"demos {env_id}", total=args.episodes, rate="")
-        t0 = time.perf_counter()
-
-        def done(ep):
-            n = prog.tasks[task].completed + 1
-            prog.update(task, advance=1, rate=f"{n / (time.perf_counter() - t0):.2f} ep/s")
-
+        done = _episode_ticker(prog, task)
         info = record(env_id, args.episodes, args.out, args.seed, args.workers, args.noise, kwargs, on_episode=done)
     out.print(
         f"{info['episodes']} episodes, {info['steps']:,} steps, expert success {info['expert_success_rate']:.3f} "
@@ -282,11 +287,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with _progress() as prog:
         task = prog.add_task(f"eval {suite.suite.name} [{spec.kind}]", total=n, rate="")
         t0 = time.perf_counter()
-
-        def done(row):
-            k = prog.tasks[task].completed + 1
-            prog.update(task, advance=1, rate=f"{60 * k / (time.perf_counter() - t0):.1f} ep/min")
-
+        done = _episode_ticker(prog, task, per_minute=True)
         try:
             rows, videos = run_suite(spec, suite, args.workers, args.backend, args.videos, on_episode=done)
         except PolicyError as exc:

@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 
 import envs
 from agents.spaces import describe, flatten_batch
+from agents.vec import SeedQueue, make_vec_env
 
 FORMAT = "factory-twin-demos/1"
 
@@ -85,39 +86,29 @@ def record(
     envs.check_env_id(env_id)
     env_kwargs = dict(env_kwargs or {})
 
-    def make():
-        return ExpertDriven(gym.make(env_id, **env_kwargs), noise)
-
     n_envs = max(1, min(n_envs, episodes))
-    mode = gym.vector.AutoresetMode.DISABLED
-    if n_envs == 1:
-        vec = gym.vector.SyncVectorEnv([make], autoreset_mode=mode)
-    else:
-        vec = gym.vector.AsyncVectorEnv([make] * n_envs, shared_memory=True, context="fork", autoreset_mode=mode)
+    vec = make_vec_env(env_id, n_envs, env_kwargs, autoreset="disabled", wrapper=lambda e: ExpertDriven(e, noise))
     space = vec.single_observation_space
     try:
-        seeds = [seed + k for k in range(episodes)]
-        current = seeds[:n_envs]
-        nxt = n_envs
-        obs, info = vec.reset(seed=current)
+        queue = SeedQueue(vec, [seed + k for k in range(episodes)])
+        obs, info = queue.reset()
         labels = np.asarray(info["expert_action"], dtype=np.float32)
         steps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n_envs)]
         ret = np.zeros(n_envs)
-        active = np.ones(n_envs, dtype=bool)
         finished: list[dict[str, Any]] = []
-        while active.any():
+        while queue.active.any():
             flat = flatten_batch(space, obs)
-            for i in np.flatnonzero(active):
+            for i in np.flatnonzero(queue.active):
                 steps[i].append((flat[i], labels[i]))
             obs, r, term, trunc, info = vec.step(labels)
             ret += r
             labels = np.asarray(info["expert_action"], dtype=np.float32)
-            done = (term | trunc) & active
+            done = (term | trunc) & queue.active
             if not done.any():
                 continue
             for i in np.flatnonzero(done):
                 ep = {
-                    "seed": current[i],
+                    "seed": queue.current[i],
                     "return": float(ret[i]),
                     "success": bool(info["is_success"][i]) if "is_success" in info else False,
                     "steps": steps[i],
@@ -126,15 +117,7 @@ def record(
                 if on_episode:
                     on_episode(ep)
                 steps[i], ret[i] = [], 0.0
-                if nxt < episodes:
-                    current[i] = seeds[nxt]
-                    nxt += 1
-                else:
-                    active[i] = False
-            obs, info = vec.reset(
-                seed=[current[i] if done[i] and active[i] else None for i in range(n_envs)],
-                options={"reset_mask": done},
-            )
+            obs, info = queue.advance(done)
             fresh = np.asarray(info["expert_action"], dtype=np.float32)
             labels = np.where(done[:, None], fresh, labels)
         act_space = vec.single_action_space

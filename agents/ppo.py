@@ -18,8 +18,8 @@ from torch import nn
 from agents import checkpoint as ckpt
 from agents.config import PPOConfig
 from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.runtime import EpisodeStats, Run, final_infos
-from agents.spaces import flatdim, flatten_batch
+from agents.runtime import EpisodeStats, Run, compiled, final_infos
+from agents.spaces import flatdim, flatten_batch, flatten_one
 
 SQUASH = "clip"
 
@@ -110,16 +110,11 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
     opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)
     rng = np.random.default_rng(cfg.seed)
-    step = 0
-    if state is not None:
-        ckpt.load_module_state(agent, state["tensors"], "model.", state["source"])
-        ckpt.load_optimizer("adam", opt, state["tensors"], state["optim"]["adam"])
-        ckpt.restore_rng(rng, state["tensors"], state["rng"])
-        step = state["step"]
+    step = ckpt.resume(state, agent, {"adam": opt}, rng) if state is not None else 0
 
     loss_fn = ppo_loss
     if cfg.compile:
-        loss_fn = _compiled(ppo_loss, run)
+        loss_fn = compiled(ppo_loss, run.console)
 
     # Rollout storage, on the device.
     T = cfg.n_steps
@@ -170,7 +165,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
             # One host-to-device copy: next obs, final obs of finished episodes, reward, flags.
             final = np.zeros((n, obs_dim), dtype=np.float32)
             for i, _ in final_infos(info, n):
-                final[i] = flatten_batch(obs_space, _index_obs(info["final_obs"][i], obs_space))[0]
+                final[i] = flatten_one(obs_space, info["final_obs"][i])
             packed = np.concatenate(
                 [flatten_batch(obs_space, obs_np), final, np.stack([reward, term, trunc], 1).astype(np.float32)], 1
             )
@@ -243,32 +238,3 @@ def save(run: Run, cfg: PPOConfig, agent: PPOAgent, opt, rng, step: int, vec) ->
 
     opt_t, opt_meta = ckpt.optimizer_tensors("adam", opt)
     write_checkpoint(run, cfg, vec, step, {"model": agent}, {"adam": (opt_t, opt_meta)}, rng)
-
-
-def _index_obs(o, space):
-    """A final observation as a batch of one."""
-    if isinstance(o, dict):
-        return {k: np.asarray(v)[None] for k, v in o.items()}
-    return np.asarray(o)[None]
-
-
-def _compiled(fn, run: Run):
-    """``torch.compile(fn)``, falling back to ``fn`` (with a note) where compilation is unsupported."""
-    try:
-        compiled = torch.compile(fn)
-    except Exception as exc:
-        run.console.print(f"[yellow]--compile unavailable ({type(exc).__name__}: {exc}); running eagerly[/yellow]")
-        return fn
-    state = {"fn": compiled}
-
-    def call(*args, **kwargs):
-        try:
-            return state["fn"](*args, **kwargs)
-        except Exception as exc:
-            if state["fn"] is fn:
-                raise
-            run.console.print(f"[yellow]--compile failed ({type(exc).__name__}); running eagerly[/yellow]")
-            state["fn"] = fn
-            return fn(*args, **kwargs)
-
-    return call

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agents.spaces import flatten_batch
-from agents.vec import make_vec_env
+from agents.vec import SeedQueue, make_vec_env
 
 EVAL_SEED_BASE = 1_000_000
 """Evaluation episodes use seeds ``EVAL_SEED_BASE + k``: fixed, and apart from training seeds."""
@@ -187,26 +187,23 @@ def evaluate(
     n_envs = max(1, min(n_envs, episodes))
     vec = make_vec_env(env_id, n_envs, env_kwargs, autoreset="disabled")
     try:
-        seeds = [seed_base + k for k in range(episodes)]
-        nxt = n_envs
-        current = seeds[:n_envs]
-        obs, _ = vec.reset(seed=current)
-        active = np.ones(n_envs, dtype=bool)
+        queue = SeedQueue(vec, [seed_base + k for k in range(episodes)])
+        obs, _ = queue.reset()
         ret = np.zeros(n_envs)
         length = np.zeros(n_envs, dtype=int)
         rows: list[dict[str, Any]] = []
-        while active.any():
+        while queue.active.any():
             x = torch.as_tensor(flatten_batch(vec.single_observation_space, obs), device=device)
             actions = policy(x).cpu().numpy()
             obs, r, term, trunc, info = vec.step(actions)
             ret += r
             length += 1
-            done = (term | trunc) & active
+            done = (term | trunc) & queue.active
             if not done.any():
                 continue
             for i in np.flatnonzero(done):
                 succ = info.get("is_success")
-                row = {"seed": current[i], "return": float(ret[i]), "length": int(length[i])}
+                row = {"seed": queue.current[i], "return": float(ret[i]), "length": int(length[i])}
                 if succ is not None and info.get("_is_success", np.ones(n_envs, bool))[i]:
                     row["success"] = bool(succ[i])
                 for k in ("parts_placed", "parts_arrived"):
@@ -214,14 +211,7 @@ def evaluate(
                         row[k] = int(info[k][i])
                 rows.append(row)
                 ret[i], length[i] = 0.0, 0
-                if nxt < episodes:
-                    current[i] = seeds[nxt]
-                    nxt += 1
-                else:
-                    active[i] = False
-            # Reset every env that ended: with a new seed, or (no seeds left) just to keep it valid.
-            reset_seeds = [current[i] if done[i] and active[i] else None for i in range(n_envs)]
-            obs, _ = vec.reset(seed=reset_seeds, options={"reset_mask": done})
+            obs, _ = queue.advance(done)
         return sorted(rows, key=lambda r: r["seed"])
     finally:
         vec.close()
@@ -273,3 +263,25 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
     plt.close(fig)
     tmp.replace(out_png)
     return out_png
+
+
+def compiled(fn, console: Console):
+    """``torch.compile(fn)``, falling back to ``fn`` (with a note) where compilation is unsupported."""
+    try:
+        fast = torch.compile(fn)
+    except Exception as exc:
+        console.print(f"[yellow]--compile unavailable ({type(exc).__name__}: {exc}); running eagerly[/yellow]")
+        return fn
+    state = {"fn": fast}
+
+    def call(*args, **kwargs):
+        try:
+            return state["fn"](*args, **kwargs)
+        except Exception as exc:
+            if state["fn"] is fn:
+                raise
+            console.print(f"[yellow]--compile failed ({type(exc).__name__}); running eagerly[/yellow]")
+            state["fn"] = fn
+            return fn(*args, **kwargs)
+
+    return call

@@ -21,8 +21,8 @@ from agents import checkpoint as ckpt
 from agents.buffers import ReplayBuffer
 from agents.config import SACConfig
 from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.runtime import EpisodeStats, Run, final_infos
-from agents.spaces import flatdim, flatten_batch, goal_slices, is_goal_space
+from agents.runtime import EpisodeStats, Run, compiled, final_infos
+from agents.spaces import flatdim, flatten_batch, flatten_one, goal_slices, is_goal_space
 
 SQUASH = "tanh"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -154,9 +154,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
     compile_fn = None
     if cfg.compile:
-        from agents.ppo import _compiled
-
-        compile_fn = lambda f: _compiled(f, run)  # noqa: E731
+        compile_fn = lambda f: compiled(f, run.console)  # noqa: E731
     update = Updater(agent, cfg, target_entropy=-float(act_dim), compile_fn=compile_fn)
     goal = is_goal_space(obs_space) and cfg.her_ratio > 0
     reward_fn = reward_function(cfg.env_id, cfg.env_kwargs, device) if goal else None
@@ -173,13 +171,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     rng = np.random.default_rng(cfg.seed)
     step = 0
     if state is not None:
-        ckpt.load_module_state(agent, state["tensors"], "model.", state["source"])
-        for name, opt in update.optimizers().items():
-            ckpt.load_optimizer(name, opt, state["tensors"], state["optim"][name])
-        ckpt.restore_rng(rng, state["tensors"], state["rng"])
+        step = ckpt.resume(state, agent, update.optimizers(), rng)
         if state.get("replay"):
             buffer.load_state(state["replay"])
-        step = state["step"]
     act_space.seed(int(rng.integers(2**31)))
 
     stats = EpisodeStats(n)
@@ -205,11 +199,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
             stats.step(reward, term | trunc, info)
             real_next = flatten_batch(obs_space, next_np)
             for i, _ in final_infos(info, n):  # the true last observation of finished episodes
-                fo = info["final_obs"][i]
-                real_next[i] = flatten_batch(
-                    obs_space,
-                    {k: np.asarray(v)[None] for k, v in fo.items()} if isinstance(fo, dict) else np.asarray(fo)[None],
-                )[0]
+                real_next[i] = flatten_one(obs_space, info["final_obs"][i])
             packed = np.concatenate(
                 [
                     real_next,

@@ -57,6 +57,13 @@ def flatten_batch(obs_space: spaces.Space, obs: Any) -> np.ndarray:
     return obs.reshape(obs.shape[0], -1)
 
 
+def flatten_one(obs_space: spaces.Space, obs: Any) -> np.ndarray:
+    """Flatten a single observation (no batch axis) to float32 ``[flatdim]``."""
+    if isinstance(obs, dict):
+        return flatten_batch(obs_space, {k: np.asarray(v)[None] for k, v in obs.items()})[0]
+    return flatten_batch(obs_space, np.asarray(obs)[None])[0]
+
+
 def goal_slices(obs_space: spaces.Dict) -> dict[str, slice]:
     """Where each key of a Dict observation lies in the flat vector."""
     out, start = {}, 0

@@ -256,29 +256,12 @@ def export_onnx(
 def _torch_export(policy: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
     import warnings
 
+    names = {"input_names": ["obs"], "output_names": ["action"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             batch = torch.export.Dim("batch", min=1)
-            torch.onnx.export(
-                policy,
-                (example,),
-                str(out),
-                input_names=["obs"],
-                output_names=["action"],
-                dynamic_shapes=({0: batch},),
-                dynamo=True,
-                verbose=False,
-            )
-            return
-        except Exception:
-            pass
-        torch.onnx.export(
-            policy,
-            (example,),
-            str(out),
-            input_names=["obs"],
-            output_names=["action"],
-            dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-            dynamo=False,
-        )
+            torch.onnx.export(policy, (example,), str(out), dynamic_shapes=({0: batch},), dynamo=True, **names)
+        except Exception:  # older torch or no onnxscript: the TorchScript exporter
+            dynamic = {"obs": {0: "batch"}, "action": {0: "batch"}}
+            torch.onnx.export(policy, (example,), str(out), dynamic_axes=dynamic, dynamo=False, **names)

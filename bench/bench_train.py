@@ -19,10 +19,11 @@ import time
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from agents import ppo
 from agents.config import make_config
-from agents.runtime import Run, resolve_device, share_cores
+from agents.runtime import Run, compiled, resolve_device, share_cores
 from agents.sac import SACAgent, Updater
 from agents.vec import make_vec_env
 
@@ -78,19 +79,11 @@ def ppo_rates(env_id: str, n_envs: int, iters: int, device: str) -> dict[str, fl
 
 
 def sac_updates_per_s(
-    device: torch.device, compiled: bool, obs_dim: int = 25, act_dim: int = 4, n: int = 300
+    device: torch.device, compiled_update: bool, obs_dim: int = 25, act_dim: int = 4, n: int = 300
 ) -> tuple[float, float]:
-    cfg = make_config("sac", "FactoryReach-v0", {"device": str(device), "compile": str(compiled)})
+    cfg = make_config("sac", "FactoryReach-v0", {"device": str(device), "compile": str(compiled_update)})
     agent = SACAgent(cfg, obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim)).to(device)
-    run = None
-    compile_fn = None
-    if compiled:
-        from agents.ppo import _compiled
-
-        with tempfile.TemporaryDirectory() as tmp:
-            run = Run(tmp, 1, quiet=True)
-            run.close()
-        compile_fn = lambda f: _compiled(f, run)  # noqa: E731
+    compile_fn = (lambda f: compiled(f, Console(stderr=True))) if compiled_update else None
     update = Updater(agent, cfg, -float(act_dim), compile_fn)
     g = torch.Generator(device=device).manual_seed(0)
     batch = (
@@ -137,9 +130,9 @@ def main() -> None:
     line("ppo_update_fraction", r["update_fraction"], "x")
     line("ppo_training_vs_bare_ratio", r["steps_per_s"] / bare, "x")
     if not args.skip_sac:
-        eager, _ = sac_updates_per_s(dev, compiled=False)
+        eager, _ = sac_updates_per_s(dev, compiled_update=False)
         line("sac_updates_per_s_batch256_eager", eager, "updates/s")
-        comp, warm = sac_updates_per_s(dev, compiled=True)
+        comp, warm = sac_updates_per_s(dev, compiled_update=True)
         line("sac_updates_per_s_batch256_compiled", comp, "updates/s")
         line("sac_compile_warmup_s", warm, "s")
         line("sac_compiled_vs_eager_ratio", comp / eager, "x")
