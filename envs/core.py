@@ -123,6 +123,7 @@ class FactoryEnv(gym.Env):
             self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None
             n_act = 4 if task.uses_tool else 3
             self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
+            self._action_shape = (n_act,)
             self._low, self._high = (tuple(float(v) for v in b) for b in task.workspace)
             self.observation_space = self._make_obs_space()
         except Exception:
@@ -173,21 +174,17 @@ class FactoryEnv(gym.Env):
         return self._obs(), {"is_success": False}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        a = _check_action(action, self.action_space.shape)
-        robot = self.task.robot
-        ee, _ = robot.ee_state()
-        step = self.task.max_step
-        moved = zip(ee.tolist(), a, self._low, self._high, strict=False)  # a may carry a 4th (tool) entry
-        target = [min(max(e + d * step, lo), hi) for e, d, lo, hi in moved]
-        robot.move_ee_to(target)
-        if self.task.uses_tool:
-            self.twin.command_tool(robot, close=bool(a[3] > 0))
-        self.twin.step()
-        ev = self.task.evaluate()
-        reward = float(self.task.reward(ev))
-        terminated = self.task.terminated(ev)
+        a = _check_action(action, self._action_shape)
+        task, twin = self.task, self.twin
+        robot, step = task.robot, task.max_step
+        moved = zip(robot.ee_xyz(), a, self._low, self._high, strict=False)  # a may carry a 4th (tool) entry
+        robot.move_ee_to([min(max(e + d * step, lo), hi) for e, d, lo, hi in moved])
+        if task.uses_tool:
+            twin.command_tool(robot, close=a[3] > 0)
+        twin.step()
+        ev = task.evaluate()
         info = {"is_success": bool(ev["success"]), **ev.get("info", {})}
-        return self._obs(), reward, terminated, False, info
+        return self._obs(), float(task.reward(ev)), task.terminated(ev), False, info
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         """Reward for (possibly relabelled, batched) goals, as HER needs."""

@@ -11,7 +11,7 @@ import numpy as np
 from twin.equipment import Bin, Conveyor, build_pedestal, build_table
 from twin.events import EventLog, compute_kpis
 from twin.layout import CellLayout, load_layout, resolve_asset
-from twin.parts import Part, build_pool, park, schedule, unpark
+from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
 from twin.robot import Panda
 from twin.sensors import Camera
 from twin.world import World
@@ -96,7 +96,7 @@ class Twin:
         for part in self.parts:
             park(self.world, part)
             part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
-            part.pos, part.vel = part.park.copy(), np.zeros(3)
+            part.pos, part.vel = part.park, np.zeros(3)
         free: dict[str, list[Part]] = defaultdict(list)
         for part in self.parts:
             free[part.spec.name].append(part)
@@ -123,15 +123,11 @@ class Twin:
         was = robot.gripper_closed or robot.suction_on
         robot.command_tool(close)
         if close and not was:
-            ee, _ = robot.ee_state()
-            ee = ee.tolist()
-            near = [
-                p
-                for p in self.parts
-                if p.in_play and p.state != "held" and math.dist(p.pos.tolist(), ee) < GRASP_RADIUS
-            ]
-            if near:
-                self.log.add(self.sim_time, "grasp", near[0].name, robot.name)
+            ee = robot.ee_xyz()
+            for part in self.parts:
+                if (part.state == "on_conveyor" or part.state == "loose") and math.dist(part.xyz, ee) < GRASP_RADIUS:
+                    self.log.add(self.sim_time, "grasp", part.name, robot.name)
+                    break
 
     def step(self) -> None:
         """Advance one control step: part arrivals, belts, physics, tools, part tracking, events."""
@@ -142,7 +138,7 @@ class Twin:
                 unpark(self.world, part)
                 p.resetBasePositionAndOrientation(part.id, pos.tolist(), orn.tolist())
                 p.resetBaseVelocity(part.id, self.conveyors[part.conveyor].velocity.tolist(), [0, 0, 0])
-                part.state, part.pos = "on_conveyor", pos.copy()
+                part.state, part.pos = "on_conveyor", pos
                 self.log.add(self.sim_time, "arrived", part.name, detail=part.conveyor)
         if self.sim_time + 1e-9 >= self._next_arrival:
             self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
@@ -159,12 +155,12 @@ class Twin:
         held: dict[int, Panda] = {}
         touching: set[tuple[int, int]] = set()
         for robot in self.robots:
-            tool_contacts: dict[int, list] = defaultdict(list)
+            tool_contacts: dict[int, list] = {}
             for c in p.getContactPoints(bodyA=robot.id):
                 other = c[2]
                 if other in self._part_by_id:
                     if c[3] in robot.tool_links:
-                        tool_contacts[other].append(c)
+                        tool_contacts.setdefault(other, []).append(c)
                 elif c[9] > COLLISION_FORCE:
                     touching.add((robot.id, other))
             robot.update(dt, tool_contacts)
@@ -177,12 +173,10 @@ class Twin:
             )
         self._touching = touching
         beams: dict[str, int | None] = {}  # beam-breaks read this step (only those a part is near)
-        for part in self.parts:
-            if not part.in_play:
-                continue
+        for part in [q for q in self.parts if q.state in IN_PLAY]:
             pos, _ = p.getBasePositionAndOrientation(part.id)
-            part.pos = np.array(pos)
-            self._track(part, pos[2], held.get(part.id), beams)
+            part.set_xyz(pos)
+            self._track(part, pos, held.get(part.id), beams)
 
     def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:
         if name not in beams:
@@ -190,8 +184,8 @@ class Twin:
             beams[name] = beam.read() if beam is not None else None
         return beams[name]
 
-    def _track(self, part: Part, z: float, robot: Panda | None, beams: dict[str, int | None]) -> None:
-        t, hh = self.sim_time, part.spec.half_height
+    def _track(self, part: Part, pos: tuple, robot: Panda | None, beams: dict[str, int | None]) -> None:
+        t, hh, z = self.sim_time, part.spec.half_height, pos[2]
         conv = self.conveyors.get(part.conveyor)
         if part.state == "on_conveyor" or part.state == "loose":
             rest_z = (conv.surface_z if conv else 0.0) + hh
@@ -200,7 +194,7 @@ class Twin:
                 self.log.add(t, "picked", part.name, robot.name)
                 return
         if part.state == "on_conveyor":
-            if conv is not None and conv.near_beam(part.pos) and self._beam(part.conveyor, beams) == part.id:
+            if conv is not None and conv.near_beam(pos) and self._beam(part.conveyor, beams) == part.id:
                 part.state = "missed"
                 self.log.add(t, "missed", part.name, detail="reached the end of the conveyor")
             elif conv is not None and z < conv.surface_z - 0.1:
@@ -209,16 +203,16 @@ class Twin:
         elif part.state == "held":
             if robot is None:
                 part.state = "loose"
-                if not any(b.above(part.pos) for b in self.bins):
+                if not any(b.above(pos) for b in self.bins):
                     part.drop_logged = True
                     self.log.add(t, "dropped", part.name, detail="released outside a bin")
         elif part.state == "loose":
-            speed = math.hypot(*part.vel.tolist())
-            in_bin = next((b.name for b in self.bins if b.contains(part.pos)), None)
+            speed = math.hypot(*part.vel_xyz)
+            in_bin = next((b.name for b in self.bins if b.contains(pos)), None)
             if in_bin and speed < 0.3:
                 part.state = "placed"
                 self.log.add(t, "placed", part.name, detail=in_bin)
-            elif conv is not None and conv.on_belt(part.pos, hh) and speed < 0.5:
+            elif conv is not None and conv.on_belt(pos, hh) and speed < 0.5:
                 part.state = "on_conveyor"
             elif z < hh + 0.01 or (speed < 1e-3 and not in_bin):  # on the floor, or at rest elsewhere
                 part.state = "lost"

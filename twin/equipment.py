@@ -60,6 +60,7 @@ class Conveyor:
         self.velocity = config.speed * self.direction
         self._home = self.center - self.velocity * world.control_dt / 2  # creeps through the centre
         self._home_list, self._velocity_list = self._home.tolist(), self.velocity.tolist()
+        self._center_list, self._dir_xy = self.center.tolist(), (math.cos(yaw), math.sin(yaw))
         if config.end_stop:
             stop_pos = self.center + self.direction * (half[0] + 0.01) + np.array([0, 0, 0.03])
             world.create_box(f"{name}-stop", (0.01, half[1], 0.05), stop_pos, self.orn, rgba=(0.9, 0.75, 0.1, 1.0))
@@ -84,17 +85,19 @@ class Conveyor:
         p.resetBasePositionAndOrientation(self.id, self._home_list, self.orn)
         p.resetBaseVelocity(self.id, self._velocity_list, _ZERO3)
 
-    def near_beam(self, pos: np.ndarray, margin: float = 0.15) -> bool:
+    def near_beam(self, pos, margin: float = 0.15) -> bool:
         """Whether ``pos`` is within ``margin`` metres (along the belt) of the beam-break or past it.
 
         Only a part this close can be what breaks the beam, so the beam is read only then.
         """
-        return float((pos - self.center) @ self.direction) >= self._beam_along - margin
+        (cx, cy, _), (dx, dy) = self._center_list, self._dir_xy
+        return (pos[0] - cx) * dx + (pos[1] - cy) * dy >= self._beam_along - margin
 
-    def on_belt(self, pos: np.ndarray, half_height: float) -> bool:
+    def on_belt(self, pos, half_height: float) -> bool:
         """Whether a part centred at ``pos`` rests on the belt surface."""
-        rel = pos - self.center
-        along, across = float(rel @ self.direction), float(rel @ self.lateral)
+        (cx, cy, _), (dx, dy) = self._center_list, self._dir_xy
+        rx, ry = pos[0] - cx, pos[1] - cy
+        along, across = rx * dx + ry * dy, ry * dx - rx * dy  # lateral = (-dy, dx)
         return (
             abs(along) <= self.config.length / 2 + 0.01
             and abs(across) <= self.config.width / 2 + 0.01
@@ -122,15 +125,21 @@ class Bin:
         self.center = np.asarray(config.position, dtype=float)
         self.half = np.array([hx, hy])
         self.height = h
+        self._center_list, self._half_list = self.center.tolist(), (hx, hy)
 
-    def contains(self, pos: np.ndarray, margin: float = 0.0) -> bool:
+    def contains(self, pos, margin: float = 0.0) -> bool:
         """Whether ``pos`` lies inside the bin's inner volume (below the rim)."""
-        rel = pos - self.center
-        return bool(np.all(np.abs(rel[:2]) <= self.half - margin) and -0.01 <= rel[2] <= self.height)
+        cx, cy, cz = self._center_list
+        hx, hy = self._half_list
+        return (
+            abs(pos[0] - cx) <= hx - margin and abs(pos[1] - cy) <= hy - margin and -0.01 <= pos[2] - cz <= self.height
+        )
 
-    def above(self, pos: np.ndarray) -> bool:
+    def above(self, pos) -> bool:
         """Whether ``pos`` is over the bin opening (at any height)."""
-        return bool(np.all(np.abs(pos[:2] - self.center[:2]) <= self.half))
+        cx, cy, _ = self._center_list
+        hx, hy = self._half_list
+        return abs(pos[0] - cx) <= hx and abs(pos[1] - cy) <= hy
 
 
 def build_table(world: World, name: str, config: TableConfig) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import pybullet as pb
 
 from twin.layout import Feeder as FeederConfig
 from twin.layout import Part as PartConfig
@@ -14,16 +15,30 @@ from twin.world import World
 
 PartState = Literal["parked", "queued", "on_conveyor", "held", "loose", "placed", "missed", "lost"]
 TERMINAL: frozenset[str] = frozenset({"placed", "missed", "lost"})
+IN_PLAY: frozenset[str] = frozenset({"on_conveyor", "held", "loose"})
 PARKING = np.array([20.0, 20.0, -1.0])  # off-stage, below the floor, for parts not in play
 
 
 def park(world: World, part: Part) -> None:
-    """Take a part out of play: it collides with nothing, so it leaves no contact history behind."""
-    world.p.setCollisionFilterGroupMask(part.id, -1, 0, 0)
+    """Take a part out of play: it collides with nothing and sleeps at its parking spot.
+
+    Without collisions it leaves no contact history behind; asleep, gravity does not carry it
+    ever further down while it waits.
+    """
+    p = world.p
+    p.setCollisionFilterGroupMask(part.id, -1, 0, 0)
+    p.resetBasePositionAndOrientation(part.id, part.park.tolist(), (0.0, 0.0, 0.0, 1.0))
+    p.resetBaseVelocity(part.id, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+    p.changeDynamics(part.id, -1, activationState=pb.ACTIVATION_STATE_ENABLE_SLEEPING)
+    p.changeDynamics(part.id, -1, activationState=pb.ACTIVATION_STATE_SLEEP)
 
 
 def unpark(world: World, part: Part) -> None:
-    world.p.setCollisionFilterGroupMask(part.id, -1, 1, -1)
+    """Bring a part into play: awake, colliding, and kept awake like every other body."""
+    p = world.p
+    p.changeDynamics(part.id, -1, activationState=pb.ACTIVATION_STATE_WAKE_UP)
+    p.changeDynamics(part.id, -1, activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING)
+    p.setCollisionFilterGroupMask(part.id, -1, 1, -1)
 
 
 @dataclass
@@ -38,29 +53,56 @@ class Part:
     arrival_time: float = math.inf
     arrival_pose: tuple[np.ndarray, np.ndarray] | None = None
     conveyor: str = ""
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Position as Python floats, updated every control step while the part is in play."""
     drop_logged: bool = False
     world: World | None = field(default=None, repr=False, compare=False)
-    _vel: np.ndarray = field(default_factory=lambda: np.zeros(3), repr=False, compare=False)
+    _pos: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _vel: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _vel_t: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0), repr=False, compare=False)
     _vel_step: int = field(default=-1, repr=False, compare=False)
 
     @property
-    def vel(self) -> np.ndarray:
-        """Linear velocity (world frame), read from the physics at most once per step, when asked for."""
+    def pos(self) -> np.ndarray:
+        """Position (world frame) as an array, made from ``xyz`` when first asked for after a change."""
+        if self._pos is None:
+            self._pos = np.array(self.xyz)
+        return self._pos
+
+    @pos.setter
+    def pos(self, value) -> None:
+        self.xyz = tuple(float(v) for v in value)
+        self._pos = None
+
+    def set_xyz(self, xyz: tuple[float, float, float]) -> None:
+        """Record a position read from the physics (the array form is made only if asked for)."""
+        self.xyz, self._pos = xyz, None
+
+    @property
+    def vel_xyz(self) -> tuple[float, float, float]:
+        """Linear velocity (world frame) as Python floats, read from the physics at most once per step."""
         w = self.world
-        if w is not None and self._vel_step != w.steps and self.in_play:
-            self._vel = np.array(w.p.getBaseVelocity(self.id)[0])
+        if w is not None and self._vel_step != w.steps and self.state in IN_PLAY:
+            self._vel_t, self._vel = w.p.getBaseVelocity(self.id)[0], None
             self._vel_step = w.steps
+        return self._vel_t
+
+    @property
+    def vel(self) -> np.ndarray:
+        """Linear velocity (world frame) as an array, read from the physics at most once per step."""
+        xyz = self.vel_xyz
+        if self._vel is None:
+            self._vel = np.array(xyz)
         return self._vel
 
     @vel.setter
     def vel(self, value: np.ndarray) -> None:
-        self._vel = np.asarray(value, dtype=float)
+        self._vel_t, self._vel = tuple(float(v) for v in value), None
         self._vel_step = self.world.steps if self.world is not None else -1
 
     @property
     def in_play(self) -> bool:
-        return self.state in ("on_conveyor", "held", "loose")
+        return self.state in IN_PLAY
 
     @property
     def done(self) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
+from operator import mul
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +154,8 @@ class Panda:
         self.gripper_closed = False
         self._fingers_commanded = False
         self.energy = 0.0
-        self.q_target = self.home_q.copy()
-        self._send_arm(self.q_target.tolist())
+        self._q_target = self.home_q.tolist()
+        self._send_arm(self._q_target)
         self.command_tool(close=False)
 
     # -- control ----------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class Panda:
         q = self.world.p.calculateInverseKinematics(self.id, self.ee_link, list(position), DOWN, **self._ik_kwargs)
         return np.asarray(q[:7], dtype=float)
 
-    def _diff_ik(self, position: list[float]) -> np.ndarray:
+    def _diff_ik(self, position: list[float]) -> list[float]:
         """One damped-least-squares step from the current posture towards ``position``, tool down.
 
         Control steps are small (centimetres), so one linearised step is accurate to a fraction
@@ -179,13 +180,13 @@ class Panda:
         # All joint columns, fingers too: they do not move the tool centre point, so their columns
         # are zero and change nothing, and the array stays contiguous.
         jac = np.array((*lin, *ang))
-        _, _, m = self._ee()
-        pos = self._ee_cache[4]
+        pos, _, (qx, qy, qz, qw) = self._ee()
         # Error in the world frame: position, and orientation as 0.5 * sum_i(axis i x DOWN axis i),
-        # written out; then rotated into the base frame. Small vectors stay Python floats: at this
-        # size numpy's per-call cost dominates.
+        # which for DOWN (a half turn about x) and the tool quaternion (x, y, z, w) comes to
+        # (2xw, 2xz, -2xy); then rotated into the base frame. Small vectors stay Python floats: at
+        # this size numpy's per-call cost dominates.
         ex, ey, ez = position[0] - pos[0], position[1] - pos[1], position[2] - pos[2]
-        rx, ry, rz = 0.5 * (m[7] - m[5]), 0.5 * (m[6] + m[2]), -0.5 * (m[3] + m[1])
+        rx, ry, rz = 2.0 * qx * qw, 2.0 * qx * qz, -2.0 * qx * qy
         (a, b, c), (d, e, f), (g, h, i) = self._base_rot_rows  # rows of the base rotation R
         err = (
             a * ex + d * ey + g * ez,
@@ -204,24 +205,30 @@ class Panda:
         _, x, info = dposv(a_mat, rhs)
         if info != 0:  # cannot happen with damping > 0; keep the general solver as a guard
             x = np.linalg.solve(a_mat, rhs)
-        return (np.dot(x, jac) + q_z)[:7]
+        return (np.dot(x, jac) + q_z)[:7].tolist()
 
     def _send_arm(self, q: list[float]) -> None:
         self.world.p.setJointMotorControlArray(
             self.id, ARM_JOINTS, pb.POSITION_CONTROL, targetPositions=q, forces=_MAX_FORCE, positionGains=_GAINS
         )
 
-    def set_joint_targets(self, q: np.ndarray) -> None:
-        """Position-control the seven arm joints to ``q`` (clipped to the joint limits)."""
-        clipped = [
-            min(max(v, lo), hi) for v, lo, hi in zip(np.asarray(q, dtype=float).tolist(), _LOWER, _UPPER, strict=True)
-        ]
-        self._send_arm(clipped)
-        self.q_target = np.array(clipped)
+    @property
+    def q_target(self) -> np.ndarray:
+        """The arm joints' current position targets."""
+        return np.array(self._q_target)
 
-    def move_ee_to(self, position: np.ndarray) -> None:
+    def set_joint_targets(self, q) -> None:
+        """Position-control the seven arm joints to ``q`` (clipped to the joint limits)."""
+        values = q if isinstance(q, list) else np.asarray(q, dtype=float).tolist()
+        if len(values) != 7:
+            raise ValueError(f"expected 7 arm joint targets, got {len(values)}")
+        clipped = [lo if v < lo else hi if v > hi else v for v, lo, hi in zip(values, _LOWER, _UPPER)]  # noqa: B905
+        self._send_arm(clipped)
+        self._q_target = clipped
+
+    def move_ee_to(self, position) -> None:
         """Drive the tool centre point towards ``position`` with the tool pointing down."""
-        self.set_joint_targets(self._diff_ik([float(v) for v in position]))
+        self.set_joint_targets(self._diff_ik(position if isinstance(position, list) else [float(v) for v in position]))
 
     def command_tool(self, close: bool) -> None:
         """Close/open the gripper, or switch suction on/off."""
@@ -245,33 +252,34 @@ class Panda:
 
     # -- state ------------------------------------------------------------------------------
 
-    def _ee(self) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-        """Tool centre point position, linear velocity and row-major rotation, cached per step."""
+    def _ee(self) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+        """Tool centre point position, linear velocity and orientation quaternion, cached per step."""
         c = self._ee_cache
         if c is None or c[0] != self.world.steps:
-            p = self.world.p
-            s = p.getLinkState(self.id, self.ee_link, computeLinkVelocity=1)
-            m = p.getMatrixFromQuaternion(s[5])
-            c = self._ee_cache = (self.world.steps, np.asarray(s[4]), np.asarray(s[6]), m, s[4])
+            s = self.world.p.getLinkState(self.id, self.ee_link, computeLinkVelocity=1)
+            c = self._ee_cache = (self.world.steps, s[4], s[6], s[5])
         return c[1], c[2], c[3]
 
-    def _joints(self) -> tuple[list[float], list[float], list[float]]:
+    def ee_xyz(self) -> tuple[float, float, float]:
+        """Tool centre point position as Python floats (world frame)."""
+        return self._ee()[0]
+
+    def ee_vel_xyz(self) -> tuple[float, float, float]:
+        """Tool centre point linear velocity as Python floats (world frame)."""
+        return self._ee()[1]
+
+    def _joints(self) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
         """Positions, velocities and applied torques of the IK joints (arm, then fingers), cached per step."""
         c = self._joint_cache
         if c is None or c[0] != self.world.steps:
-            states = self.world.p.getJointStates(self.id, self._movable)
-            c = self._joint_cache = (
-                self.world.steps,
-                [s[0] for s in states],
-                [s[1] for s in states],
-                [s[3] for s in states],
-            )
+            q, dq, _, tau = zip(*self.world.p.getJointStates(self.id, self._movable), strict=True)
+            c = self._joint_cache = (self.world.steps, q, dq, tau)
         return c[1], c[2], c[3]
 
     def ee_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Tool centre point position and linear velocity (world frame)."""
+        """Tool centre point position and linear velocity (world frame), as new arrays."""
         pos, vel, _ = self._ee()
-        return pos, vel
+        return np.array(pos), np.array(vel)
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Arm joint positions, velocities and applied motor torques."""
@@ -292,7 +300,7 @@ class Panda:
             tool_contacts: Contact points of the tool links, by the other body's id.
         """
         _, dq, tau = self._joints()
-        self.energy += sum(abs(t * v) for t, v in zip(tau[:7], dq[:7], strict=True)) * dt
+        self.energy += sum(map(abs, map(mul, tau[:7], dq))) * dt  # arm joints: |torque x speed|
         if self.tool != "suction":
             return
         if self.held_constraint is not None:
@@ -301,7 +309,7 @@ class Panda:
             return
         if not self.suction_on:
             return
-        m = self._ee()[2]
+        m = self.world.p.getMatrixFromQuaternion(self._ee()[2])
         tool_z = (m[2], m[5], m[8])
         for body, pts in tool_contacts.items():
             # A seal needs the cup face flat on the part: the contact normal along the tool axis.

@@ -92,7 +92,7 @@ class ConveyorPick(Task):
             done = False
             if state == "held" and held is None:
                 held = p
-            x, y, _ = p.pos.tolist()
+            x, y, _ = p.xyz
             if x * dx + y * dy > best_along:
                 best, best_along = p, x * dx + y * dy
         result = (held or best, to_next, total, left, placed, arrived, done)
@@ -104,17 +104,24 @@ class ConveyorPick(Task):
         return self._scan()[0]
 
     def observe(self) -> np.ndarray:
-        ee_arr, vel = self.robot.ee_state()
-        ee = ee_arr.tolist()
+        ee = self.robot.ee_xyz()
         part, to_next, total, left, _, _, _ = self._scan()
         if part is None:
             part_obs = [0.0] * 11
         else:
-            pos = part.pos.tolist()
+            pos = part.xyz
             rel = [a - b for a, b in zip(pos, ee, strict=True)]
-            part_obs = [*pos, *rel, *part.vel.tolist(), 1.0, float(part.state == "held")]
+            part_obs = [*pos, *rel, *part.vel_xyz, 1.0, float(part.state == "held")]
         drop = [a - b for a, b in zip(self._drop_list, ee, strict=True)]
-        obs = [*ee, *vel.tolist(), self.robot.finger_width(), *part_obs, *drop, to_next, left / max(total, 1)]
+        obs = [
+            *ee,
+            *self.robot.ee_vel_xyz(),
+            self.robot.finger_width(),
+            *part_obs,
+            *drop,
+            to_next,
+            left / max(total, 1),
+        ]
         return np.array(obs, dtype=np.float32)
 
     def evaluate(self) -> dict[str, Any]:
@@ -129,9 +136,9 @@ class ConveyorPick(Task):
         if part is None:
             shaping = 0.0
         elif part.state == "held":
-            shaping = 0.5 - math.dist(part.pos.tolist(), self._drop_list)
+            shaping = 0.5 - math.dist(part.xyz, self._drop_list)
         else:
-            shaping = -math.dist(part.pos.tolist(), self.robot.ee_state()[0].tolist())
+            shaping = -math.dist(part.xyz, self.robot.ee_xyz())
         info: dict[str, Any] = {"parts_placed": n_placed, "parts_arrived": n_arrived}
         if done:
             info["kpis"] = self.twin.kpis()
