@@ -58,7 +58,6 @@ def test_reset_keeps_body_count_and_never_reloads(cell):
         assert cell.world.num_bodies() == n
 
 
-
 def test_parts_waiting_off_stage_stay_at_their_parking_spot(cell):
     cell.reset(np.random.default_rng(0))
     for _ in range(60):  # 3 s: unsupported, a falling part would be 44 m down
@@ -68,6 +67,7 @@ def test_parts_waiting_off_stage_stay_at_their_parking_spot(cell):
     for part in waiting:
         pos, _ = cell.world.pose(part.name)
         np.testing.assert_allclose(pos, part.park, atol=1e-6)
+
 
 def _first_arrival(cell, seed=1):
     cell.reset(np.random.default_rng(seed))
