@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pybullet as pb
 import pybullet_data
-from scipy.linalg.lapack import dposv
+from scipy.linalg.lapack import dgels
 
 from twin.layout import Robot as RobotConfig
 from twin.world import World
@@ -38,7 +38,8 @@ _UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
 _REST = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]
 _MAX_FORCE = [87.0] * 4 + [12.0] * 3
 _REST_ARR = np.asarray(_REST)
-_DAMPING_I6 = 1e-4 * np.eye(6)  # squared damping of the least-squares IK step
+_DAMPING = 0.01  # damping l of the least-squares IK step
+_NULL_GAIN = 0.2  # fraction of the way back to the rest posture the null-space pull asks for per step
 _ORIGIN = [0.0, 0.0, 0.0]
 _GAINS = [0.3] * 7  # stiff enough to follow a 3 cm target within one 50 ms control step
 
@@ -110,6 +111,8 @@ class Panda:
         n_ik = 9 if self.tool == "parallel_gripper" else 7
         self._movable = list(range(7)) + (FINGER_JOINTS if n_ik == 9 else [])
         self._zeros = [0.0] * n_ik
+        self._damping_rows = tuple(tuple(_DAMPING * (i == j) for j in range(n_ik)) for i in range(n_ik))
+        self._finger_rhs = (0.0,) * (n_ik - 7)
         pad = [0.0] * (n_ik - 7)
         self._ik_kwargs = dict(
             lowerLimits=_LOWER + pad,
@@ -171,15 +174,16 @@ class Panda:
         Control steps are small (centimetres), so one linearised step is accurate to a fraction
         of a millimetre, and the loop closes at every control step. A null-space pull ``z``
         keeps the redundant elbow near its rest posture:
-        ``dq = z + J^T (J J^T + l^2 I)^-1 (e - J z)``, one 6x6 solve, which equals
-        ``J+ e + (I - J+ J) z`` with the damped pseudo-inverse ``J+``. The Jacobian and the
-        error are both in the robot's base frame.
+        ``dq = z + J^T (J J^T + l^2 I)^-1 (e - J z)``, which equals ``J+ e + (I - J+ J) z``
+        with the damped pseudo-inverse ``J+``. It is also the least-squares solution of the
+        stacked system ``[J; l I] dq = [e; l z]`` (it minimises ``|J dq - e|^2 + l^2 |dq - z|^2``),
+        which one LAPACK call (dgels, a QR solve) takes as it comes, with no products formed
+        first. The Jacobian and the error are both in the robot's base frame.
         """
         q_all, _, _ = self._joints()
-        lin, ang = self.world.p.calculateJacobian(self.id, self.ee_link, _ORIGIN, q_all, self._zeros, self._zeros)
         # All joint columns, fingers too: they do not move the tool centre point, so their columns
-        # are zero and change nothing, and the array stays contiguous.
-        jac = np.array((*lin, *ang))
+        # are zero, and their rows of l I hold them still.
+        lin, ang = self.world.p.calculateJacobian(self.id, self.ee_link, _ORIGIN, q_all, self._zeros, self._zeros)
         pos, _, (qx, qy, qz, qw) = self._ee()
         # Error in the world frame: position, and orientation as 0.5 * sum_i(axis i x DOWN axis i),
         # which for DOWN (a half turn about x) and the tool quaternion (x, y, z, w) comes to
@@ -188,24 +192,20 @@ class Panda:
         ex, ey, ez = position[0] - pos[0], position[1] - pos[1], position[2] - pos[2]
         rx, ry, rz = 2.0 * qx * qw, 2.0 * qx * qz, -2.0 * qx * qy
         (a, b, c), (d, e, f), (g, h, i) = self._base_rot_rows  # rows of the base rotation R
-        err = (
+        rhs = (
             a * ex + d * ey + g * ez,
             b * ex + e * ey + h * ez,
             c * ex + f * ey + i * ez,
             a * rx + d * ry + g * rz,
             b * rx + e * ry + h * rz,
             c * rx + f * ry + i * rz,
+            *[_DAMPING * _NULL_GAIN * (r - qi) for qi, r in zip(q_all, _REST, strict=False)],  # l z, arm
+            *self._finger_rhs,  # l z, fingers: no pull
         )
-        q_z = [qi + 0.2 * (r - qi) for qi, r in zip(q_all, _REST, strict=False)]  # q + z (arm joints)
-        q_z += q_all[7:]  # no pull on the fingers
-        z = np.subtract(q_z, q_all)
-        # J J^T + l^2 I is symmetric positive definite: a Cholesky solve (LAPACK dposv) is exact and
-        # costs a fraction of numpy.linalg.solve's call overhead at this size.
-        a_mat, rhs = np.dot(jac, jac.T) + _DAMPING_I6, np.subtract(err, np.dot(jac, z))
-        _, x, info = dposv(a_mat, rhs)
-        if info != 0:  # cannot happen with damping > 0; keep the general solver as a guard
-            x = np.linalg.solve(a_mat, rhs)
-        return (np.dot(x, jac) + q_z)[:7].tolist()
+        _, x, info = dgels((*lin, *ang, *self._damping_rows), rhs)
+        if info != 0:  # [J; l I] has full column rank for any l > 0
+            raise RuntimeError(f"LAPACK dgels failed in the IK step (info={info})")
+        return [qi + dq for qi, dq, _ in zip(q_all, x.tolist(), _REST, strict=False)]
 
     def _send_arm(self, q: list[float]) -> None:
         self.world.p.setJointMotorControlArray(
