@@ -42,9 +42,18 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 class _Client(BulletClient):
-    """BulletClient that binds each PyBullet function to its client once, not on every call."""
+    """BulletClient that binds each PyBullet function to its client once, not on every call.
+
+    PyBullet's functions act on client 0 when given no ``physicsClientId``, so the client with id
+    0 (the only one in a typical worker process) calls them as they are, without the keyword
+    argument that every other client's calls carry.
+    """
 
     def __getattr__(self, name: str) -> Any:
+        if self._client == 0 and name != "disconnect":
+            attr = getattr(pb, name)
+            self.__dict__[name] = attr
+            return attr
         attr = super().__getattr__(name)
         if name != "disconnect":
             self.__dict__[name] = attr
