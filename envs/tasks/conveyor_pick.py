@@ -12,6 +12,7 @@ from twin.parts import TERMINAL, Part
 
 PLACE_REWARD = 5.0
 MISS_PENALTY = 2.0
+_NO_PART = (0.0,) * 11  # the target-part block of the observation when no part is in play
 
 
 class ConveyorPick(Task):
@@ -104,25 +105,32 @@ class ConveyorPick(Task):
         return self._scan()[0]
 
     def observe(self) -> np.ndarray:
-        ee = self.robot.ee_xyz()
+        robot = self.robot
+        ex, ey, ez = robot.ee_xyz()
         part, to_next, total, left, _, _, _ = self._scan()
         if part is None:
-            part_obs = [0.0] * 11
+            part_obs = _NO_PART
         else:
-            pos = part.xyz
-            rel = [a - b for a, b in zip(pos, ee, strict=True)]
-            part_obs = [*pos, *rel, *part.vel_xyz, 1.0, float(part.state == "held")]
-        drop = [a - b for a, b in zip(self._drop_list, ee, strict=True)]
-        obs = [
-            *ee,
-            *self.robot.ee_vel_xyz(),
-            self.robot.finger_width(),
-            *part_obs,
-            *drop,
-            to_next,
-            left / max(total, 1),
-        ]
-        return np.array(obs, dtype=np.float32)
+            px, py, pz = part.xyz
+            held = 1.0 if part.state == "held" else 0.0
+            part_obs = (px, py, pz, px - ex, py - ey, pz - ez, *part.vel_xyz, 1.0, held)
+        dx, dy, dz = self._drop_list
+        return np.array(
+            (
+                ex,
+                ey,
+                ez,
+                *robot.ee_vel_xyz(),
+                robot.finger_width(),
+                *part_obs,
+                dx - ex,
+                dy - ey,
+                dz - ez,
+                to_next,
+                left / max(total, 1),
+            ),
+            dtype=np.float32,
+        )
 
     def evaluate(self) -> dict[str, Any]:
         events = self.twin.log.events
