@@ -204,7 +204,11 @@ class ConveyorPickExpert:
         if self.phase in ("approach", "descend", "grasp", "lift") and (part is None or part is not self.part):
             self.phase = "wait"  # the part we were after is gone (missed, or fell)
         if self.phase == "wait":
-            reachable = part is not None and part.state != "held" and float(part.pos @ task.conveyor.direction) > -0.5
+            # only parts riding the belt: a part just released is still in play until it settles
+            # in the bin, and chasing it there would drive the fingers into the cell
+            reachable = (
+                part is not None and part.state == "on_conveyor" and float(part.pos @ task.conveyor.direction) > -0.5
+            )
             if not reachable:
                 waiting = task.conveyor.center + np.array([-0.25, 0.0, 0.0])
                 waiting[2] = self.LIFT_Z
