@@ -129,13 +129,13 @@ def test_reach_expert(seed):
     assert _expert_episode("FactoryReach-v0", seed)["is_success"]
 
 
-@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("seed", [0, 3, 62])  # 62: a part still settling in the bin once drew the expert after it
 def test_conveyor_pick_expert_places_every_part(seed):
     info = _expert_episode("ConveyorPick-v0", seed)
     assert info["is_success"]
     k = info["kpis"]
     assert k["parts_placed"] == k["parts_arrived"] == 3
-    assert k["picks"] >= 3 and k["drops"] == 0 and k["energy"] > 0
+    assert k["picks"] >= 3 and k["drops"] == 0 and k["collisions"] == 0 and k["energy"] > 0
     assert 0 < k["cycle_time_mean"] < 20
 
 

@@ -211,3 +211,39 @@ def test_kpis_of_an_empty_log_are_nan_not_errors():
     k = compute_kpis(EventLog(), sim_time=0.0)
     assert k["parts_placed"] == 0
     assert math.isnan(k["throughput"]) and math.isnan(k["cycle_time_mean"])
+
+
+def test_ik_step_is_the_damped_least_squares_step_with_null_space_pull(cell):
+    """The one-solve IK step equals dq = z + J^T (J J^T + l^2 I)^-1 (e - J z), written out here."""
+    from twin import robot as panda
+
+    cell.reset(np.random.default_rng(0))
+    r = cell.robots[0]
+    target = [0.05 + v for v in r.ee_xyz()]
+    q = np.array(r._joints()[0])
+    lin, ang = cell.world.p.calculateJacobian(r.id, r.ee_link, [0, 0, 0], q.tolist(), r._zeros, r._zeros)
+    jac = np.array((*lin, *ang))
+    link = cell.world.p.getLinkState(r.id, r.ee_link)
+    pos, m = link[4], np.array(cell.world.p.getMatrixFromQuaternion(link[5])).reshape(3, 3)
+    down = np.array(cell.world.p.getMatrixFromQuaternion(panda.DOWN)).reshape(3, 3)
+    rot = 0.5 * sum(np.cross(m[:, i], down[:, i]) for i in range(3))
+    base = r._base_rot
+    e = np.concatenate([base.T @ (np.array(target) - np.array(pos)), base.T @ rot])
+    z = np.zeros_like(q)
+    z[:7] = panda._NULL_GAIN * (np.array(panda._REST) - q[:7])
+    lam2 = panda._DAMPING**2
+    dq = z + jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), e - jac @ z)
+    np.testing.assert_allclose(r._diff_ik(target), (q + dq)[:7], atol=1e-12)
+
+
+def test_ee_control_tracks_a_target_with_the_tool_pointing_down(cell):
+    cell.reset(np.random.default_rng(0))
+    r = cell.robots[0]
+    target = np.array(r.ee_xyz()) + np.array([0.08, -0.05, -0.06])
+    for _ in range(40):
+        ee = np.array(r.ee_xyz())
+        r.move_ee_to(ee + np.clip(target - ee, -0.03, 0.03))
+        cell.step()
+    assert np.linalg.norm(np.array(r.ee_xyz()) - target) < 2e-3
+    tool_z = np.array(cell.world.p.getMatrixFromQuaternion(r._ee()[2])).reshape(3, 3)[:, 2]
+    assert tool_z[2] < -0.999  # the tool axis points at the floor
