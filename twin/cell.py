@@ -175,7 +175,7 @@ class Twin:
         beams: dict[str, int | None] = {}  # beam-breaks read this step (only those a part is near)
         for part in [q for q in self.parts if q.state in IN_PLAY]:
             pos, _ = p.getBasePositionAndOrientation(part.id)
-            part.set_xyz(pos)
+            part.xyz = pos
             self._track(part, pos, held.get(part.id), beams)
 
     def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:

@@ -41,6 +41,12 @@ def unpark(world: World, part: Part) -> None:
     p.setCollisionFilterGroupMask(part.id, -1, 1, -1)
 
 
+def _frozen(values: tuple[float, ...]) -> np.ndarray:
+    a = np.array(values)
+    a.flags.writeable = False  # a copy of the tracked state: writing to it would change nothing
+    return a
+
+
 @dataclass
 class Part:
     """One part body and where it is in its life cycle."""
@@ -57,47 +63,42 @@ class Part:
     """Position as Python floats, updated every control step while the part is in play."""
     drop_logged: bool = False
     world: World | None = field(default=None, repr=False, compare=False)
-    _pos: np.ndarray | None = field(default=None, repr=False, compare=False)
-    _vel: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _pos: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    _vel: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
     _vel_t: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0), repr=False, compare=False)
     _vel_step: int = field(default=-1, repr=False, compare=False)
 
     @property
     def pos(self) -> np.ndarray:
-        """Position (world frame) as an array, made from ``xyz`` when first asked for after a change."""
-        if self._pos is None:
-            self._pos = np.array(self.xyz)
-        return self._pos
+        """Position (world frame) as a read-only array, made from ``xyz`` when first asked for."""
+        if self._pos is None or self._pos[0] is not self.xyz:
+            self._pos = (self.xyz, _frozen(self.xyz))
+        return self._pos[1]
 
     @pos.setter
     def pos(self, value) -> None:
         self.xyz = tuple(float(v) for v in value)
-        self._pos = None
-
-    def set_xyz(self, xyz: tuple[float, float, float]) -> None:
-        """Record a position read from the physics (the array form is made only if asked for)."""
-        self.xyz, self._pos = xyz, None
 
     @property
     def vel_xyz(self) -> tuple[float, float, float]:
         """Linear velocity (world frame) as Python floats, read from the physics at most once per step."""
         w = self.world
         if w is not None and self._vel_step != w.steps and self.state in IN_PLAY:
-            self._vel_t, self._vel = w.p.getBaseVelocity(self.id)[0], None
+            self._vel_t = w.p.getBaseVelocity(self.id)[0]
             self._vel_step = w.steps
         return self._vel_t
 
     @property
     def vel(self) -> np.ndarray:
-        """Linear velocity (world frame) as an array, read from the physics at most once per step."""
+        """Linear velocity (world frame) as a read-only array, read from the physics at most once per step."""
         xyz = self.vel_xyz
-        if self._vel is None:
-            self._vel = np.array(xyz)
-        return self._vel
+        if self._vel is None or self._vel[0] is not xyz:
+            self._vel = (xyz, _frozen(xyz))
+        return self._vel[1]
 
     @vel.setter
     def vel(self, value: np.ndarray) -> None:
-        self._vel_t, self._vel = tuple(float(v) for v in value), None
+        self._vel_t = tuple(float(v) for v in value)
         self._vel_step = self.world.steps if self.world is not None else -1
 
     @property
