@@ -247,3 +247,14 @@ def test_ee_control_tracks_a_target_with_the_tool_pointing_down(cell):
     assert np.linalg.norm(np.array(r.ee_xyz()) - target) < 2e-3
     tool_z = np.array(cell.world.p.getMatrixFromQuaternion(r._ee()[2])).reshape(3, 3)[:, 2]
     assert tool_z[2] < -0.999  # the tool axis points at the floor
+
+
+def test_part_position_array_follows_the_tracked_floats_and_is_read_only(cell):
+    part = _first_arrival(cell)
+    cell.step()
+    np.testing.assert_array_equal(part.pos, part.xyz)
+    np.testing.assert_array_equal(part.vel, part.vel_xyz)
+    with pytest.raises(ValueError, match="read-only"):
+        part.pos[2] += 1.0
+    part.xyz = (1.0, 2.0, 3.0)
+    np.testing.assert_array_equal(part.pos, [1.0, 2.0, 3.0])
