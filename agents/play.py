@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -45,67 +46,95 @@ class _RandomPolicy:
 def run_episodes(
     env_id: str, policy: str, episodes: int, seed: int, video: str | None = None, on_episode=None
 ) -> list[EpisodeResult]:
-    """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; optionally record a video."""
+    """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; optionally record a video.
+
+    Frames go to the video file as they are rendered, so memory stays flat however many
+    episodes are recorded; the file appears only once it is complete.
+    """
     env = envs.make(env_id, render_mode="rgb_array" if video else None)
-    frames: list[np.ndarray] = []
     results = []
     try:
-        pi = make_policy(policy, env)
-        for k in range(episodes):
-            s = seed + k
-            obs, _ = env.reset(seed=s)
-            env.action_space.seed(s)  # the random policy samples from it
-            pi.reset()
-            if video:
-                frames.append(env.render())
-            ret, n = 0.0, 0
-            while True:
-                obs, r, term, trunc, info = env.step(pi(obs))
-                ret += r
-                n += 1
-                if video:
-                    frames.append(env.render())
-                if term or trunc:
-                    break
-            kpis = env.unwrapped.kpis()
-            if "distance" in info:
-                kpis = {"final_distance": info["distance"]}
-            res = EpisodeResult(s, bool(info["is_success"]), ret, n, kpis)
-            results.append(res)
-            if on_episode:
-                on_episode(res)
-        if video:
-            write_video(video, frames, fps=env.metadata["render_fps"])
+        with contextlib.ExitStack() as stack:
+            writer = stack.enter_context(VideoWriter(video, fps=env.metadata["render_fps"])) if video else None
+            pi = make_policy(policy, env)
+            for k in range(episodes):
+                s = seed + k
+                obs, _ = env.reset(seed=s)
+                env.action_space.seed(s)  # the random policy samples from it
+                pi.reset()
+                if writer:
+                    writer.append(env.render())
+                ret, n = 0.0, 0
+                while True:
+                    obs, r, term, trunc, info = env.step(pi(obs))
+                    ret += r
+                    n += 1
+                    if writer:
+                        writer.append(env.render())
+                    if term or trunc:
+                        break
+                kpis = env.unwrapped.kpis()
+                if "distance" in info:
+                    kpis = {"final_distance": info["distance"]}
+                res = EpisodeResult(s, bool(info["is_success"]), ret, n, kpis)
+                results.append(res)
+                if on_episode:
+                    on_episode(res)
     finally:
         env.close()
     return results
 
 
-def write_video(path: str | os.PathLike[str], frames: list[np.ndarray], fps: int) -> None:
-    """Write an MP4 or GIF atomically (a temp file in the same folder, then a rename)."""
-    import imageio.v2 as imageio
+class VideoWriter:
+    """Stream frames into an MP4 or GIF, written atomically.
 
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".mp4", ".gif"):
-        raise ValueError(f"video file must end in .mp4 or .gif, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if suffix == ".mp4":
-            with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=7, macro_block_size=8) as w:
-                for f in frames:
-                    w.append_data(f)
-        else:
-            imageio.mimsave(tmp, frames[::2], duration=2000 / fps, loop=0)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # temporary files start private; give the video the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Frames go to a temporary file in the target folder; leaving the ``with`` block normally
+    renames it into place with the usual file mode, and an error removes it, so a half-written
+    video never replaces a good one. GIFs keep every second frame to stay small.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: int) -> None:
+        self.path = Path(path)
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in (".mp4", ".gif"):
+            raise ValueError(f"video file must end in .mp4 or .gif, got {self.path.name!r}")
+        self.fps = fps
+        self._n = 0
+
+    def __enter__(self) -> VideoWriter:
+        import imageio.v2 as imageio
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(suffix=self.suffix, dir=self.path.parent)
+        os.close(fd)
+        try:
+            if self.suffix == ".mp4":
+                self._w = imageio.get_writer(self._tmp, fps=self.fps, codec="libx264", quality=7, macro_block_size=8)
+            else:
+                self._w = imageio.get_writer(self._tmp, mode="I", duration=2000 / self.fps, loop=0)
+        except BaseException:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise
+        return self
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.suffix == ".mp4" or self._n % 2 == 0:
+            self._w.append_data(frame)
+        self._n += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        done = False
+        try:
+            self._w.close()
+            if exc_type is None:
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(self._tmp, 0o666 & ~mask)  # temporary files start private; give the video the usual mode
+                os.replace(self._tmp, self.path)
+                done = True
+        finally:
+            if not done:
+                Path(self._tmp).unlink(missing_ok=True)
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, float]:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from agents.cli import run
@@ -68,6 +69,31 @@ def test_play_writes_video_and_prints_kpis(tmp_path, capsys):
     summary = json.loads(next(ln for ln in out.splitlines() if ln.startswith("{")))
     assert summary["success_rate"] == 1.0 and summary["episodes"] == 2
     assert video.stat().st_size > 1000
+
+
+def test_play_streams_every_frame_into_an_mp4(tmp_path, capsys):
+    import imageio.v2 as imageio
+
+    video = tmp_path / "reach.mp4"
+    assert run(["play", "FactoryReach-v0", "--episodes", "2", "--video", str(video), "--json"]) == 0
+    summary = json.loads(next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")))
+    with imageio.get_reader(video) as r:
+        n_frames = r.count_frames()
+        assert r.get_data(0).shape == (480, 640, 3)
+    assert n_frames == summary["mean_length"] * 2 + 2  # the reset frame and one per step, per episode
+    assert [p.name for p in tmp_path.iterdir()] == ["reach.mp4"]  # no temporary file left behind
+
+
+def test_a_failed_recording_leaves_the_old_video_untouched(tmp_path):
+    from agents.play import VideoWriter
+
+    video = tmp_path / "keep.mp4"
+    video.write_bytes(b"a video someone saved")
+    with pytest.raises(RuntimeError, match="policy crashed"), VideoWriter(video, fps=20) as w:
+        w.append(np.zeros((64, 64, 3), np.uint8))
+        raise RuntimeError("policy crashed")
+    assert video.read_bytes() == b"a video someone saved"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.mp4"]
 
 
 def test_play_rejects_bad_video_suffix(capsys):
