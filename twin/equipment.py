@@ -60,7 +60,9 @@ class Conveyor:
         self.velocity = config.speed * self.direction
         self._home = self.center - self.velocity * world.control_dt / 2  # creeps through the centre
         self._home_list, self._velocity_list = self._home.tolist(), self.velocity.tolist()
-        self._center_list, self._dir_xy = self.center.tolist(), (math.cos(yaw), math.sin(yaw))
+        self._center_list = self.center.tolist()
+        self.dir_xy = (math.cos(yaw), math.sin(yaw))
+        """The belt's direction of travel in the floor plane, as Python floats."""
         if config.end_stop:
             stop_pos = self.center + self.direction * (half[0] + 0.01) + np.array([0, 0, 0.03])
             world.create_box(f"{name}-stop", (0.01, half[1], 0.05), stop_pos, self.orn, rgba=(0.9, 0.75, 0.1, 1.0))
@@ -90,12 +92,12 @@ class Conveyor:
 
         Only a part this close can be what breaks the beam, so the beam is read only then.
         """
-        (cx, cy, _), (dx, dy) = self._center_list, self._dir_xy
+        (cx, cy, _), (dx, dy) = self._center_list, self.dir_xy
         return (pos[0] - cx) * dx + (pos[1] - cy) * dy >= self._beam_along - margin
 
     def on_belt(self, pos, half_height: float) -> bool:
         """Whether a part centred at ``pos`` rests on the belt surface."""
-        (cx, cy, _), (dx, dy) = self._center_list, self._dir_xy
+        (cx, cy, _), (dx, dy) = self._center_list, self.dir_xy
         rx, ry = pos[0] - cx, pos[1] - cy
         along, across = rx * dx + ry * dy, ry * dx - rx * dy  # lateral = (-dy, dx)
         return (
@@ -123,14 +125,15 @@ class Bin:
         ]
         self.id = world.create_compound(name, boxes, config.position, rgba=config.color)
         self.center = np.asarray(config.position, dtype=float)
-        self.half = np.array([hx, hy])
+        self.half = (hx, hy)
+        """Half extents of the opening (x, y), metres."""
         self.height = h
-        self._center_list, self._half_list = self.center.tolist(), (hx, hy)
+        self._center_list = self.center.tolist()
 
     def contains(self, pos, margin: float = 0.0) -> bool:
         """Whether ``pos`` lies inside the bin's inner volume (below the rim)."""
         cx, cy, cz = self._center_list
-        hx, hy = self._half_list
+        hx, hy = self.half
         return (
             abs(pos[0] - cx) <= hx - margin and abs(pos[1] - cy) <= hy - margin and -0.01 <= pos[2] - cz <= self.height
         )
@@ -138,7 +141,7 @@ class Bin:
     def above(self, pos) -> bool:
         """Whether ``pos`` is over the bin opening (at any height)."""
         cx, cy, _ = self._center_list
-        hx, hy = self._half_list
+        hx, hy = self.half
         return abs(pos[0] - cx) <= hx and abs(pos[1] - cy) <= hy
 
 

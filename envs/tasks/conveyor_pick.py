@@ -54,7 +54,6 @@ class ConveyorPick(Task):
         self.drop_point = self.bin.center + np.array([0.0, 0.0, self.bin.height + 0.1])
         self._seen = 0
         self._scan_cache: tuple | None = None
-        self._dir_xy = tuple(self.conveyor.direction.tolist()[:2])
         self._drop_list = self.drop_point.tolist()
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -70,7 +69,7 @@ class ConveyorPick(Task):
         if self._scan_cache is not None and self._scan_cache[0] == steps:
             return self._scan_cache[1]
         t = self.twin.sim_time
-        dx, dy = self._dir_xy
+        dx, dy = self.conveyor.dir_xy
         held = best = None
         best_along = -math.inf
         to_next, total, left, placed, arrived, done = 10.0, 0, 0, 0, 0, True
