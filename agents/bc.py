@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import checkpoint as ckpt
-from agents import demos as demos_io
-from agents.config import BCConfig
-from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.runtime import Run, compiled
-from agents.spaces import describe, flatdim
+from agents.collect import demos as demos_io
+from agents.common import checkpoint as ckpt
+from agents.common.config import BCConfig
+from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
+from agents.common.runtime import Run, compiled
+from agents.common.spaces import describe, flatdim
 
 SQUASH = "tanh"
 
@@ -107,9 +107,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
             run.progress(step)
         if step >= next_ckpt or step == cfg.total_steps:
             next_ckpt += cfg.checkpoint_every
-            from agents.train import write_checkpoint
-
-            write_checkpoint(
+            ckpt.write_checkpoint(
                 run, cfg, vec, step, {"model": agent}, {"adamw": ckpt.optimizer_tensors("adamw", opt)}, rng
             )
     return agent, step

@@ -78,7 +78,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from agents.smoke import cases, smoke_one
+    from agents.tools.smoke import cases, smoke_one
 
     failed = []
     t0 = time.perf_counter()
@@ -99,7 +99,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from agents.play import run_episodes, summarize
+    from agents.tools.play import run_episodes, summarize
 
     env_id = _env_id(args.env_id)
     if args.episodes < 1:
@@ -152,7 +152,7 @@ def cmd_layout_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from agents.bench import run_bench
+    from agents.tools.bench import run_bench
 
     env_ids = [_env_id(args.env)] if args.env else None
     if env_ids is None:
@@ -180,10 +180,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the ids)
-    from agents.checkpoint import CheckpointError
-    from agents.config import ConfigError, make_config, to_dict
-    from agents.demos import DemosError
-    from agents.spaces import UnsupportedSpaceError
+    from agents.collect.demos import DemosError
+    from agents.common.checkpoint import CheckpointError
+    from agents.common.config import ConfigError, make_config, to_dict
+    from agents.common.spaces import UnsupportedSpaceError
     from agents.train import TrainError, train
 
     if args.env not in gym.registry:
@@ -223,7 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demos(args: argparse.Namespace) -> int:
-    from agents.demos import record
+    from agents.collect.demos import record
 
     env_id = _env_id(args.env_id)
     if args.episodes < 1:
@@ -248,7 +248,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from agents.train import export_onnx
 
     try:
@@ -268,9 +268,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from agents.evaluation import PolicyError, check_policy, policy_spec, run_suite
-    from agents.report import aggregate, clean, scorecard_meta, write_report, write_results
-    from agents.suite import SuiteError, load_suite
+    from agents.evaluation.report import aggregate, clean, scorecard_meta, write_report, write_results
+    from agents.evaluation.runner import PolicyError, check_policy, policy_spec, run_suite
+    from agents.evaluation.suite import SuiteError, load_suite
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -329,7 +329,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from agents.report import compare
+    from agents.evaluation.report import compare
 
     try:
         rows, notes = compare(args.a, args.b, Path(args.plot) if args.plot else None)

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import checkpoint as ckpt
-from agents.config import PPOConfig
-from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.runtime import EpisodeStats, Run, compiled, final_infos
-from agents.spaces import flatdim, flatten_batch, flatten_one
+from agents.common import checkpoint as ckpt
+from agents.common.config import PPOConfig
+from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
+from agents.common.runtime import EpisodeStats, Run, compiled, final_infos
+from agents.common.spaces import flatdim, flatten_batch, flatten_one
 
 SQUASH = "clip"
 
@@ -234,7 +234,5 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
 
 
 def save(run: Run, cfg: PPOConfig, agent: PPOAgent, opt, rng, step: int, vec) -> None:
-    from agents.train import write_checkpoint
-
     opt_t, opt_meta = ckpt.optimizer_tensors("adam", opt)
-    write_checkpoint(run, cfg, vec, step, {"model": agent}, {"adam": (opt_t, opt_meta)}, rng)
+    ckpt.write_checkpoint(run, cfg, vec, step, {"model": agent}, {"adam": (opt_t, opt_meta)}, rng)

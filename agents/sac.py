@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from agents import checkpoint as ckpt
-from agents.buffers import ReplayBuffer
-from agents.config import SACConfig
-from agents.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.runtime import EpisodeStats, Run, compiled, final_infos
-from agents.spaces import flatdim, flatten_batch, flatten_one, goal_slices, is_goal_space
+from agents.common import checkpoint as ckpt
+from agents.common.buffers import ReplayBuffer
+from agents.common.config import SACConfig
+from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
+from agents.common.runtime import EpisodeStats, Run, compiled, final_infos
+from agents.common.spaces import flatdim, flatten_batch, flatten_one, goal_slices, is_goal_space
 
 SQUASH = "tanh"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -247,7 +247,5 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
 
 
 def save(run: Run, cfg: SACConfig, agent: SACAgent, update: Updater, rng, step: int, vec, buffer: ReplayBuffer) -> None:
-    from agents.train import write_checkpoint
-
     optim = {name: ckpt.optimizer_tensors(name, opt) for name, opt in update.optimizers().items()}
-    write_checkpoint(run, cfg, vec, step, {"model": agent}, optim, rng, replay=buffer.state())
+    ckpt.write_checkpoint(run, cfg, vec, step, {"model": agent}, optim, rng, replay=buffer.state())

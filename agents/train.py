@@ -8,7 +8,6 @@ A run folder holds ``config.json``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,97 +16,17 @@ import numpy as np
 import torch
 
 from agents import bc, ppo, sac
-from agents import checkpoint as ckpt
-from agents.config import ConfigError, TrainConfig, algo_of, from_dict, to_dict
-from agents.runtime import Run, evaluate, plot_learning_curve, resolve_device, share_cores, summarize_eval
-from agents.spaces import check_spaces, describe
-from agents.vec import make_vec_env
+from agents.collect.vec import make_vec_env
+from agents.common import checkpoint as ckpt
+from agents.common.config import ConfigError, TrainConfig, algo_of, from_dict, to_dict
+from agents.common.runtime import Run, evaluate, plot_learning_curve, resolve_device, share_cores, summarize_eval
+from agents.common.spaces import check_spaces, describe
 
 ALGOS = {"ppo": ppo, "sac": sac, "bc": bc}
-KEEP_CHECKPOINTS = 2
 
 
 class TrainError(ValueError):
     """A run that cannot start as asked (existing run folder, mismatched resume, ...)."""
-
-
-# -- checkpoints of a run ---------------------------------------------------------------------
-
-
-def write_checkpoint(
-    run: Run,
-    cfg: TrainConfig,
-    vec,
-    step: int,
-    modules: dict[str, torch.nn.Module],
-    optim: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]],
-    np_rng,
-    replay: dict[str, torch.Tensor] | None = None,
-) -> Path:
-    """Write ``checkpoints/step-N`` completely, then point ``checkpoints/latest`` at it."""
-    tensors: dict[str, torch.Tensor] = {}
-    for prefix, mod in modules.items():
-        tensors.update({f"{prefix}.{k}": v for k, v in mod.state_dict().items()})
-    for t, _ in optim.values():
-        tensors.update(t)
-    rng_t, rng_meta = ckpt.rng_state(np_rng)
-    tensors.update(rng_t)
-    act = vec.single_action_space
-    sidecar = {
-        "algo": algo_of(cfg),
-        "config": to_dict(cfg),
-        "env_id": cfg.env_id,
-        "env_kwargs": cfg.env_kwargs,
-        "obs_space": describe(vec.single_observation_space),
-        "action_space": {**describe(act), "low": act.low.tolist(), "high": act.high.tolist()},
-        "step": step,
-        "rng": rng_meta,
-        "optim": {name: meta for name, (_, meta) in optim.items()},
-        "timers": dict(run.timers),
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    root = run.out / "checkpoints"
-    folder = root / f"step-{step:010d}"
-    if folder.exists():
-        shutil.rmtree(folder)
-    ckpt.save_checkpoint(folder, tensors, sidecar, replay)
-    ckpt.atomic_write_text(root / "latest", folder.name + "\n")
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder (its latest checkpoint)."""
-    path = Path(path)
-    if (path / ckpt.SIDECAR).is_file():
-        return path
-    latest = path / "checkpoints" / "latest"
-    if latest.is_file():
-        folder = path / "checkpoints" / latest.read_text().strip()
-        if not (folder / ckpt.SIDECAR).is_file():
-            raise ckpt.CheckpointError(f"{latest}: names {folder.name!r}, which is not a complete checkpoint")
-        return folder
-    if not path.exists():
-        raise ckpt.CheckpointError(f"{path}: no such run or checkpoint folder")
-    raise ckpt.CheckpointError(
-        f"{path}: neither a checkpoint folder ({ckpt.SIDECAR}) nor a run folder (checkpoints/latest)"
-    )
-
-
-def load_state(folder: Path, device: torch.device) -> dict[str, Any]:
-    doc = ckpt.read_sidecar(folder)
-    state = {
-        "doc": doc,
-        "source": str(folder / ckpt.MODEL),
-        "tensors": ckpt.load_tensors(folder, ckpt.MODEL, doc, device),
-        "optim": doc.get("optim", {}),
-        "rng": doc.get("rng", {}),
-        "step": int(doc["step"]),
-    }
-    if ckpt.REPLAY in doc["files"]:
-        state["replay"] = ckpt.load_tensors(folder, ckpt.REPLAY, doc, device)
-    return state
 
 
 def _flatdim(desc: dict[str, Any]) -> int:
@@ -120,7 +39,7 @@ def _flatdim(desc: dict[str, Any]) -> int:
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """The deterministic policy (flat obs -> actions, normalisation inside) of a checkpoint or run."""
-    folder = resolve_checkpoint(path)
+    folder = ckpt.resolve_checkpoint(path)
     doc = ckpt.read_sidecar(folder)
     try:
         cfg = from_dict(doc["config"])
@@ -142,7 +61,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     out = Path(out)
     state = None
     if resume:
-        folder = resolve_checkpoint(out)
+        folder = ckpt.resolve_checkpoint(out)
         doc = ckpt.read_sidecar(folder)
         saved = from_dict(doc["config"])
         if algo_of(saved) != algo_of(cfg) or saved.env_id != cfg.env_id:
@@ -164,7 +83,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         device = resolve_device(cfg.device)
         share_cores(n_envs)  # leave a core to each env worker
         if resume:
-            state = load_state(folder, device)
+            state = ckpt.load_state(folder, device)
             if state["doc"]["obs_space"] != describe(vec.single_observation_space):
                 raise TrainError(
                     f"{folder}: saved for observation space {state['doc']['obs_space']}, the env has another"

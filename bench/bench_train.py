@@ -22,10 +22,10 @@ import torch
 from rich.console import Console
 
 from agents import ppo
-from agents.config import make_config
-from agents.runtime import Run, compiled, resolve_device, share_cores
+from agents.collect.vec import make_vec_env
+from agents.common.config import make_config
+from agents.common.runtime import Run, compiled, resolve_device, share_cores
 from agents.sac import SACAgent, Updater
-from agents.vec import make_vec_env
 
 
 def line(name: str, value: float, unit: str) -> None:

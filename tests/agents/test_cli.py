@@ -25,7 +25,7 @@ def test_smoke_passes(capsys):
 
 
 def test_smoke_names_the_failing_env(monkeypatch, capsys):
-    import agents.smoke as smoke
+    import agents.tools.smoke as smoke
 
     real = smoke.smoke_one
 
@@ -85,7 +85,7 @@ def test_play_streams_every_frame_into_an_mp4(tmp_path, capsys):
 
 
 def test_a_failed_recording_leaves_the_old_video_untouched(tmp_path):
-    from agents.play import VideoWriter
+    from agents.tools.play import VideoWriter
 
     video = tmp_path / "keep.mp4"
     video.write_bytes(b"a video someone saved")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from agents.cli import run as cli
-from agents.evaluation import PolicyError, check_policy, policy_spec, run_suite
-from agents.report import aggregate, wilson
-from agents.suite import SuiteError, load_suite
+from agents.evaluation.report import aggregate, wilson
+from agents.evaluation.runner import PolicyError, check_policy, policy_spec, run_suite
+from agents.evaluation.suite import SuiteError, load_suite
 
 TINY = """
 name = "tiny"
@@ -174,7 +174,7 @@ def test_ray_backend_gives_the_local_rows(tmp_path):
 
 def test_a_checkpoint_folder_is_evaluated_and_checked_against_the_suite(tmp_path):
     pytest.importorskip("torch")
-    from agents.config import make_config
+    from agents.common.config import make_config
     from agents.train import train
 
     cfg = make_config(

@@ -9,13 +9,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from agents import checkpoint as ckpt  # noqa: E402
-from agents.buffers import ReplayBuffer  # noqa: E402
 from agents.cli import run as cli  # noqa: E402
-from agents.config import ConfigError, make_config  # noqa: E402
-from agents.runtime import evaluate  # noqa: E402
-from agents.spaces import UnsupportedSpaceError, flatten_batch, goal_slices  # noqa: E402
-from agents.train import TrainError, export_onnx, load_policy, resolve_checkpoint, train  # noqa: E402
+from agents.common import checkpoint as ckpt  # noqa: E402
+from agents.common.buffers import ReplayBuffer  # noqa: E402
+from agents.common.checkpoint import resolve_checkpoint  # noqa: E402
+from agents.common.config import ConfigError, make_config  # noqa: E402
+from agents.common.runtime import evaluate  # noqa: E402
+from agents.common.spaces import UnsupportedSpaceError, flatten_batch, goal_slices  # noqa: E402
+from agents.train import TrainError, export_onnx, load_policy, train  # noqa: E402
 from tests.agents import toy_envs  # noqa: E402
 
 toy_envs.register()
@@ -106,7 +107,7 @@ def test_her_relabels_with_a_later_achieved_goal_of_the_same_episode():
 
 
 def test_bc_clones_the_reach_expert(tmp_path):
-    from agents.demos import load, record
+    from agents.collect.demos import load, record
 
     demos = tmp_path / "reach.safetensors"
     info = record("FactoryReach-v0", 30, demos, seed=0, noise=0.1)

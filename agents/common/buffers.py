@@ -18,7 +18,7 @@ class ReplayBuffer:
     Args:
         capacity: Transitions in total (split evenly over the envs).
         goal_slices: For goal envs, where ``achieved_goal`` and ``desired_goal`` lie in the flat
-            observation (see ``agents.spaces.goal_slices``); None otherwise.
+            observation (see ``agents.common.spaces.goal_slices``); None otherwise.
     """
 
     def __init__(

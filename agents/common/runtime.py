@@ -15,8 +15,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from agents.spaces import flatten_batch
-from agents.vec import SeedQueue, make_vec_env
+from agents.collect.vec import SeedQueue, make_vec_env
+from agents.common.spaces import flatten_batch
 
 EVAL_SEED_BASE = 1_000_000
 """Evaluation episodes use seeds ``EVAL_SEED_BASE + k``: fixed, and apart from training seeds."""

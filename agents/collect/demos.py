@@ -31,8 +31,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 import envs
-from agents.spaces import describe, flatten_batch
-from agents.vec import SeedQueue, make_vec_env
+from agents.collect.vec import SeedQueue, make_vec_env
+from agents.common.spaces import describe, flatten_batch
 
 FORMAT = "factory-twin-demos/1"
 

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 import envs
-from agents.spaces import flatdim
+from agents.common.spaces import flatdim
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".bin")
 ACCEPTED = (
@@ -62,8 +62,7 @@ def policy_spec(policy: str) -> PolicySpec:
     if not p.exists():
         raise PolicyError(f"{policy}: no such file or folder; --policy takes {ACCEPTED}")
     if p.is_dir():
-        from agents.checkpoint import CheckpointError
-        from agents.train import resolve_checkpoint
+        from agents.common.checkpoint import CheckpointError, resolve_checkpoint
 
         try:
             folder = resolve_checkpoint(p)
@@ -130,7 +129,7 @@ class _TorchPolicy:
         self.policy, self.doc = load_policy(path, "cpu")
 
     def check(self, env: gym.Env) -> None:
-        from agents.spaces import describe
+        from agents.common.spaces import describe
 
         if self.doc["env_id"] != env.spec.id:
             raise PolicyError(f"checkpoint trained on {self.doc['env_id']}, evaluated on {env.spec.id}")
@@ -319,7 +318,7 @@ def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable) -
         if os.environ.get("RAY_ADDRESS"):
             ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
         else:
-            root = str(Path(__file__).resolve().parent.parent)
+            root = str(Path(__file__).resolve().parents[2])
             ray.init(
                 num_cpus=max(1, workers),
                 include_dashboard=False,

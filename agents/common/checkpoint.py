@@ -18,20 +18,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from agents.common.config import algo_of, to_dict
+from agents.common.spaces import describe
+
+if TYPE_CHECKING:
+    from agents.common.config import TrainConfig
+    from agents.common.runtime import Run
+
 FORMAT = "factory-twin-checkpoint/1"
 SIDECAR = "checkpoint.json"
 MODEL = "model.safetensors"
 REPLAY = "replay.safetensors"
+KEEP_CHECKPOINTS = 2
 
 
 class CheckpointError(ValueError):
@@ -46,7 +56,7 @@ def package_version() -> str:
 
 
 def git_commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
@@ -253,7 +263,7 @@ def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
 
 
 def resume(state: dict[str, Any], model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], np_rng) -> int:
-    """Load a training state (from ``agents.train.load_state``) into a model, its optimisers and RNGs.
+    """Load a training state (from ``load_state``) into a model, its optimisers and RNGs.
 
     Returns the step to continue from.
     """
@@ -262,3 +272,80 @@ def resume(state: dict[str, Any], model: torch.nn.Module, optimizers: dict[str, 
         load_optimizer(name, opt, state["tensors"], state["optim"][name])
     restore_rng(np_rng, state["tensors"], state["rng"])
     return int(state["step"])
+
+
+# -- checkpoints of a run ---------------------------------------------------------------------
+
+
+def write_checkpoint(
+    run: Run,
+    cfg: TrainConfig,
+    vec,
+    step: int,
+    modules: dict[str, torch.nn.Module],
+    optim: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]],
+    np_rng,
+    replay: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``checkpoints/step-N`` completely, then point ``checkpoints/latest`` at it."""
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, mod in modules.items():
+        tensors.update({f"{prefix}.{k}": v for k, v in mod.state_dict().items()})
+    for t, _ in optim.values():
+        tensors.update(t)
+    rng_t, rng_meta = rng_state(np_rng)
+    tensors.update(rng_t)
+    act = vec.single_action_space
+    sidecar = {
+        "algo": algo_of(cfg),
+        "config": to_dict(cfg),
+        "env_id": cfg.env_id,
+        "env_kwargs": cfg.env_kwargs,
+        "obs_space": describe(vec.single_observation_space),
+        "action_space": {**describe(act), "low": act.low.tolist(), "high": act.high.tolist()},
+        "step": step,
+        "rng": rng_meta,
+        "optim": {name: meta for name, (_, meta) in optim.items()},
+        "timers": dict(run.timers),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    root = run.out / "checkpoints"
+    folder = root / f"step-{step:010d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    save_checkpoint(folder, tensors, sidecar, replay)
+    atomic_write_text(root / "latest", folder.name + "\n")
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder (its latest checkpoint)."""
+    path = Path(path)
+    if (path / SIDECAR).is_file():
+        return path
+    latest = path / "checkpoints" / "latest"
+    if latest.is_file():
+        folder = path / "checkpoints" / latest.read_text().strip()
+        if not (folder / SIDECAR).is_file():
+            raise CheckpointError(f"{latest}: names {folder.name!r}, which is not a complete checkpoint")
+        return folder
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run or checkpoint folder")
+    raise CheckpointError(f"{path}: neither a checkpoint folder ({SIDECAR}) nor a run folder (checkpoints/latest)")
+
+
+def load_state(folder: Path, device: torch.device) -> dict[str, Any]:
+    doc = read_sidecar(folder)
+    state = {
+        "doc": doc,
+        "source": str(folder / MODEL),
+        "tensors": load_tensors(folder, MODEL, doc, device),
+        "optim": doc.get("optim", {}),
+        "rng": doc.get("rng", {}),
+        "step": int(doc["step"]),
+    }
+    if REPLAY in doc["files"]:
+        state["replay"] = load_tensors(folder, REPLAY, doc, device)
+    return state

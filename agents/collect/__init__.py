@@ -1,0 +1,1 @@
+"""Where experience comes from: vector envs of CPU worker processes, expert demonstrations."""

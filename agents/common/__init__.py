@@ -1,0 +1,1 @@
+"""What the algorithms share: configs, networks, replay storage, checkpoints, spaces, run folders."""

@@ -1,0 +1,1 @@
+"""``twin eval``: seed suites, the episode runner, scorecards and HTML reports."""

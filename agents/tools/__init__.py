@@ -1,0 +1,1 @@
+"""``twin play``, ``twin smoke`` and ``twin bench``."""
