@@ -89,7 +89,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
         fn = compiled(loss_of, run.console)
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     t0 = time.perf_counter()
-    while step < cfg.total_steps:
+    while step < cfg.total_steps and not run.stop_requested:
         idx = train_idx[torch.randint(0, len(train_idx), (cfg.batch_size,), device=device)]
         loss = fn(idx)
         opt.zero_grad(set_to_none=True)
@@ -105,7 +105,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
             run.timers["update"] = time.perf_counter() - t0
             run.log(step, row)
             run.progress(step)
-        if step >= next_ckpt or step == cfg.total_steps:
+        if step >= next_ckpt or step == cfg.total_steps or run.stop_requested:
             next_ckpt += cfg.checkpoint_every
             ckpt.write_checkpoint(
                 run, cfg, vec, step, {"model": agent}, {"adamw": ckpt.optimizer_tensors("adamw", opt)}, rng

@@ -189,7 +189,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.env not in gym.registry:
         _env_id(args.env)  # raises with the closest ids
     sets = _parse_sets(args.set or [])
-    for flag, key in (("steps", "total_steps"), ("envs", "n_envs"), ("seed", "seed"), ("device", "device")):
+    flags = (
+        ("steps", "total_steps"),
+        ("envs", "n_envs"),
+        ("workers", "workers"),
+        ("backend", "backend"),
+        ("seed", "seed"),
+        ("device", "device"),
+    )
+    for flag, key in flags:
         value = getattr(args, flag)
         if value is not None:
             sets[key] = str(value)
@@ -211,6 +219,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "--device" in str(exc):
             raise UsageError(str(exc)) from None
         raise
+    if result.get("stopped"):
+        signame = result["stopped"]
+        err.print(
+            f"stopped by {signame} at step {result['step']:,}; the checkpoint in {args.out}/checkpoints is "
+            f"complete: continue with `twin train --env {result['env_id']} --algo {result['algo']} "
+            f"--out {args.out} --resume`",
+            highlight=False,
+        )
+        return 143 if signame == "SIGTERM" else 130
     table = Table(title=f"{result['algo']} on {result['env_id']}: {result['step']:,} steps on {result['device']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -406,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help="env id (any registered Gymnasium id)")
     p.add_argument("--algo", choices=["ppo", "sac", "bc"], required=True)
     p.add_argument("--steps", type=int, help="env steps (bc: gradient steps); default per task")
-    p.add_argument("--envs", type=int, help="parallel env processes; default per task")
+    p.add_argument("--envs", type=int, help="parallel envs; default per task")
+    p.add_argument("--workers", type=int, help="env worker processes (default: one per core, at most one per env)")
+    p.add_argument("--backend", choices=["local", "ray"], help="local worker processes (default) or Ray actors")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--out", required=True, help="run folder")

@@ -1,10 +1,13 @@
 """PPO for continuous actions, on CPU worker envs with the learner on the GPU when there is one.
 
-Read top to bottom: networks, then ``train``: collect a rollout of ``n_steps`` vector steps into
-device storage (one batched forward pass, one device-to-host copy of the actions and one
-host-to-device copy of observations, rewards and flags per step), compute GAE, run clipped
-policy and value updates, log, checkpoint. Truncated episodes bootstrap from the value of their
-final observation; terminated ones do not.
+Read top to bottom: networks, the loss, then ``train``: collect a rollout of ``n_steps`` steps of
+every env into device storage, compute GAE, run clipped policy and value updates, log,
+checkpoint. Collection is asynchronous: the learner acts for the envs of whichever workers have
+finished (one batched forward pass, one device-to-host copy of their actions and one
+host-to-device copy of their observations, rewards and flags) and sends them off again; each
+env stops at its ``n_steps``-th step, and the rollout ends when the last one gets there.
+Truncated episodes bootstrap from the value of their final observation; terminated ones do not.
+On CUDA, acting and the whole update (GAE and every minibatch step) replay as CUDA graphs.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from torch import nn
 
 from agents.common import checkpoint as ckpt
 from agents.common.config import PPOConfig
+from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.common.runtime import EpisodeStats, Run, compiled, final_infos
+from agents.common.runtime import EpisodeStats, Run, compiled
 from agents.common.spaces import flatdim, flatten_batch, flatten_one
 
 SQUASH = "clip"
@@ -43,49 +47,6 @@ class PPOAgent(nn.Module):
         return DeterministicPolicy(self.norm, self.actor, self.scale, SQUASH)
 
 
-class ActStep:
-    """One batched policy step: normalise, sample, log-probability, value, action in env units.
-
-    On CUDA the whole step is captured once as a CUDA graph and replayed, one launch per vector
-    step instead of a few dozen small kernels (the learner's per-step cost is then about one
-    kernel launch and two copies). Outputs are overwritten by the next call.
-    """
-
-    LOG_2PI = float(np.log(2 * np.pi))
-
-    def __init__(self, agent: PPOAgent, n: int, obs_dim: int, device: torch.device, graph: bool) -> None:
-        self.agent = agent
-        self.obs = torch.zeros((n, obs_dim), device=device)
-        self.graph = None
-        if graph and device.type == "cuda":
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side), torch.no_grad():
-                for _ in range(3):  # warm up (cuBLAS handles, allocator) before capture
-                    self._step()
-            torch.cuda.current_stream(device).wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph), torch.no_grad():
-                self.out = self._step()
-
-    def _step(self):
-        a = self.agent
-        x = a.norm(self.obs)
-        mean = a.actor(x)
-        eps = torch.randn_like(mean)
-        u = mean + a.log_std.exp() * eps
-        logp = (-0.5 * eps.square() - a.log_std - 0.5 * self.LOG_2PI).sum(-1)
-        return x, u, logp, a.value(x), a.scale(u.clamp(-1.0, 1.0))
-
-    def __call__(self, obs: torch.Tensor):
-        self.obs.copy_(obs)
-        if self.graph is None:
-            with torch.no_grad():
-                return self._step()
-        self.graph.replay()
-        return self.out
-
-
 def build(cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high) -> PPOAgent:
     return PPOAgent(cfg, obs_dim, act_dim, act_low, act_high)
 
@@ -103,20 +64,24 @@ def ppo_loss(agent: PPOAgent, cfg: PPOConfig, obs, actions, old_logp, adv, retur
     return loss, pg_loss, v_loss, entropy, approx_kl
 
 
+LOG_2PI = float(np.log(2 * np.pi))
+
+
 def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[PPOAgent, int]:
-    """Train on the vector env ``vec``; ``state`` (from a checkpoint) resumes. Returns the agent and step."""
+    """Train on the pool ``vec``; ``state`` (from a checkpoint) resumes. Returns the agent and step."""
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
-    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)
+    graph = cfg.cuda_graph and device.type == "cuda"
+    note = lambda line: run.console.print(f"[yellow]{line}[/yellow]")  # noqa: E731
+    # capturable Adam takes its learning rate as a tensor, so annealing it needs no re-capture
+    opt_kw = {"capturable": True, "foreach": True, "lr": torch.tensor(cfg.lr, device=device)} if graph else {}
+    opt = torch.optim.Adam(agent.parameters(), **{"lr": cfg.lr, "eps": 1e-5, **opt_kw})
     rng = np.random.default_rng(cfg.seed)
     step = ckpt.resume(state, agent, {"adam": opt}, rng) if state is not None else 0
+    loss_fn = compiled(ppo_loss, run.console) if cfg.compile and not graph else ppo_loss
 
-    loss_fn = ppo_loss
-    if cfg.compile:
-        loss_fn = compiled(ppo_loss, run.console)
-
-    # Rollout storage, on the device.
+    # Rollout storage, on the device: T steps of each env. Envs advance at their own pace.
     T = cfg.n_steps
     buf_obs = torch.zeros((T, n, obs_dim), device=device)
     buf_raw = torch.zeros((T, n, obs_dim), device=device)
@@ -125,62 +90,36 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     buf_rew = torch.zeros((T, n), device=device)
     buf_done = torch.zeros((T, n), device=device)
     buf_val = torch.zeros((T, n), device=device)
+    last_obs = torch.zeros((n, obs_dim), device=device)  # each env's observation after its T-th step
+
+    def act_fn(obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = agent.norm(obs)
+        mean = agent.actor(x)
+        eps = torch.randn_like(mean)
+        u = mean + agent.log_std.exp() * eps
+        logp = (-0.5 * eps.square() - agent.log_std - 0.5 * LOG_2PI).sum(-1)
+        return x, u, logp, agent.value(x), agent.scale(u.clamp(-1.0, 1.0))
 
     stats = EpisodeStats(n)
     obs_np, _ = vec.reset(seed=int(rng.integers(2**31)))
-    obs = torch.as_tensor(flatten_batch(obs_space, obs_np), device=device)
+    obs_host = flatten_batch(obs_space, obs_np)
     if cfg.norm_obs:
-        agent.norm.update(obs)
-    act = ActStep(agent, n, obs_dim, device, graph=cfg.cuda_graph)
-    overlap = hasattr(vec, "step_async")  # worker processes: overlap book-keeping with their physics
+        agent.norm.update(torch.as_tensor(obs_host, device=device))
+    acting = BatchedAct(act_fn, n, obs_dim, device, graph, note=note)
+    min_envs = None if cfg.collect == "sync" else 1
+    t_env = np.zeros(n, dtype=np.int64)
 
-    def finish(t, dev, reward, term, trunc, info) -> None:
-        """Rewards (bootstrapped on truncation), episode ends, statistics of vector step ``t``."""
-        stats.step(reward, term | trunc, info)
-        r, term_t, trunc_t = dev[:, -3] * cfg.reward_scale, dev[:, -2], dev[:, -1]
-        if np.any(trunc & ~term):  # bootstrap truncated (not terminated) episodes from their final obs
-            with torch.no_grad():
-                r = r + cfg.gamma * trunc_t * (1.0 - term_t) * agent.value(agent.norm(dev[:, obs_dim : 2 * obs_dim]))
-        buf_rew[t], buf_done[t] = r, torch.maximum(term_t, trunc_t)
+    def start(ids: np.ndarray, obs: torch.Tensor, rows: torch.Tensor, t_rows: torch.Tensor) -> None:
+        """Act for envs ``ids`` at their step ``t_rows``, store what acting gives, send them off."""
+        x, u, logp, value, action = acting(obs, rows)
+        buf_raw[t_rows, rows], buf_obs[t_rows, rows], buf_act[t_rows, rows] = obs, x, u
+        buf_logp[t_rows, rows], buf_val[t_rows, rows] = logp, value
+        vec.send(action.cpu().numpy(), ids)  # the one device-to-host copy
 
-    iters = max(1, -(-(cfg.total_steps - step) // (T * n)))
-    total_iters = max(1, -(-cfg.total_steps // (T * n)))
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    next_log = step + cfg.log_every
-    done_iters = step // (T * n)
-    for _ in range(iters):
-        if cfg.anneal_lr:
-            opt.param_groups[0]["lr"] = cfg.lr * max(1.0 - done_iters / total_iters, 0.0)
-        t_collect = time.perf_counter()
-        pending = None
-        for t in range(T):
-            x, u, logp, value, action = act(obs)
-            buf_raw[t], buf_obs[t], buf_act[t], buf_logp[t], buf_val[t] = obs, x, u, logp, value
-            actions = action.cpu().numpy()  # the one device-to-host copy
-            if overlap:
-                vec.step_async(actions)
-            if pending is not None:  # book-keep the previous step while the workers simulate this one
-                finish(*pending)
-            obs_np, reward, term, trunc, info = vec.step_wait() if overlap else vec.step(actions)
-            # One host-to-device copy: next obs, final obs of finished episodes, reward, flags.
-            final = np.zeros((n, obs_dim), dtype=np.float32)
-            for i, _ in final_infos(info, n):
-                final[i] = flatten_one(obs_space, info["final_obs"][i])
-            packed = np.concatenate(
-                [flatten_batch(obs_space, obs_np), final, np.stack([reward, term, trunc], 1).astype(np.float32)], 1
-            )
-            dev = torch.as_tensor(packed, device=device)
-            obs = dev[:, :obs_dim]
-            pending = (t, dev, reward, term, trunc, info)
-        finish(*pending)
-        if cfg.norm_obs:  # statistics move once per rollout: a rollout is normalised consistently
-            agent.norm.update(buf_raw.reshape(-1, obs_dim))
-        step += T * n
-        run.timers["collect"] += time.perf_counter() - t_collect
-
-        t_update = time.perf_counter()
-        with torch.no_grad():  # GAE
-            next_val = agent.value(agent.norm(obs))
+    def update_body() -> torch.Tensor:
+        """GAE over the rollout, then ``update_epochs`` passes of minibatch steps."""
+        with torch.no_grad():
+            next_val = agent.value(agent.norm(last_obs))
             adv = torch.zeros_like(buf_rew)
             last = torch.zeros(n, device=device)
             for t in reversed(range(T)):
@@ -195,7 +134,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
         batch = T * n
         mb = batch // cfg.n_minibatches
         for _epoch in range(cfg.update_epochs):
-            perm = torch.randperm(batch, device=device)
+            perm = torch.argsort(torch.rand(batch, device=device))  # a random permutation, capturable
             for k in range(cfg.n_minibatches):
                 idx = perm[k * mb : (k + 1) * mb]
                 loss, pg, vl, ent, kl = loss_fn(agent, cfg, b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx])
@@ -203,7 +142,72 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
                 opt.step()
-        losses = torch.stack([pg.detach(), vl.detach(), ent.detach(), kl.detach()]).cpu().tolist()
+        return torch.stack([pg.detach(), vl.detach(), ent.detach(), kl.detach()])
+
+    update_graph = None
+    iters = max(1, -(-(cfg.total_steps - step) // (T * n)))
+    total_iters = max(1, -(-cfg.total_steps // (T * n)))
+    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    next_log = step + cfg.log_every
+    done_iters = step // (T * n)
+    all_ids = np.arange(n)
+    for _ in range(iters):
+        if run.stop_requested:
+            break
+        lr = cfg.lr * max(1.0 - done_iters / total_iters, 0.0) if cfg.anneal_lr else cfg.lr
+        if graph:
+            opt.param_groups[0]["lr"].fill_(lr)
+        else:
+            opt.param_groups[0]["lr"] = lr
+        t_collect = time.perf_counter()
+        t_env[:] = 0
+        zeros = torch.zeros(n, dtype=torch.long, device=device)
+        rows_all = torch.arange(n, device=device)
+        start(all_ids, torch.as_tensor(obs_host, device=device), rows_all, zeros)
+        in_flight = n
+        while in_flight:
+            b = vec.recv(min_envs)
+            ids, t = b.env_ids, t_env[b.env_ids]
+            nxt = flatten_batch(obs_space, b.obs)
+            final = np.zeros_like(nxt)
+            for k, (final_obs, _) in b.finals.items():
+                final[k] = flatten_one(obs_space, final_obs)
+            flags = np.stack([b.rewards, b.terminated, b.truncated, ids, t], 1)
+            dev = torch.as_tensor(np.concatenate([nxt, final, flags], 1, dtype=np.float32), device=device)
+            new, fin = dev[:, :obs_dim], dev[:, obs_dim : 2 * obs_dim]
+            r, term_t, trunc_t = dev[:, -5] * cfg.reward_scale, dev[:, -4], dev[:, -3]
+            rows, t_rows = dev[:, -2].long(), dev[:, -1].long()
+            more = t + 1 < T  # the same for every env of a slot: they step together
+            if more.all():  # send the workers off first; book-keep while they simulate
+                start(ids, new, rows, t_rows + 1)
+            else:
+                m = torch.as_tensor(more, device=device)
+                if more.any():
+                    start(ids[more], new[m], rows[m], t_rows[m] + 1)
+                last_obs[rows[~m]] = new[~m]
+                in_flight -= int((~more).sum())
+            obs_host[ids] = nxt
+            if np.any(b.truncated & ~b.terminated):  # bootstrap truncated episodes from their final obs
+                with torch.no_grad():
+                    r = r + cfg.gamma * trunc_t * (1.0 - term_t) * agent.value(agent.norm(fin))
+            buf_rew[t_rows, rows], buf_done[t_rows, rows] = r, torch.maximum(term_t, trunc_t)
+            t_env[ids] += 1
+            stats.step(b)
+        if cfg.norm_obs:  # statistics move once per rollout: a rollout is normalised consistently
+            agent.norm.update(buf_raw.reshape(-1, obs_dim))
+        step += T * n
+        run.timers["collect"] += time.perf_counter() - t_collect
+
+        t_update = time.perf_counter()
+        if graph and update_graph is None:  # the first update runs eagerly (warm-up), then is captured
+            update_graph, graph_out, losses_t = capture(update_body, device, warmup=1, note=note)
+            graph = update_graph is not None
+        elif update_graph is not None:
+            update_graph.replay()
+            losses_t = graph_out
+        else:
+            losses_t = update_body()
+        losses = losses_t.cpu().tolist()
         run.timers["update"] += time.perf_counter() - t_update
         done_iters += 1
 
@@ -220,14 +224,15 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                     "value_loss": losses[1],
                     "entropy": losses[2],
                     "approx_kl": losses[3],
-                    "lr": opt.param_groups[0]["lr"],
+                    "lr": lr,
                     "collect_s": run.timers["collect"],
                     "update_s": run.timers["update"],
                     "update_fraction": run.timers["update"] / max(wall, 1e-9),
                     "env_steps_per_s_collect": (step - run.start) / max(run.timers["collect"], 1e-9),
+                    "workers_restarted": float(getattr(vec, "worker_restarts", 0)),
                 },
             )
-        if step >= next_ckpt or done_iters >= total_iters:
+        if step >= next_ckpt or done_iters >= total_iters or run.stop_requested:
             next_ckpt += cfg.checkpoint_every
             save(run, cfg, agent, opt, rng, step, vec)
     return agent, step

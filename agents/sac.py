@@ -1,9 +1,13 @@
 """SAC for continuous actions, with hindsight experience replay on goal-dict envs.
 
-Read top to bottom: networks, the update (``sac_update``, optionally compiled), then ``train``:
-act with the tanh-squashed Gaussian actor (one forward pass for all envs), store the vector step
-in the device-side replay buffer, and run ``updates_per_step`` gradient updates per env step on
-batches sampled (and goal-relabelled) on the device.
+Read top to bottom: networks, the losses, the update (``Updater``: eager, compiled, or on CUDA
+one captured graph that samples, relabels, steps the critics, actor and temperature and moves
+the targets), then ``train``. ``train`` runs the envs asynchronously: it takes the results of
+whichever workers have finished, stores them in the device replay buffer, acts for those envs
+(one forward pass, one device-to-host copy) and sends them off again, then runs the updates
+owed while the workers step. With ``overlap_updates`` the actions just sent come from the
+weights before those updates (one update round old); without it the learner updates first and
+the workers wait.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from torch.func import functional_call
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import ReplayBuffer
 from agents.common.config import SACConfig
+from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
-from agents.common.runtime import EpisodeStats, Run, compiled, final_infos
+from agents.common.rewards import goal_reward
+from agents.common.runtime import EpisodeStats, Run, compiled
 from agents.common.spaces import flatdim, flatten_batch, flatten_one, goal_slices, is_goal_space
 
 SQUASH = "tanh"
@@ -106,58 +112,111 @@ def sac_losses(agent: SACAgent, gamma: float, target_entropy: float, obs, action
 
 
 class Updater:
-    """One SAC gradient update: critics, actor, temperature, target networks."""
+    """SAC updates: critics, actor, temperature, target networks, on batches from ``sample()``.
 
-    def __init__(self, agent: SACAgent, cfg: SACConfig, target_entropy: float, compile_fn=None) -> None:
-        self.agent, self.cfg, self.target_entropy = agent, cfg, target_entropy
-        self.critic_opt = torch.optim.Adam([*agent.q1.parameters(), *agent.q2.parameters()], lr=cfg.lr)
-        self.actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([agent.log_alpha], lr=cfg.lr)
-        self.losses = compile_fn(sac_losses) if compile_fn else sac_losses
-        self._targets = [(agent.q1, agent.q1_target), (agent.q2, agent.q2_target)]
+    Modes: eager; ``compile_fn`` (the losses through ``torch.compile``); ``graph`` (CUDA): the
+    first call runs three warm-up updates and captures the next one as a CUDA graph, later calls
+    replay it. With ``sample_in_graph`` the sampling (and goal relabelling, when the reward is
+    computed on the device) is part of the graph; otherwise each batch is sampled eagerly and
+    copied into the graph's inputs. Every call returns how many updates it ran; ``losses``
+    holds (critic loss, actor loss, alpha, mean Q) of the last one, on the device.
+    """
+
+    WARMUP = 3
+
+    def __init__(
+        self,
+        agent: SACAgent,
+        cfg: SACConfig,
+        target_entropy: float,
+        sample,
+        device: torch.device,
+        graph: bool = False,
+        sample_in_graph: bool = True,
+        compile_fn=None,
+        note=None,
+    ) -> None:
+        self.agent, self.cfg, self.target_entropy, self.sample = agent, cfg, target_entropy, sample
+        self.graph_mode = graph and device.type == "cuda"
+        self.sample_in_graph = sample_in_graph
+        if self.graph_mode:
+            kw = {"capturable": True, "foreach": True}
+        elif device.type == "cuda":
+            kw = {"fused": True}
+        else:
+            kw = {"foreach": True}
+        self.critic_opt = torch.optim.Adam([*agent.q1.parameters(), *agent.q2.parameters()], lr=cfg.lr, **kw)
+        self.actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.lr, **kw)
+        self.alpha_opt = torch.optim.Adam([agent.log_alpha], lr=cfg.lr, **kw)
+        self.losses_fn = compile_fn(sac_losses) if compile_fn and not self.graph_mode else sac_losses
+        self._targets = (
+            [*agent.q1_target.parameters(), *agent.q2_target.parameters()],
+            [*agent.q1.parameters(), *agent.q2.parameters()],
+        )
+        self.device, self.note = device, note
+        self._graph = None
+        self._inputs: tuple[torch.Tensor, ...] | None = None
+        self.losses: torch.Tensor | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
 
-    def __call__(self, batch) -> torch.Tensor:
+    def step(self, batch) -> torch.Tensor:
+        """One update on ``batch``; returns its losses, on the device."""
         a, cfg = self.agent, self.cfg
-        total, critic_loss, actor_loss, q_mean = self.losses(a, cfg.gamma, self.target_entropy, *batch)
         for opt in (self.critic_opt, self.actor_opt, self.alpha_opt):
             opt.zero_grad(set_to_none=True)
+        total, critic_loss, actor_loss, q_mean = self.losses_fn(a, cfg.gamma, self.target_entropy, *batch)
         total.backward()
         self.critic_opt.step()
         self.actor_opt.step()
         if cfg.autotune_alpha:
             self.alpha_opt.step()
         with torch.no_grad():
-            for net, tgt in self._targets:
-                torch._foreach_lerp_(list(tgt.parameters()), list(net.parameters()), cfg.tau)
+            torch._foreach_lerp_(self._targets[0], self._targets[1], cfg.tau)
         return torch.stack([critic_loss.detach(), actor_loss.detach(), a.log_alpha.detach().exp(), q_mean.detach()])
 
+    def __call__(self) -> int:
+        if not self.graph_mode:
+            self.losses = self.step(self.sample())
+            return 1
+        if self._graph is None:
+            return self._capture()
+        if not self.sample_in_graph:
+            for dst, src in zip(self._inputs, self.sample(), strict=True):
+                dst.copy_(src)
+        self._graph.replay()
+        self.losses = self._out
+        return 1
 
-def reward_function(env_id: str, env_kwargs: dict, device: torch.device):
-    """The env's own ``compute_reward`` for relabelled goals, from a local instance of the env."""
-    env = gym.make(env_id, **env_kwargs)
-    fn = env.unwrapped.compute_reward
+    def _capture(self) -> int:
+        if not self.sample_in_graph:
+            self._inputs = tuple(t.clone() for t in self.sample())
 
-    def reward(achieved: torch.Tensor, desired: torch.Tensor) -> torch.Tensor:
-        r = fn(achieved.cpu().numpy(), desired.cpu().numpy(), {})
-        return torch.as_tensor(np.asarray(r, dtype=np.float32), device=device)
+        def body() -> torch.Tensor:
+            batch = self.sample() if self.sample_in_graph else self._inputs
+            return self.step(batch)
 
-    reward.env = env  # keep it alive; closed by the caller
-    return reward
+        graph, out, warm = capture(body, self.device, warmup=self.WARMUP, note=self.note)
+        self.losses = warm  # the graph's outputs hold nothing until its first replay
+        if graph is None:
+            self.graph_mode = False
+        else:
+            self._graph, self._out = graph, out
+        return self.WARMUP
 
 
 def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[SACAgent, int]:
+    """Train on the pool ``vec``; ``state`` (from a checkpoint) resumes. Returns the agent and step."""
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
-    compile_fn = None
-    if cfg.compile:
-        compile_fn = lambda f: compiled(f, run.console)  # noqa: E731
-    update = Updater(agent, cfg, target_entropy=-float(act_dim), compile_fn=compile_fn)
+    note = lambda line: run.console.print(f"[yellow]{line}[/yellow]")  # noqa: E731
     goal = is_goal_space(obs_space) and cfg.her_ratio > 0
-    reward_fn = reward_function(cfg.env_id, cfg.env_kwargs, device) if goal else None
+    reward_fn, reward_on_device, probe = None, True, None
+    if goal:
+        probe = gym.make(cfg.env_id, **cfg.env_kwargs)  # for its compute_reward (or its declaration)
+        reward_fn, reward_on_device = goal_reward(probe, obs_space, device)
     buffer = ReplayBuffer(
         cfg.buffer_size,
         n,
@@ -168,6 +227,19 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         her_ratio=cfg.her_ratio,
         reward_fn=reward_fn,
     )
+    compile_fn = (lambda f: compiled(f, run.console)) if cfg.compile else None
+    graph = cfg.cuda_graph and device.type == "cuda"
+    update = Updater(
+        agent,
+        cfg,
+        -float(act_dim),
+        lambda: buffer.sample(cfg.batch_size),
+        device,
+        graph=graph,
+        sample_in_graph=reward_on_device,
+        compile_fn=compile_fn,
+        note=note,
+    )
     rng = np.random.default_rng(cfg.seed)
     step = 0
     if state is not None:
@@ -176,73 +248,103 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
             buffer.load_state(state["replay"])
     act_space.seed(int(rng.integers(2**31)))
 
+    def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:
+        u, _ = agent.sample(agent.norm(x))
+        return (torch.cat([agent.scale(u), u], -1),)
+
+    acting = BatchedAct(policy_step, n, obs_dim, device, graph, note=note)
+    half = (act_space.high - act_space.low) / 2
+    mid = (act_space.high + act_space.low) / 2
+    obs_host = np.zeros((n, obs_dim), dtype=np.float32)  # the observation each env's action was taken at
+    u_host = np.zeros((n, act_dim), dtype=np.float32)  # that action, squashed to [-1, 1]
+
+    def act(ids: np.ndarray, x: torch.Tensor | None, rows: torch.Tensor | None) -> np.ndarray:
+        """Env actions for ``ids`` (random before ``learning_starts``); keeps their [-1, 1] form."""
+        if step < cfg.learning_starts or x is None:
+            actions = np.stack([act_space.sample() for _ in ids]).astype(np.float32)
+            u_host[ids] = (actions - mid) / half
+            return actions
+        (both,) = acting(x, rows)
+        both = both.cpu().numpy()  # the one device-to-host copy
+        u_host[ids] = both[:, act_dim:]
+        return both[:, :act_dim]
+
     stats = EpisodeStats(n)
     obs_np, _ = vec.reset(seed=int(rng.integers(2**31)))
-    obs = torch.as_tensor(flatten_batch(obs_space, obs_np), device=device)
+    obs_host[:] = flatten_batch(obs_space, obs_np)
+    all_ids = np.arange(n)
+    if step >= cfg.learning_starts:
+        x0 = torch.as_tensor(obs_host, device=device)
+        vec.send(act(all_ids, x0, torch.as_tensor(all_ids, device=device)), all_ids)
+    else:
+        vec.send(act(all_ids, None, None), all_ids)
+    min_envs = None if cfg.collect == "sync" else 1
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     next_log = step + cfg.log_every
     owed = 0.0
-    losses = None
+    D = obs_dim
     try:
-        while step < cfg.total_steps:
+        while step < cfg.total_steps and not run.stop_requested:
             t_collect = time.perf_counter()
-            if step < cfg.learning_starts:
-                u_np = np.stack([act_space.sample() for _ in range(n)])
-                actions = u_np
-                u_np = (u_np - (act_space.high + act_space.low) / 2) / ((act_space.high - act_space.low) / 2)
-                u = None  # travels to the device with the step's other data below
-            else:
-                with torch.no_grad():
-                    u, _ = agent.sample(agent.norm(obs))
-                    actions = agent.scale(u).cpu().numpy()  # the one device-to-host copy
-            next_np, reward, term, trunc, info = vec.step(actions.astype(np.float32))
-            stats.step(reward, term | trunc, info)
-            real_next = flatten_batch(obs_space, next_np)
-            for i, _ in final_infos(info, n):  # the true last observation of finished episodes
-                real_next[i] = flatten_one(obs_space, info["final_obs"][i])
-            packed = np.concatenate(
-                [
-                    real_next,
-                    flatten_batch(obs_space, next_np),
-                    *([u_np.astype(np.float32)] if u is None else []),
-                    np.stack([reward, term, term | trunc], 1).astype(np.float32),
-                ],
-                1,
-            )
+            b = vec.recv(min_envs)
+            ids, keep = b.env_ids, ~b.dropped
+            nxt = flatten_batch(obs_space, b.obs)
+            real = nxt.copy()  # the true next observation: the final one where an episode ended
+            for k, (final_obs, _) in b.finals.items():
+                real[k] = flatten_one(obs_space, final_obs)
+            flags = np.stack([b.rewards, b.terminated, ids], 1)
+            packed = np.concatenate([obs_host[ids], real, nxt, u_host[ids], flags], 1, dtype=np.float32)
             dev = torch.as_tensor(packed, device=device)  # the one host-to-device copy
-            nxt, new_obs = dev[:, :obs_dim], dev[:, obs_dim : 2 * obs_dim]
-            if u is None:
-                u = dev[:, 2 * obs_dim : 2 * obs_dim + act_dim]
-            buffer.add(obs, nxt, u, dev[:, -3], dev[:, -2], dev[:, -1].bool())
+            o, nx, new = dev[:, :D], dev[:, D : 2 * D], dev[:, 2 * D : 3 * D]
+            u, rew, term = dev[:, 3 * D : 3 * D + act_dim], dev[:, -3], dev[:, -2]
+            rows = dev[:, -1].long()
+            obs_host[ids] = nxt
+            if cfg.overlap_updates:  # the workers step while the learner stores and updates
+                vec.send(act(ids, new, rows), ids)
+            if keep.all():
+                buffer.add(ids, o, nx, u, rew, term, b.done, env_ids_dev=rows)
+            else:  # a worker died: its envs' last transitions are lost, their episodes closed
+                k_dev = torch.as_tensor(keep, device=device)
+                buffer.add(ids[keep], o[k_dev], nx[k_dev], u[k_dev], rew[k_dev], term[k_dev], b.done[keep])
+                buffer.end_episodes(ids[~keep])
             if cfg.norm_obs:
-                agent.norm.update(obs)
-            obs = new_obs
-            step += n
+                agent.norm.update(o)
+            stats.step(b)
+            taken = int(keep.sum())
+            step += taken
             run.timers["collect"] += time.perf_counter() - t_collect
 
             if step >= cfg.learning_starts:
                 t_update = time.perf_counter()
-                owed += cfg.updates_per_step * n
+                owed += cfg.updates_per_step * taken
                 while owed >= 1.0:
-                    losses = update(buffer.sample(cfg.batch_size))
-                    owed -= 1.0
+                    owed -= update()
                 run.timers["update"] += time.perf_counter() - t_update
+            if not cfg.overlap_updates:
+                vec.send(act(ids, new, rows), ids)
 
             summary = stats.summary()
             run.progress(step, summary.get("success_rate"))
             if step >= next_log or step >= cfg.total_steps:
                 next_log = step + cfg.log_every
-                row = {**summary, "collect_s": run.timers["collect"], "update_s": run.timers["update"]}
-                if losses is not None:
-                    critic, actor, alpha, q = losses.cpu().tolist()
+                row = {
+                    **summary,
+                    "collect_s": run.timers["collect"],
+                    "update_s": run.timers["update"],
+                    "workers_restarted": float(getattr(vec, "worker_restarts", 0)),
+                }
+                if update.losses is not None:
+                    critic, actor, alpha, q = update.losses.cpu().tolist()
                     row.update(critic_loss=critic, actor_loss=actor, alpha=alpha, q_mean=q)
                 run.log(step, row)
             if step >= next_ckpt or step >= cfg.total_steps:
                 next_ckpt += cfg.checkpoint_every
                 save(run, cfg, agent, update, rng, step, vec, buffer)
+        if run.stop_requested and step < cfg.total_steps:
+            save(run, cfg, agent, update, rng, step, vec, buffer)
     finally:
-        if reward_fn is not None:
-            reward_fn.env.close()
+        if probe is not None:
+            probe.close()
     return agent, step
 
 

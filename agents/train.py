@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from agents import bc, ppo, sac
 from agents.collect.vec import make_vec_env
@@ -56,8 +57,16 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[t
 # -- training ---------------------------------------------------------------------------------
 
 
+RESUMABLE_CHANGES = ("total_steps", "device", "compile", "workers", "double_buffer", "collect", "backend")
+"""Settings a resumed run may change: the budget and where and how it runs, not what it learns."""
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Train, checkpoint, evaluate on the fixed seeds; returns the final summary."""
+    """Train, checkpoint, evaluate on the fixed seeds; returns the final summary.
+
+    A first Ctrl-C or SIGTERM stops the run at the next step with a final checkpoint (the
+    summary then has ``stopped`` set to the signal's name and no evaluation).
+    """
     out = Path(out)
     state = None
     if resume:
@@ -68,20 +77,30 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
             raise TrainError(
                 f"{folder}: a {algo_of(saved)} run on {saved.env_id}; cannot resume it as {algo_of(cfg)} on {cfg.env_id}"
             )
-        # Keep the saved hyper-parameters; a resume may extend the budget and move devices.
-        saved.total_steps, saved.device, saved.compile = cfg.total_steps, cfg.device, cfg.compile
+        for key in RESUMABLE_CHANGES:  # keep the saved hyper-parameters
+            setattr(saved, key, getattr(cfg, key))
         cfg = saved
     elif (out / "checkpoints" / "latest").exists():
         raise TrainError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    n_envs = 1 if algo_of(cfg) == "bc" else cfg.n_envs
-    vec = make_vec_env(cfg.env_id, n_envs, cfg.env_kwargs)  # fork workers before CUDA starts
+    console = Console(stderr=True)
+    bc_only = algo_of(cfg) == "bc"  # behaviour cloning needs the env's spaces only
+    vec = make_vec_env(  # workers fork before CUDA starts
+        cfg.env_id,
+        1 if bc_only else cfg.n_envs,
+        cfg.env_kwargs,
+        workers=0 if bc_only else (cfg.workers or None),
+        backend="local" if bc_only else cfg.backend,
+        double_buffer=cfg.double_buffer,
+        notify=lambda line: console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True),
+        seed=cfg.seed,
+    )
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
-        share_cores(n_envs)  # leave a core to each env worker
+        share_cores(0 if bc_only else getattr(vec, "n_workers", 0))  # leave a core to each env worker
         if resume:
             state = ckpt.load_state(folder, device)
             if state["doc"]["obs_space"] != describe(vec.single_observation_space):
@@ -91,33 +110,38 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         out.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
         start = state["step"] if state else 0
-        run = Run(out, cfg.total_steps, start=start, quiet=quiet)
+        run = Run(out, cfg.total_steps, start=start, quiet=quiet, console=console)
         if state:
             run.timers.update(state["doc"].get("timers", {}))
         t0 = time.perf_counter()
         try:
-            agent, step = ALGOS[algo_of(cfg)].train(cfg, vec, run, device, state)
+            with run.stop:
+                agent, step = ALGOS[algo_of(cfg)].train(cfg, vec, run, device, state)
         finally:
             run.close()
         train_s = time.perf_counter() - t0
+        restarts, dropped = getattr(vec, "worker_restarts", 0), getattr(vec, "episodes_dropped", 0)
     finally:
         vec.close()
 
-    policy = agent.policy().eval()
-    t1 = time.perf_counter()
-    rows = evaluate(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, max(cfg.n_envs, 1), device)
     result = {
         "env_id": cfg.env_id,
         "algo": algo_of(cfg),
         "step": step,
         "device": str(device),
         "train_seconds": round(train_s, 2),
-        "eval_seconds": round(time.perf_counter() - t1, 2),
         "collect_seconds": round(run.timers["collect"], 2),
         "update_seconds": round(run.timers["update"], 2),
-        **summarize_eval(rows),
-        "episodes": rows,
+        "workers_restarted": restarts,
+        "episodes_dropped": dropped,
     }
+    if run.stop.requested is not None:
+        return {**result, "stopped": run.stop.requested, "episodes": []}
+    policy = agent.policy().eval()
+    t1 = time.perf_counter()
+    workers = 0 if bc_only and cfg.n_envs == 1 else (cfg.workers or None)
+    rows = evaluate(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, max(cfg.n_envs, 1), device, workers=workers)
+    result = {**result, "eval_seconds": round(time.perf_counter() - t1, 2), **summarize_eval(rows), "episodes": rows}
     ckpt.atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
     plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{algo_of(cfg)} on {cfg.env_id}")
     return result

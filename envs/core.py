@@ -74,6 +74,15 @@ class Task(ABC):
     def compute_reward(self, achieved: np.ndarray, desired: np.ndarray, info: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def goal_reward_spec(self) -> dict[str, Any] | None:
+        """``compute_reward`` in a form a learner can evaluate with tensor operations, or None.
+
+        ``{"type": "goal_distance", "threshold": d, "reward_type": "sparse" | "dense"}`` means
+        ``-(||achieved - desired|| > d)`` (sparse) or ``-||achieved - desired||`` (dense), the
+        Euclidean norm over the last axis, as float32.
+        """
+        return None
+
 
 def _check_action(action: Any, shape: tuple[int, ...]) -> list[float]:
     """The action as floats clipped to [-1, 1]; a wrong shape, NaN or infinity raises ValueError."""
@@ -189,6 +198,10 @@ class FactoryEnv(gym.Env):
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         """Reward for (possibly relabelled, batched) goals, as HER needs."""
         return self.task.compute_reward(achieved_goal, desired_goal, info)
+
+    def goal_reward_spec(self) -> dict[str, Any] | None:
+        """The task's ``compute_reward`` as a declaration learners evaluate on the GPU (see ``Task``)."""
+        return self.task.goal_reward_spec() if self.obs_mode == "goal" else None
 
     def task_camera_config(self):
         """Layout entry of the camera the ``rgb`` observation mode uses."""

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 
 class ReplayBuffer:
-    """Transitions of ``n_envs`` parallel envs, kept per env so each episode is contiguous in time.
+    """Transitions of ``n_envs`` envs, a ring per env so each episode is contiguous in time.
 
-    Every tensor lives on ``device``; adding a vector step is one indexed write, sampling is a
-    handful of gathers. For goal envs, ``sample`` relabels a ``her_ratio`` share of the batch
-    with the achieved goal of a later step of the same episode and recomputes its reward with
-    ``reward_fn(achieved, desired) -> reward`` (the env's own ``compute_reward``).
+    Envs advance at their own pace (asynchronous collection adds a few envs at a time), so each
+    keeps its own count of transitions. Every tensor lives on ``device``. ``sample`` makes no
+    host synchronisation: it can be captured in a CUDA graph with the update it feeds, as long as
+    ``reward_fn`` is made of tensor operations too. For goal envs it relabels a ``her_ratio``
+    share of the batch with the achieved goal of a later step of the same episode and
+    recomputes its reward with ``reward_fn(achieved, desired) -> reward``.
 
     Args:
         capacity: Transitions in total (split evenly over the envs).
@@ -38,55 +41,77 @@ class ReplayBuffer:
         self.obs, self.next_obs = z(obs_dim), z(obs_dim)
         self.actions, self.rewards, self.terminated = z(act_dim), z(), z()
         self.ep_end = torch.full((n_envs, self.cap), -1, dtype=torch.long, device=device)
-        self.t = 0  # transitions added per env so far (the same for every env)
-        self.ep_start = torch.zeros(n_envs, dtype=torch.long, device=device)
+        self.t = torch.zeros(n_envs, dtype=torch.long, device=device)  # transitions added per env
+        self.t_host = np.zeros(n_envs, dtype=np.int64)  # the same, kept on the host for book-keeping
+        self.ep_start_host = np.zeros(n_envs, dtype=np.int64)  # first step of each env's open episode
         self.goal = goal_slices
         self.her_ratio = her_ratio if goal_slices is not None else 0.0
         self.reward_fn = reward_fn
-        self._envs = torch.arange(n_envs, device=device)
 
     def __len__(self) -> int:
-        return min(self.t, self.cap) * self.n_envs
+        return int(np.minimum(self.t_host, self.cap).sum())
 
     def add(
         self,
+        env_ids: np.ndarray,
         obs: torch.Tensor,
         next_obs: torch.Tensor,
         actions: torch.Tensor,
         rewards: torch.Tensor,
         terminated: torch.Tensor,
-        episode_over: torch.Tensor,
+        episode_over: np.ndarray,
+        env_ids_dev: torch.Tensor | None = None,
     ) -> None:
-        """One vector step; ``episode_over`` (terminated or truncated) closes each env's episode."""
-        slot = self.t % self.cap
-        self.obs[:, slot], self.next_obs[:, slot] = obs, next_obs
-        self.actions[:, slot], self.rewards[:, slot], self.terminated[:, slot] = actions, rewards, terminated
-        self.ep_end[:, slot] = -1
-        done = torch.nonzero(episode_over).flatten()
-        if len(done):  # mark every step of the finished episodes with its last step
-            length = self.t - self.ep_start[done] + 1
-            longest = int(length.max())
-            offs = torch.arange(longest, device=self.device)
-            ts = self.ep_start[done, None] + offs  # global steps of each episode (padded)
-            valid = (offs < length[:, None]) & (ts > self.t - self.cap)
-            rows = done[:, None].expand_as(ts)[valid]
-            self.ep_end[rows, ts[valid] % self.cap] = self.t
-            self.ep_start[done] = self.t + 1
-        self.t += 1
+        """One step of the envs ``env_ids`` (host int array, distinct); ``episode_over`` (host bool)
+        closes their episodes. ``env_ids_dev`` is the same ids on the device, if already there."""
+        if len(env_ids) == 0:
+            return
+        ids = env_ids_dev if env_ids_dev is not None else torch.as_tensor(env_ids, device=self.device)
+        slot = self.t[ids] % self.cap
+        self.obs[ids, slot], self.next_obs[ids, slot] = obs, next_obs
+        self.actions[ids, slot], self.rewards[ids, slot], self.terminated[ids, slot] = actions, rewards, terminated
+        self.ep_end[ids, slot] = -1
+        self.t[ids] += 1
+        self.t_host[env_ids] += 1
+        done = env_ids[np.asarray(episode_over, dtype=bool)]
+        if len(done):
+            self._close(done)
+
+    def end_episodes(self, env_ids: np.ndarray) -> None:
+        """Close the open episodes of ``env_ids`` at their last stored step (their next steps
+        were lost, e.g. with a worker that died), so relabelling never crosses into the next."""
+        open_ = env_ids[self.t_host[env_ids] > self.ep_start_host[env_ids]]
+        if len(open_):
+            self._close(open_)
+
+    def _close(self, env_ids: np.ndarray) -> None:
+        """Mark every stored step of each env's open episode with the episode's last step."""
+        last = self.t_host[env_ids] - 1
+        start = np.maximum(self.ep_start_host[env_ids], self.t_host[env_ids] - self.cap)
+        rows = np.repeat(env_ids, last - start + 1)
+        steps = np.concatenate([np.arange(a, b + 1) for a, b in zip(start, last, strict=True)])
+        ends = np.repeat(last, last - start + 1)
+        index = torch.as_tensor(np.stack([rows, steps % self.cap, ends]), device=self.device)
+        self.ep_end[index[0], index[1]] = index[2]
+        self.ep_start_host[env_ids] = self.t_host[env_ids]
 
     def sample(self, batch: int) -> tuple[torch.Tensor, ...]:
-        n_stored = min(self.t, self.cap)
-        env = torch.randint(0, self.n_envs, (batch,), device=self.device)
-        first = self.t - n_stored  # oldest global step still stored
-        t_i = first + torch.randint(0, n_stored, (batch,), device=self.device)
+        """A uniform batch over every stored transition (no host synchronisation)."""
+        stored = torch.clamp(self.t, max=self.cap)
+        cum = torch.cumsum(stored, 0)
+        total = cum[-1:].clamp(min=1)
+        u = (torch.rand(batch, device=self.device, dtype=torch.float64) * total).long()
+        env = torch.searchsorted(cum, u, right=True).clamp(max=self.n_envs - 1)
+        k = u - (cum[env] - stored[env])  # position among this env's stored transitions
+        t_i = self.t[env] - stored[env] + k  # the transition's step count in its env
         i = t_i % self.cap
         obs, next_obs = self.obs[env, i], self.next_obs[env, i]
         actions, rewards, terminated = self.actions[env, i], self.rewards[env, i], self.terminated[env, i]
         if self.her_ratio > 0.0:
             end = self.ep_end[env, i]
-            end = torch.where(end < 0, torch.full_like(end, self.t - 1), end)
+            end = torch.where(end < 0, self.t[env] - 1, end)  # an open episode: its latest step
             span = end - t_i + 1
-            t_j = t_i + (torch.rand(batch, device=self.device) * span).long().clamp_max(span - 1)
+            t_j = t_i + torch.minimum((torch.rand(batch, device=self.device) * span).long(), span - 1)
             relabel = torch.rand(batch, device=self.device) < self.her_ratio
             ag, dg = self.goal["achieved_goal"], self.goal["desired_goal"]
             new_goal = self.next_obs[env, t_j % self.cap, ag]
@@ -100,7 +125,7 @@ class ReplayBuffer:
         return obs, actions, rewards, next_obs, terminated
 
     def state(self) -> dict[str, torch.Tensor]:
-        n = min(self.t, self.cap)
+        n = int(min(int(self.t_host.max()), self.cap))
         return {
             "replay.obs": self.obs[:, :n],
             "replay.next_obs": self.next_obs[:, :n],
@@ -108,8 +133,8 @@ class ReplayBuffer:
             "replay.rewards": self.rewards[:, :n],
             "replay.terminated": self.terminated[:, :n],
             "replay.ep_end": self.ep_end[:, :n],
-            "replay.ep_start": self.ep_start,
-            "replay.t": torch.tensor([self.t]),
+            "replay.t": torch.as_tensor(self.t_host),
+            "replay.ep_start": torch.as_tensor(self.ep_start_host),
         }
 
     def load_state(self, st: dict[str, torch.Tensor]) -> None:
@@ -119,7 +144,11 @@ class ReplayBuffer:
                 f"replay buffer of shape {list(st['replay.obs'].shape)} does not fit "
                 f"{self.n_envs} envs x {self.cap} x {self.obs.shape[2]}"
             )
+        t = st["replay.t"].reshape(-1).to(torch.int64)
+        if t.numel() != self.n_envs:  # the format of lock-step runs: one count for every env
+            t = t[:1].expand(self.n_envs)
         for name in ("obs", "next_obs", "actions", "rewards", "terminated", "ep_end"):
             getattr(self, name)[:, :n] = st[f"replay.{name}"].to(self.device)
-        self.ep_start.copy_(st["replay.ep_start"].to(self.device))
-        self.t = int(st["replay.t"][0])
+        self.t.copy_(t.to(self.device))
+        self.t_host[:] = t.cpu().numpy()
+        self.ep_start_host[:] = st["replay.ep_start"].reshape(-1).cpu().numpy()

@@ -28,7 +28,16 @@ class TrainConfig:
     total_steps: int = 100_000
     """Env steps to train for, summed over all envs (BC: gradient steps)."""
     n_envs: int = 1
-    """Parallel envs (CPU worker processes when more than one)."""
+    """Parallel envs, spread over the worker processes."""
+    workers: int = 0
+    """Env worker processes (Ray actors with ``backend=ray``); 0: one per CPU core, at most one per env."""
+    double_buffer: bool = True
+    """Each worker steps half its envs while the learner acts on the other half."""
+    collect: str = "async"
+    """``async``: act on the envs of whichever workers have finished, so none waits for the
+    slowest; ``sync``: step every env in lock-step (bit-reproducible runs, slower)."""
+    backend: str = "local"
+    """``local`` worker processes, or ``ray`` actors (the cluster at ``RAY_ADDRESS``, else a local one)."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
@@ -70,7 +79,8 @@ class PPOConfig(TrainConfig):
     model, frozen at evaluation)."""
     reward_scale: float = 1.0
     cuda_graph: bool = True
-    """On CUDA, replay the acting step as one captured CUDA graph."""
+    """On CUDA, replay the acting step and the whole update (GAE and every minibatch step) as
+    captured CUDA graphs."""
 
 
 @dataclass
@@ -92,6 +102,12 @@ class SACConfig(TrainConfig):
     init_alpha: float = 0.1
     autotune_alpha: bool = True
     norm_obs: bool = True
+    overlap_updates: bool = True
+    """Run the updates while the workers step the envs; the actions for that step then come from
+    the weights before those updates (one update round old). False: update, then act."""
+    cuda_graph: bool = True
+    """On CUDA, run each whole update (sampling, goal relabelling, critic, actor, temperature and
+    target steps) and the acting step as captured CUDA graphs."""
 
 
 @dataclass
@@ -178,6 +194,12 @@ def validate(cfg: TrainConfig) -> None:
             problems.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.eval_episodes < 0:
         problems.append(f"eval_episodes must be >= 0, got {cfg.eval_episodes}")
+    if cfg.workers < 0:
+        problems.append(f"workers must be >= 0 (0: one per core), got {cfg.workers}")
+    if cfg.collect not in ("async", "sync"):
+        problems.append(f"collect must be async or sync, got {cfg.collect!r}")
+    if cfg.backend not in ("local", "ray"):
+        problems.append(f"backend must be local or ray, got {cfg.backend!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         problems.append(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if isinstance(cfg, PPOConfig):

@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from agents.collect.pool import StepBatch
 from agents.collect.vec import SeedQueue, make_vec_env
 from agents.common.spaces import flatten_batch
 
@@ -32,15 +33,6 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _pick(value: Any, i: int, present: Any = None) -> Any:
-    """Entry ``i`` of a vectorised info value (nested dicts of arrays, as Gymnasium builds them)."""
-    if isinstance(value, dict):
-        return {k: _pick(v, i, value.get(f"_{k}")) for k, v in value.items() if not k.startswith("_")}
-    if present is not None and not present[i]:
-        return None
-    return value[i]
-
-
 def share_cores(n_env_processes: int) -> int:
     """Limit the learner's CPU threads so env worker processes keep a core each.
 
@@ -54,16 +46,11 @@ def share_cores(n_env_processes: int) -> int:
     return threads
 
 
-def final_infos(info: dict[str, Any], n_envs: int) -> list[tuple[int, dict[str, Any]]]:
-    """``(env index, info)`` of each sub-env whose episode ended this step (same-step autoreset)."""
-    mask = info.get("_final_info")
-    if mask is None:
-        return []
-    return [(int(i), _pick(info["final_info"], int(i))) for i in np.flatnonzero(mask)]
-
-
 class EpisodeStats:
-    """Returns, lengths and successes of the episodes that ended recently."""
+    """Returns, lengths and successes of the episodes that ended recently.
+
+    Episodes lost with a worker that died are counted in ``dropped``, not in the statistics.
+    """
 
     def __init__(self, n_envs: int, window: int = 100) -> None:
         self.ret = np.zeros(n_envs)
@@ -72,27 +59,79 @@ class EpisodeStats:
         self.lengths: deque[int] = deque(maxlen=window)
         self.successes: deque[float] = deque(maxlen=window)
         self.episodes = 0
+        self.dropped = 0
 
-    def step(self, rewards: np.ndarray, done: np.ndarray, info: dict[str, Any]) -> None:
-        self.ret += rewards
-        self.len += 1
-        success = {i: d.get("is_success") for i, d in final_infos(info, len(done))}
-        for i in np.flatnonzero(done):
-            self.returns.append(float(self.ret[i]))
-            self.lengths.append(int(self.len[i]))
-            if success.get(int(i)) is not None:
-                self.successes.append(float(success[int(i)]))
+    def step(self, batch: StepBatch) -> None:
+        ids = batch.env_ids
+        self.ret[ids] += batch.rewards
+        self.len[ids] += 1
+        for k in np.flatnonzero(batch.done):
+            i = ids[k]
+            if batch.dropped[k]:
+                self.dropped += 1
+            else:
+                self.returns.append(float(self.ret[i]))
+                self.lengths.append(int(self.len[i]))
+                final = batch.finals.get(int(k))
+                success = final[1].get("is_success") if final is not None else batch.infos[k].get("is_success")
+                if success is not None:
+                    self.successes.append(float(success))
+                self.episodes += 1
             self.ret[i], self.len[i] = 0.0, 0
-            self.episodes += 1
 
     def summary(self) -> dict[str, float]:
         out = {"episodes": float(self.episodes)}
+        if self.dropped:
+            out["episodes_dropped"] = float(self.dropped)
         if self.returns:
             out["return_mean"] = float(np.mean(self.returns))
             out["length_mean"] = float(np.mean(self.lengths))
         if self.successes:
             out["success_rate"] = float(np.mean(self.successes))
         return out
+
+
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop at the next safe point.
+
+    Training loops check ``requested`` once per iteration and end with a final checkpoint; a
+    second Ctrl-C stops at once. Outside the main thread (where Python allows no handlers) it
+    does nothing.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.requested: str | None = None
+        self.console = console
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        if self.console is not None:
+            self.console.print(
+                f"[yellow]{self.requested}: stopping after this step and writing a checkpoint "
+                f"(Ctrl-C again to stop at once)[/yellow]"
+            )
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 class Run:
@@ -122,6 +161,7 @@ class Run:
         self.t0 = time.perf_counter()
         self.start = start
         self.timers = {"collect": 0.0, "update": 0.0}
+        self.stop = StopRequest(self.console)
         self._progress = None
         if not quiet:
             self._progress = Progress(
@@ -137,6 +177,10 @@ class Run:
             )
             self._progress.start()
             self._task = self._progress.add_task("train", total=total, completed=start, rate="", success="")
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop.requested is not None
 
     def progress(self, step: int, success: float | None = None) -> None:
         if self._progress is None:
@@ -176,6 +220,7 @@ def evaluate(
     n_envs: int,
     device: torch.device,
     seed_base: int = EVAL_SEED_BASE,
+    workers: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``policy`` (flat obs -> actions) for ``episodes`` episodes on seeds ``seed_base + k``.
 
@@ -185,7 +230,7 @@ def evaluate(
     if episodes <= 0:
         return []
     n_envs = max(1, min(n_envs, episodes))
-    vec = make_vec_env(env_id, n_envs, env_kwargs, autoreset="disabled")
+    vec = make_vec_env(env_id, n_envs, env_kwargs, autoreset="disabled", workers=workers)
     try:
         queue = SeedQueue(vec, [seed_base + k for k in range(episodes)])
         obs, _ = queue.reset()
@@ -201,7 +246,8 @@ def evaluate(
             done = (term | trunc) & queue.active
             if not done.any():
                 continue
-            for i in np.flatnonzero(done):
+            dropped = info.get("dropped", np.zeros(n_envs, bool)) & info.get("_dropped", np.zeros(n_envs, bool))
+            for i in np.flatnonzero(done & ~dropped):
                 succ = info.get("is_success")
                 row = {"seed": queue.current[i], "return": float(ret[i]), "length": int(length[i])}
                 if succ is not None and info.get("_is_success", np.ones(n_envs, bool))[i]:
@@ -211,7 +257,8 @@ def evaluate(
                         row[k] = int(info[k][i])
                 rows.append(row)
                 ret[i], length[i] = 0.0, 0
-            obs, _ = queue.advance(done)
+            ret[dropped], length[dropped] = 0.0, 0
+            obs, _ = queue.advance(done, dropped)
         return sorted(rows, key=lambda r: r["seed"])
     finally:
         vec.close()

@@ -64,6 +64,9 @@ class Reach(Task):
             return -(d > SUCCESS_DISTANCE).astype(np.float32)
         return (-d).astype(np.float32)
 
+    def goal_reward_spec(self) -> dict[str, Any]:
+        return {"type": "goal_distance", "threshold": SUCCESS_DISTANCE, "reward_type": self.reward_type}
+
     def evaluate(self) -> dict[str, Any]:
         ee, _ = self.robot.ee_state()
         d = float(np.linalg.norm(ee - self.target))

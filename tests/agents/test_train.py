@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -80,30 +84,49 @@ def test_her_relabels_with_a_later_achieved_goal_of_the_same_episode():
         return torch.as_tensor(env.compute_reward(ag.numpy(), dg.numpy(), {}))
 
     buf = ReplayBuffer(1000, 2, 6, 2, torch.device("cpu"), goal_slices=sl, her_ratio=0.999, reward_fn=reward_fn)
-    # two envs, episodes of 5 steps; the achieved goal at step t of episode e is (100 e + t, env)
-    for t in range(20):
-        ep, k = divmod(t, 5)
-        ag = torch.tensor([[100.0 * ep + k + 1, e] for e in range(2)])
+    f = lambda d: torch.as_tensor(flatten_batch(obs_space, {k: v.numpy() for k, v in d.items()}))  # noqa: E731
+    # Envs advance at their own pace (asynchronous collection): env 0 adds a step every round,
+    # env 1 every other round. Episodes last 5 steps; the achieved goal at step k of episode e
+    # of env i is (100 e + k + 1, i).
+    steps = [0, 0]
+    for rnd in range(40):
+        ids = np.array([0, 1]) if rnd % 2 == 0 else np.array([0])
+        rows = []
+        for i in ids:
+            ep, k = divmod(steps[i], 5)
+            rows.append(([100.0 * ep + k + 1, float(i)], k == 4))
+            steps[i] += 1
+        ag = torch.tensor([r[0] for r in rows])
         o = {
             "achieved_goal": ag - torch.tensor([1.0, 0.0]),
-            "desired_goal": torch.full((2, 2), -9.0),
+            "desired_goal": torch.full_like(ag, -9.0),
             "observation": ag,
         }
-        nx = {"achieved_goal": ag, "desired_goal": torch.full((2, 2), -9.0), "observation": ag}
-        f = lambda d: torch.as_tensor(flatten_batch(obs_space, {k: v.numpy() for k, v in d.items()}))  # noqa: E731
-        buf.add(f(o), f(nx), torch.zeros(2, 2), torch.full((2,), -1.0), torch.zeros(2), torch.full((2,), k == 4))
+        nx = {"achieved_goal": ag, "desired_goal": torch.full_like(ag, -9.0), "observation": ag}
+        m = len(ids)
+        buf.add(
+            ids, f(o), f(nx), torch.zeros(m, 2), torch.full((m,), -1.0), torch.zeros(m), np.array([r[1] for r in rows])
+        )
+    assert buf.t_host.tolist() == [40, 20] and len(buf) == 60
     obs, _, rew, nxt, _ = buf.sample(4000)
     goal, achieved = obs[:, sl["desired_goal"]], nxt[:, sl["achieved_goal"]]
     relabelled = goal[:, 0] > -9
     assert relabelled.float().mean() > 0.99
+    assert 0.25 < (achieved[:, 1] == 1).float().mean() < 0.42  # env 1 holds a third of the transitions
     g, a = goal[relabelled], achieved[relabelled]
     assert torch.all(g[:, 1] == a[:, 1])  # same env
     assert torch.all(
         torch.div(g[:, 0] - 1, 100, rounding_mode="floor") == torch.div(a[:, 0] - 1, 100, rounding_mode="floor")
-    )
+    )  # same episode
     assert torch.all(g[:, 0] >= a[:, 0])  # a later (or the same) step of that episode
     assert torch.all(rew[relabelled][(g == a).all(1)] == 0.0)  # goal reached -> reward recomputed
     assert calls
+    # An episode cut short (its worker died) is closed: relabelling stays inside what was stored.
+    buf.add(
+        np.array([1]), f(o)[:1], f(nx)[:1], torch.zeros(1, 2), torch.full((1,), -1.0), torch.zeros(1), np.array([False])
+    )
+    buf.end_episodes(np.array([0, 1]))
+    assert int(buf.ep_end[1, 20]) == 20 and buf.ep_start_host.tolist() == [40, 21]
 
 
 def test_bc_clones_the_reach_expert(tmp_path):
@@ -211,3 +234,60 @@ def test_cuda_path_trains_and_keeps_storage_on_the_gpu(tmp_path):
     assert res["device"].startswith("cuda")
     policy, _ = load_policy(tmp_path / "ppo", "cuda")
     assert next(policy.parameters()).is_cuda
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_training_survives_a_killed_env_worker_and_says_so(tmp_path, capsys, algo):
+    flag = tmp_path / "kill"
+    flag.touch()  # the first env to reach its 5th step SIGKILLs its worker
+    extra = {"n_steps": 64} if algo == "ppo" else {"learning_starts": 64}
+    cfg = _cfg(algo, "ToyFaulty-v0", total_steps=768, n_envs=4, workers=2, eval_episodes=0, log_every=128, **extra)
+    cfg.env_kwargs = {"kill_flag": str(flag), "after": 5}
+    res = train(cfg, tmp_path / "run", quiet=True)
+    assert res["step"] >= 768 and res["workers_restarted"] == 1 and res["episodes_dropped"] == 2
+    err = capsys.readouterr().err
+    assert "died (killed by SIGKILL); restarting it with fresh envs (2 episode(s) dropped" in err
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["workers_restarted"] == 1.0 and rows[-1]["episodes_dropped"] >= 1
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_writes_a_final_checkpoint_and_leaves_no_workers(tmp_path, sig, code):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "agents.cli", "train", "--env", "FactoryReach-v0", "--algo", "sac"]
+    cmd += ["--steps", "200000", "--envs", "2", "--workers", "2", "--out", str(out), "--set", "log_every=100"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = out / "metrics.jsonl"
+        while time.monotonic() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.2)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert f"stopped by {signal.Signals(sig).name} at step" in err and "--resume" in err
+    assert "Traceback" not in err
+    doc = ckpt.read_sidecar(resolve_checkpoint(out))
+    assert 200 <= doc["step"] < 200000
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)

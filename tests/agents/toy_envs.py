@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -59,6 +63,58 @@ class PointGoalEnv(gym.Env):
         return self._obs(), r, False, self.t >= 20, {"is_success": r == 0.0}
 
 
+class FaultyEnv(PointEnv):
+    """A PointEnv that misbehaves on purpose, once per flag file (deleted when it fires).
+
+    ``kill_flag``: SIGKILL its own process (a segfault or the OOM killer, as the learner sees it);
+    ``hang_flag``: stop answering; ``raise_flag``: raise in ``step``.
+    """
+
+    def __init__(self, kill_flag: str = "", hang_flag: str = "", raise_flag: str = "", after: int = 3) -> None:
+        super().__init__()
+        self.flags, self.after = (kill_flag, hang_flag, raise_flag), after
+
+    def step(self, action):
+        out = super().step(action)
+        if self.t >= self.after:
+            kill, hang, fail = (_claim(f) for f in self.flags)
+            if kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if hang:
+                time.sleep(3600)
+            if fail:
+                raise RuntimeError("the env broke on purpose")
+        return out
+
+
+def _claim(flag: str) -> bool:
+    """Remove the flag file; True for the one process that removed it."""
+    if not flag:
+        return False
+    try:
+        os.unlink(flag)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class ThreadsEnv(PointEnv):
+    """Reports the thread pools of the process it runs in (``info["threads"]``: the largest)."""
+
+    def step(self, action):
+        from threadpoolctl import threadpool_info
+
+        obs, r, term, trunc, info = super().step(action)
+        pools = [p["num_threads"] for p in threadpool_info()]
+        try:
+            import torch
+
+            pools.append(torch.get_num_threads())
+        except ImportError:
+            pass
+        return obs, r, term, trunc, {**info, "threads": max(pools, default=1), "pid": os.getpid()}
+
+
 class ImageEnv(PointEnv):
     def __init__(self) -> None:
         super().__init__()
@@ -66,6 +122,12 @@ class ImageEnv(PointEnv):
 
 
 def register() -> None:
-    for env_id, cls in (("ToyPoint-v0", PointEnv), ("ToyPointGoal-v0", PointGoalEnv), ("ToyImage-v0", ImageEnv)):
+    for env_id, cls in (
+        ("ToyPoint-v0", PointEnv),
+        ("ToyPointGoal-v0", PointGoalEnv),
+        ("ToyImage-v0", ImageEnv),
+        ("ToyFaulty-v0", FaultyEnv),
+        ("ToyThreads-v0", ThreadsEnv),
+    ):
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=cls)
