@@ -111,3 +111,35 @@ def die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+def put(obs: Any, i: int, value: Any) -> None:
+    """Write one env's observation into row ``i`` of a batch of observations (dicts and tuples too)."""
+    if isinstance(obs, dict):
+        for k, v in obs.items():
+            put(v, i, value[k])
+    elif isinstance(obs, tuple):
+        for v, x in zip(obs, value, strict=True):
+            put(v, i, x)
+    else:
+        obs[i] = value
+
+
+def run_command(group: EnvGroup, slot: int, lo: int, command: tuple, arrays: Any) -> tuple:
+    """Run one command on a group, writing into ``arrays``' ``_obs``/``_rew``/``_term``/``_trunc``."""
+    obs, rew, term, trunc = arrays._obs, arrays._rew, arrays._term, arrays._trunc
+    if command[0] == "step":
+        act = arrays._act
+
+        def write(j: int, o: Any, r: float, te: bool, tr: bool) -> None:
+            i = lo + j
+            put(obs, i, o)
+            rew[i], term[i], trunc[i] = r, te, tr
+
+        return ("step", slot, group.step(act[lo : lo + len(group.envs)], write))
+    _, seeds, options, mask = command
+    done = group.reset(seeds, options, mask)
+    for j, o, _ in done:
+        put(obs, lo + j, o)
+        rew[lo + j], term[lo + j], trunc[lo + j] = 0.0, False, False
+    return ("reset", slot, [(j, info) for j, _, info in done])

@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401  (registers this package's env ids)
-from agents.collect.pool import EnvPool, InlinePool, ProcessPool
+from agents.collect.pool import EnvPool, InlinePool
+from agents.collect.processes import ProcessPool
 
 
 def env_factory(

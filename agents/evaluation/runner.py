@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -309,24 +308,14 @@ def run_suite(
 
 def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable) -> None:
     """Run the episodes as Ray tasks: on the cluster at RAY_ADDRESS, else on a local one bound to loopback."""
+    from agents.collect.ray_pool import ensure_ray
+
     try:
-        import ray
-    except ImportError:
-        raise PolicyError("--backend ray needs Ray: pip install 'factory-twin[ray]'") from None
-    started = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-        else:
-            root = str(Path(__file__).resolve().parents[2])
-            ray.init(
-                num_cpus=max(1, workers),
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}},
-            )
-        started = True
+        started = ensure_ray(workers)
+    except ImportError as exc:
+        raise PolicyError(f"--backend ray: {exc}") from None
+    import ray
+
     try:
         remote = ray.remote(num_cpus=1)(_run_many)
         size = max(1, min(4, len(jobs) // (max(workers, 1) * 4) or 1))

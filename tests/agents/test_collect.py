@@ -13,7 +13,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.collect.pool import InlinePool, ProcessPool, WorkerError
+from agents.collect.pool import InlinePool, WorkerError
+from agents.collect.processes import ProcessPool
 from agents.collect.vec import SeedQueue, env_factory, make_vec_env
 from tests.agents import toy_envs
 
@@ -268,3 +269,41 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_ray_backend_replaces_a_killed_actor_and_trains(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    from agents.collect.ray_pool import ensure_ray
+    from agents.common.config import make_config
+    from agents.train import train
+
+    assert ensure_ray(4)  # a local cluster of 4 CPUs for both pools below
+    try:
+        lines = []
+        pool = make_vec_env("ToyPoint-v0", 4, workers=2, backend="ray", notify=lines.append, seed=0)
+        try:
+            pool.reset(seed=0)
+            pool.step(np.zeros((4, 1), np.float32))
+            os.kill(ray.get(pool._actors[1].pid.remote()), signal.SIGKILL)
+            dropped = np.zeros(4, bool)
+            for _ in range(5):
+                _, _, _, trunc, info = pool.step(np.zeros((4, 1), np.float32))
+                if "dropped" in info:
+                    dropped |= info["_dropped"]
+                    assert trunc[info["_dropped"]].all()
+            assert dropped.tolist() == [False, False, True, True] and pool.worker_restarts == 1
+            assert "env worker 1 (envs 2-3) died" in lines[0]
+            with pytest.raises(WorkerError, match="CPU"):  # 2 of the 4 CPUs are taken
+                make_vec_env("ToyPoint-v0", 3, workers=3, backend="ray")
+        finally:
+            pool.close()
+        # a tiny run on Ray actors, through the entry point `twin train --backend ray` uses
+        settings = {"total_steps": "256", "learning_starts": "64", "n_envs": "2", "backend": "ray", "net_width": "32"}
+        cfg = make_config("sac", "ToyPoint-v0", settings)
+        cfg.eval_episodes = 4
+        res = train(cfg, tmp_path / "ray-run", quiet=True)
+        assert res["step"] >= 256 and res["eval_episodes"] == 4
+    finally:
+        ray.shutdown()
