@@ -64,6 +64,91 @@ def ppo_loss(agent: PPOAgent, cfg: PPOConfig, obs, actions, old_logp, adv, retur
     return loss, pg_loss, v_loss, entropy, approx_kl
 
 
+class Rollout:
+    """Rollout storage on the device: ``n_steps`` steps of each of ``n`` envs (envs fill it at their own pace)."""
+
+    def __init__(self, T: int, n: int, obs_dim: int, act_dim: int, device: torch.device) -> None:
+        self.T, self.n = T, n
+        self.obs = torch.zeros((T, n, obs_dim), device=device)  # normalised, as the policy saw them
+        self.raw = torch.zeros((T, n, obs_dim), device=device)
+        self.act = torch.zeros((T, n, act_dim), device=device)
+        self.logp = torch.zeros((T, n), device=device)
+        self.rew = torch.zeros((T, n), device=device)
+        self.done = torch.zeros((T, n), device=device)
+        self.val = torch.zeros((T, n), device=device)
+        self.last_obs = torch.zeros((n, obs_dim), device=device)  # each env's observation after its T-th step
+
+
+class Updater:
+    """GAE over a rollout, then ``update_epochs`` passes of clipped policy and value steps.
+
+    With ``graph`` (CUDA) the first call runs eagerly as the warm-up and captures the whole
+    update (GAE and every minibatch step) as one CUDA graph; later calls replay it. The
+    optimiser is then capturable and takes its learning rate as a tensor, so annealing it needs
+    no new capture. Each call returns (policy loss, value loss, entropy, approx KL) of the last
+    minibatch, on the device.
+    """
+
+    def __init__(
+        self, agent: PPOAgent, cfg: PPOConfig, rollout: Rollout, device: torch.device, graph: bool, loss_fn, note=None
+    ) -> None:
+        self.agent, self.cfg, self.rollout, self.device, self.note = agent, cfg, rollout, device, note
+        self.graph_mode = graph and device.type == "cuda"
+        kw = {"capturable": True, "foreach": True, "lr": torch.tensor(cfg.lr, device=device)} if self.graph_mode else {}
+        self.opt = torch.optim.Adam(agent.parameters(), **{"lr": cfg.lr, "eps": 1e-5, **kw})
+        self.loss_fn = loss_fn
+        self._graph = None
+
+    def set_lr(self, lr: float) -> None:
+        group = self.opt.param_groups[0]
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+    def __call__(self) -> torch.Tensor:
+        if self._graph is not None:
+            self._graph.replay()
+            return self._out
+        if not self.graph_mode:
+            return self.step()
+        graph, out, warm = capture(self.step, self.device, warmup=1, note=self.note)
+        self._graph, self._out = graph, out
+        self.graph_mode = graph is not None
+        return warm
+
+    def step(self) -> torch.Tensor:
+        agent, cfg, ro, device = self.agent, self.cfg, self.rollout, self.device
+        T, n = ro.T, ro.n
+        with torch.no_grad():
+            next_val = agent.value(agent.norm(ro.last_obs))
+            adv = torch.zeros_like(ro.rew)
+            last = torch.zeros(n, device=device)
+            for t in reversed(range(T)):
+                nv = next_val if t == T - 1 else ro.val[t + 1]
+                nonterminal = 1.0 - ro.done[t]
+                delta = ro.rew[t] + cfg.gamma * nv * nonterminal - ro.val[t]
+                last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
+                adv[t] = last
+            returns = adv + ro.val
+        b_obs, b_act, b_logp = ro.obs.reshape(T * n, -1), ro.act.reshape(T * n, -1), ro.logp.reshape(-1)
+        b_adv, b_ret = adv.reshape(-1), returns.reshape(-1)
+        batch = T * n
+        mb = batch // cfg.n_minibatches
+        for _epoch in range(cfg.update_epochs):
+            perm = torch.argsort(torch.rand(batch, device=device))  # a random permutation, capturable
+            for k in range(cfg.n_minibatches):
+                idx = perm[k * mb : (k + 1) * mb]
+                loss, pg, vl, ent, kl = self.loss_fn(
+                    agent, cfg, b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx]
+                )
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                self.opt.step()
+        return torch.stack([pg.detach(), vl.detach(), ent.detach(), kl.detach()])
+
+
 LOG_2PI = float(np.log(2 * np.pi))
 
 
@@ -74,23 +159,13 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
     graph = cfg.cuda_graph and device.type == "cuda"
     note = lambda line: run.console.print(f"[yellow]{line}[/yellow]")  # noqa: E731
-    # capturable Adam takes its learning rate as a tensor, so annealing it needs no re-capture
-    opt_kw = {"capturable": True, "foreach": True, "lr": torch.tensor(cfg.lr, device=device)} if graph else {}
-    opt = torch.optim.Adam(agent.parameters(), **{"lr": cfg.lr, "eps": 1e-5, **opt_kw})
+    loss_fn = compiled(ppo_loss, run.console) if cfg.compile and not graph else ppo_loss
+    T = cfg.n_steps
+    ro = Rollout(T, n, obs_dim, act_dim, device)
+    update = Updater(agent, cfg, ro, device, graph, loss_fn, note)
+    opt = update.opt
     rng = np.random.default_rng(cfg.seed)
     step = ckpt.resume(state, agent, {"adam": opt}, rng) if state is not None else 0
-    loss_fn = compiled(ppo_loss, run.console) if cfg.compile and not graph else ppo_loss
-
-    # Rollout storage, on the device: T steps of each env. Envs advance at their own pace.
-    T = cfg.n_steps
-    buf_obs = torch.zeros((T, n, obs_dim), device=device)
-    buf_raw = torch.zeros((T, n, obs_dim), device=device)
-    buf_act = torch.zeros((T, n, act_dim), device=device)
-    buf_logp = torch.zeros((T, n), device=device)
-    buf_rew = torch.zeros((T, n), device=device)
-    buf_done = torch.zeros((T, n), device=device)
-    buf_val = torch.zeros((T, n), device=device)
-    last_obs = torch.zeros((n, obs_dim), device=device)  # each env's observation after its T-th step
 
     def act_fn(obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = agent.norm(obs)
@@ -112,39 +187,10 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     def start(ids: np.ndarray, obs: torch.Tensor, rows: torch.Tensor, t_rows: torch.Tensor) -> None:
         """Act for envs ``ids`` at their step ``t_rows``, store what acting gives, send them off."""
         x, u, logp, value, action = acting(obs, rows)
-        buf_raw[t_rows, rows], buf_obs[t_rows, rows], buf_act[t_rows, rows] = obs, x, u
-        buf_logp[t_rows, rows], buf_val[t_rows, rows] = logp, value
+        ro.raw[t_rows, rows], ro.obs[t_rows, rows], ro.act[t_rows, rows] = obs, x, u
+        ro.logp[t_rows, rows], ro.val[t_rows, rows] = logp, value
         vec.send(action.cpu().numpy(), ids)  # the one device-to-host copy
 
-    def update_body() -> torch.Tensor:
-        """GAE over the rollout, then ``update_epochs`` passes of minibatch steps."""
-        with torch.no_grad():
-            next_val = agent.value(agent.norm(last_obs))
-            adv = torch.zeros_like(buf_rew)
-            last = torch.zeros(n, device=device)
-            for t in reversed(range(T)):
-                nv = next_val if t == T - 1 else buf_val[t + 1]
-                nonterminal = 1.0 - buf_done[t]
-                delta = buf_rew[t] + cfg.gamma * nv * nonterminal - buf_val[t]
-                last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
-                adv[t] = last
-            returns = adv + buf_val
-        b_obs, b_act, b_logp = buf_obs.reshape(-1, obs_dim), buf_act.reshape(-1, act_dim), buf_logp.reshape(-1)
-        b_adv, b_ret = adv.reshape(-1), returns.reshape(-1)
-        batch = T * n
-        mb = batch // cfg.n_minibatches
-        for _epoch in range(cfg.update_epochs):
-            perm = torch.argsort(torch.rand(batch, device=device))  # a random permutation, capturable
-            for k in range(cfg.n_minibatches):
-                idx = perm[k * mb : (k + 1) * mb]
-                loss, pg, vl, ent, kl = loss_fn(agent, cfg, b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-                opt.step()
-        return torch.stack([pg.detach(), vl.detach(), ent.detach(), kl.detach()])
-
-    update_graph = None
     iters = max(1, -(-(cfg.total_steps - step) // (T * n)))
     total_iters = max(1, -(-cfg.total_steps // (T * n)))
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -152,20 +198,15 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     done_iters = step // (T * n)
     all_ids = np.arange(n)
     for _ in range(iters):
-        if run.stop_requested:
-            break
         lr = cfg.lr * max(1.0 - done_iters / total_iters, 0.0) if cfg.anneal_lr else cfg.lr
-        if graph:
-            opt.param_groups[0]["lr"].fill_(lr)
-        else:
-            opt.param_groups[0]["lr"] = lr
+        update.set_lr(lr)
         t_collect = time.perf_counter()
         t_env[:] = 0
         zeros = torch.zeros(n, dtype=torch.long, device=device)
         rows_all = torch.arange(n, device=device)
         start(all_ids, torch.as_tensor(obs_host, device=device), rows_all, zeros)
         in_flight = n
-        while in_flight:
+        while in_flight and not run.stop_requested:
             b = vec.recv(min_envs)
             ids, t = b.env_ids, t_env[b.env_ids]
             nxt = flatten_batch(obs_space, b.obs)
@@ -184,29 +225,25 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                 m = torch.as_tensor(more, device=device)
                 if more.any():
                     start(ids[more], new[m], rows[m], t_rows[m] + 1)
-                last_obs[rows[~m]] = new[~m]
+                ro.last_obs[rows[~m]] = new[~m]
                 in_flight -= int((~more).sum())
             obs_host[ids] = nxt
             if np.any(b.truncated & ~b.terminated):  # bootstrap truncated episodes from their final obs
                 with torch.no_grad():
                     r = r + cfg.gamma * trunc_t * (1.0 - term_t) * agent.value(agent.norm(fin))
-            buf_rew[t_rows, rows], buf_done[t_rows, rows] = r, torch.maximum(term_t, trunc_t)
+            ro.rew[t_rows, rows], ro.done[t_rows, rows] = r, torch.maximum(term_t, trunc_t)
             t_env[ids] += 1
             stats.step(b)
+        if run.stop_requested:  # the partial rollout is dropped; the last update's weights are saved
+            save(run, cfg, agent, opt, rng, step, vec)
+            break
         if cfg.norm_obs:  # statistics move once per rollout: a rollout is normalised consistently
-            agent.norm.update(buf_raw.reshape(-1, obs_dim))
+            agent.norm.update(ro.raw.reshape(-1, obs_dim))
         step += T * n
         run.timers["collect"] += time.perf_counter() - t_collect
 
         t_update = time.perf_counter()
-        if graph and update_graph is None:  # the first update runs eagerly (warm-up), then is captured
-            update_graph, graph_out, losses_t = capture(update_body, device, warmup=1, note=note)
-            graph = update_graph is not None
-        elif update_graph is not None:
-            update_graph.replay()
-            losses_t = graph_out
-        else:
-            losses_t = update_body()
+        losses_t = update()
         losses = losses_t.cpu().tolist()
         run.timers["update"] += time.perf_counter() - t_update
         done_iters += 1
@@ -232,7 +269,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                     "workers_restarted": float(getattr(vec, "worker_restarts", 0)),
                 },
             )
-        if step >= next_ckpt or done_iters >= total_iters or run.stop_requested:
+        if step >= next_ckpt or done_iters >= total_iters:
             next_ckpt += cfg.checkpoint_every
             save(run, cfg, agent, opt, rng, step, vec)
     return agent, step

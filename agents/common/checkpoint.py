@@ -149,18 +149,17 @@ def load_optimizer(
         saved_groups = meta["param_groups"]
         if len(saved_groups) != len(opt.param_groups):
             raise ValueError(f"{len(saved_groups)} parameter groups saved, the optimiser has {len(opt.param_groups)}")
-        groups, lrs = [], []
-        for saved, current in zip(saved_groups, opt.param_groups, strict=True):
+        groups, lrs = [], {}
+        for i, (saved, current) in enumerate(zip(saved_groups, opt.param_groups, strict=True)):
             # How the optimiser runs (fused, capturable for CUDA graphs, ...) is this run's choice,
             # not the checkpoint's: a run saved on a GPU resumes on a CPU and back.
-            group = {**saved, **{k: current[k] for k in IMPLEMENTATION_FLAGS if k in current}}
+            groups.append({**saved, **{k: current[k] for k in IMPLEMENTATION_FLAGS if k in current}})
             if torch.is_tensor(current["lr"]):  # a tensor learning rate stays the same tensor
-                lrs.append((current["lr"], float(saved["lr"])))
-                group["lr"] = current["lr"]
-            groups.append(group)
+                lrs[i] = (current["lr"], float(saved["lr"]))
         opt.load_state_dict({"state": state, "param_groups": groups})
-        for tensor, value in lrs:
+        for i, (tensor, value) in lrs.items():
             tensor.fill_(value)
+            opt.param_groups[i]["lr"] = tensor
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"optimiser {name!r} state does not fit: {exc}") from None
 

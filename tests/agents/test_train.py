@@ -223,17 +223,21 @@ def test_bad_settings_and_spaces_are_refused(tmp_path, capsys):
 
 
 @pytest.mark.gpu
-def test_cuda_path_trains_and_keeps_storage_on_the_gpu(tmp_path):
+def test_cuda_path_trains_and_keeps_storage_on_the_gpu(tmp_path, capsys):
+    # SAC with HER on the device: acting and each whole update replay as CUDA graphs
     cfg = _cfg("sac", "ToyPointGoal-v0", total_steps=600, learning_starts=100, device="cuda", eval_episodes=5)
     res = train(cfg, tmp_path / "sac", quiet=True)
     assert res["device"].startswith("cuda")
     buf = ReplayBuffer(100, 1, 6, 2, torch.device("cuda"))
     assert buf.obs.is_cuda
-    cfg = _cfg("ppo", "ToyPoint-v0", total_steps=1024, n_steps=256, device="cuda", eval_episodes=5, compile=True)
-    res = train(cfg, tmp_path / "ppo", quiet=True)
-    assert res["device"].startswith("cuda")
-    policy, _ = load_policy(tmp_path / "ppo", "cuda")
-    assert next(policy.parameters()).is_cuda
+    # PPO with graphs (the default), and eagerly with --compile (the fallback)
+    for name, extra in (("ppo", {}), ("ppo-compiled", {"cuda_graph": False, "compile": True})):
+        cfg = _cfg("ppo", "ToyPoint-v0", total_steps=1024, n_steps=256, device="cuda", eval_episodes=5, **extra)
+        res = train(cfg, tmp_path / name, quiet=True)
+        assert res["device"].startswith("cuda")
+        policy, _ = load_policy(tmp_path / name, "cuda")
+        assert next(policy.parameters()).is_cuda
+    assert "capture failed" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("algo", ["sac", "ppo"])
@@ -291,3 +295,22 @@ def test_a_stopped_run_writes_a_final_checkpoint_and_leaves_no_workers(tmp_path,
     while time.monotonic() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers)
+
+
+def test_optimiser_state_from_a_cuda_graph_run_loads_on_the_cpu():
+    """Capturable (CUDA-graph) optimisers save their flags; a resume keeps the resuming run's own."""
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
+    net(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    tensors, meta = ckpt.optimizer_tensors("adam", opt)
+    meta = json.loads(json.dumps(meta))  # as written in checkpoint.json
+    meta["param_groups"][0].update(capturable=True, fused=None, lr=2e-4)  # what a graph run on a GPU writes
+    fresh = torch.optim.Adam(net.parameters(), lr=torch.tensor(1e-3), foreach=False)
+    ckpt.load_optimizer("adam", fresh, tensors, meta)
+    group = fresh.param_groups[0]
+    assert group["capturable"] is False and group["foreach"] is False
+    assert torch.is_tensor(group["lr"]) and float(group["lr"]) == pytest.approx(2e-4)
+    fresh.step()  # and it runs
+    with pytest.raises(ckpt.CheckpointError, match="parameter groups"):
+        ckpt.load_optimizer("adam", fresh, tensors, {**meta, "param_groups": meta["param_groups"] * 2})
