@@ -154,6 +154,12 @@ def cmd_layout_schema(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from agents.tools.bench import run_bench
 
+    for flag in ("steps", "repeats", "envs_per_worker", "episodes"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.procs is not None and args.procs < 1:
+        raise UsageError("--procs must be at least 1")
+
     env_ids = [_env_id(args.env)] if args.env else None
     if env_ids is None:
         import envs
@@ -161,7 +167,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         env_ids = list(envs.ENV_IDS)
     for env_id in env_ids:
         print(f"# {env_id}", flush=True)
-        for name, value, unit in run_bench(env_id, steps=args.steps, repeats=args.repeats, max_procs=args.procs):
+        figures = run_bench(
+            env_id,
+            steps=args.steps,
+            repeats=args.repeats,
+            max_procs=args.procs,
+            envs_per_worker=args.envs_per_worker,
+            episodes=args.episodes,
+        )
+        for name, value, unit in figures:
             print(f"{env_id}.{name} {value:.4g} {unit}", flush=True)
     return 0
 
@@ -417,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--procs", type=int, default=None, help="largest vector-env process count (default: CPU count)")
+    p.add_argument("--envs-per-worker", type=int, default=4, help="envs each pool worker steps in turn")
+    p.add_argument("--episodes", type=int, default=1, help="whole episodes per env for the vector-env figures")
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("train", help="train an agent (ppo, sac with HER, bc) and evaluate it on fixed seeds")

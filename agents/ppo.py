@@ -94,7 +94,10 @@ class Updater:
     ) -> None:
         self.agent, self.cfg, self.rollout, self.device, self.note = agent, cfg, rollout, device, note
         self.graph_mode = graph and device.type == "cuda"
-        kw = {"capturable": True, "foreach": True, "lr": torch.tensor(cfg.lr, device=device)} if self.graph_mode else {}
+        if self.graph_mode:  # capturable, with a tensor learning rate; else the fused kernels
+            kw = {"capturable": True, "foreach": True, "lr": torch.tensor(cfg.lr, device=device)}
+        else:
+            kw = {"fused": True}
         self.opt = torch.optim.Adam(agent.parameters(), **{"lr": cfg.lr, "eps": 1e-5, **kw})
         self.loss_fn = loss_fn
         self._graph = None

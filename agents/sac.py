@@ -32,6 +32,8 @@ from agents.common.spaces import flatdim, flatten_batch, flatten_one, goal_slice
 
 SQUASH = "tanh"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+NORM_ROWS = 64
+"""Observations collected between updates of the normaliser's statistics."""
 
 
 class MeanHead(nn.Module):
@@ -139,12 +141,8 @@ class Updater:
         self.agent, self.cfg, self.target_entropy, self.sample = agent, cfg, target_entropy, sample
         self.graph_mode = graph and device.type == "cuda"
         self.sample_in_graph = sample_in_graph
-        if self.graph_mode:
-            kw = {"capturable": True, "foreach": True}
-        elif device.type == "cuda":
-            kw = {"fused": True}
-        else:
-            kw = {"foreach": True}
+        # capturable for CUDA graphs; else the fused kernels (one per parameter group, CPU and CUDA)
+        kw = {"capturable": True, "foreach": True} if self.graph_mode else {"fused": True}
         self.critic_opt = torch.optim.Adam([*agent.q1.parameters(), *agent.q2.parameters()], lr=cfg.lr, **kw)
         self.actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.lr, **kw)
         self.alpha_opt = torch.optim.Adam([agent.log_alpha], lr=cfg.lr, **kw)
@@ -246,7 +244,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         step = ckpt.resume(state, agent, update.optimizers(), rng)
         if state.get("replay"):
             buffer.load_state(state["replay"])
-    act_space.seed(int(rng.integers(2**31)))
+    warmup_rng = np.random.default_rng(int(rng.integers(2**31)))  # uniform actions before learning_starts
 
     def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:
         u, _ = agent.sample(agent.norm(x))
@@ -261,9 +259,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     def act(ids: np.ndarray, x: torch.Tensor | None, rows: torch.Tensor | None) -> np.ndarray:
         """Env actions for ``ids`` (random before ``learning_starts``); keeps their [-1, 1] form."""
         if step < cfg.learning_starts or x is None:
-            actions = np.stack([act_space.sample() for _ in ids]).astype(np.float32)
-            u_host[ids] = (actions - mid) / half
-            return actions
+            u = warmup_rng.uniform(-1.0, 1.0, (len(ids), act_dim)).astype(np.float32)
+            u_host[ids] = u
+            return (mid + half * u).astype(np.float32)
         (both,) = acting(x, rows)
         both = both.cpu().numpy()  # the one device-to-host copy
         u_host[ids] = both[:, act_dim:]
@@ -283,6 +281,8 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     next_log = step + cfg.log_every
     owed = 0.0
     D = obs_dim
+    pending_norm: list[torch.Tensor] = []
+    pending_rows = 0
     try:
         while step < cfg.total_steps and not run.stop_requested:
             t_collect = time.perf_counter()
@@ -307,8 +307,12 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                 k_dev = torch.as_tensor(keep, device=device)
                 buffer.add(ids[keep], o[k_dev], nx[k_dev], u[k_dev], rew[k_dev], term[k_dev], b.done[keep])
                 buffer.end_episodes(ids[~keep])
-            if cfg.norm_obs:
-                agent.norm.update(o)
+            if cfg.norm_obs:  # the statistics move once per NORM_ROWS observations
+                pending_norm.append(o)
+                pending_rows += len(ids)
+                if pending_rows >= NORM_ROWS:
+                    agent.norm.update(torch.cat(pending_norm))
+                    pending_norm, pending_rows = [], 0
             stats.step(b)
             taken = int(keep.sum())
             step += taken

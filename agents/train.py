@@ -57,7 +57,16 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[t
 # -- training ---------------------------------------------------------------------------------
 
 
-RESUMABLE_CHANGES = ("total_steps", "device", "compile", "workers", "double_buffer", "collect", "backend")
+RESUMABLE_CHANGES = (
+    "total_steps",
+    "device",
+    "compile",
+    "workers",
+    "double_buffer",
+    "pin_workers",
+    "collect",
+    "backend",
+)
 """Settings a resumed run may change: the budget and where and how it runs, not what it learns."""
 
 
@@ -94,13 +103,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         workers=0 if bc_only else (cfg.workers or None),
         backend="local" if bc_only else cfg.backend,
         double_buffer=cfg.double_buffer,
+        pin=cfg.pin_workers,
         notify=lambda line: console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True),
         seed=cfg.seed,
     )
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
-        share_cores(0 if bc_only else getattr(vec, "n_workers", 0))  # leave a core to each env worker
+        share_cores(vec.local_processes)  # leave a core to each env worker
         if resume:
             state = ckpt.load_state(folder, device)
             if state["doc"]["obs_space"] != describe(vec.single_observation_space):

@@ -1,18 +1,23 @@
 """Training-speed figures, one ``name value unit`` line each, every ratio against a baseline of the same run.
 
-* PPO: the bare vector env's steps/s (random actions, same env count, as many steps as the PPO
-  run takes, so both cover the same stretch of their episodes: physics gets dearer as parts
-  arrive), then a short PPO run on the same env: its env steps/s over the whole run (collection
-  and updates), the share of each iteration spent in the update, and the ratio of the training
-  rate to the bare rate.
-* SAC: gradient updates per second at batch 256, eager and with ``torch.compile``.
+* The bare pool: env steps/s of the same worker layout the runs use (random actions, the learner
+  acting on whichever workers are ready), over as many steps per env as the PPO run takes, so
+  both cover the same stretch of their episodes (physics gets dearer as parts arrive).
+* PPO: env steps/s while collecting (and over the whole run, updates included), against the bare
+  pool; the share of each iteration spent in the update.
+* SAC: env steps/s over a run whose updates overlap the workers' physics, against the bare pool;
+  the share of the learner's time spent updating.
+* SAC gradient updates/s (2 x 256 networks, sampling from a filled device replay buffer included)
+  at batches 256, 1024 and 4096: eager, ``torch.compile`` and, on CUDA, one CUDA graph per update.
 
-Usage: python bench/bench_train.py [--env ID] [--envs N] [--iters K] [--device auto|cpu|cuda]
+Usage: python bench/bench_train.py [--env ID] [--workers W] [--envs-per-worker K] [--iters I]
+       [--device auto|cpu|cuda] [--skip-ppo] [--skip-sac] [--skip-updates]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -21,45 +26,35 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from agents import ppo
+from agents import ppo, sac
 from agents.collect.vec import make_vec_env
+from agents.common.buffers import ReplayBuffer
 from agents.common.config import make_config
 from agents.common.runtime import Run, compiled, resolve_device, share_cores
-from agents.sac import SACAgent, Updater
+from agents.tools.bench import pool_rate
 
 
 def line(name: str, value: float, unit: str) -> None:
     print(f"{name} {value:.4g} {unit}", flush=True)
 
 
-def bare_rate(env_id: str, n_envs: int, env_kwargs: dict, steps: int) -> float:
-    vec = make_vec_env(env_id, n_envs, env_kwargs)
-    try:
-        vec.reset(seed=0)
-        acts = np.random.default_rng(0).uniform(-1, 1, (steps + 5, n_envs, *vec.single_action_space.shape))
-        for a in acts[:5]:
-            vec.step(a.astype(np.float32))
-        t0 = time.perf_counter()
-        for a in acts[5:]:
-            vec.step(a.astype(np.float32))
-        return steps * n_envs / (time.perf_counter() - t0)
-    finally:
-        vec.close()
-
-
-def ppo_rates(env_id: str, n_envs: int, iters: int, device: str) -> dict[str, float]:
-    cfg = make_config("ppo", env_id, {"n_envs": str(n_envs), "eval_episodes": "0", "device": device})
-    cfg.total_steps = iters * cfg.n_steps * n_envs
+def run_rates(algo: str, env_id: str, n_envs: int, workers: int, steps_per_env: int, device: str) -> dict:
+    """A short training run: env steps/s while collecting, over the whole run, and the update's share."""
+    settings = {"n_envs": str(n_envs), "workers": str(workers), "eval_episodes": "0", "device": device}
+    if algo == "sac":
+        settings["learning_starts"] = str(2 * n_envs)
+    cfg = make_config(algo, env_id, settings)
+    cfg.total_steps = steps_per_env * n_envs
     cfg.checkpoint_every = cfg.log_every = 10**12
-    vec = make_vec_env(env_id, n_envs, cfg.env_kwargs)
+    vec = make_vec_env(env_id, n_envs, cfg.env_kwargs, workers=workers)
     threads = torch.get_num_threads()
-    share_cores(n_envs)  # as `twin train` does
+    share_cores(workers)  # as `twin train` does
     try:
         dev = resolve_device(device)
         with tempfile.TemporaryDirectory() as tmp:
             run = Run(tmp, cfg.total_steps, quiet=True)
             t0 = time.perf_counter()
-            _, steps = ppo.train(cfg, vec, run, dev)
+            _, steps = (ppo if algo == "ppo" else sac).train(cfg, vec, run, dev)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             wall = time.perf_counter() - t0
@@ -68,74 +63,77 @@ def ppo_rates(env_id: str, n_envs: int, iters: int, device: str) -> dict[str, fl
         vec.close()
         torch.set_num_threads(threads)
     c, u = run.timers["collect"], run.timers["update"]
-    return {
-        "n_steps": cfg.n_steps,
-        "update_epochs": cfg.update_epochs,
-        "n_minibatches": cfg.n_minibatches,
-        "steps_per_s": steps / (c + u),
-        "update_fraction": u / (c + u),
-        "wall_steps_per_s": steps / wall,
-    }
+    return {"steps": steps, "collect": steps / c, "wall": steps / wall, "update_fraction": u / (c + u)}
 
 
-def sac_updates_per_s(
-    device: torch.device, compiled_update: bool, obs_dim: int = 25, act_dim: int = 4, n: int = 300
-) -> tuple[float, float]:
-    cfg = make_config("sac", "FactoryReach-v0", {"device": str(device), "compile": str(compiled_update)})
-    agent = SACAgent(cfg, obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim)).to(device)
-    compile_fn = (lambda f: compiled(f, Console(stderr=True))) if compiled_update else None
-    update = Updater(agent, cfg, -float(act_dim), compile_fn)
+def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200) -> float:
+    """Updates/s of one SAC update (sampling a filled device buffer included) in ``mode``."""
+    obs_dim, act_dim = 23, 4  # ConveyorPick's sizes
+    cfg = make_config("sac", "ConveyorPick-v0", {"batch_size": str(batch), "device": str(device)})
+    agent = sac.SACAgent(cfg, obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim)).to(device)
+    buffer = ReplayBuffer(200_000, 16, obs_dim, act_dim, device)
     g = torch.Generator(device=device).manual_seed(0)
-    batch = (
-        torch.randn(256, obs_dim, device=device, generator=g),
-        torch.rand(256, act_dim, device=device, generator=g) * 2 - 1,
-        -torch.rand(256, device=device, generator=g),
-        torch.randn(256, obs_dim, device=device, generator=g),
-        torch.zeros(256, device=device),
+    m = 200_000 // 16
+    for name in ("obs", "next_obs", "actions", "rewards"):
+        t = getattr(buffer, name)
+        t.copy_(torch.randn(t.shape, device=device, generator=g))
+    buffer.t.fill_(m)
+    buffer.t_host[:] = m
+    compile_fn = (lambda f: compiled(f, Console(stderr=True))) if mode == "compiled" else None
+    update = sac.Updater(
+        agent, cfg, -float(act_dim), lambda: buffer.sample(batch), device, graph=mode == "graph", compile_fn=compile_fn
     )
-    t0 = time.perf_counter()
-    for _ in range(5):  # warm-up (and compilation)
-        update(batch)
+    for _ in range(5):  # warm-up (compilation, graph capture)
+        update()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    warm = time.perf_counter() - t0
     rates = []
     for _ in range(3):
         t0 = time.perf_counter()
         for _ in range(n):
-            out = update(batch)
-        out.cpu()
+            update()
+        update.losses.cpu()  # waits for the last update
         rates.append(n / (time.perf_counter() - t0))
-    return statistics.median(rates), warm
+    return statistics.median(rates)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="ConveyorPick-v0")
-    ap.add_argument("--envs", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=8, help="PPO iterations to time")
-    ap.add_argument("--bare-steps", type=int, default=None, help="default: the PPO run's steps per env")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--envs-per-worker", type=int, default=4)
+    ap.add_argument("--iters", type=int, default=4, help="PPO iterations (of n_steps per env) to time")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip-ppo", action="store_true")
     ap.add_argument("--skip-sac", action="store_true")
+    ap.add_argument("--skip-updates", action="store_true")
     args = ap.parse_args()
     dev = resolve_device(args.device)
+    n = args.workers * args.envs_per_worker
     line("device_cuda", float(dev.type == "cuda"), "bool")
-    n_steps = make_config("ppo", args.env, {"n_envs": str(args.envs)}).n_steps
-    bare = bare_rate(args.env, args.envs, {}, args.bare_steps or args.iters * n_steps)
-    line(f"bare_vector_env_steps_per_s_{args.envs}env", bare, "steps/s")
-    r = ppo_rates(args.env, args.envs, args.iters, args.device)
-    line("ppo_rollout_steps", r["n_steps"], "steps")
-    line("ppo_update_epochs", r["update_epochs"], "epochs")
-    line(f"ppo_env_steps_per_s_training_{args.envs}env", r["steps_per_s"], "steps/s")
-    line("ppo_update_fraction", r["update_fraction"], "x")
-    line("ppo_training_vs_bare_ratio", r["steps_per_s"] / bare, "x")
+    line("workers", args.workers, "processes")
+    line("envs", n, "envs")
+    n_steps = make_config("ppo", args.env, {"n_envs": str(n)}).n_steps
+    per_env = args.iters * n_steps
+    line("steps_per_env", per_env, "steps")
+    bare = pool_rate(args.env, args.workers, args.envs_per_worker, per_env, "async")
+    line(f"bare_pool_steps_per_s_{n}env", bare, "steps/s")
+    if not args.skip_ppo:
+        r = run_rates("ppo", args.env, n, args.workers, per_env, args.device)
+        line("ppo_env_steps_per_s_collecting", r["collect"], "steps/s")
+        line("ppo_collecting_vs_bare", r["collect"] / bare, "x")
+        line("ppo_env_steps_per_s_whole_run", r["wall"], "steps/s")
+        line("ppo_update_fraction", r["update_fraction"], "x")
     if not args.skip_sac:
-        eager, _ = sac_updates_per_s(dev, compiled_update=False)
-        line("sac_updates_per_s_batch256_eager", eager, "updates/s")
-        comp, warm = sac_updates_per_s(dev, compiled_update=True)
-        line("sac_updates_per_s_batch256_compiled", comp, "updates/s")
-        line("sac_compile_warmup_s", warm, "s")
-        line("sac_compiled_vs_eager_ratio", comp / eager, "x")
+        r = run_rates("sac", args.env, n, args.workers, per_env, args.device)
+        line("sac_env_steps_per_s_whole_run", r["wall"], "steps/s")
+        line("sac_whole_run_vs_bare", r["wall"] / bare, "x")
+        line("sac_update_fraction", r["update_fraction"], "x")
+    if not args.skip_updates:
+        modes = ["eager", "compiled"] + (["graph"] if dev.type == "cuda" else [])
+        for batch in (256, 1024, 4096):
+            for mode in modes:
+                line(f"sac_updates_per_s_batch{batch}_{mode}", sac_updates_per_s(dev, mode, batch), "updates/s")
 
 
 if __name__ == "__main__":

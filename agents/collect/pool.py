@@ -225,6 +225,11 @@ class EnvPool(gym.vector.VectorEnv):
     def _shutdown(self) -> None:
         raise NotImplementedError
 
+    @property
+    def local_processes(self) -> int:
+        """Worker processes on this machine (their cores are not the learner's)."""
+        return 0
+
     def describe_worker(self, worker: int) -> str:
         lo, hi = self.slots[self.worker_slots[worker][0]][0], self.slots[self.worker_slots[worker][-1]][1]
         return f"env worker {worker} (envs {lo}-{hi - 1})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import pickle
 import selectors
 import signal
@@ -53,12 +54,21 @@ class _Shared:
 
 
 def _worker_main(
-    index: int, fns: CloudpickleWrapper, slots: list[tuple[int, int]], shared: _Shared, conn: Any, mode: str
+    index: int,
+    fns: CloudpickleWrapper,
+    slots: list[tuple[int, int]],
+    shared: _Shared,
+    conn: Any,
+    mode: str,
+    cpu: int | None,
 ) -> None:
     """A worker process: build its envs, then run commands until told to close (or the learner is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
     die_with_parent()
     single_threaded()
+    if cpu is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {cpu})
     groups: list[EnvGroup] = []
     try:
         env_fns = fns.fn
@@ -97,9 +107,16 @@ class ProcessPool(EnvPool):
     OpenMP and torch to one thread, ignores Ctrl-C (the learner stops the run) and dies with
     its parent.
 
+    With ``pin`` each worker is bound to one core of the cores this process may use (from the
+    highest down, so the learner keeps the lowest ones when there are spare cores), as Sample
+    Factory does: otherwise Linux's wake-up affinity runs a worker woken by the learner's
+    command on the learner's own core, and the learner stops while the worker steps. Give
+    concurrent runs on one machine their own cores (``taskset -c``, a cpuset) or turn it off.
+
     Args:
         env_fns: One callable per env (cloudpickled to the workers).
         workers: Worker processes (default: one per core, at most one per env).
+        pin: Bind each worker to a core (Linux).
         context: ``multiprocessing`` start method: ``fork`` (default), ``forkserver`` or ``spawn``
             (the last two re-import the main module in each worker: it needs a ``__main__`` guard).
         start_timeout: Seconds a worker may take to build its envs.
@@ -112,10 +129,12 @@ class ProcessPool(EnvPool):
         workers: int | None = None,
         context: str = "fork",
         start_timeout: float = 600.0,
+        pin: bool = True,
         **kwargs: Any,
     ) -> None:
         workers = workers or default_workers(len(env_fns))
         super().__init__(env_fns, workers=workers, **kwargs)
+        self._cores = sorted(os.sched_getaffinity(0)) if pin and hasattr(os, "sched_getaffinity") else []
         self._ctx = mp.get_context(context)
         self.start_timeout = start_timeout
         self._shared = _Shared(self.single_observation_space, self.single_action_space, self.num_envs, self._ctx)
@@ -145,13 +164,31 @@ class ProcessPool(EnvPool):
         proc = self._ctx.Process(
             target=_worker_main,
             name=f"twin-env-worker-{w}",
-            args=(w, CloudpickleWrapper(self.env_fns[lo:hi]), slots, self._shared, child, self.autoreset_mode.value),
+            args=(
+                w,
+                CloudpickleWrapper(self.env_fns[lo:hi]),
+                slots,
+                self._shared,
+                child,
+                self.autoreset_mode.value,
+                self.cpu_of(w),
+            ),
             daemon=True,
         )
         proc.start()
         child.close()  # the worker's end lives in the worker only, so its death shows as EOF here
         self._procs[w], self._conns[w] = proc, parent
         self._watch(w)
+
+    def cpu_of(self, w: int) -> int | None:
+        """The core worker ``w`` is bound to (None: not pinned)."""
+        if not self._cores:
+            return None
+        return self._cores[-1 - w % len(self._cores)]
+
+    @property
+    def local_processes(self) -> int:
+        return self.n_workers
 
     def _await_ready(self, w: int) -> None:
         conn, proc = self._conns[w], self._procs[w]

@@ -130,6 +130,11 @@ class RayPool(EnvPool):
             self._shutdown()
             raise
 
+    @property
+    def local_processes(self) -> int:
+        """Actors of a local cluster this pool started run on this machine's cores."""
+        return self.n_workers if self._started_ray else 0
+
     def _start(self, w: int) -> None:
         slots = [(self.slots[s][0], self.slots[s][1]) for s in self.worker_slots[w]]
         lo, hi = slots[0][0], slots[-1][1]

@@ -38,6 +38,7 @@ def make_vec_env(
     double_buffer: bool = True,
     notify: Callable[[str], None] | None = None,
     seed: int | None = None,
+    pin: bool = True,
 ) -> EnvPool:
     """``n_envs`` copies of ``env_id`` in a pool of workers, each owning several envs.
 
@@ -54,6 +55,7 @@ def make_vec_env(
             steps one while the learner acts on the other.
         notify: Gets a line of text when a worker dies and is replaced (default: stderr).
         seed: Seeds the fresh envs of replaced workers.
+        pin: Bind each local worker process to a core (see ``ProcessPool``).
     """
     fns = [env_factory(env_id, env_kwargs, wrapper) for _ in range(n_envs)]
     common = {"autoreset": autoreset, "notify": notify, "seed": seed}
@@ -65,7 +67,7 @@ def make_vec_env(
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     if workers == 0:
         return InlinePool(fns, **common)
-    return ProcessPool(fns, workers=workers, double_buffer=double_buffer, **common)
+    return ProcessPool(fns, workers=workers, double_buffer=double_buffer, pin=pin, **common)
 
 
 class SeedQueue:

@@ -34,14 +34,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def share_cores(n_env_processes: int) -> int:
-    """Limit the learner's CPU threads so env worker processes keep a core each.
+    """Limit the learner's CPU threads to the cores env worker processes leave free (at least one).
 
-    Torch's CPU thread pool spins for a while after each parallel op; with one worker process
-    per core that steals time from the physics. Returns the thread count set.
+    Torch's CPU thread pool spins for a while after each parallel op; sharing a core with a
+    worker that steals time from the physics. Returns the thread count set.
     """
-    if n_env_processes <= 1:
+    if n_env_processes <= 0:
         return torch.get_num_threads()
-    threads = max(1, (os.cpu_count() or 1) - n_env_processes)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores - n_env_processes)
     torch.set_num_threads(threads)
     return threads
 

@@ -1,7 +1,9 @@
-"""Speed figures for an env: raw physics, env steps, overhead ratio, cameras, vector scaling.
+"""Speed figures for an env: raw physics, env steps, overhead ratio, cameras, vector envs.
 
 Each figure is printed as one line ``name value unit`` so scripts can parse it. Ratios are taken
-against a baseline measured in the same run; every figure is the median of several repeats.
+against a baseline measured in the same run; single-env figures are medians of several repeats.
+Vector envs are measured over whole episodes beside the machine's ceiling: as many independent
+processes, each stepping its own env with no vector env and no synchronisation.
 """
 
 from __future__ import annotations
@@ -55,25 +57,75 @@ def _env_step_rate(env: gym.Env, steps: int, repeats: int) -> tuple[float, float
     return statistics.median(rates), statistics.median(ratios)
 
 
-def _vector_rate(env_id: str, n_envs: int, steps: int) -> float:
-    vec = gym.vector.AsyncVectorEnv(
-        [lambda: gym.make(env_id) for _ in range(n_envs)], shared_memory=True, context="fork"
-    )
+def _solo(env_id: str, steps: int, seed: int, start, out) -> None:
+    """One ceiling process: its own env, no vector env, no synchronisation, whole episodes."""
+    from agents.collect.group import single_threaded
+
+    single_threaded()
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    actions = _random_actions(env, steps, seed)
+    start.wait()
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+    out.put(steps / (time.perf_counter() - t0))
+    env.close()
+
+
+def ceiling_rate(env_id: str, procs: int, steps: int) -> float:
+    """The machine's ceiling: ``procs`` independent processes each stepping its own env (summed rates)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    ps = [ctx.Process(target=_solo, args=(env_id, steps, 1000 + i, start, out), daemon=True) for i in range(procs)]
+    for p in ps:
+        p.start()
+    start.set()
+    rates = [out.get(timeout=3600) for _ in ps]
+    for p in ps:
+        p.join()
+    return float(sum(rates))
+
+
+def pool_rate(env_id: str, workers: int, envs_per_worker: int, steps: int, mode: str) -> float:
+    """Env steps/s of a worker pool over ``steps`` steps per env on average (random actions).
+
+    ``async``: the learner acts on whichever workers have finished (as the agents collect);
+    ``sync``: every env in lock-step (Gymnasium's ``step``).
+    """
+    from agents.collect.vec import make_vec_env
+
+    n = workers * envs_per_worker
+    pool = make_vec_env(env_id, n, workers=workers)
     try:
-        vec.reset(seed=0)
-        actions = _random_actions(vec, steps, 0)
-        for a in actions[:5]:  # warm up the workers
-            vec.step(a)
+        pool.reset(seed=0)
+        rng = np.random.default_rng(0)
+        dim = pool.single_action_space.shape[0]
+        total, done = n * steps, 0
         t0 = time.perf_counter()
-        for a in actions:
-            vec.step(a)
-        return steps * n_envs / (time.perf_counter() - t0)
+        pool.send(rng.uniform(-1, 1, (n, dim)).astype(np.float32))
+        while done < total:
+            b = pool.recv(min_envs=1 if mode == "async" else None)
+            done += len(b.env_ids)
+            pool.send(rng.uniform(-1, 1, (len(b.env_ids), dim)).astype(np.float32), b.env_ids)
+        rate = done / (time.perf_counter() - t0)
+        pool.recv()
+        return rate
     finally:
-        vec.close()
+        pool.close()
 
 
 def run_bench(
-    env_id: str, steps: int = 300, repeats: int = 5, max_procs: int | None = None
+    env_id: str,
+    steps: int = 300,
+    repeats: int = 5,
+    max_procs: int | None = None,
+    envs_per_worker: int = 4,
+    episodes: int = 1,
 ) -> Iterator[tuple[str, float, str]]:
     """Yield ``(name, value, unit)`` figures for ``env_id``."""
     env = gym.make(env_id)
@@ -98,11 +150,21 @@ def run_bench(
         yield "renderer_egl", float(twin.world.egl), "bool"
     finally:
         env.close()
+    # Vector envs over whole episodes (random actions end ConveyorPick's episodes after ~500-640
+    # steps), beside the ceiling measured in the same run: as many independent processes, each
+    # stepping its own env through as many whole episodes as a pool worker steps (one after the
+    # other), measured before and after the pool (the mean of the two).
     max_procs = max_procs or os.cpu_count() or 1
     counts = sorted({1, 2, 4, 8, 16, max_procs} & set(range(1, max_procs + 1)))
-    base = None
+    spec = gym.spec(env_id)
+    per_env = episodes * (spec.max_episode_steps or 200)
+    yield "whole_episode_steps_per_env", per_env, "steps"
+    yield "envs_per_worker", envs_per_worker, "envs"
     for n in counts:
-        rate = _vector_rate(env_id, n, max(steps // 2, 50))
-        base = base or rate
-        yield f"vector_steps_per_s_{n}proc", rate, "steps/s"
-        yield f"vector_speedup_{n}proc", rate / base, "x"
+        before = ceiling_rate(env_id, n, per_env * envs_per_worker)
+        rates = {mode: pool_rate(env_id, n, envs_per_worker, per_env, mode) for mode in ("async", "sync")}
+        ceiling = (before + ceiling_rate(env_id, n, per_env * envs_per_worker)) / 2
+        yield f"ceiling_steps_per_s_{n}proc", ceiling, "steps/s"
+        for mode, rate in rates.items():
+            yield f"pool_{mode}_steps_per_s_{n}proc", rate, "steps/s"
+            yield f"pool_{mode}_vs_ceiling_{n}proc", rate / ceiling, "x"

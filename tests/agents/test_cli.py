@@ -114,9 +114,35 @@ def test_console_script_exit_code_on_bad_layout(tmp_path):
 
 @pytest.mark.slow
 def test_bench_prints_machine_readable_lines(capsys):
-    assert run(["bench", "--env", "FactoryReach-v0", "--steps", "40", "--repeats", "1", "--procs", "1"]) == 0
+    args = ["bench", "--env", "FactoryReach-v0", "--steps", "40", "--repeats", "1", "--procs", "2"]
+    assert run([*args, "--envs-per-worker", "2"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
-    names = {ln.split()[0] for ln in lines}
-    assert "FactoryReach-v0.overhead_ratio" in names and "FactoryReach-v0.camera_fps_640x480" in names
-    for ln in lines:
-        float(ln.split()[1])
+    figures = {ln.split()[0].split(".", 1)[1]: float(ln.split()[1]) for ln in lines}
+    assert {"overhead_ratio", "camera_fps_640x480", "whole_episode_steps_per_env"} <= set(figures)
+    for n in (1, 2):  # the pool beside the machine's ceiling measured in the same run
+        assert figures[f"ceiling_steps_per_s_{n}proc"] > 0
+        for mode in ("async", "sync"):
+            ratio = figures[f"pool_{mode}_vs_ceiling_{n}proc"]
+            assert ratio == pytest.approx(
+                figures[f"pool_{mode}_steps_per_s_{n}proc"] / figures[f"ceiling_steps_per_s_{n}proc"], rel=1e-3
+            )
+    assert run(["bench", "--env", "FactoryReach-v0", "--envs-per-worker", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_training_bench_prints_its_figures():
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "bench/bench_train.py", "--env", "FactoryReach-v0", "--workers", "1"]
+    cmd += ["--envs-per-worker", "2", "--iters", "1", "--skip-updates"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
+    for name in (
+        "bare_pool_steps_per_s_2env",
+        "ppo_collecting_vs_bare",
+        "ppo_update_fraction",
+        "sac_whole_run_vs_bare",
+    ):
+        assert figures[name] > 0, name
