@@ -161,15 +161,16 @@ class EnvPool(gym.vector.VectorEnv):
         self.step_timeout = step_timeout
         self._restart_rng = np.random.default_rng(seed)
 
-        dummy = self.env_fns[0]()  # spaces and metadata, as Gymnasium's own vector envs read them
+        probe, close_probe = self._probe()  # spaces and metadata, as Gymnasium's own vector envs read them
         try:
-            self.single_observation_space = dummy.observation_space
-            self.single_action_space = dummy.action_space
-            self.metadata = {**dummy.metadata, "autoreset_mode": self.autoreset_mode}
-            self.render_mode = dummy.render_mode
-            self.spec = getattr(dummy, "spec", None)
+            self.single_observation_space = probe.observation_space
+            self.single_action_space = probe.action_space
+            self.metadata = {**probe.metadata, "autoreset_mode": self.autoreset_mode}
+            self.render_mode = probe.render_mode
+            self.spec = getattr(probe, "spec", None)
         finally:
-            dummy.close()
+            if close_probe:
+                probe.close()
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
 
@@ -200,6 +201,10 @@ class EnvPool(gym.vector.VectorEnv):
         self._closing = False
 
     # -- what subclasses provide ---------------------------------------------------------------
+
+    def _probe(self) -> tuple[gym.Env, bool]:
+        """An env to read the spaces from, and whether to close it afterwards."""
+        return self.env_fns[0](), True
 
     def _dispatch(self, slot: int, command: tuple) -> None:
         """Send ``("step",)`` or ``("reset", seeds, options, mask)`` to the slot's worker."""
@@ -523,7 +528,12 @@ class InlinePool(EnvPool):
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], **kwargs: Any) -> None:
         kwargs.setdefault("double_buffer", False)
         kwargs.setdefault("step_timeout", float("inf"))  # a step here blocks the caller; nothing to kill
-        super().__init__(env_fns, workers=1, **kwargs)
+        self._first = env_fns[0]()  # the spaces come from the first env, which then joins the pool
+        try:
+            super().__init__([lambda: self._first, *env_fns[1:]], workers=1, **kwargs)
+        except BaseException:
+            self._first.close()
+            raise
         n = self.num_envs
         self._obs = _empty(self.single_observation_space, n)
         self._act = _empty(self.single_action_space, n)
@@ -532,6 +542,9 @@ class InlinePool(EnvPool):
         self._trunc = np.zeros(n, dtype=np.bool_)
         self._groups = [EnvGroup(self.env_fns[lo:hi], self.autoreset_mode) for lo, hi, _ in self.slots]
         self._queue: list[tuple[int, tuple]] = []
+
+    def _probe(self) -> tuple[gym.Env, bool]:
+        return self._first, False
 
     def _dispatch(self, slot: int, command: tuple) -> None:
         self._queue.append((slot, command))

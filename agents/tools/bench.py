@@ -57,31 +57,46 @@ def _env_step_rate(env: gym.Env, steps: int, repeats: int) -> tuple[float, float
     return statistics.median(rates), statistics.median(ratios)
 
 
-def _solo(env_id: str, steps: int, seed: int, start, out) -> None:
-    """One ceiling process: its own env, no vector env, no synchronisation, whole episodes."""
+def _env_actions(seed: int, steps: int, dim: int) -> np.ndarray:
+    """The random actions of the env seeded ``seed``: the same in the ceiling and in the pool."""
+    return np.random.default_rng([seed, 7]).uniform(-1, 1, (steps, dim)).astype(np.float32)
+
+
+def _solo(env_id: str, seeds: list[int], steps: int, start, out) -> None:
+    """One ceiling process: one env, no vector env, no synchronisation, stepping the episodes of
+    the envs ``seeds`` (each reset with its seed and run ``steps`` steps) one after the other."""
     from agents.collect.group import single_threaded
 
     single_threaded()
     env = gym.make(env_id)
-    env.reset(seed=seed)
-    actions = _random_actions(env, steps, seed)
+    plans = [(seed, _env_actions(seed, steps, env.action_space.shape[0])) for seed in seeds]
     start.wait()
     t0 = time.perf_counter()
-    for a in actions:
-        _, _, term, trunc, _ = env.step(a)
-        if term or trunc:
-            env.reset()
-    out.put(steps / (time.perf_counter() - t0))
+    for seed, actions in plans:
+        env.reset(seed=seed)
+        for a in actions:
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+    out.put(len(seeds) * steps / (time.perf_counter() - t0))
     env.close()
 
 
-def ceiling_rate(env_id: str, procs: int, steps: int) -> float:
-    """The machine's ceiling: ``procs`` independent processes each stepping its own env (summed rates)."""
+def ceiling_rate(env_id: str, procs: int, envs_per_proc: int, steps: int) -> float:
+    """The machine's ceiling: ``procs`` independent processes, each doing the physics of one pool
+    worker (its envs' episodes, same seeds and actions, one after the other); summed rates."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
-    ps = [ctx.Process(target=_solo, args=(env_id, steps, 1000 + i, start, out), daemon=True) for i in range(procs)]
+    ps = [
+        ctx.Process(
+            target=_solo,
+            args=(env_id, list(range(i * envs_per_proc, (i + 1) * envs_per_proc)), steps, start, out),
+            daemon=True,
+        )
+        for i in range(procs)
+    ]
     for p in ps:
         p.start()
     start.set()
@@ -92,10 +107,11 @@ def ceiling_rate(env_id: str, procs: int, steps: int) -> float:
 
 
 def pool_rate(env_id: str, workers: int, envs_per_worker: int, steps: int, mode: str) -> float:
-    """Env steps/s of a worker pool over ``steps`` steps per env on average (random actions).
+    """Env steps/s of a worker pool stepping each env ``steps`` steps (env ``e`` seeded ``e``).
 
-    ``async``: the learner acts on whichever workers have finished (as the agents collect);
-    ``sync``: every env in lock-step (Gymnasium's ``step``).
+    ``async``: the learner acts on whichever workers have finished (as the agents collect); an
+    env stops at its last step and the figure waits for the last one. ``sync``: every env in
+    lock-step (Gymnasium's ``step``).
     """
     from agents.collect.vec import make_vec_env
 
@@ -103,18 +119,25 @@ def pool_rate(env_id: str, workers: int, envs_per_worker: int, steps: int, mode:
     pool = make_vec_env(env_id, n, workers=workers)
     try:
         pool.reset(seed=0)
-        rng = np.random.default_rng(0)
         dim = pool.single_action_space.shape[0]
-        total, done = n * steps, 0
+        plans = np.stack([_env_actions(e, steps, dim) for e in range(n)])  # [env, step, dim]
+        done = np.zeros(n, dtype=np.int64)
+        all_ids = np.arange(n)
         t0 = time.perf_counter()
-        pool.send(rng.uniform(-1, 1, (n, dim)).astype(np.float32))
-        while done < total:
-            b = pool.recv(min_envs=1 if mode == "async" else None)
-            done += len(b.env_ids)
-            pool.send(rng.uniform(-1, 1, (len(b.env_ids), dim)).astype(np.float32), b.env_ids)
-        rate = done / (time.perf_counter() - t0)
-        pool.recv()
-        return rate
+        if mode == "sync":
+            for t in range(steps):
+                pool.step(plans[:, t])
+        else:
+            pool.send(plans[:, 0], all_ids)
+            in_flight = n
+            while in_flight:
+                ids = pool.recv(min_envs=1).env_ids
+                done[ids] += 1
+                if done[ids[0]] < steps:  # the envs of a slot step together
+                    pool.send(plans[ids, done[ids]], ids)
+                else:
+                    in_flight -= len(ids)
+        return n * steps / (time.perf_counter() - t0)
     finally:
         pool.close()
 
@@ -152,8 +175,8 @@ def run_bench(
         env.close()
     # Vector envs over whole episodes (random actions end ConveyorPick's episodes after ~500-640
     # steps), beside the ceiling measured in the same run: as many independent processes, each
-    # stepping its own env through as many whole episodes as a pool worker steps (one after the
-    # other), measured before and after the pool (the mean of the two).
+    # doing exactly one pool worker's physics (the same episodes, seeds and actions) on its own
+    # env, measured before and after the pool (the mean of the two).
     max_procs = max_procs or os.cpu_count() or 1
     counts = sorted({1, 2, 4, 8, 16, max_procs} & set(range(1, max_procs + 1)))
     spec = gym.spec(env_id)
@@ -161,9 +184,9 @@ def run_bench(
     yield "whole_episode_steps_per_env", per_env, "steps"
     yield "envs_per_worker", envs_per_worker, "envs"
     for n in counts:
-        before = ceiling_rate(env_id, n, per_env * envs_per_worker)
+        before = ceiling_rate(env_id, n, envs_per_worker, per_env)
         rates = {mode: pool_rate(env_id, n, envs_per_worker, per_env, mode) for mode in ("async", "sync")}
-        ceiling = (before + ceiling_rate(env_id, n, per_env * envs_per_worker)) / 2
+        ceiling = (before + ceiling_rate(env_id, n, envs_per_worker, per_env)) / 2
         yield f"ceiling_steps_per_s_{n}proc", ceiling, "steps/s"
         for mode, rate in rates.items():
             yield f"pool_{mode}_steps_per_s_{n}proc", rate, "steps/s"
