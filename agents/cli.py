@@ -242,7 +242,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             highlight=False,
         )
         return 143 if signame == "SIGTERM" else 130
-    table = Table(title=f"{result['algo']} on {result['env_id']}: {result['step']:,} steps on {result['device']}")
+    out.print(
+        f"{result['algo']} on {result['env_id']}: {result['step']:,} steps on {result['device']}", highlight=False
+    )
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in result.items():

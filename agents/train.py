@@ -104,7 +104,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         backend="local" if bc_only else cfg.backend,
         double_buffer=cfg.double_buffer,
         pin=cfg.pin_workers,
-        notify=lambda line: console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True),
+        notify=lambda line: console.print(f"[yellow]twin: {line}[/yellow]", highlight=False, soft_wrap=True),
         seed=cfg.seed,
     )
     try:
