@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from twin import Twin
-from twin.layout import CellLayout
+from twin.layout import CellLayout, find_layout, load_layout
 
 OBS_MODES = ("state", "goal", "rgb")
 
@@ -46,6 +46,13 @@ class Task(ABC):
         self.twin = twin
         self.robot = twin.robots[0]
         self.reward_type = reward_type
+
+    @classmethod
+    def adapt_layout(cls, layout: CellLayout, **knobs: Any) -> CellLayout:
+        """The layout with the task's difficulty knobs (env kwargs) applied; none by default."""
+        if knobs:
+            raise ValueError(f"{cls.__name__} takes no setting {', '.join(map(repr, knobs))}")
+        return layout
 
     def reset(self, rng: np.random.Generator) -> None:
         """Randomise what the twin's own reset does not (goals, markers)."""
@@ -106,6 +113,7 @@ class FactoryEnv(gym.Env):
         reward_type: ``"dense"`` or ``"sparse"``.
         render_mode: ``None`` or ``"rgb_array"`` (640x480 frames from the ``overview`` camera).
         layout: Layout to build instead of the task's bundled one (path, name or CellLayout).
+        **knobs: The task's difficulty settings (see its ``adapt_layout``), applied to the layout.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -117,6 +125,7 @@ class FactoryEnv(gym.Env):
         reward_type: str = "dense",
         render_mode: str | None = None,
         layout: str | CellLayout | None = None,
+        **knobs: Any,
     ) -> None:
         if obs_mode not in task.obs_modes:
             raise ValueError(f"{task.__name__} supports obs_mode {list(task.obs_modes)}, got {obs_mode!r}")
@@ -124,7 +133,14 @@ class FactoryEnv(gym.Env):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.obs_mode = obs_mode
         self.render_mode = render_mode
-        self.twin = Twin(layout if layout is not None else task.layout)
+        ref = layout if layout is not None else task.layout
+        source = None
+        if knobs:
+            if not isinstance(ref, CellLayout):
+                source = find_layout(ref)
+                ref = load_layout(source)
+            ref = task.adapt_layout(ref, **knobs)
+        self.twin = Twin(ref, source=source)
         try:
             self.task = task(self.twin, reward_type)
             self.metadata = {**self.metadata, "render_fps": round(1.0 / self.twin.control_dt)}
@@ -195,14 +211,6 @@ class FactoryEnv(gym.Env):
         info = {"is_success": bool(ev["success"]), **ev.get("info", {})}
         return self._obs(), float(task.reward(ev)), task.terminated(ev), False, info
 
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """Reward for (possibly relabelled, batched) goals, as HER needs."""
-        return self.task.compute_reward(achieved_goal, desired_goal, info)
-
-    def goal_reward_spec(self) -> dict[str, Any] | None:
-        """The task's ``compute_reward`` as a declaration learners evaluate on the GPU (see ``Task``)."""
-        return self.task.goal_reward_spec() if self.obs_mode == "goal" else None
-
     def task_camera_config(self):
         """Layout entry of the camera the ``rgb`` observation mode uses."""
         return self._camera(self.task.obs_camera).config
@@ -218,3 +226,32 @@ class FactoryEnv(gym.Env):
 
     def close(self) -> None:
         self.twin.close()
+
+
+class FactoryGoalEnv(FactoryEnv):
+    """A FactoryEnv in ``goal`` mode: the goal-env protocol (``compute_reward``) that HER uses.
+
+    Only this class has ``compute_reward``, so checkers that recognise goal envs by that method
+    (Stable-Baselines3's) see the state and image modes as the plain envs they are. Each step's
+    reward is ``compute_reward`` of the observed (float32) goals, so relabelled rewards and
+    collected ones agree to the last bit.
+    """
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, _, terminated, truncated, info = super().step(action)
+        reward = self.task.compute_reward(obs["achieved_goal"], obs["desired_goal"], info)
+        return obs, float(reward), terminated, truncated, info
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """Reward for (possibly relabelled, batched) goals, as HER needs."""
+        return self.task.compute_reward(achieved_goal, desired_goal, info)
+
+    def goal_reward_spec(self) -> dict[str, Any] | None:
+        """The task's ``compute_reward`` as a declaration learners evaluate on the GPU (see ``Task``)."""
+        return self.task.goal_reward_spec()
+
+
+def make_env(task: type[Task], obs_mode: str = "state", **kwargs: Any) -> FactoryEnv:
+    """The registered envs' entry point: a FactoryGoalEnv in ``goal`` mode, else a FactoryEnv."""
+    cls = FactoryGoalEnv if obs_mode == "goal" else FactoryEnv
+    return cls(task, obs_mode=obs_mode, **kwargs)

@@ -31,14 +31,17 @@ class Twin:
     Args:
         layout: A validated layout, a path to a layout file, or a bundled layout's name.
         gui: Open the PyBullet GUI (headless DIRECT by default).
+        source: The file an in-memory layout came from (its fixtures' paths are relative to it).
     """
 
-    def __init__(self, layout: CellLayout | str | Path = "default", gui: bool = False) -> None:
+    def __init__(
+        self, layout: CellLayout | str | Path = "default", gui: bool = False, source: str | Path | None = None
+    ) -> None:
         if not isinstance(layout, CellLayout):
             self.layout_source = str(layout)
             layout = load_layout(layout)
         else:
-            self.layout_source = "<in memory>"
+            self.layout_source = str(source) if source is not None else "<in memory>"
         self.layout = layout
         ph = layout.physics
         self.world = World(ph.hz, ph.substeps, ph.gravity, gui=gui, solver_iterations=ph.solver_iterations)

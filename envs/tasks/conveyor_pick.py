@@ -10,9 +10,15 @@ import numpy as np
 from envs.core import Task
 from twin.parts import TERMINAL, Part
 
-PLACE_REWARD = 5.0
-MISS_PENALTY = 2.0
 _NO_PART = (0.0,) * 11  # the target-part block of the observation when no part is in play
+
+# The stages of one part's pick, as shares of that part's progress (a placed part counts 1).
+INTERCEPT = 0.3  # tool approaching the part: INTERCEPT * (1 - tanh(5 * tool-part distance))
+GRASP = 0.2  # the part is held
+LIFT = 0.2  # held and raised up to LIFT_CLEAR above the belt
+LIFT_CLEAR = 0.08  # metres above its height on the belt that count as clear of it
+CARRY = 0.2  # held, moving towards the drop point over the bin: CARRY * (1 - tanh(5 * distance))
+RELEASED = INTERCEPT + GRASP + LIFT + CARRY  # let go over the bin, still falling into it
 
 
 class ConveyorPick(Task):
@@ -31,14 +37,45 @@ class ConveyorPick(Task):
     terminates when every part is placed, missed (reached the end) or lost (dropped outside
     the bin); a 32 s time limit truncates it.
 
+    **Difficulty knobs** (env kwargs, applied to the layout's first feeder and conveyor):
+    ``parts`` (parts per episode, 1-50), ``belt_speed`` (m/s, 0.02-0.3) and
+    ``arrival_interval`` (seconds between arrivals: a number, or a ``[low, high]`` range drawn
+    uniformly; 1-60 s).
+
     Observations (``state``, 23 numbers): tool position (3) and velocity (3), finger opening
     (1); for the target part (the held part, else the one furthest down the belt): position (3),
     position relative to the tool (3), velocity (3), present (1), held (1); bin centre relative
     to the tool (3); seconds to the next arrival (1, capped at 10); fraction of the episode's
-    parts still to come or in play (1). Dense reward: shaping towards the part, then towards
-    the bin, +5 per placement, -2 per miss or drop. Sparse: +1 per placement.
-    ``info`` carries ``is_success``, ``parts_placed``, ``parts_arrived`` every step and
-    ``kpis`` (see ``twin.events.compute_kpis``) when the last part is done.
+    parts still to come or in play (1).
+
+    **Dense reward** (staged and gated, at most 1 per step): the episode's progress, in parts,
+    is the number placed plus the stage reached on the target part:
+
+    ====================  =============================================================
+    stage                 progress on the target part
+    ====================  =============================================================
+    intercept             0.3 * (1 - tanh(5 * tool-part distance)), part on the belt
+    grasp                 + 0.2 once the part is held (gates the stages below)
+    lift                  + 0.2 * min(1, rise above its height on the belt / 8 cm); 1
+                          over the bin's opening
+    carry                 + 0.2 * (1 - tanh(5 * part-drop point distance)), drop point
+                          10 cm above the bin's rim
+    release               0.9 while the released part falls into the bin (over its opening)
+    placed                1 (the part counts among the placed; the next part's stages
+                          begin)
+    ====================  =============================================================
+
+    Each step's reward is the change in progress: the reward for a stage is paid when it is
+    reached and taken back when it is lost (a dropped part, a part that rides off the belt), so
+    an episode's return is the number of parts placed (less the progress at reset) and nothing
+    is gained by holding a part instead of placing it or by prolonging the episode. The largest
+    step is a placement (at most 1, clipped there should two parts settle in one step).
+    ``info["stage"]`` names the target part's stage and ``info["progress"]`` the progress.
+    **Sparse reward:** +1 per placement.
+
+    ``info`` carries ``is_success``, ``parts_placed``, ``parts_arrived``, ``stage`` and
+    ``progress`` every step and ``kpis`` (see ``twin.events.compute_kpis``) when the last part
+    is done.
     """
 
     layout = "default"
@@ -56,9 +93,52 @@ class ConveyorPick(Task):
         self._scan_cache: tuple | None = None
         self._drop_list = self.drop_point.tolist()
 
+    @classmethod
+    def adapt_layout(
+        cls,
+        layout,
+        parts: int | None = None,
+        belt_speed: float | None = None,
+        arrival_interval: float | tuple[float, float] | list[float] | None = None,
+        **unknown: Any,
+    ):
+        """The layout with the difficulty knobs applied (see the class docstring)."""
+        if unknown:
+            raise ValueError(
+                f"ConveyorPick has no setting {', '.join(map(repr, unknown))} "
+                "(its settings: parts, belt_speed, arrival_interval)"
+            )
+        if not layout.feeders or not layout.conveyors:
+            raise ValueError("ConveyorPick's knobs need a layout with a feeder and a conveyor")
+        feeder = layout.feeders[0]
+        feeder_changes: dict[str, Any] = {}
+        if parts is not None:
+            if isinstance(parts, bool) or not isinstance(parts, int | np.integer) or not 1 <= parts <= 50:
+                raise ValueError(f"ConveyorPick: parts must be a whole number from 1 to 50, got {parts!r}")
+            feeder_changes["parts_per_episode"] = int(parts)
+        if arrival_interval is not None:
+            lo_hi = _range(arrival_interval, "arrival_interval")
+            if not 1.0 <= lo_hi[0] <= lo_hi[1] <= 60.0:
+                raise ValueError(
+                    f"ConveyorPick: arrival_interval must lie within 1-60 s with low <= high, got {arrival_interval!r}"
+                )
+            feeder_changes["interval"] = lo_hi
+        feeders = [feeder.model_copy(update=feeder_changes), *layout.feeders[1:]]
+        conveyors = list(layout.conveyors)
+        if belt_speed is not None:
+            if isinstance(belt_speed, bool) or not isinstance(belt_speed, int | float) or not 0.02 <= belt_speed <= 0.3:
+                raise ValueError(
+                    f"ConveyorPick: belt_speed must be a number of m/s from 0.02 to 0.3, got {belt_speed!r}"
+                )
+            name = feeder.conveyor
+            k = int(name.rpartition("-")[2]) if name.startswith("conveyor-") else 0
+            conveyors[k] = conveyors[k].model_copy(update={"speed": float(belt_speed)})
+        return layout.model_copy(update={"feeders": feeders, "conveyors": conveyors})
+
     def reset(self, rng: np.random.Generator) -> None:
         self._seen = 0
         self._scan_cache = None
+        self._progress: float | None = None
 
     def _scan(self) -> tuple[Part | None, float, int, int, int, int, bool]:
         """One pass over the parts per step: target part, seconds to the next arrival, and counts.
@@ -140,13 +220,16 @@ class ConveyorPick(Task):
                 bad_now += e.kind in ("missed", "dropped")
             self._seen = len(events)
         part, _, n_total, _, n_placed, n_arrived, done = self._scan()
-        if part is None:
-            shaping = 0.0
-        elif part.state == "held":
-            shaping = 0.5 - math.dist(part.xyz, self._drop_list)
-        else:
-            shaping = -math.dist(part.xyz, self.robot.ee_xyz())
-        info: dict[str, Any] = {"parts_placed": n_placed, "parts_arrived": n_arrived}
+        stage, share = self._stage(part)
+        progress = n_placed + share
+        gained = 0.0 if self._progress is None else progress - self._progress
+        self._progress = progress
+        info: dict[str, Any] = {
+            "parts_placed": n_placed,
+            "parts_arrived": n_arrived,
+            "stage": stage,
+            "progress": progress,
+        }
         if done:
             info["kpis"] = self.twin.kpis()
         return {
@@ -154,17 +237,53 @@ class ConveyorPick(Task):
             "done": done,
             "placed_now": placed_now,
             "bad_now": bad_now,
-            "shaping": shaping,
+            "gained": gained,
             "info": info,
         }
+
+    def _stage(self, part: Part | None) -> tuple[str, float]:
+        """The target part's stage and its share of progress (see the class docstring)."""
+        if part is None:
+            return "none", 0.0
+        xyz = part.xyz
+        if part.state == "held":
+            if self.bin.above(xyz):
+                lift = 1.0  # over the bin is clear of the belt: lowering into it costs nothing
+            else:
+                rest = float(part.arrival_pose[0][2]) if part.arrival_pose is not None else self.conveyor.surface_z
+                lift = min(1.0, max(0.0, (xyz[2] - rest) / LIFT_CLEAR))  # from where it rode on the belt
+            carry = 1.0 - math.tanh(5.0 * math.dist(xyz, self._drop_list))
+            stage = "carry" if lift >= 1.0 else "lift" if lift > 0.25 else "grasp"
+            return stage, INTERCEPT + GRASP + LIFT * lift + CARRY * carry
+        if part.state == "loose" and self.bin.above(xyz):
+            return "release", RELEASED
+        near = 1.0 - math.tanh(5.0 * math.dist(xyz, self.robot.ee_xyz()))
+        return "intercept", INTERCEPT * near
 
     def reward(self, ev: dict[str, Any]) -> float:
         if self.reward_type == "sparse":
             return float(ev["placed_now"])
-        return 0.1 * ev["shaping"] + PLACE_REWARD * ev["placed_now"] - MISS_PENALTY * ev["bad_now"]
+        return min(1.0, ev["gained"])
 
     def terminated(self, ev: dict[str, Any]) -> bool:
         return bool(ev["done"])
+
+
+def _range(value: Any, name: str) -> tuple[float, float]:
+    """A number or a [low, high] pair as a (low, high) tuple of finite floats."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        pair = (float(value), float(value))
+    elif (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        pair = (float(value[0]), float(value[1]))
+    else:
+        raise ValueError(f"ConveyorPick: {name} must be a number or a [low, high] pair, got {value!r}")
+    if not all(map(math.isfinite, pair)):
+        raise ValueError(f"ConveyorPick: {name} must be finite, got {value!r}")
+    return pair
 
 
 class ConveyorPickExpert:
