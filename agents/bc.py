@@ -18,7 +18,7 @@ from agents.common import checkpoint as ckpt
 from agents.common.config import BCConfig
 from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
 from agents.common.runtime import Run, compiled
-from agents.common.spaces import describe, flatdim
+from agents.common.spaces import flatdim
 
 SQUASH = "tanh"
 
@@ -38,26 +38,13 @@ def build(cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high) -> BCAge
     return BCAgent(cfg, obs_dim, act_dim, act_low, act_high)
 
 
-def check_demos(meta: dict, path: str, env_id: str, obs_space, act_space) -> None:
-    """The demos must come from the env being trained on, with the same spaces."""
-    if meta["env_id"] != env_id:
-        raise demos_io.DemosError(f"{path}: recorded on {meta['env_id']!r}, training is on {env_id!r}")
-    if meta["obs_space"] != describe(obs_space):
-        raise demos_io.DemosError(
-            f"{path}: observation space {meta['obs_space']} differs from the env's {describe(obs_space)}"
-        )
-    want = {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
-    if meta["action_space"] != want:
-        raise demos_io.DemosError(f"{path}: action space {meta['action_space']} differs from the env's {want}")
-
-
 def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[BCAgent, int]:
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     obs_dim, act_dim = flatdim(obs_space), act_space.shape[0]
     if not cfg.demos:
         raise demos_io.DemosError("--algo bc needs demonstrations: record them with `twin demos` and pass --demos FILE")
     tensors, meta = demos_io.load(cfg.demos)
-    check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space)
+    demos_io.check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space)
     obs = tensors["obs"].to(device)
     scale = ActionScale(act_space.low, act_space.high).to(device)
     target = ((tensors["actions"].to(device) - scale.center) / scale.half_range).clamp(-1.0, 1.0)

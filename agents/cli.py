@@ -55,13 +55,17 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _env_id(env_id: str) -> str:
+def _env_id(env_id: str, expert: bool = False) -> str:
+    """``env_id`` checked (``module:EnvId`` imports the module); ``expert``: it must have an expert."""
     import envs
 
     try:
-        return envs.check_env_id(env_id)
+        envs.check_env_id(env_id)
     except envs.UnknownEnvError as exc:
         raise UsageError(str(exc)) from None
+    if expert and not envs.is_factory_env(env_id):
+        raise UsageError(f"{env_id} has no scripted expert (this package's envs have one: {', '.join(envs.ENV_IDS)})")
+    return env_id
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -101,7 +105,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_play(args: argparse.Namespace) -> int:
     from agents.tools.play import run_episodes, summarize
 
-    env_id = _env_id(args.env_id)
+    env_id = _env_id(args.env_id, expert=args.policy == "expert")
     if args.episodes < 1:
         raise UsageError("--episodes must be at least 1")
     if args.video and not args.video.lower().endswith((".mp4", ".gif")):
@@ -191,7 +195,6 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import gymnasium as gym
 
     import envs  # noqa: F401  (registers the ids)
     from agents.collect.demos import DemosError
@@ -200,8 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.common.spaces import UnsupportedSpaceError
     from agents.train import TrainError, train
 
-    if args.env not in gym.registry:
-        _env_id(args.env)  # raises with the closest ids
+    _env_id(args.env)  # raises with the closest ids; imports the module of a module:EnvId
     sets = _parse_sets(args.set or [])
     flags = (
         ("steps", "total_steps"),
@@ -218,8 +220,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.compile:
         sets["compile"] = "true"
     if args.demos:
-        if args.algo != "bc":
-            raise UsageError("--demos is for --algo bc")
+        if args.algo not in ("bc", "sac"):
+            raise UsageError("--demos is for --algo bc (cloning) and --algo sac (RL from demonstrations)")
         sets["demos"] = args.demos
     try:
         cfg = make_config(args.algo, args.env, sets)
@@ -259,7 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demos(args: argparse.Namespace) -> int:
     from agents.collect.demos import record
 
-    env_id = _env_id(args.env_id)
+    env_id = _env_id(args.env_id, expert=True)
     if args.episodes < 1:
         raise UsageError("--episodes must be at least 1")
     if args.noise < 0:
@@ -449,7 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--demos", help="demonstrations file for --algo bc (from `twin demos`)")
+    p.add_argument(
+        "--demos", help="demonstrations (from `twin demos`): --algo bc clones them, --algo sac learns from them (RLPD)"
+    )
     p.add_argument("--compile", action="store_true", help="compile the update with torch.compile (falls back to eager)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field; repeatable")
     p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from agents.collect import demos as demos_io
 from agents.common import checkpoint as ckpt
-from agents.common.buffers import ReplayBuffer
+from agents.common.buffers import DemoBuffer, ReplayBuffer, mixed_sample
 from agents.common.config import SACConfig
 from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
@@ -54,8 +55,9 @@ class SACAgent(nn.Module):
         self.act_dim = act_dim
         self.norm = RunningNorm(obs_dim) if cfg.norm_obs else Identity()
         self.actor = mlp(obs_dim, 2 * act_dim, w, d)
-        self.q1, self.q2 = mlp(obs_dim + act_dim, 1, w, d), mlp(obs_dim + act_dim, 1, w, d)
-        self.q1_target, self.q2_target = mlp(obs_dim + act_dim, 1, w, d), mlp(obs_dim + act_dim, 1, w, d)
+        ln = cfg.critic_layernorm
+        self.q1, self.q2 = (mlp(obs_dim + act_dim, 1, w, d, layer_norm=ln) for _ in range(2))
+        self.q1_target, self.q2_target = (mlp(obs_dim + act_dim, 1, w, d, layer_norm=ln) for _ in range(2))
         self.q1_target.load_state_dict(self.q1.state_dict())
         self.q2_target.load_state_dict(self.q2.state_dict())
         self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.init_alpha))))
@@ -227,11 +229,20 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     )
     compile_fn = (lambda f: compiled(f, run.console)) if cfg.compile else None
     graph = cfg.cuda_graph and device.type == "cuda"
+    if cfg.demos:  # RL from demonstrations: every batch part demos, part online (RLPD)
+        demos = load_demos(cfg, obs_space, act_space, agent, device)
+        sample = mixed_sample(buffer.sample, demos, cfg.batch_size, cfg.demo_ratio)
+        run.console.print(
+            f"{len(demos):,} demonstration transitions from {cfg.demos}; {cfg.demo_ratio:.0%} of each batch",
+            highlight=False,
+        )
+    else:
+        sample = lambda: buffer.sample(cfg.batch_size)  # noqa: E731
     update = Updater(
         agent,
         cfg,
         -float(act_dim),
-        lambda: buffer.sample(cfg.batch_size),
+        sample,
         device,
         graph=graph,
         sample_in_graph=reward_on_device,
@@ -350,6 +361,31 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         if probe is not None:
             probe.close()
     return agent, step
+
+
+def load_demos(cfg: SACConfig, obs_space, act_space, agent: SACAgent, device: torch.device) -> DemoBuffer:
+    """The demos file's transitions on the device; the observation normaliser starts from them."""
+    tensors, meta = demos_io.load(cfg.demos)
+    demos_io.check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space)
+    missing = [k for k in demos_io.TRANSITIONS if k not in tensors]
+    if missing:
+        raise demos_io.DemosError(
+            f"{cfg.demos}: holds no executed transitions ({', '.join(missing)} missing), which RL from "
+            "demonstrations needs; record it again with `twin demos`"
+        )
+    if meta["env_kwargs"] != cfg.env_kwargs:
+        raise demos_io.DemosError(
+            f"{cfg.demos}: recorded with env kwargs {meta['env_kwargs']}, training uses {cfg.env_kwargs}; "
+            "their rewards or dynamics differ (record with --env-kwargs, or --set env_kwargs=...)"
+        )
+    low, high = act_space.low, act_space.high
+    u = ((tensors["taken"].numpy() - (high + low) / 2) / ((high - low) / 2)).clip(-1.0, 1.0)
+    demos = DemoBuffer(
+        tensors["obs"], u, tensors["rewards"], tensors["next_obs"], tensors["terminated"].float(), device
+    )
+    if cfg.norm_obs:
+        agent.norm.update(demos.obs)
+    return demos
 
 
 def save(run: Run, cfg: SACConfig, agent: SACAgent, update: Updater, rng, step: int, vec, buffer: ReplayBuffer) -> None:

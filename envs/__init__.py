@@ -7,6 +7,7 @@ its scripted expert class (``EXPERTS[env_id](env)`` gives a callable ``obs -> ac
 from __future__ import annotations
 
 import difflib
+import importlib
 
 import gymnasium as gym
 
@@ -35,7 +36,7 @@ for _id, (_task, _expert, _steps, _desc) in _SPECS.items():
         # passive checker's per-step wrapper.
         gym.register(
             id=_id,
-            entry_point="envs.core:FactoryEnv",
+            entry_point="envs.core:make_env",
             max_episode_steps=_steps,
             kwargs={"task": _task},
             disable_env_checker=True,
@@ -46,18 +47,73 @@ class UnknownEnvError(ValueError):
     pass
 
 
+class NoExpertError(ValueError):
+    """The env has no scripted expert (a third-party env)."""
+
+
 def check_env_id(env_id: str) -> str:
-    """Return ``env_id`` if registered here, else raise naming the closest ids."""
+    """Return ``env_id`` if it names an env that can be made, else raise naming the closest ids.
+
+    This package's ids, any id registered with Gymnasium, and Gymnasium's ``module:EnvId`` form
+    (``panda_gym:PandaReach-v3``): the module is imported first, as ``gym.make`` does, so it
+    registers its envs. The id is returned unchanged, so worker processes import the module too.
+    """
     if env_id in _SPECS:
         return env_id
-    close = difflib.get_close_matches(env_id, ENV_IDS, n=3, cutoff=0.4)
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        if not module or not name:
+            raise UnknownEnvError(f"env id {env_id!r}: expected MODULE:ENV_ID, such as panda_gym:PandaReach-v3")
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # an import can fail in any way
+            raise UnknownEnvError(
+                f"env id {env_id!r}: cannot import module {module!r} ({type(exc).__name__}: {exc})"
+            ) from None
+        if name not in gym.registry:
+            close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(f'{module}:{c}' for c in close)}?" if close else ""
+            raise UnknownEnvError(f"env id {env_id!r}: importing {module!r} registered no env {name!r}{hint}")
+        return env_id
+    if env_id in gym.registry:
+        return env_id
+    close = difflib.get_close_matches(env_id, [*ENV_IDS, *gym.registry], n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise UnknownEnvError(f"unknown env id {env_id!r}{hint} (known: {', '.join(ENV_IDS)})")
+    raise UnknownEnvError(
+        f"unknown env id {env_id!r}{hint} (this package's: {', '.join(ENV_IDS)}; "
+        "another package's as MODULE:ENV_ID, such as panda_gym:PandaReach-v3)"
+    )
+
+
+def is_factory_env(env_id: str) -> bool:
+    """Whether ``env_id`` is one of this package's envs (they have experts, layouts and KPIs)."""
+    return env_id in _SPECS
+
+
+def make_expert(env_id: str, env: gym.Env):
+    """The scripted expert of ``env`` (made from ``env_id``): a callable ``obs -> action``."""
+    if env_id not in EXPERTS:
+        raise NoExpertError(
+            f"{env_id} has no scripted expert (experts exist for this package's envs: {', '.join(ENV_IDS)})"
+        )
+    return EXPERTS[env_id](env)
 
 
 def make(env_id: str, **kwargs) -> gym.Env:
-    """``gym.make`` for this package's ids, with a helpful error for unknown ones."""
+    """``gym.make`` with a helpful error for unknown ids (accepts ``module:EnvId``)."""
     return gym.make(check_env_id(env_id), **kwargs)
 
 
-__all__ = ["DESCRIPTIONS", "ENV_IDS", "EXPERTS", "FactoryEnv", "Task", "check_env_id", "make"]
+__all__ = [
+    "DESCRIPTIONS",
+    "ENV_IDS",
+    "EXPERTS",
+    "FactoryEnv",
+    "NoExpertError",
+    "Task",
+    "UnknownEnvError",
+    "check_env_id",
+    "is_factory_env",
+    "make",
+    "make_expert",
+]

@@ -6,6 +6,10 @@ A demos file is one safetensors file (no pickle) holding
 * ``actions`` float32 ``[N, A]``: the expert's action for each observation, in env units;
 * ``episode`` int64 ``[N]``: the episode each step belongs to (0 .. E-1);
 * ``episode_seed`` int64 ``[E]``, ``episode_return`` float32 ``[E]``, ``episode_success`` uint8 ``[E]``;
+* the transitions as executed, for reinforcement learning from demonstrations: ``taken``
+  float32 ``[N, A]`` (the action the env executed: the expert's plus the noise), ``rewards``
+  float32 ``[N]``, ``next_obs`` float32 ``[N, D]`` (the final observation where an episode
+  ended) and ``terminated`` uint8 ``[N]``;
 
 and string metadata: ``format`` (``factory-twin-demos/1``), ``env_id``, ``env_kwargs``,
 ``obs_space`` and ``action_space`` (JSON), ``episodes``, ``noise`` and ``expert_success_rate``.
@@ -35,6 +39,8 @@ from agents.collect.vec import SeedQueue, make_vec_env
 from agents.common.spaces import describe, flatten_batch
 
 FORMAT = "factory-twin-demos/1"
+TRANSITIONS = ("taken", "rewards", "next_obs", "terminated")
+"""The tensors RL from demonstrations needs (files recorded before they existed lack them)."""
 
 
 class DemosError(ValueError):
@@ -48,9 +54,9 @@ class ExpertDriven(gym.Wrapper):
     returns the expert's clean action for the new observation in ``info["expert_action"]``.
     """
 
-    def __init__(self, env: gym.Env, noise: float = 0.0) -> None:
+    def __init__(self, env: gym.Env, env_id: str, noise: float = 0.0) -> None:
         super().__init__(env)
-        self.expert = envs.EXPERTS[env.spec.id](env)
+        self.expert = envs.make_expert(env_id, env)
         self.noise = noise
         self._next: np.ndarray | None = None
         self._rng = np.random.default_rng(0)
@@ -69,7 +75,7 @@ class ExpertDriven(gym.Wrapper):
             a = np.clip(a + self._rng.normal(0.0, self.noise, a.shape), space.low, space.high).astype(np.float32)
         obs, r, term, trunc, info = self.env.step(a)
         self._next = np.asarray(self.expert(obs), dtype=np.float32)
-        return obs, r, term, trunc, {**info, "expert_action": self._next}
+        return obs, r, term, trunc, {**info, "expert_action": self._next, "taken_action": np.asarray(a, np.float32)}
 
 
 def record(
@@ -84,23 +90,29 @@ def record(
 ) -> dict[str, Any]:
     """Record ``episodes`` expert episodes on seeds ``seed, seed+1, ...`` into ``out`` (atomically)."""
     envs.check_env_id(env_id)
+    if not envs.is_factory_env(env_id):
+        raise envs.NoExpertError(f"{env_id} has no scripted expert to record demonstrations from")
     env_kwargs = dict(env_kwargs or {})
 
     n_envs = max(1, min(n_envs, episodes))
-    vec = make_vec_env(env_id, n_envs, env_kwargs, autoreset="disabled", wrapper=lambda e: ExpertDriven(e, noise))
+    vec = make_vec_env(
+        env_id, n_envs, env_kwargs, autoreset="disabled", wrapper=lambda e: ExpertDriven(e, env_id, noise)
+    )
     space = vec.single_observation_space
     try:
         queue = SeedQueue(vec, [seed + k for k in range(episodes)])
         obs, info = queue.reset()
         labels = np.asarray(info["expert_action"], dtype=np.float32)
-        steps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n_envs)]
+        steps: list[list[tuple]] = [[] for _ in range(n_envs)]
         ret = np.zeros(n_envs)
         finished: list[dict[str, Any]] = []
         while queue.active.any():
             flat = flatten_batch(space, obs)
-            for i in np.flatnonzero(queue.active):
-                steps[i].append((flat[i], labels[i]))
             obs, r, term, trunc, info = vec.step(labels)
+            nxt = flatten_batch(space, obs)  # autoreset is off: the final observation where one ended
+            taken = np.asarray(info["taken_action"], dtype=np.float32)
+            for i in np.flatnonzero(queue.active):
+                steps[i].append((flat[i], labels[i], taken[i], r[i], nxt[i], term[i]))
             ret += r
             labels = np.asarray(info["expert_action"], dtype=np.float32)
             done = (term | trunc) & queue.active
@@ -124,8 +136,8 @@ def record(
     finally:
         vec.close()
     finished.sort(key=lambda e: e["seed"])
-    obs_arr = np.stack([o for ep in finished for o, _ in ep["steps"]]).astype(np.float32)
-    act_arr = np.stack([a for ep in finished for _, a in ep["steps"]]).astype(np.float32)
+    rows = [s for ep in finished for s in ep["steps"]]
+    obs_arr, act_arr, taken_arr, rew_arr, next_arr, term_arr = (np.stack(col) for col in zip(*rows, strict=True))
     episode = np.concatenate([np.full(len(ep["steps"]), k, dtype=np.int64) for k, ep in enumerate(finished)])
     success_rate = float(np.mean([ep["success"] for ep in finished]))
     meta = {
@@ -141,8 +153,12 @@ def record(
         "expert_success_rate": str(success_rate),
     }
     tensors = {
-        "obs": torch.from_numpy(obs_arr),
-        "actions": torch.from_numpy(act_arr),
+        "obs": torch.from_numpy(obs_arr.astype(np.float32)),
+        "actions": torch.from_numpy(act_arr.astype(np.float32)),
+        "taken": torch.from_numpy(taken_arr.astype(np.float32)),
+        "rewards": torch.from_numpy(rew_arr.astype(np.float32)),
+        "next_obs": torch.from_numpy(next_arr.astype(np.float32)),
+        "terminated": torch.from_numpy(term_arr.astype(np.uint8)),
         "episode": torch.from_numpy(episode),
         "episode_seed": torch.tensor([ep["seed"] for ep in finished], dtype=torch.int64),
         "episode_return": torch.tensor([ep["return"] for ep in finished], dtype=torch.float32),
@@ -168,6 +184,17 @@ def _umask() -> int:
     return mask
 
 
+def check_demos(meta: dict, path: str, env_id: str, obs_space, act_space) -> None:
+    """The demos must come from the env being trained on, with the same spaces."""
+    if meta["env_id"] != env_id:
+        raise DemosError(f"{path}: recorded on {meta['env_id']!r}, training is on {env_id!r}")
+    if meta["obs_space"] != describe(obs_space):
+        raise DemosError(f"{path}: observation space {meta['obs_space']} differs from the env's {describe(obs_space)}")
+    want = {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
+    if meta["action_space"] != want:
+        raise DemosError(f"{path}: action space {meta['action_space']} differs from the env's {want}")
+
+
 def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and parsed metadata of a demos file; DemosError says what is wrong."""
     path = Path(path)
@@ -184,8 +211,10 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     for key in ("obs", "actions", "episode"):
         if key not in tensors:
             raise DemosError(f"{path}: tensor {key!r} is missing")
-    if len(tensors["obs"]) != len(tensors["actions"]) or len(tensors["obs"]) != len(tensors["episode"]):
-        raise DemosError(f"{path}: obs, actions and episode have different lengths")
+    n = len(tensors["obs"])
+    for key in ("actions", "episode", *TRANSITIONS):
+        if key in tensors and len(tensors[key]) != n:
+            raise DemosError(f"{path}: {key} has {len(tensors[key])} rows where obs has {n}")
     try:
         parsed = {
             **meta,

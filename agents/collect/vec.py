@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers this package's env ids)
+import envs  # registers this package's env ids
 from agents.collect.pool import EnvPool, InlinePool
 from agents.collect.processes import ProcessPool
 
@@ -18,7 +18,7 @@ def env_factory(
 ) -> Callable[[], gym.Env]:
     """A callable that makes one env; it carries the env's registration, so workers need none."""
     kwargs = dict(env_kwargs or {})
-    spec = gym.spec(env_id)
+    spec = gym.spec(envs.check_env_id(env_id).rpartition(":")[2])  # module:EnvId imports the module
 
     def make() -> gym.Env:
         env = gym.make(spec, **kwargs)

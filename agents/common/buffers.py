@@ -152,3 +152,37 @@ class ReplayBuffer:
         self.t.copy_(t.to(self.device))
         self.t_host[:] = t.cpu().numpy()
         self.ep_start_host[:] = st["replay.ep_start"].reshape(-1).cpu().numpy()
+
+
+class DemoBuffer:
+    """Demonstration transitions on the learner's device, sampled uniformly (no host sync).
+
+    ``actions`` are in the agent's squashed [-1, 1] form, like the replay buffer's.
+    """
+
+    def __init__(self, obs, actions, rewards, next_obs, terminated, device: torch.device) -> None:
+        f = lambda t: torch.as_tensor(t, dtype=torch.float32).to(device)  # noqa: E731
+        self.obs, self.actions, self.rewards = f(obs), f(actions), f(rewards)
+        self.next_obs, self.terminated = f(next_obs), f(terminated)
+        self.n, self.device = len(self.obs), device
+
+    def __len__(self) -> int:
+        return self.n
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, ...]:
+        i = torch.randint(0, self.n, (batch,), device=self.device)
+        return self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminated[i]
+
+
+def mixed_sample(
+    online: Callable[[int], tuple[torch.Tensor, ...]], demos: DemoBuffer, batch: int, demo_ratio: float
+) -> Callable[[], tuple[torch.Tensor, ...]]:
+    """A sampler of batches with ``round(batch * demo_ratio)`` demonstration transitions and the
+    rest from ``online`` (RLPD's symmetric sampling at ``demo_ratio = 0.5``)."""
+    k = min(batch - 1, max(1, round(batch * demo_ratio)))
+
+    def sample() -> tuple[torch.Tensor, ...]:
+        a, b = online(batch - k), demos.sample(k)
+        return tuple(torch.cat([x, y]) for x, y in zip(a, b, strict=True))
+
+    return sample

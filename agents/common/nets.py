@@ -9,16 +9,25 @@ from torch import nn
 
 
 def mlp(
-    n_in: int, n_out: int, width: int, depth: int, act: type[nn.Module] = nn.ReLU, out_gain: float = 1.0
+    n_in: int,
+    n_out: int,
+    width: int,
+    depth: int,
+    act: type[nn.Module] = nn.ReLU,
+    out_gain: float = 1.0,
+    layer_norm: bool = False,
 ) -> nn.Sequential:
-    """``depth`` hidden layers of ``width`` units, orthogonal initialisation (CleanRL's habit)."""
+    """``depth`` hidden layers of ``width`` units, orthogonal initialisation (CleanRL's habit).
+
+    ``layer_norm``: LayerNorm after each hidden layer's linear map (RLPD's critics: it keeps
+    value estimates from extrapolating wildly beyond the data, demonstrations included)."""
     layers: list[nn.Module] = []
     n = n_in
     for _ in range(depth):
         lin = nn.Linear(n, width)
         nn.init.orthogonal_(lin.weight, math.sqrt(2))
         nn.init.zeros_(lin.bias)
-        layers += [lin, act()]
+        layers += [lin, nn.LayerNorm(width), act()] if layer_norm else [lin, act()]
         n = width
     out = nn.Linear(n, n_out)
     nn.init.orthogonal_(out.weight, out_gain)

@@ -153,7 +153,12 @@ def load_network(spec: PolicySpec):
 
 
 def check_policy(spec: PolicySpec, suite) -> None:
-    """Check a network policy against every task's spaces before the first episode."""
+    """Check a network policy against every task's spaces before the first episode (and that the
+    expert exists for every task)."""
+    if spec.kind == "expert":
+        others = sorted({e for e, _, _ in suite.episodes() if not envs.is_factory_env(e)})
+        if others:
+            raise PolicyError(f"the expert policy has no scripted expert for {', '.join(others)}")
     net = load_network(spec)
     if net is None:
         return
@@ -173,7 +178,8 @@ _cache: dict[str, Any] = {}
 def _env(env_id: str, kwargs: dict[str, Any], video: bool) -> gym.Env:
     key = repr((env_id, sorted(kwargs.items()), video))
     if key not in _cache:
-        _cache[key] = gym.make(env_id, render_mode="rgb_array" if video else None, **kwargs)
+        render = {"render_mode": "rgb_array"} if video else {}  # some envs refuse render_mode=None
+        _cache[key] = gym.make(env_id, **render, **kwargs)
     return _cache[key]
 
 
@@ -199,7 +205,7 @@ def run_episode(
     env = _env(env_id, kwargs, video)
     obs, info = env.reset(seed=seed)
     if spec.kind == "expert":
-        act = envs.EXPERTS[env_id](env)
+        act = envs.make_expert(env_id, env)
         act.reset()
     elif spec.kind == "random":
         env.action_space.seed(seed)

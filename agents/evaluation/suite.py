@@ -125,6 +125,8 @@ class LoadedSuite:
 
         out = {}
         for (env_id, _), path in self.layout_paths.items():
+            if not envs.is_factory_env(env_id):
+                continue  # another package's env: no layout
             ref = path or envs.TASKS[env_id].layout
             out[Path(find_layout(ref)).name] = layout_hash(ref)
         return dict(sorted(out.items()))
@@ -163,6 +165,8 @@ def load_suite(name_or_path: str | Path) -> LoadedSuite:
                 envs.check_env_id(task.env_id)
             except envs.UnknownEnvError as exc:
                 problems.append(f"tasks[{i}].env_id: {exc}")
+            if task.layout is not None or any(v.layout is not None for v in task.variants):
+                problems.append(f"tasks[{i}]: layouts apply to this package's envs only, not to {task.env_id}")
             continue
         for j, v in enumerate(task.variants):
             for where, ref in ((f"tasks[{i}].layout", task.layout), (f"tasks[{i}].variants[{j}].layout", v.layout)):

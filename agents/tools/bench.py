@@ -34,6 +34,21 @@ def _random_actions(env: gym.Env, n: int, seed: int) -> np.ndarray:
     return rng.uniform(-1, 1, size=(n, *env.action_space.shape)).astype(np.float32)
 
 
+def _plain_step_rate(env: gym.Env, steps: int, repeats: int) -> float:
+    """Median env steps/s of any env under random actions."""
+    rates = []
+    for r in range(repeats):
+        env.reset(seed=r)
+        env.action_space.seed(r)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            _, _, term, trunc, _ = env.step(env.action_space.sample())
+            if term or trunc:
+                env.reset()
+        rates.append(steps / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
 def _env_step_rate(env: gym.Env, steps: int, repeats: int) -> tuple[float, float]:
     """Median env steps/s and median ratio of env step time to the physics inside it.
 
@@ -152,35 +167,48 @@ def run_bench(
 ) -> Iterator[tuple[str, float, str]]:
     """Yield ``(name, value, unit)`` figures for ``env_id``."""
     env = gym.make(env_id)
+    max_steps = env.spec.max_episode_steps if env.spec else None
     try:
-        twin = env.unwrapped.twin
-        # Raw rate of the env's own scene, frozen mid-episode (parts on the belt, robot moving).
-        env.reset(seed=0)
-        for a in _random_actions(env, 60, 1):
-            env.step(a)
-        state = twin.world.save_state()
-        raw = _median_rate(twin.world.p.stepSimulation, steps * 4, repeats)
-        twin.world.restore_state(state)
-        yield "physics_steps_per_s", raw, "steps/s"
-        env_rate, ratio = _env_step_rate(env, steps, repeats)
-        yield "env_steps_per_s", env_rate, "steps/s"
-        yield "substeps_per_env_step", twin.world.substeps, "steps"
-        yield "physics_steps_per_s_in_env", env_rate * twin.world.substeps * ratio, "steps/s"
-        yield "overhead_ratio", ratio, "x"
-        for w, h in ((84, 84), (640, 480)):
-            cam = Camera(twin.world, env.unwrapped.task_camera_config(), w, h)
-            yield f"camera_fps_{w}x{h}", _median_rate(cam.rgb, 20 if w > 100 else 100, repeats), "frames/s"
-        yield "renderer_egl", float(twin.world.egl), "bool"
+        twin = getattr(env.unwrapped, "twin", None)
+        if twin is None:  # another package's env: no twin to look inside
+            yield "env_steps_per_s", _plain_step_rate(env, steps, repeats), "steps/s"
+        else:
+            yield from _twin_figures(env, twin, steps, repeats)
     finally:
         env.close()
+    yield from _pool_figures(env_id, max_steps, max_procs, envs_per_worker, episodes)
+
+
+def _twin_figures(env: gym.Env, twin, steps: int, repeats: int) -> Iterator[tuple[str, float, str]]:
+    # Raw rate of the env's own scene, frozen mid-episode (parts on the belt, robot moving).
+    env.reset(seed=0)
+    for a in _random_actions(env, 60, 1):
+        env.step(a)
+    state = twin.world.save_state()
+    raw = _median_rate(twin.world.p.stepSimulation, steps * 4, repeats)
+    twin.world.restore_state(state)
+    yield "physics_steps_per_s", raw, "steps/s"
+    env_rate, ratio = _env_step_rate(env, steps, repeats)
+    yield "env_steps_per_s", env_rate, "steps/s"
+    yield "substeps_per_env_step", twin.world.substeps, "steps"
+    yield "physics_steps_per_s_in_env", env_rate * twin.world.substeps * ratio, "steps/s"
+    yield "overhead_ratio", ratio, "x"
+    for w, h in ((84, 84), (640, 480)):
+        cam = Camera(twin.world, env.unwrapped.task_camera_config(), w, h)
+        yield f"camera_fps_{w}x{h}", _median_rate(cam.rgb, 20 if w > 100 else 100, repeats), "frames/s"
+    yield "renderer_egl", float(twin.world.egl), "bool"
+
+
+def _pool_figures(
+    env_id: str, max_steps: int | None, max_procs: int | None, envs_per_worker: int, episodes: int
+) -> Iterator[tuple[str, float, str]]:
     # Vector envs over whole episodes (random actions end ConveyorPick's episodes after ~500-640
     # steps), beside the ceiling measured in the same run: as many independent processes, each
     # doing exactly one pool worker's physics (the same episodes, seeds and actions) on its own
     # env, measured before and after the pool (the mean of the two).
     max_procs = max_procs or os.cpu_count() or 1
     counts = sorted({1, 2, 4, 8, 16, max_procs} & set(range(1, max_procs + 1)))
-    spec = gym.spec(env_id)
-    per_env = episodes * (spec.max_episode_steps or 200)
+    per_env = episodes * (max_steps or 200)
     yield "whole_episode_steps_per_env", per_env, "steps"
     yield "envs_per_worker", envs_per_worker, "envs"
     for n in counts:

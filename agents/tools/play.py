@@ -23,10 +23,10 @@ class EpisodeResult:
     kpis: dict[str, float] = field(default_factory=dict)
 
 
-def make_policy(name: str, env):
+def make_policy(name: str, env, env_id: str):
     """``expert`` (the env's scripted expert) or ``random`` (uniform actions, seeded)."""
     if name == "expert":
-        return envs.EXPERTS[env.spec.id](env)
+        return envs.make_expert(env_id, env)
     if name == "random":
         return _RandomPolicy(env)
     raise ValueError(f"unknown policy {name!r}: expected 'expert' or 'random'")
@@ -51,12 +51,12 @@ def run_episodes(
     Frames go to the video file as they are rendered, so memory stays flat however many
     episodes are recorded; the file appears only once it is complete.
     """
-    env = envs.make(env_id, render_mode="rgb_array" if video else None)
+    env = envs.make(env_id, **({"render_mode": "rgb_array"} if video else {}))  # some envs refuse None
     results = []
     try:
         with contextlib.ExitStack() as stack:
             writer = stack.enter_context(VideoWriter(video, fps=env.metadata["render_fps"])) if video else None
-            pi = make_policy(policy, env)
+            pi = make_policy(policy, env, env_id)
             for k in range(episodes):
                 s = seed + k
                 obs, _ = env.reset(seed=s)
@@ -73,10 +73,10 @@ def run_episodes(
                         writer.append(env.render())
                     if term or trunc:
                         break
-                kpis = env.unwrapped.kpis()
+                kpis = env.unwrapped.kpis() if hasattr(env.unwrapped, "kpis") else {}
                 if "distance" in info:
                     kpis = {"final_distance": info["distance"]}
-                res = EpisodeResult(s, bool(info["is_success"]), ret, n, kpis)
+                res = EpisodeResult(s, bool(info.get("is_success", False)), ret, n, kpis)
                 results.append(res)
                 if on_episode:
                     on_episode(res)

@@ -146,3 +146,32 @@ def test_training_bench_prints_its_figures():
         "sac_whole_run_vs_bare",
     ):
         assert figures[name] > 0, name
+
+
+def test_commands_take_module_env_ids(tmp_path, capsys):
+    env_id = "panda_gym:PandaReach-v3"
+    assert run(["play", env_id, "--policy", "random", "--episodes", "1", "--json"]) == 0
+    summary = json.loads(next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")))
+    assert summary["episodes"] == 1 and summary["env"] == env_id
+    # panda-gym has no scripted expert: said, exit 2
+    assert run(["play", env_id]) == 2
+    assert "has no scripted expert" in capsys.readouterr().err
+    assert run(["demos", env_id, "--episodes", "1", "--out", str(tmp_path / "d.safetensors")]) == 2
+    assert "has no scripted expert" in capsys.readouterr().err
+    assert run(["bench", "--env", env_id, "--steps", "20", "--repeats", "1", "--procs", "1", "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{env_id}.env_steps_per_s" in out and f"{env_id}.pool_async_vs_ceiling_1proc" in out
+    assert run(["play", "nope_module:Foo-v0"]) == 2
+    assert "cannot import module 'nope_module'" in capsys.readouterr().err
+
+
+def test_eval_suite_with_a_module_env_id(tmp_path, capsys):
+    suite = tmp_path / "panda.toml"
+    suite.write_text('name = "panda"\n[[tasks]]\nenv_id = "panda_gym:PandaReach-v3"\nseeds = [0, 1]\n')
+    assert (
+        run(["eval", "--policy", "random", "--suite", str(suite), "--out", str(tmp_path / "r"), "--videos", "0"]) == 0
+    )
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [r["task"] for r in res["episodes"]] == ["panda_gym:PandaReach-v3"] * 2
+    assert run(["eval", "--policy", "expert", "--suite", str(suite), "--out", str(tmp_path / "e")]) == 2
+    assert "no scripted expert for panda_gym:PandaReach-v3" in capsys.readouterr().err

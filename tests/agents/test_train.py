@@ -314,3 +314,52 @@ def test_optimiser_state_from_a_cuda_graph_run_loads_on_the_cpu():
     fresh.step()  # and it runs
     with pytest.raises(ckpt.CheckpointError, match="parameter groups"):
         ckpt.load_optimizer("adam", fresh, tensors, {**meta, "param_groups": meta["param_groups"] * 2})
+
+
+def test_rl_from_demos_mixes_half_demos_into_every_batch():
+    from agents.common.buffers import DemoBuffer, mixed_sample
+
+    online = lambda b: (torch.zeros(b, 2), torch.zeros(b, 1), torch.zeros(b), torch.zeros(b, 2), torch.zeros(b))  # noqa: E731
+    demos = DemoBuffer(torch.ones(50, 2), torch.ones(50, 1), torch.ones(50), torch.ones(50, 2), torch.ones(50), "cpu")
+    for ratio, want in ((0.5, 128), (0.25, 64)):
+        obs, _, rewards, *_ = mixed_sample(online, demos, 256, ratio)()
+        assert len(obs) == 256 and int(rewards.sum()) == want and int(obs[:, 0].sum()) == want
+        assert rewards[-want:].eq(1).all()  # the demos come last, whole rows
+
+
+@pytest.mark.slow
+def test_rl_from_demos_learns_what_random_exploration_never_finds(tmp_path):
+    demos = tmp_path / "far.safetensors"
+    toy_envs.write_demos(demos, "ToyFarLine-v0", lambda obs: np.array([1.0]), episodes=10)
+    settings = {"total_steps": 1500, "learning_starts": 100, "updates_per_step": 1, "batch_size": 128, "lr": 3e-3}
+    with_demos = train(_cfg("sac", "ToyFarLine-v0", demos=demos, **settings), tmp_path / "rlpd", quiet=True)
+    assert with_demos["eval_success_rate"] >= 0.9
+    cfg = json.loads((tmp_path / "rlpd" / "config.json").read_text())
+    assert cfg["critic_layernorm"] is True and cfg["demo_ratio"] == 0.5
+    # the same run without demos: the reward is never seen
+    plain = train(_cfg("sac", "ToyFarLine-v0", **settings), tmp_path / "plain", quiet=True)
+    assert plain["eval_success_rate"] == 0.0
+
+
+def test_rl_from_demos_refuses_demos_it_cannot_use(tmp_path, capsys):
+    from agents.collect.demos import DemosError
+
+    demos = tmp_path / "far.safetensors"
+    toy_envs.write_demos(demos, "ToyFarLine-v0", lambda obs: np.array([1.0]), episodes=2)
+    with pytest.raises(DemosError, match="recorded on 'ToyFarLine-v0', training is on 'ToyPoint-v0'"):
+        train(_cfg("sac", "ToyPoint-v0", demos=demos, total_steps=64), tmp_path / "a", quiet=True)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(demos), "pt") as f:
+        meta = f.metadata()
+    tensors = {k: v for k, v in load_file(str(demos)).items() if k not in ("taken", "rewards")}
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=meta)
+    with pytest.raises(DemosError, match="holds no executed transitions"):
+        train(_cfg("sac", "ToyFarLine-v0", demos=old, total_steps=64), tmp_path / "b", quiet=True)
+    assert (
+        cli(["train", "--env", "ToyFarLine-v0", "--algo", "ppo", "--demos", str(demos), "--out", str(tmp_path / "c")])
+        == 2
+    )
+    assert "--demos is for --algo bc" in capsys.readouterr().err

@@ -121,8 +121,91 @@ class ImageEnv(PointEnv):
         self.observation_space = spaces.Box(0, 255, (8, 8, 3), np.uint8)
 
 
+class FarLineEnv(gym.Env):
+    """A point on a line that earns 1 (and ends the episode) only on reaching x >= 3 within 30
+    steps of at most 0.25: random actions never get there, an expert pushing right always does."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.x, self.t = 0.0, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(-0.5, 0.5)), 0
+        return self._obs(), {"is_success": False}
+
+    def _obs(self):
+        return np.array([self.x, self.t / 30], dtype=np.float32)
+
+    def step(self, action):
+        self.x += 0.25 * float(np.clip(action[0], -1, 1))
+        self.t += 1
+        done = self.x >= 3.0
+        return self._obs(), float(done), done, self.t >= 30 and not done, {"is_success": done}
+
+
+def write_demos(path, env_id: str, expert, episodes: int, noise: float = 0.3, seed: int = 0) -> None:
+    """A demos file (``twin demos``'s format) of ``expert`` (obs -> action) on any env."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from agents.collect.demos import FORMAT
+    from agents.common.spaces import describe
+
+    env = gym.make(env_id)
+    rng = np.random.default_rng(seed)
+    rows, ep_ids, seeds, rets, wins = [], [], [], [], []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        ret = 0.0
+        while True:
+            label = np.asarray(expert(obs), np.float32)
+            taken = np.clip(label + rng.normal(0, noise, label.shape), -1, 1).astype(np.float32)
+            nxt, r, term, trunc, info = env.step(taken)
+            rows.append((obs, label, taken, r, nxt, term))
+            ep_ids.append(k)
+            ret += r
+            obs = nxt
+            if term or trunc:
+                break
+        seeds.append(seed + k)
+        rets.append(ret)
+        wins.append(bool(info.get("is_success")))
+    o, a, t, r, n, d = (np.stack(c) for c in zip(*rows, strict=True))
+    space = env.action_space
+    meta = {
+        "format": FORMAT,
+        "env_id": env_id,
+        "env_kwargs": "{}",
+        "obs_space": json.dumps(describe(env.observation_space)),
+        "action_space": json.dumps({**describe(space), "low": space.low.tolist(), "high": space.high.tolist()}),
+        "episodes": str(episodes),
+        "noise": str(noise),
+        "expert_success_rate": str(float(np.mean(wins))),
+    }
+    f32 = lambda x: torch.from_numpy(np.asarray(x, np.float32))  # noqa: E731
+    tensors = {
+        "obs": f32(o),
+        "actions": f32(a),
+        "taken": f32(t),
+        "rewards": f32(r),
+        "next_obs": f32(n),
+        "terminated": torch.from_numpy(d.astype(np.uint8)),
+        "episode": torch.tensor(ep_ids, dtype=torch.int64),
+        "episode_seed": torch.tensor(seeds, dtype=torch.int64),
+        "episode_return": f32(rets),
+        "episode_success": torch.tensor(wins, dtype=torch.uint8),
+    }
+    save_file(tensors, str(path), metadata=meta)
+    env.close()
+
+
 def register() -> None:
     for env_id, cls in (
+        ("ToyFarLine-v0", FarLineEnv),
         ("ToyPoint-v0", PointEnv),
         ("ToyPointGoal-v0", PointGoalEnv),
         ("ToyImage-v0", ImageEnv),
