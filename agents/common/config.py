@@ -161,6 +161,9 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("FactoryReach-v0", "bc"): {"total_steps": 5_000},
     ("ConveyorPick-v0", "ppo"): {"total_steps": 2_000_000, "n_envs": 16, "n_steps": 256, "update_epochs": 4},
     ("ConveyorPick-v0", "sac"): {"total_steps": 500_000, "her_ratio": 0.0},
+    # RL from demonstrations (--demos): RLPD's wall-time settings (8 envs, UTD 0.5, LayerNorm
+    # critics); a longer horizon, since a pick takes about 100 control steps.
+    ("ConveyorPick-v0", "sac+demos"): {"total_steps": 300_000, "n_envs": 8, "gamma": 0.97, "log_every": 2_000},
     ("ConveyorPick-v0", "bc"): {"total_steps": 30_000, "net_width": 512, "net_depth": 3},
 }
 

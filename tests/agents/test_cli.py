@@ -130,6 +130,19 @@ def test_bench_prints_machine_readable_lines(capsys):
 
 
 @pytest.mark.slow
+def test_learning_bench_writes_its_table_and_curves(tmp_path):
+    cmd = [sys.executable, "bench/learning.py", "--matrix", "cpu", "--seeds", "1", "--only", "FactoryReach-v0"]
+    cmd += ["--device", "cpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
+    assert figures["FactoryReach-v0-sac.success_mean"] >= 0.9
+    table = (tmp_path / "table.md").read_text()
+    assert "| FactoryReach-v0 | sac | - | 4,500 | 1 |" in table and "twin train --env FactoryReach-v0" in table
+    assert (tmp_path / "curves_FactoryReach-v0.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
 def test_training_bench_prints_its_figures():
     import subprocess
     import sys

@@ -1,0 +1,293 @@
+"""The baselines table: a fixed matrix of task x algorithm x seeds, trained with `twin train` as a
+user runs it, each evaluated on the 100 fixed seeds.
+
+Writes into ``--out``: ``table.md`` and ``table.json`` (per cell: final success mean and spread
+over seeds, env steps and wall-clock to 90% success on the training episodes, the budget, the
+hardware, the command), ``curves_<task>.png`` (success against wall-clock and against env steps,
+one line per algorithm and seed) and each run's folder under ``runs/``. Prints one
+``name value unit`` line per figure. Runs may share the machine: ``--parallel P`` runs P at once,
+each pinned to its own share of the cores (``taskset``), as on a 16-core machine split four ways.
+
+Usage: python bench/learning.py [--matrix full|cpu] [--seeds 3] [--parallel 1] [--device auto]
+       [--only ENV_ID ...] [--out bench-out/learning]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Cell:
+    env_id: str
+    algo: str
+    steps: int
+    demos: int = 0
+    """Expert demonstration episodes recorded for the run (0: none)."""
+    sets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.env_id.replace(':', '.')}-{self.algo}{'-demos' if self.demos else ''}"
+
+
+MATRICES: dict[str, list[Cell]] = {
+    # The GPU machine (16 cores): the issue's budgets; every task, every algorithm.
+    "full": [
+        Cell("FactoryReach-v0", "sac", 4_500),
+        Cell("FactoryReach-v0", "ppo", 200_000),
+        Cell("ConveyorPick-v0", "sac", 300_000, demos=20),
+        Cell("ConveyorPick-v0", "sac", 300_000),
+        Cell("ConveyorPick-v0", "ppo", 2_000_000),
+        Cell("ConveyorPick-v0", "bc", 30_000, demos=200),
+    ],
+    # The 2-core machine: what fits in minutes.
+    "cpu": [
+        Cell("FactoryReach-v0", "sac", 4_500),
+        Cell("panda_gym:PandaReach-v3", "sac", 5_000),
+        Cell("ConveyorPick-v0", "sac", 40_000, demos=20),
+    ],
+}
+
+
+def hardware(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = ""
+    if device != "cpu":
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                gpu = f", {torch.cuda.get_device_name(0)}"
+        except ImportError:
+            pass
+    return f"{os.cpu_count()} x {cpu}{gpu}"
+
+
+def record_demos(cell: Cell, out: Path, cpus: str | None) -> tuple[Path, float]:
+    path = out / "demos" / f"{cell.env_id.replace(':', '.')}-{cell.demos}.safetensors"
+    if path.exists():
+        return path, 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["twin", "demos", cell.env_id, "--episodes", str(cell.demos), "--workers", "2", "--noise", "0.1"]
+    cmd += ["--out", str(path)]
+    t0 = time.perf_counter()
+    subprocess.run(_pinned(cmd, cpus), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return path, time.perf_counter() - t0
+
+
+def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
+def train_command(cell: Cell, seed: int, run_dir: Path, device: str, demos: Path | None) -> list[str]:
+    cmd = ["twin", "train", "--env", cell.env_id, "--algo", cell.algo, "--steps", str(cell.steps)]
+    cmd += ["--seed", str(seed), "--device", device, "--out", str(run_dir)]
+    if demos is not None:
+        cmd += ["--demos", str(demos)]
+    for k, v in cell.sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    return cmd
+
+
+def curve(run_dir: Path) -> list[tuple[int, float, float]]:
+    """(env steps, seconds, training success rate) of each logged row."""
+    rows = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        if d.get("success_rate") is not None and d.get("time") is not None:
+            rows.append((int(d["step"]), float(d["time"]), float(d["success_rate"])))
+    return rows
+
+
+def to_90(rows: list[tuple[int, float, float]]) -> tuple[float | None, float | None]:
+    for step, t, s in rows:
+        if s >= 0.9:
+            return step, t
+    return None, None
+
+
+def plot(task: str, results: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {}
+    for r in results:
+        key = r["cell"]
+        c = colours.setdefault(key, f"C{len(colours)}")
+        steps = [p[0] for p in r["curve"]]
+        secs = [p[1] for p in r["curve"]]
+        succ = [p[2] for p in r["curve"]]
+        a.plot(secs, succ, color=c, alpha=0.8, label=key if r["seed"] == 0 else None)
+        b.plot(steps, succ, color=c, alpha=0.8)
+    a.set_xlabel("wall-clock (s)")
+    b.set_xlabel("env steps")
+    b.xaxis.set_major_formatter(EngFormatter(sep=""))
+    for ax in (a, b):
+        ax.set_ylabel("training success rate (fraction of episodes)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    a.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{task}: success while training (one line per seed)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--matrix", choices=sorted(MATRICES), default="cpu")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--parallel", type=int, default=1, help="runs at once, each on its own share of the cores")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--only", nargs="*", help="only these env ids")
+    ap.add_argument("--out", default="bench-out/learning")
+    args = ap.parse_args()
+    if args.seeds < 1 or args.parallel < 1:
+        ap.error("--seeds and --parallel must be at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = [c for c in MATRICES[args.matrix] if not args.only or c.env_id in args.only]
+    cores = sorted(os.sched_getaffinity(0))
+    share = max(1, len(cores) // args.parallel)
+    slots = [",".join(map(str, cores[i * share : (i + 1) * share])) for i in range(args.parallel)]
+    hw = hardware(args.device)
+
+    jobs = []
+    for cell in cells:
+        demos, demo_s = record_demos(cell, out, None) if cell.demos else (None, 0.0)
+        for seed in range(args.seeds):
+            run_dir = out / "runs" / f"{cell.name}-s{seed}"
+            if run_dir.exists():
+                subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+            jobs.append((cell, seed, run_dir, demos, demo_s))
+
+    running: list[tuple[subprocess.Popen, tuple, float, str]] = []
+    results: list[dict] = []
+    free = list(slots) if args.parallel > 1 else [None]
+    pending = list(jobs)
+    while pending or running:
+        while pending and free:
+            job = pending.pop(0)
+            cpus = free.pop(0)
+            cmd = train_command(job[0], job[1], job[2], args.device, job[3])
+            job[2].parent.mkdir(parents=True, exist_ok=True)
+            log = open(job[2].parent / f"{job[2].name}.log", "w")  # noqa: SIM115 (the child writes it)
+            proc = subprocess.Popen(_pinned(cmd, cpus), stdout=log, stderr=subprocess.STDOUT)
+            running.append((proc, job, time.perf_counter(), cpus, cmd))
+            print(f"# started {shlex.join(cmd)}", file=sys.stderr, flush=True)
+        time.sleep(1.0)
+        for item in list(running):
+            proc, job, t0, cpus, cmd = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            free.append(cpus)
+            cell, seed, run_dir, _, demo_s = job
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                print(f"# FAILED ({proc.returncode}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
+                continue
+            ev = json.loads((run_dir / "eval.json").read_text())
+            rows = curve(run_dir)
+            steps90, secs90 = to_90(rows)
+            results.append(
+                {
+                    "cell": cell.name,
+                    "env_id": cell.env_id,
+                    "algo": cell.algo,
+                    "demos": cell.demos,
+                    "seed": seed,
+                    "budget_steps": cell.steps,
+                    "success": ev["eval_success_rate"],
+                    "parts_placed": ev.get("eval_parts_placed_fraction"),
+                    "train_seconds": ev["train_seconds"],
+                    "command_seconds": wall,
+                    "demo_seconds": demo_s,
+                    "steps_to_90": steps90,
+                    "seconds_to_90": secs90,
+                    "curve": rows,
+                    "command": shlex.join(cmd),
+                    "cpus": cpus or "all",
+                }
+            )
+            print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
+
+    table = []
+    for cell in cells:
+        rs = [r for r in results if r["cell"] == cell.name]
+        if not rs:
+            continue
+        succ = [r["success"] for r in rs]
+        reached = [r for r in rs if r["steps_to_90"] is not None]
+        row = {
+            "task": cell.env_id,
+            "algorithm": cell.algo,
+            "demos": cell.demos,
+            "budget_steps": cell.steps,
+            "seeds": len(rs),
+            "success_mean": statistics.mean(succ),
+            "success_min": min(succ),
+            "success_max": max(succ),
+            "parts_placed_mean": (
+                statistics.mean(r["parts_placed"] for r in rs) if rs[0]["parts_placed"] is not None else None
+            ),
+            "steps_to_90_median": statistics.median(r["steps_to_90"] for r in reached) if reached else None,
+            "seconds_to_90_median": statistics.median(r["seconds_to_90"] for r in reached) if reached else None,
+            "reached_90": f"{len(reached)}/{len(rs)}",
+            "train_seconds_median": statistics.median(r["train_seconds"] for r in rs),
+            "hardware": f"{hw}; {len(rs[0]['cpus'].split(',')) if rs[0]['cpus'] != 'all' else len(cores)} cores per run",
+            "command": rs[0]["command"].replace(str(out), "OUT"),
+        }
+        table.append(row)
+        tag = cell.name
+        print(f"{tag}.success_mean {row['success_mean']:.3g} fraction", flush=True)
+        print(f"{tag}.success_min {row['success_min']:.3g} fraction", flush=True)
+        if row["seconds_to_90_median"] is not None:
+            print(f"{tag}.seconds_to_90 {row['seconds_to_90_median']:.4g} s", flush=True)
+            print(f"{tag}.steps_to_90 {row['steps_to_90_median']:.4g} steps", flush=True)
+        print(f"{tag}.train_seconds {row['train_seconds_median']:.4g} s", flush=True)
+    (out / "table.json").write_text(json.dumps({"rows": table, "runs": results}, indent=2) + "\n")
+    md = [
+        "| task | algorithm | demos | budget (env steps) | seeds | success (mean, min-max) | parts placed | "
+        "to 90% (env steps) | to 90% (s) | training (s) | hardware | command |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in table:
+        s90 = "-" if r["steps_to_90_median"] is None else f"{r['steps_to_90_median']:,.0f} ({r['reached_90']})"
+        t90 = "-" if r["seconds_to_90_median"] is None else f"{r['seconds_to_90_median']:.0f}"
+        placed = "-" if r["parts_placed_mean"] is None else f"{r['parts_placed_mean']:.2f}"
+        md.append(
+            f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {r['budget_steps']:,} | {r['seeds']} | "
+            f"{r['success_mean']:.2f} ({r['success_min']:.2f}-{r['success_max']:.2f}) | {placed} | {s90} | {t90} | "
+            f"{r['train_seconds_median']:.0f} | {r['hardware']} | `{r['command']}` |"
+        )
+    (out / "table.md").write_text("\n".join(md) + "\n")
+    for task in dict.fromkeys(r["env_id"] for r in results):
+        plot(task, [r for r in results if r["env_id"] == task], out / f"curves_{task.replace(':', '.')}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
