@@ -13,6 +13,7 @@ import sys
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -92,11 +93,11 @@ def cmd_smoke(args: argparse.Namespace) -> int:
             smoke_one(env_id, mode, steps=args.steps, seed=args.seed)
         except Exception as exc:  # report and go on: the summary names every failure
             failed.append(f"{env_id} [{mode}]: {type(exc).__name__}: {exc}")
-            out.print(f"[red]FAIL[/red] {env_id} obs_mode={mode}: {exc}")
+            out.print(f"[red]FAIL[/red] {env_id} obs_mode={mode}: {escape(str(exc))}")
         else:
             out.print(f"[green]ok[/green]   {env_id} obs_mode={mode} ({time.perf_counter() - t:.1f} s)")
     if failed:
-        err.print(f"smoke failed for {len(failed)} case(s):\n  " + "\n  ".join(failed))
+        err.print(escape(f"smoke failed for {len(failed)} case(s):\n  " + "\n  ".join(failed)))
         return 1
     out.print(f"smoke passed: {len(cases())} cases in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -111,7 +112,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     if args.video and not args.video.lower().endswith((".mp4", ".gif")):
         raise UsageError(f"--video must name a .mp4 or .gif file, got {args.video!r}")
     with _progress() as prog:
-        task = prog.add_task(f"{env_id} [{args.policy}]", total=args.episodes, rate="")
+        task = prog.add_task(escape(f"{env_id} [{args.policy}]"), total=args.episodes, rate="")
         tick = _episode_ticker(prog, task)
 
         def done(res):
@@ -295,7 +296,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         err.print(f"twin: export failed: {exc}; {args.onnx} was not written", markup=False, soft_wrap=True)
         return 1
     out.print(
-        f"wrote {info['onnx']}: input obs [batch, {info['obs_dim']}] -> action [batch, {info['act_dim']}]; "
+        f"wrote {info['onnx']}: input obs \\[batch, {info['obs_dim']}] -> action \\[batch, {info['act_dim']}]; "
         f"max |onnx - torch| = {info['max_abs_diff']:.2e} on random observations"
     )
     return 0
@@ -321,7 +322,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     n = len(suite.episodes())
     with _progress() as prog:
-        task = prog.add_task(f"eval {suite.suite.name} [{spec.kind}]", total=n, rate="")
+        task = prog.add_task(escape(f"eval {suite.suite.name} [{spec.kind}]"), total=n, rate="")
         t0 = time.perf_counter()
         done = _episode_ticker(prog, task, per_minute=True)
         try:

@@ -36,7 +36,7 @@ def test_smoke_names_the_failing_env(monkeypatch, capsys):
 
     monkeypatch.setattr(smoke, "smoke_one", broken)
     assert run(["smoke", "--steps", "2"]) == 1
-    assert "ConveyorPick-v0" in capsys.readouterr().err
+    assert "ConveyorPick-v0 [state]: RuntimeError: boom" in capsys.readouterr().err
 
 
 def test_layout_check_valid(capsys):

@@ -171,11 +171,13 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
         train(_cfg("ppo", "ToyPointGoal-v0"), out, resume=True, quiet=True)
 
 
-def test_onnx_export_matches_torch(tmp_path):
+def test_onnx_export_matches_torch(tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     cfg = _cfg("ppo", "ToyPoint-v0", total_steps=512, n_steps=128, eval_episodes=0)
     train(cfg, tmp_path / "run", quiet=True)
+    capsys.readouterr()
     assert cli(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "p.onnx")]) == 0
+    assert "input obs [batch, 2] -> action [batch, 1]" in capsys.readouterr().out.replace("\n", " ")
     sess = ort.InferenceSession(str(tmp_path / "p.onnx"))
     (inp,), (outp,) = sess.get_inputs(), sess.get_outputs()
     assert (inp.name, inp.shape[1], outp.name, outp.shape[1]) == ("obs", 2, "action", 1)
