@@ -183,7 +183,7 @@ def main() -> int:
                 subprocess.run(["rm", "-rf", str(run_dir)], check=True)
             jobs.append((cell, seed, run_dir, demos, demo_s))
 
-    running: list[tuple[subprocess.Popen, tuple, float, str]] = []
+    running: list[tuple] = []
     results: list[dict] = []
     free = list(slots) if args.parallel > 1 else [None]
     pending = list(jobs)
@@ -195,13 +195,14 @@ def main() -> int:
             job[2].parent.mkdir(parents=True, exist_ok=True)
             log = open(job[2].parent / f"{job[2].name}.log", "w")  # noqa: SIM115 (the child writes it)
             proc = subprocess.Popen(_pinned(cmd, cpus), stdout=log, stderr=subprocess.STDOUT)
-            running.append((proc, job, time.perf_counter(), cpus, cmd))
+            running.append((proc, job, time.perf_counter(), cpus, cmd, log))
             print(f"# started {shlex.join(cmd)}", file=sys.stderr, flush=True)
         time.sleep(1.0)
         for item in list(running):
-            proc, job, t0, cpus, cmd = item
+            proc, job, t0, cpus, cmd, log = item
             if proc.poll() is None:
                 continue
+            log.close()
             running.remove(item)
             free.append(cpus)
             cell, seed, run_dir, _, demo_s = job

@@ -223,6 +223,27 @@ class EnvPool(gym.vector.VectorEnv):
         """Start a fresh worker in place of a dead one (its envs built, not reset)."""
         raise NotImplementedError
 
+    def _spawn(self, worker: int) -> None:
+        """Start worker ``worker`` (without waiting for it)."""
+        raise NotImplementedError
+
+    def _await_ready(self, worker: int) -> None:
+        """Wait until worker ``worker`` has built its envs; raise if it cannot."""
+        raise NotImplementedError
+
+    def _start_workers(self) -> None:
+        """Start every worker, then wait for each (they build their envs in parallel); if any
+        fails, stop them all and raise."""
+        try:
+            for w in range(self.n_workers):
+                self._spawn(w)
+            for w in range(self.n_workers):
+                self._await_ready(w)
+        except BaseException:
+            self._closing = True
+            self._shutdown()
+            raise
+
     def _kill(self, worker: int, reason: str) -> None:
         """Kill a worker that stopped answering; ``_gather`` reports it dead with ``reason``."""
         raise NotImplementedError

@@ -147,15 +147,7 @@ class ProcessPool(EnvPool):
         self._step_message = [
             pickle.dumps(("step", self.worker_slots[w].index(s), ("step",))) for s, (_, _, w) in enumerate(self.slots)
         ]
-        try:
-            for w in range(workers):
-                self._spawn(w)
-            for w in range(workers):
-                self._await_ready(w)
-        except BaseException:
-            self._closing = True
-            self._shutdown()
-            raise
+        self._start_workers()
 
     def _spawn(self, w: int) -> None:
         slots = [(self.slots[s][0], self.slots[s][1]) for s in self.worker_slots[w]]

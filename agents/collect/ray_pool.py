@@ -121,11 +121,8 @@ class RayPool(EnvPool):
             self._actors: list[Any] = [None] * workers
             self._pending: dict[Any, tuple[int, int]] = {}
             self._kill_reason: dict[int, str] = {}
-            for w in range(workers):
-                self._start(w)
-            for w in range(workers):
-                self._await_ready(w)
-        except BaseException:
+            self._start_workers()
+        except BaseException:  # the Ray check and set-up above, too
             self._closing = True
             self._shutdown()
             raise
@@ -135,7 +132,7 @@ class RayPool(EnvPool):
         """Actors of a local cluster this pool started run on this machine's cores."""
         return self.n_workers if self._started_ray else 0
 
-    def _start(self, w: int) -> None:
+    def _spawn(self, w: int) -> None:
         slots = [(self.slots[s][0], self.slots[s][1]) for s in self.worker_slots[w]]
         lo, hi = slots[0][0], slots[-1][1]
         fns = CloudpickleWrapper(self.env_fns[lo:hi])
@@ -199,7 +196,7 @@ class RayPool(EnvPool):
         self._pending = {r: v for r, v in self._pending.items() if v[0] != worker}
         self._ray.kill(self._actors[worker], no_restart=True)
         for _attempt in range(MAX_REVIVALS_IN_A_ROW):
-            self._start(worker)
+            self._spawn(worker)
             try:
                 self._await_ready(worker)
                 return
