@@ -1,7 +1,8 @@
 """The ``twin`` command line.
 
-Exit codes: 0 success, 1 a run failed (a smoke case, an episode error), 2 bad input (unknown env
-id, invalid layout, bad arguments).
+Exit codes: 0 success, 1 a run failed (a smoke case; an evaluation episode that could not run to
+its end: a policy fault, a limit, a dead worker), 2 bad input (unknown env id, invalid layout,
+suite, config, checkpoint or policy, bad arguments), 130/143 stopped by Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -195,6 +196,17 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return out_
 
 
+def _check_env_kwargs(env_id: str, kwargs: dict) -> None:
+    """Build the env once with ``kwargs`` so a bad one is refused before any worker starts."""
+    import gymnasium as gym
+
+    try:
+        env = gym.make(env_id, **kwargs)
+    except Exception as exc:  # whatever the env's constructor refuses
+        raise UsageError(f"env_kwargs {kwargs}: gym.make({env_id!r}) fails: {type(exc).__name__}: {exc}") from None
+    env.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401  (registers the ids)
@@ -229,6 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.show_config:
             print(json.dumps(to_dict(cfg), indent=2))
             return 0
+        if not args.resume:
+            _check_env_kwargs(cfg.env_id, cfg.env_kwargs)
         result = train(cfg, args.out, resume=args.resume)
     except (ConfigError, TrainError, CheckpointError, DemosError, UnsupportedSpaceError) as exc:
         raise UsageError(str(exc)) from None
@@ -302,46 +316,129 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TermAsInterrupt:
+    """SIGTERM (what a scheduler sends) stops the command like Ctrl-C does."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    def _raise(self, signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from agents.evaluation.report import aggregate, clean, scorecard_meta, write_report, write_results
-    from agents.evaluation.runner import PolicyError, check_policy, policy_spec, run_suite
+    from pydantic import ValidationError
+
+    from agents.evaluation.report import aggregate, clean, encode_video, scorecard_meta, write_report, write_results
+    from agents.evaluation.runner import VIDEO_STRIDE, PolicyError, check_policy, policy_spec, run_suite
+    from agents.evaluation.store import ResultsError, ResultsFolder
     from agents.evaluation.suite import SuiteError, load_suite
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.videos < 0:
         raise UsageError("--videos must be >= 0")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
     try:
         suite = load_suite(args.suite)
         spec = policy_spec(args.policy)
-        check_policy(spec, suite)  # shapes against every task's spaces, before any episode
+        flags = {
+            "episode_seconds": args.episode_seconds,
+            "call_seconds": args.call_seconds,
+            "memory_mb": args.memory_mb,
+        }
+        limits = type(suite.suite.limits).model_validate(
+            {**suite.suite.limits.model_dump(), **{k: v for k, v in flags.items() if v is not None}}
+        )
+        check_policy(spec, suite)  # every variant's env built once; shapes against every task's spaces
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     except (SuiteError, PolicyError) as exc:
         raise UsageError(str(exc)) from None
+    meta = scorecard_meta(suite, spec, args.backend, args.workers)
+    identity = {k: meta[k] for k in ("suite", "suite_hash", "layout_hashes", "policy")}
+    identity |= {"limits": limits.model_dump(), "videos": args.videos}
+    try:
+        folder = ResultsFolder(args.out, identity, resume=args.resume, overwrite=args.overwrite)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
     out_dir = Path(args.out)
-    n = len(suite.episodes())
-    with _progress() as prog:
-        task = prog.add_task(escape(f"eval {suite.suite.name} [{spec.kind}]"), total=n, rate="")
+    episodes = suite.episodes()
+    n = len(episodes)
+    fps = 20 // VIDEO_STRIDE
+    with folder, _progress() as prog:
+        kept = len(folder.done)
+        if kept:
+            err.print(f"resuming: {kept} of {n} episodes already in {out_dir}/episodes.jsonl", highlight=False)
+        task = prog.add_task(escape(f"eval {suite.suite.name} [{spec.kind}]"), total=n, completed=kept, rate="")
         t0 = time.perf_counter()
-        done = _episode_ticker(prog, task, per_minute=True)
+        tick = _episode_ticker(prog, task, per_minute=True)
+
+        def done(res):
+            row = res["row"]
+            folder.add(row)
+            if res["frames"]:
+                data, suffix = encode_video(res["frames"], fps)
+                folder.add_video((row["task"], row["variant"], row["seed"]), data, suffix)
+            tick()
+
+        def notify(line: str) -> None:
+            err.print(f"twin: {line}", markup=False, highlight=False, soft_wrap=True)
+
         try:
-            rows, videos = run_suite(spec, suite, args.workers, args.backend, args.videos, on_episode=done)
+            with _TermAsInterrupt():
+                run_suite(
+                    spec,
+                    suite,
+                    args.workers,
+                    args.backend,
+                    args.videos,
+                    on_episode=done,
+                    limits=limits,
+                    skip=set(folder.done),
+                    notify=notify,
+                )
+        except KeyboardInterrupt:
+            prog.stop()
+            err.print(
+                f"interrupted: {len(folder.done)} of {n} episodes are kept in {out_dir}/episodes.jsonl; finish them "
+                f"with the same command and --resume",
+                highlight=False,
+            )
+            return 130
         except PolicyError as exc:
             raise UsageError(str(exc)) from None
-    elapsed = time.perf_counter() - t0
-    rows = clean(rows)
-    aggs = aggregate(rows)
-    meta = scorecard_meta(suite, spec, args.backend, args.workers)
-    meta["episodes_per_minute"] = round(60 * n / elapsed, 2)
-    try:
-        write_results(out_dir, rows, aggs, meta)
-    except ImportError as exc:
-        raise UsageError(f"writing results needs {exc.name}: pip install 'factory-twin[eval]'") from None
-    fps = 20 // 4
-    write_report(out_dir, meta, aggs, rows, videos, fps)
-    table = Table(title=f"{suite.suite.name}: {spec.kind} policy, {n} episodes, {60 * n / elapsed:.1f} episodes/min")
-    for col in ("task", "variant", "episodes", "success", "95% interval", "return", "failures"):
+        elapsed = time.perf_counter() - t0
+        rows = clean([folder.done[ep] for ep in episodes])
+        aggs = aggregate(rows)
+        meta["limits"] = limits.model_dump()
+        meta["episodes_per_minute"] = round(60 * (n - kept) / elapsed, 2) if n > kept else None
+        if kept:
+            meta["resumed_with_episodes"] = kept
+        try:
+            write_results(out_dir, rows, aggs, meta)
+        except ImportError as exc:
+            raise UsageError(f"writing results needs {exc.name}: pip install 'factory-twin[eval]'") from None
+        write_report(out_dir, meta, aggs, rows, folder.videos())
+    rate = f", {meta['episodes_per_minute']:.1f} episodes/min" if meta["episodes_per_minute"] else ""
+    table = Table(title=f"{suite.suite.name}: {spec.kind} policy, {n} episodes{rate}")
+    for col in ("task", "variant", "episodes", "success", "95% interval", "return", "failures", "errors"):
         table.add_column(
             col,
             justify="left" if col in ("task", "variant") else "right",
@@ -357,9 +454,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"[{a['success_ci95_low']:.3f}, {a['success_ci95_high']:.3f}]",
             _fmt(a.get("return_mean", float("nan"))),
             str(a["episodes"] - a["successes"]),
+            str(a["errors"]),
         )
     out.print(table)
-    out.print(f"wrote {out_dir}/results.json, results.parquet and report.html")
+    out.print(f"wrote {out_dir}/results.json, results.parquet and report.html", highlight=False)
+    errors = sum(1 for r in rows if r.get("error"))
+    if errors:
+        err.print(
+            f"twin: {errors} of {n} episode(s) could not run to their end (policy faults, limits, dead workers); "
+            f"their reasons are in the failure column and the report",
+            highlight=False,
+        )
+        return 1
     return 0
 
 
@@ -482,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="parallel episodes")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--videos", type=int, default=1, help="episode videos per task in the report")
+    p.add_argument("--resume", action="store_true", help="finish the evaluation in --out (only its missing episodes)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    p.add_argument(
+        "--episode-seconds", type=float, help="wall-clock limit per episode (default: the suite's, else 300)"
+    )
+    p.add_argument("--call-seconds", type=float, help="wall-clock limit per policy call (default: the suite's, else 2)")
+    p.add_argument("--memory-mb", type=int, help="memory an eval worker may add, MB (default: the suite's, else 4096)")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("compare", help="compare two twin eval results, task by task")

@@ -254,7 +254,10 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     if state is not None:
         step = ckpt.resume(state, agent, update.optimizers(), rng)
         if state.get("replay"):
-            buffer.load_state(state["replay"])
+            try:
+                buffer.load_state(state["replay"])
+            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+                raise ckpt.CheckpointError(f"{state['source']}: the replay buffer does not fit: {exc}") from None
     warmup_rng = np.random.default_rng(int(rng.integers(2**31)))  # uniform actions before learning_starts
 
     def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:

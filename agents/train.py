@@ -24,6 +24,8 @@ from agents.common.runtime import Run, evaluate, plot_learning_curve, resolve_de
 from agents.common.spaces import check_spaces, describe
 
 ALGOS = {"ppo": ppo, "sac": sac, "bc": bc}
+MAX_POLICY_PARAMS = 500_000_000
+"""Largest network a checkpoint may ask to be built (2 GB of float32 weights)."""
 
 
 class TrainError(ValueError):
@@ -44,10 +46,20 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[t
     doc = ckpt.read_sidecar(folder)
     try:
         cfg = from_dict(doc["config"])
-    except (ConfigError, TypeError) as exc:
+    except (ConfigError, TypeError, AttributeError) as exc:
         raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: config: {exc}") from None
     act = doc["action_space"]
-    agent = ALGOS[algo_of(cfg)].build(cfg, _flatdim(doc["obs_space"]), int(act["shape"][0]), act["low"], act["high"])
+    obs_dim, act_dim = _flatdim(doc["obs_space"]), int(act["shape"][0])
+    params = 4 * cfg.net_width * (obs_dim + act_dim + cfg.net_depth * cfg.net_width)
+    if params > MAX_POLICY_PARAMS:
+        raise ckpt.CheckpointError(
+            f"{folder / ckpt.SIDECAR}: declares networks of about {params:,} parameters "
+            f"(obs {obs_dim}, width {cfg.net_width}, depth {cfg.net_depth}), over the {MAX_POLICY_PARAMS:,} limit"
+        )
+    try:
+        agent = ALGOS[algo_of(cfg)].build(cfg, obs_dim, act_dim, act["low"], act["high"])
+    except (ValueError, TypeError, RuntimeError, MemoryError) as exc:
+        raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: cannot build its network: {exc}") from None
     tensors = ckpt.load_tensors(folder, ckpt.MODEL, doc, "cpu")
     ckpt.load_module_state(agent, tensors, "model.", str(folder / ckpt.MODEL))
     policy = agent.policy().to(device).eval()
@@ -81,7 +93,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     if resume:
         folder = ckpt.resolve_checkpoint(out)
         doc = ckpt.read_sidecar(folder)
-        saved = from_dict(doc["config"])
+        try:
+            saved = from_dict(doc["config"])
+        except (ConfigError, TypeError, AttributeError) as exc:
+            raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: config: {exc}") from None
         if algo_of(saved) != algo_of(cfg) or saved.env_id != cfg.env_id:
             raise TrainError(
                 f"{folder}: a {algo_of(saved)} run on {saved.env_id}; cannot resume it as {algo_of(cfg)} on {cfg.env_id}"

@@ -18,14 +18,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from twin.paths import ASSETS_DIR, LAYOUTS_DIR
 
+MAX_LAYOUT_BYTES = 2**20
+"""Largest layout file accepted (1 MiB)."""
+MAX_URDF_BYTES = 16 * 2**20
+"""Largest fixture URDF accepted (16 MiB)."""
+
+# Physical bounds. A cell is at most 100 m across; nothing in it is bigger than the floor, and
+# every number is finite. Each field's bounds show in ``twin layout schema``.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Vec2 = tuple[Finite, Finite]
-Vec3 = tuple[Finite, Finite, Finite]
-Size3 = tuple[PositiveFloat, PositiveFloat, PositiveFloat]
+Coord = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]
+"""A coordinate in metres, within the largest floor."""
+Length = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+"""A length in metres, at most the largest floor."""
+Friction = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
+Degrees = Annotated[float, Field(ge=-360, le=360, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)]
+Force = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+"""Newtons."""
+Vec2 = tuple[Coord, Coord]
+Vec3 = tuple[Coord, Coord, Coord]
+Size3 = tuple[Length, Length, Length]
 Unit = Annotated[float, Field(ge=0, le=1)]
 Rgba = tuple[Unit, Unit, Unit, Unit]
+Gravity = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]
+"""m/s^2 along one axis (Earth: 9.81)."""
+Radians = Annotated[float, Field(ge=-6.3, le=6.3, allow_inf_nan=False)]
 
 
 class _Model(BaseModel):
@@ -43,9 +62,9 @@ class LayoutError(ValueError):
 
 
 class Floor(_Model):
-    size: tuple[PositiveFloat, PositiveFloat] = (6.0, 6.0)
-    """Floor extent in metres along x and y, centred on the origin; every body must stand on it."""
-    friction: NonNegFloat = 0.8
+    size: tuple[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)], Length] = (6.0, 6.0)
+    """Floor extent in metres along x and y (at most 100), centred on the origin; every body must stand on it."""
+    friction: Friction = 0.8
 
 
 class Physics(_Model):
@@ -53,14 +72,15 @@ class Physics(_Model):
     """Physics rate in Hz."""
     substeps: Annotated[int, Field(ge=1, le=100)] = 12
     """Physics steps per control step; the control rate is hz / substeps."""
-    gravity: Vec3 = (0.0, 0.0, -9.81)
+    gravity: tuple[Gravity, Gravity, Gravity] = (0.0, 0.0, -9.81)
+    """m/s^2, each component within +-100."""
     solver_iterations: Annotated[int, Field(ge=1, le=1000)] = 50
 
 
 class Pose(_Model):
     position: Vec3
     """Metres, world frame."""
-    yaw: Finite = 0.0
+    yaw: Degrees = 0.0
     """Degrees about +z."""
 
 
@@ -70,47 +90,48 @@ class Robot(_Model):
     base: Pose
     tool: Literal["parallel_gripper", "suction"] = "parallel_gripper"
     """End-of-arm tool: a friction parallel-jaw gripper or a suction cup."""
-    home: tuple[Finite, Finite, Finite, Finite, Finite, Finite, Finite] = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
+    home: tuple[Radians, Radians, Radians, Radians, Radians, Radians, Radians] = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
     """Home joint angles in radians for the seven arm joints."""
-    suction_force: PositiveFloat = 40.0
+    suction_force: Force = 40.0
     """Newtons the suction seal holds before the part tears off (suction tool only)."""
-    grip_force: PositiveFloat = 100.0
+    grip_force: Force = 100.0
     """Newtons per finger (parallel gripper only)."""
 
 
 class BeamBreak(_Model):
-    offset: NonNegFloat = 0.12
+    offset: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.12
     """Distance in metres from the downstream end of the belt to the light beam."""
-    height: PositiveFloat = 0.015
+    height: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.015
     """Height of the beam above the belt surface, metres."""
 
 
 class Conveyor(_Model):
     position: Vec2
     """Centre of the belt, metres (x, y)."""
-    yaw: Finite = 0.0
+    yaw: Degrees = 0.0
     """Degrees; parts travel along the belt's +x axis rotated by yaw."""
-    length: PositiveFloat = 1.6
-    width: PositiveFloat = 0.3
-    height: PositiveFloat = 0.75
+    length: Length = 1.6
+    """Metres; the belt must lie on the floor."""
+    width: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 0.3
+    height: Annotated[float, Field(gt=0, le=5, allow_inf_nan=False)] = 0.75
     """Height of the belt surface above the floor, metres."""
     speed: Annotated[float, Field(ge=0, le=2.0)] = 0.1
     """Belt speed, m/s."""
     end_stop: bool = True
     """A stop at the downstream end that parts pile against; without it parts fall off."""
     beam_break: BeamBreak | None = BeamBreak()
-    friction: NonNegFloat = 0.8
+    friction: Friction = 0.8
 
 
 class Part(_Model):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     shape: Literal["box", "cylinder"]
-    size: tuple[PositiveFloat, ...]
-    """box: [x, y, z]; cylinder: [diameter, height]. Metres."""
-    mass: PositiveFloat = 0.1
-    """Kilograms."""
+    size: Annotated[tuple[Annotated[float, Field(ge=0.001, le=2, allow_inf_nan=False)], ...], Field(max_length=3)]
+    """box: [x, y, z]; cylinder: [diameter, height]. Metres, each from 0.001 to 2."""
+    mass: Annotated[float, Field(ge=0.001, le=1000, allow_inf_nan=False)] = 0.1
+    """Kilograms, from 0.001 to 1000."""
     color: Rgba = (0.8, 0.3, 0.2, 1.0)
-    friction: NonNegFloat = 1.0
+    friction: Friction = 1.0
 
     @model_validator(mode="after")
     def _size_matches_shape(self) -> Part:
@@ -128,17 +149,19 @@ class Feeder(_Model):
     conveyor: str = "conveyor-0"
     """Name of the conveyor the parts are put on."""
     parts_per_episode: Annotated[int, Field(ge=1, le=50)] = 3
-    first_arrival: tuple[NonNegFloat, NonNegFloat] = (0.5, 2.0)
+    first_arrival: tuple[Seconds, Seconds] = (0.5, 2.0)
     """Range in seconds (uniform) of the first arrival after reset."""
-    interval: tuple[PositiveFloat, PositiveFloat] = (5.0, 7.0)
+    interval: tuple[Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)], Seconds] = (5.0, 7.0)
     """Range in seconds (uniform) between consecutive arrivals."""
-    mix: dict[str, PositiveFloat]
-    """Relative frequency of each part in the catalogue, by name."""
-    lateral_jitter: NonNegFloat = 0.03
+    mix: Annotated[
+        dict[str, Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]], Field(min_length=1, max_length=64)
+    ]
+    """Relative frequency (weight, at most 1e6) of each part in the catalogue, by name."""
+    lateral_jitter: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.03
     """Half-range in metres of the part's offset across the belt."""
     yaw_jitter: Annotated[float, Field(ge=0, le=180)] = 15.0
     """Half-range in degrees of the part's yaw on arrival."""
-    spawn_offset: NonNegFloat = 0.06
+    spawn_offset: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.06
     """Distance in metres from the upstream end of the belt where parts are put down."""
 
     @field_validator("first_arrival", "interval")
@@ -152,26 +175,35 @@ class Feeder(_Model):
 class Bin(_Model):
     position: Vec3
     """Centre of the bin floor, metres."""
-    size: Size3 = (0.3, 0.3, 0.12)
-    """Inner length, width and wall height, metres."""
-    wall: PositiveFloat = 0.01
+    size: tuple[
+        Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0, le=5, allow_inf_nan=False)],
+    ] = (0.3, 0.3, 0.12)
+    """Inner length, width (each at most 10) and wall height (at most 5), metres."""
+    wall: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.01
     color: Rgba = (0.2, 0.35, 0.7, 1.0)
 
 
 class Table(_Model):
     position: Vec2
     """Centre of the table, metres (x, y)."""
-    size: Size3
-    """Length, width and height (top surface height), metres."""
+    size: tuple[
+        Annotated[float, Field(gt=0, le=50, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0, le=50, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0, le=5, allow_inf_nan=False)],
+    ]
+    """Length, width (each at most 50) and height (top surface height, at most 5), metres."""
     color: Rgba = (0.55, 0.5, 0.45, 1.0)
 
 
 class Fixture(_Model):
-    urdf: str
-    """Path to a URDF, relative to the layout file's folder, or to the assets folder."""
+    urdf: Annotated[str, Field(min_length=1, max_length=4096)]
+    """Path to a URDF, relative to the layout file's folder, or to the assets folder; it must parse,
+    its meshes must exist and PyBullet must load it."""
     pose: Pose
     fixed: bool = True
-    scale: PositiveFloat = 1.0
+    scale: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 1.0
 
 
 class Camera(_Model):
@@ -181,8 +213,8 @@ class Camera(_Model):
     up: Vec3 = (0.0, 0.0, 1.0)
     fov: Annotated[float, Field(gt=1, lt=179)] = 60.0
     """Vertical field of view, degrees."""
-    near: PositiveFloat = 0.05
-    far: PositiveFloat = 5.0
+    near: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 0.05
+    far: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 5.0
     width: Annotated[int, Field(ge=8, le=4096)] = 84
     height: Annotated[int, Field(ge=8, le=4096)] = 84
 
@@ -198,18 +230,18 @@ class Camera(_Model):
 class CellLayout(_Model):
     """A factory cell: what stands where, and how the physics runs."""
 
-    name: str
-    description: str = ""
+    name: Annotated[str, Field(max_length=200)]
+    description: Annotated[str, Field(max_length=10_000)] = ""
     floor: Floor = Floor()
     physics: Physics = Physics()
-    robots: list[Robot] = Field(min_length=1)
-    conveyors: list[Conveyor] = []
-    parts: list[Part] = []
-    feeders: list[Feeder] = []
-    bins: list[Bin] = []
-    tables: list[Table] = []
-    fixtures: list[Fixture] = []
-    cameras: list[Camera] = []
+    robots: list[Robot] = Field(min_length=1, max_length=8)
+    conveyors: list[Conveyor] = Field([], max_length=16)
+    parts: list[Part] = Field([], max_length=64)
+    feeders: list[Feeder] = Field([], max_length=16)
+    bins: list[Bin] = Field([], max_length=32)
+    tables: list[Table] = Field([], max_length=64)
+    fixtures: list[Fixture] = Field([], max_length=256)
+    cameras: list[Camera] = Field([], max_length=16)
 
     @model_validator(mode="after")
     def _references(self) -> CellLayout:
@@ -246,6 +278,21 @@ class CellLayout(_Model):
                     raise ValueError(
                         f"{kind}[{i}].position: ({x}, {y}) is outside the floor (|x| <= {hx}, |y| <= {hy})"
                     )
+                # the whole footprint stands on the floor, not only its centre
+                if kind == "conveyors":
+                    half, yaw = (item.length / 2, item.width / 2), math.radians(item.yaw)
+                else:
+                    half, yaw = (item.size[0] / 2, item.size[1] / 2), 0.0
+                c, s = math.cos(yaw), math.sin(yaw)
+                for sx in (-1, 1):
+                    for sy in (-1, 1):
+                        cx = x + c * sx * half[0] - s * sy * half[1]
+                        cy = y + s * sx * half[0] + c * sy * half[1]
+                        if off_floor(cx, cy):
+                            raise ValueError(
+                                f"{kind}[{i}]: its footprint reaches ({cx:.3g}, {cy:.3g}), beyond the floor "
+                                f"(|x| <= {hx}, |y| <= {hy}); shrink it or enlarge floor.size"
+                            )
         return self
 
     def part(self, name: str) -> Part:
@@ -262,6 +309,11 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _brief(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
+
+
 def _format_errors(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors(include_url=False):
@@ -272,7 +324,9 @@ def _format_errors(err: ValidationError) -> list[str]:
         elif e["type"] == "missing":
             msg = "required field is missing"
         value = e.get("input")
-        shown = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) else f" (got {value!r})"
+        shown = (
+            "" if e["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) else f" (got {_brief(value)})"
+        )
         problems.append(f"{loc}: {msg}{shown}")
     return problems
 
@@ -283,15 +337,118 @@ def parse_layout(data: dict, source: str = "<layout>", base_dir: Path | None = N
         layout = CellLayout.model_validate(data)
     except ValidationError as err:
         raise LayoutError(source, _format_errors(err)) from None
-    missing = []
+    except RecursionError:
+        raise LayoutError(source, ["nested too deeply"]) from None
+    problems = []
     for i, fx in enumerate(layout.fixtures):
-        if resolve_asset(fx.urdf, base_dir) is None:
-            missing.append(
+        path = resolve_asset(fx.urdf, base_dir)
+        if path is None:
+            problems.append(
                 f"fixtures[{i}].urdf: file not found: {fx.urdf!r} (looked beside the layout and in {ASSETS_DIR})"
             )
-    if missing:
-        raise LayoutError(source, missing)
+            continue
+        problem = check_urdf(path)
+        if problem:
+            problems.append(f"fixtures[{i}].urdf: {path}: {problem}")
+    if problems:
+        raise LayoutError(source, problems)
     return layout
+
+
+def check_urdf(path: Path) -> str | None:
+    """What is wrong with a fixture URDF (None when PyBullet loads it): size, XML, the ``<robot>``
+    root, missing mesh files, and finally a load in a throwaway PyBullet client."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_URDF_BYTES:
+            return f"{size:,} bytes, over the {MAX_URDF_BYTES:,}-byte limit for a URDF"
+        text = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+    if b"<!ENTITY" in text:
+        return "XML entity declarations are not accepted in a URDF"
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        return f"not well-formed XML ({exc})"
+    except RecursionError:
+        return "XML nested too deeply"
+    if root.tag != "robot":
+        return f"the root element is <{root.tag}>, a URDF's is <robot>"
+    if root.find("link") is None:
+        return "has no <link>"
+    for mesh in root.iter("mesh"):
+        name = mesh.get("filename", "")
+        if not name:
+            return "a <mesh> has no filename"
+        if name.startswith("package://"):
+            return f"mesh {name!r}: package:// paths are not resolved; give a path relative to the URDF"
+        mesh_path = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not mesh_path.is_file():
+            return f"mesh {name!r} not found (looked at {mesh_path})"
+    return _pybullet_load_problem(path)
+
+
+def _pybullet_load_problem(path: Path) -> str | None:
+    import os
+
+    import pybullet as pb
+
+    # PyBullet prints its own complaints on the C stdout; keep them off the user's terminal.
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            client = pb.connect(pb.DIRECT)
+            try:
+                pb.loadURDF(str(path), physicsClientId=client)
+            except pb.error as exc:
+                return f"PyBullet cannot load it ({exc})"
+            finally:
+                pb.disconnect(client)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return None
+
+
+def read_bounded(path: Path, limit: int, error) -> bytes:
+    """A file's bytes, refusing files that are missing, unreadable, not regular or over ``limit``
+    bytes (``error(problem)`` builds the exception) before reading them."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise error("file not found") from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}") from None
+    if not path.is_file():
+        raise error("not a regular file")
+    if st.st_size > limit:
+        raise error(f"{st.st_size:,} bytes, over the {limit:,}-byte limit")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}") from None
+    if len(raw) > limit:
+        raise error(f"over the {limit:,}-byte limit")
+    return raw
+
+
+def parse_toml(raw: bytes, error) -> dict:
+    """TOML from UTF-8 bytes; every failure (encoding, syntax, nesting) becomes ``error(problem)``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text: byte {raw[exc.start]:#04x} at offset {exc.start}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error("not valid TOML: nested too deeply") from None
 
 
 def resolve_asset(path: str, base_dir: Path | None) -> Path | None:
@@ -321,16 +478,8 @@ def load_layout(name_or_path: str | Path) -> CellLayout:
     """Read and validate a layout TOML file (a path, or the name of a bundled layout)."""
     path = find_layout(name_or_path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LayoutError(source, ["file not found"]) from None
-    except OSError as exc:
-        raise LayoutError(source, [f"cannot read: {exc.strerror}"]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LayoutError(source, [f"not valid TOML: {exc}"]) from None
+    raw = read_bounded(path, MAX_LAYOUT_BYTES, lambda problem: LayoutError(source, [problem]))
+    data = parse_toml(raw, lambda problem: LayoutError(source, [problem]))
     return parse_layout(data, source, path.parent)
 
 

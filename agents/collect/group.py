@@ -98,6 +98,18 @@ def single_threaded() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
+def keep_parents_garbage() -> None:
+    """In a forked worker: never garbage-collect what the parent left behind.
+
+    Objects that were unreachable but not yet collected in the parent at fork time (a Ray
+    client the parent has shut down, say) would otherwise be collected here, and their
+    destructors can wait on threads that only existed in the parent: the worker hangs.
+    """
+    import gc
+
+    gc.freeze()
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), so no worker is orphaned."""
     if not sys.platform.startswith("linux"):

@@ -18,7 +18,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import CloudpickleWrapper, create_shared_memory, read_from_shared_memory
 
-from agents.collect.group import EnvGroup, autoreset_mode, die_with_parent, run_command, single_threaded
+from agents.collect.group import (
+    EnvGroup,
+    autoreset_mode,
+    die_with_parent,
+    keep_parents_garbage,
+    run_command,
+    single_threaded,
+)
 from agents.collect.pool import MAX_REVIVALS_IN_A_ROW, EnvPool, WorkerError, default_workers
 
 
@@ -64,6 +71,7 @@ def _worker_main(
 ) -> None:
     """A worker process: build its envs, then run commands until told to close (or the learner is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
+    keep_parents_garbage()
     die_with_parent()
     single_threaded()
     if cpu is not None:

@@ -24,9 +24,10 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -138,14 +139,14 @@ def load_optimizer(
 ) -> None:
     state: dict[int, dict[str, Any]] = {}
     prefix = f"optim.{name}."
-    for key, val in tensors.items():
-        if key.startswith(prefix):
-            idx, sub = key[len(prefix) :].split(".", 1)
-            state.setdefault(int(idx), {})[sub] = val
-    for key, val in meta.get("scalars", {}).items():
-        idx, sub = key.split(".", 1)
-        state.setdefault(int(idx), {})[sub] = val
     try:
+        for key, val in tensors.items():
+            if key.startswith(prefix):
+                idx, sub = key[len(prefix) :].split(".", 1)
+                state.setdefault(int(idx), {})[sub] = val
+        for key, val in meta.get("scalars", {}).items():
+            idx, sub = key.split(".", 1)
+            state.setdefault(int(idx), {})[sub] = val
         saved_groups = meta["param_groups"]
         if len(saved_groups) != len(opt.param_groups):
             raise ValueError(f"{len(saved_groups)} parameter groups saved, the optimiser has {len(opt.param_groups)}")
@@ -160,7 +161,7 @@ def load_optimizer(
         for i, (tensor, value) in lrs.items():
             tensor.fill_(value)
             opt.param_groups[i]["lr"] = tensor
-    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"optimiser {name!r} state does not fit: {exc}") from None
 
 
@@ -196,6 +197,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint folder atomically (tensor files first, the JSON that names them last)."""
     folder = Path(folder)
+    for stray in folder.glob(".*.safetensors.*"):  # temporary files of a write a kill cut short
+        stray.unlink(missing_ok=True)
     files = {MODEL: _atomic_save_tensors(folder / MODEL, model, {"format": FORMAT})}
     if replay is not None:
         files[REPLAY] = _atomic_save_tensors(folder / REPLAY, replay, {"format": FORMAT})
@@ -220,7 +223,53 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+MAX_SIDECAR_BYTES = 16 * 2**20
+MAX_FLAT_DIM = 1_000_000
+"""Largest flattened observation or action a checkpoint may declare (the networks are built from it)."""
+
+
+class _Space(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    shape: list[Annotated[int, Field(ge=0, le=MAX_FLAT_DIM)]] | None = None
+    spaces: dict[str, _Space] | None = None
+
+
+class _ActionSpace(_Space):
+    shape: list[Annotated[int, Field(ge=1, le=MAX_FLAT_DIM)]] = Field(min_length=1, max_length=1)
+    low: list[float]
+    high: list[float]
+
+
+class _Sidecar(BaseModel):
+    """The fields of ``checkpoint.json`` that loading relies on, with their types."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    config: dict[str, Any]
+    env_id: str
+    obs_space: _Space
+    action_space: _ActionSpace
+    step: Annotated[int, Field(ge=0, le=10**15)]
+    files: dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]]
+    rng: dict[str, Any] = {}
+    optim: dict[str, dict[str, Any]] = {}
+    timers: dict[str, float] = {}
+
+
+def _space_dim(space: _Space, where: str) -> int:
+    if space.type == "Box" and space.shape is not None:
+        n = 1
+        for d in space.shape:
+            n *= d
+        return n
+    if space.type == "Dict" and space.spaces:
+        return sum(_space_dim(sub, f"{where}.{k}") for k, sub in space.spaces.items())
+    raise ValueError(f"{where}: a Box with a shape or a Dict of them expected, got type {space.type!r}")
+
+
 def read_sidecar(folder: str | Path) -> dict[str, Any]:
+    """``checkpoint.json`` of ``folder``, checked field by field (CheckpointError naming the first bad one)."""
     folder = Path(folder)
     path = folder / SIDECAR
     if not folder.exists():
@@ -228,15 +277,34 @@ def read_sidecar(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (not a checkpoint folder written by twin train)")
     try:
-        doc = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from None
+        size = path.stat().st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise CheckpointError(f"{path}: {size:,} bytes, over the {MAX_SIDECAR_BYTES:,}-byte limit")
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: corrupt JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise CheckpointError(f"{path}: format is {got!r}, expected {FORMAT!r}")
     for key in ("config", "env_id", "obs_space", "action_space", "step", "files"):
         if key not in doc:
             raise CheckpointError(f"{path}: field {key!r} is missing")
+    try:
+        checked = _Sidecar.model_validate(doc)
+        obs_dim = _space_dim(checked.obs_space, "obs_space")
+        act = checked.action_space
+        if len(act.low) != act.shape[0] or len(act.high) != act.shape[0]:
+            raise ValueError(f"action_space: low and high need {act.shape[0]} numbers each")
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise CheckpointError(f"{path}: {loc}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if obs_dim > MAX_FLAT_DIM:
+        raise CheckpointError(f"{path}: obs_space flattens to {obs_dim:,} numbers, over the {MAX_FLAT_DIM:,} limit")
     return doc
 
 
@@ -254,7 +322,7 @@ def load_tensors(
         raise CheckpointError(f"{path}: contents do not match the sha256 in {SIDECAR} (corrupt or replaced)")
     try:
         return load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
@@ -284,7 +352,10 @@ def resume(state: dict[str, Any], model: torch.nn.Module, optimizers: dict[str, 
     load_module_state(model, state["tensors"], "model.", state["source"])
     for name, opt in optimizers.items():
         load_optimizer(name, opt, state["tensors"], state["optim"][name])
-    restore_rng(np_rng, state["tensors"], state["rng"])
+    try:
+        restore_rng(np_rng, state["tensors"], state["rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{state['source']}: random-generator state does not fit: {exc}") from None
     return int(state["step"])
 
 
@@ -325,13 +396,28 @@ def write_checkpoint(
     }
     root = run.out / "checkpoints"
     folder = root / f"step-{step:010d}"
-    if folder.exists():
-        shutil.rmtree(folder)
+    _discard(folder)
     save_checkpoint(folder, tensors, sidecar, replay)
     atomic_write_text(root / "latest", folder.name + "\n")
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
+    complete = sorted(p for p in root.glob("step-*") if (p / SIDECAR).is_file())
+    for old in complete[:-KEEP_CHECKPOINTS]:
+        _discard(old)
+    for p in root.glob("step-*"):  # folders a kill left half-written (no sidecar): never loadable
+        if not (p / SIDECAR).is_file():
+            _discard(p)
+    for leftover in root.glob(".trash-*"):  # from a kill during an earlier prune
+        shutil.rmtree(leftover, ignore_errors=True)
     return folder
+
+
+def _discard(folder: Path) -> None:
+    """Remove a checkpoint folder so that no kill leaves it looking complete: it is first renamed
+    out of the ``step-*`` names in one step, then deleted."""
+    if not folder.exists():
+        return
+    trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,31 +215,108 @@ def make_config(algo: str, env_id: str, overrides: dict[str, Any] | None = None)
     return cfg
 
 
+# Bounds of every numeric setting: (low, high), both inclusive; open ends marked by ``>`` / ``<``
+# in OPEN. A value outside is refused before anything is allocated or started.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "total_steps": (1, 10**12),
+    "n_envs": (1, 4096),
+    "workers": (0, 1024),
+    "seed": (0, 2**63 - 1),
+    "net_width": (1, 8192),
+    "net_depth": (1, 32),
+    "eval_episodes": (0, 100_000),
+    "checkpoint_every": (1, 10**12),
+    "log_every": (1, 10**12),
+    "lr": (0.0, 1.0),
+    "n_steps": (1, 100_000),
+    "gamma": (0.0, 1.0),
+    "gae_lambda": (0.0, 1.0),
+    "n_minibatches": (1, 100_000),
+    "update_epochs": (1, 1000),
+    "clip_coef": (0.0, 10.0),
+    "ent_coef": (0.0, 10.0),
+    "vf_coef": (0.0, 100.0),
+    "max_grad_norm": (0.0, 1e6),
+    "init_log_std": (-20.0, 2.0),
+    "reward_scale": (0.0, 1e6),
+    "buffer_size": (1, 10**9),
+    "batch_size": (1, 1_000_000),
+    "tau": (0.0, 1.0),
+    "learning_starts": (0, 10**12),
+    "updates_per_step": (0.0, 1000.0),
+    "her_ratio": (0.0, 1.0),
+    "init_alpha": (0.0, 1e3),
+    "demo_ratio": (0.0, 1.0),
+    "weight_decay": (0.0, 1.0),
+    "val_fraction": (0.0, 0.5),
+}
+OPEN = {
+    "lr": ">",
+    "gamma": ">",
+    "clip_coef": ">",
+    "max_grad_norm": ">",
+    "reward_scale": ">",
+    "tau": ">",
+    "updates_per_step": ">",
+    "init_alpha": ">",
+    "her_ratio": "<",
+    "demo_ratio": "<>",
+    "val_fraction": "<",
+}
+"""Bounds that exclude their end: ``>`` the low end, ``<`` the high end."""
+
+
+def _bound_text(name: str) -> str:
+    lo, hi = BOUNDS[name]
+    open_ = OPEN.get(name, "")
+    return f"{'(' if '>' in open_ else '['}{lo:g}, {hi:g}{')' if '<' in open_ else ']'}"
+
+
 def validate(cfg: TrainConfig) -> None:
+    """Every setting of the right type, finite and within its bounds; the problems in one error."""
     problems = []
-    for name in ("total_steps", "n_envs", "net_width", "net_depth", "checkpoint_every", "log_every"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.eval_episodes < 0:
-        problems.append(f"eval_episodes must be >= 0, got {cfg.eval_episodes}")
-    if cfg.workers < 0:
-        problems.append(f"workers must be >= 0 (0: one per core), got {cfg.workers}")
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if kind in ("int", "float"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and kind == "int" and not isinstance(value, int):
+                ok = False
+            if not ok:
+                problems.append(f"{f.name} must be a{'n' * (kind == 'int')} {kind}, got {value!r}")
+                continue
+            if not math.isfinite(value):
+                problems.append(f"{f.name} must be a finite number, got {value!r}")
+                continue
+            if f.name in BOUNDS:
+                lo, hi = BOUNDS[f.name]
+                open_ = OPEN.get(f.name, "")
+                below = value <= lo if ">" in open_ else value < lo
+                above = value >= hi if "<" in open_ else value > hi
+                if below or above:
+                    problems.append(f"{f.name} must be in {_bound_text(f.name)}, got {value!r}")
+        elif kind == "bool" and not isinstance(value, bool):
+            problems.append(f"{f.name} must be true or false, got {value!r}")
+        elif kind == "str" and not isinstance(value, str):
+            problems.append(f"{f.name} must be a string, got {value!r}")
+        elif kind.startswith("dict") and not isinstance(value, dict):
+            problems.append(f"{f.name} must be a JSON object, got {value!r}")
+    if problems:
+        raise ConfigError("; ".join(problems))
     if cfg.collect not in ("async", "sync"):
         problems.append(f"collect must be async or sync, got {cfg.collect!r}")
     if cfg.backend not in ("local", "ray"):
         problems.append(f"backend must be local or ray, got {cfg.backend!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         problems.append(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if not isinstance(cfg.env_id, str) or not cfg.env_id:
+        problems.append(f"env_id must be a non-empty string, got {cfg.env_id!r}")
     if isinstance(cfg, PPOConfig):
         batch = cfg.n_steps * cfg.n_envs
-        if cfg.n_minibatches < 1 or batch % cfg.n_minibatches:
+        if batch % cfg.n_minibatches:
             problems.append(f"n_minibatches ({cfg.n_minibatches}) must divide n_steps * n_envs ({batch})")
-    if isinstance(cfg, SACConfig) and not 0.0 <= cfg.her_ratio < 1.0:
-        problems.append(f"her_ratio must be in [0, 1), got {cfg.her_ratio}")
-    if isinstance(cfg, SACConfig) and not 0.0 < cfg.demo_ratio < 1.0:
-        problems.append(f"demo_ratio must be in (0, 1), got {cfg.demo_ratio}")
-    if isinstance(cfg, BCConfig) and not 0.0 <= cfg.val_fraction < 0.5:
-        problems.append(f"val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
+    if isinstance(cfg, SACConfig) and cfg.batch_size > cfg.buffer_size:
+        problems.append(f"batch_size ({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -261,4 +339,6 @@ def from_dict(d: dict[str, Any]) -> TrainConfig:
     unknown = set(d) - names
     if unknown:
         raise ConfigError(f"saved config has unknown settings {sorted(unknown)} for {algo}")
-    return cls(**d)
+    cfg = cls(**d)
+    validate(cfg)
+    return cfg

@@ -151,12 +151,14 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.total, self.quiet = total, quiet
         self.console = console or Console(stderr=True)
+        self._truncate_metrics(start)
         self._metrics = open(self.out / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
         self._tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.out / "tb"))
+            # TensorBoard hides the events at or past ``start`` left by the run's earlier life
+            self._tb = SummaryWriter(str(self.out / "tb"), purge_step=start + 1 if start else 0)
         except ImportError:  # tensorboard missing: metrics.jsonl still has everything
             self._tb = None
         self.t0 = time.perf_counter()
@@ -178,6 +180,24 @@ class Run:
             )
             self._progress.start()
             self._task = self._progress.add_task("train", total=total, completed=start, rate="", success="")
+
+    def _truncate_metrics(self, start: int) -> None:
+        """Keep the metric lines up to the step this run starts from (its checkpoint's): a resumed
+        run continues the curve instead of repeating steps, a fresh run starts an empty one."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        if start > 0:
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    if int(json.loads(line)["step"]) <= start:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut off by a kill
+        from agents.common.checkpoint import atomic_write_text
+
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
     @property
     def stop_requested(self) -> bool:

@@ -48,9 +48,11 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "success_ci95_low": lo,
             "success_ci95_high": hi,
             "policy_failures": sum(1 for r in rs if r["failure"] and r["failure"].startswith("policy")),
+            "errors": sum(1 for r in rs if r.get("error")),
         }
-        for key in ["return", "length", *sorted(k for k in rs[0] if k.startswith("kpi_"))]:
-            vals = np.array([r.get(key, math.nan) for r in rs], dtype=float)
+        kpis = sorted({k for r in rs for k in r if k.startswith("kpi_")})  # error rows carry none
+        for key in ["return", "length", *kpis]:
+            vals = np.array([math.nan if r.get(key) is None else r[key] for r in rs], dtype=float)
             vals = vals[np.isfinite(vals)]
             name = key.removeprefix("kpi_")
             if len(vals):
@@ -83,8 +85,13 @@ def _nan_to_none(o: Any) -> Any:
 
 
 def clean(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """NaN KPIs (undefined, e.g. cycle time with no part placed) become None for JSON."""
-    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
+    """NaN KPIs (undefined, e.g. cycle time with no part placed) become None for JSON, and every
+    row gets every column (rows of episodes that could not finish have no KPIs)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k in keys for v in [r.get(k)]}
+        for r in rows
+    ]
 
 
 # -- plots and the report ---------------------------------------------------------------------
@@ -174,16 +181,16 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def encode_video(frames: list[np.ndarray], fps: int) -> tuple[str, str]:
-    """Frames as a base64 MP4 (or GIF where no ffmpeg is available), with its MIME type."""
+def encode_video(frames: list[np.ndarray], fps: int) -> tuple[bytes, str]:
+    """Frames as MP4 bytes (or GIF where no ffmpeg is available), with the file suffix."""
     import imageio.v3 as iio
 
     try:
         data = iio.imwrite("<bytes>", np.stack(frames), extension=".mp4", fps=fps, codec="libx264", macro_block_size=8)
-        return base64.b64encode(data).decode(), "video/mp4"
+        return data, ".mp4"
     except Exception:
         data = iio.imwrite("<bytes>", np.stack(frames[::2]), extension=".gif", duration=1000 / fps * 2, loop=0)
-        return base64.b64encode(data).decode(), "image/gif"
+        return data, ".gif"
 
 
 def write_report(
@@ -191,10 +198,10 @@ def write_report(
     meta: dict[str, Any],
     aggregates: list[dict[str, Any]],
     rows: list[dict[str, Any]],
-    videos: dict[tuple[str, str, int], list[np.ndarray]],
-    fps: int,
+    videos: dict[tuple[str, str, int], Path],
 ) -> Path:
-    """A single self-contained ``report.html``: plots and videos are embedded as data URIs."""
+    """A single self-contained ``report.html``: plots and videos (files from ``encode_video``) are
+    embedded as data URIs."""
     cols = [
         "task",
         "variant",
@@ -220,8 +227,9 @@ def write_report(
         f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>" for t, b in figs if b
     )
     vid_html = ""
-    for (task, variant, seed), frames in videos.items():
-        data, mime = encode_video(frames, fps)
+    for (task, variant, seed), path in videos.items():
+        mime = "video/mp4" if path.suffix == ".mp4" else "image/gif"
+        data = base64.b64encode(path.read_bytes()).decode()
         tag = (
             f"<video controls loop muted src='data:{mime};base64,{data}'></video>"
             if mime == "video/mp4"

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 
 import envs
 from agents.common.spaces import flatdim
+from agents.evaluation.workers import EpisodeWorkers, Limits
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".bin")
 ACCEPTED = (
@@ -47,31 +47,47 @@ class PolicySpec:
         return {"kind": self.kind, "path": self.path, "sha256": self.sha256}
 
 
+MAX_POLICY_BYTES = 2**31
+"""Largest policy file accepted (2 GiB: the most one ONNX protobuf may hold)."""
+
+
 def _is_safetensors(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(9)
     return len(head) == 9 and int.from_bytes(head[:8], "little") < 100_000_000 and head[8:9] == b"{"
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def policy_spec(policy: str) -> PolicySpec:
-    """Classify a ``--policy`` argument; refuses pickle-based and unknown files with what is accepted."""
+    """Classify a ``--policy`` argument; refuses pickle-based, unknown and oversized files with what
+    is accepted, before reading more than a few bytes of them."""
     if policy in ("expert", "random"):
         return PolicySpec(policy)
     p = Path(policy)
     if not p.exists():
         raise PolicyError(f"{policy}: no such file or folder; --policy takes {ACCEPTED}")
     if p.is_dir():
-        from agents.common.checkpoint import CheckpointError, resolve_checkpoint
+        from agents.common.checkpoint import SIDECAR, CheckpointError, resolve_checkpoint
 
         try:
             folder = resolve_checkpoint(p)
+            digest = _file_sha256(folder / SIDECAR)  # names the sha256 of every tensor file
         except CheckpointError as exc:
             raise PolicyError(f"{exc}; --policy takes {ACCEPTED}") from None
-        return PolicySpec("checkpoint", str(folder.resolve()))
-    digest = hashlib.sha256(p.read_bytes()).hexdigest()
-    if p.suffix.lower() == ".onnx":
-        return PolicySpec("onnx", str(p.resolve()), digest)
-    if p.suffix.lower() in PICKLE_SUFFIXES or p.suffix.lower() == ".safetensors":
+        except OSError as exc:
+            raise PolicyError(f"{folder}: cannot read the checkpoint: {exc.strerror}") from None
+        return PolicySpec("checkpoint", str(folder.resolve()), digest)
+    if not p.is_file():
+        raise PolicyError(f"{policy}: not a regular file (a device, a pipe or a socket); --policy takes {ACCEPTED}")
+    suffix = p.suffix.lower()
+    if suffix in PICKLE_SUFFIXES or suffix == ".safetensors":
         if _is_safetensors(p):
             raise PolicyError(
                 f"{policy}: bare safetensors weights carry no network description; pass the checkpoint folder "
@@ -81,7 +97,16 @@ def policy_spec(policy: str) -> PolicySpec:
             f"{policy}: pickle-based files ({', '.join(PICKLE_SUFFIXES)}) are refused because loading them "
             f"runs arbitrary code; accepted: {ACCEPTED}"
         )
-    raise PolicyError(f"{policy}: unrecognised policy file; accepted: {ACCEPTED}")
+    if suffix != ".onnx":
+        raise PolicyError(f"{policy}: unrecognised policy file; accepted: {ACCEPTED}")
+    size = p.stat().st_size
+    if size > MAX_POLICY_BYTES:
+        raise PolicyError(f"{policy}: {size:,} bytes, over the {MAX_POLICY_BYTES:,}-byte limit for ONNX policies")
+    try:
+        digest = _file_sha256(p)
+    except OSError as exc:
+        raise PolicyError(f"{policy}: cannot read: {exc.strerror}") from None
+    return PolicySpec("onnx", str(p.resolve()), digest)
 
 
 class _OnnxPolicy:
@@ -89,8 +114,14 @@ class _OnnxPolicy:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        # One thread, no spinning, no custom-op libraries (none are ever registered): a policy
+        # from outside gets one core's worth of time and only the standard operators.
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 4  # a failing call fails its episode with the reason; no console noise
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -121,11 +152,15 @@ class _TorchPolicy:
     def __init__(self, path: str) -> None:
         import torch
 
+        from agents.common.checkpoint import CheckpointError
         from agents.train import load_policy
 
         torch.set_num_threads(1)
         self.torch = torch
-        self.policy, self.doc = load_policy(path, "cpu")
+        try:
+            self.policy, self.doc = load_policy(path, "cpu")
+        except CheckpointError as exc:
+            raise PolicyError(str(exc)) from None
 
     def check(self, env: gym.Env) -> None:
         from agents.common.spaces import describe
@@ -153,21 +188,35 @@ def load_network(spec: PolicySpec):
 
 
 def check_policy(spec: PolicySpec, suite) -> None:
-    """Check a network policy against every task's spaces before the first episode (and that the
-    expert exists for every task)."""
+    """Check a suite and a policy together before the first episode: every (task, variant) env is
+    built once (its env kwargs and layout must make an env; SuiteError naming the variant if not),
+    a network policy must fit every task's spaces and the expert must exist (PolicyError)."""
+    from agents.evaluation.suite import SuiteError
+
     if spec.kind == "expert":
         others = sorted({e for e, _, _ in suite.episodes() if not envs.is_factory_env(e)})
         if others:
             raise PolicyError(f"the expert policy has no scripted expert for {', '.join(others)}")
     net = load_network(spec)
-    if net is None:
-        return
-    for env_id, variant, _ in dict.fromkeys((e, v, 0) for e, v, _ in suite.episodes()):
-        env = gym.make(env_id, **suite.env_kwargs(env_id, variant))
-        try:
-            net.check(env)
-        finally:
-            env.close()
+    problems = []
+    for i, task in enumerate(suite.suite.tasks):
+        for j, variant in enumerate(task.variants):
+            kwargs = suite.env_kwargs(task.env_id, variant.name)
+            try:
+                env = gym.make(task.env_id, **kwargs)
+            except Exception as exc:  # whatever the env's constructor refuses, said with the variant
+                problems.append(
+                    f"tasks[{i}].variants[{j}] ({variant.name}): gym.make({task.env_id!r}) with env_kwargs "
+                    f"{variant.env_kwargs} fails: {type(exc).__name__}: {_short(exc)}"
+                )
+                continue
+            try:
+                if net is not None:
+                    net.check(env)
+            finally:
+                env.close()
+    if problems:
+        raise SuiteError(str(suite.path), problems)
 
 
 # -- episodes ---------------------------------------------------------------------------------
@@ -199,9 +248,22 @@ def _net(spec: PolicySpec):
 
 
 def run_episode(
-    spec: PolicySpec, env_id: str, variant: str, seed: int, kwargs: dict[str, Any], video: bool
+    spec: PolicySpec,
+    env_id: str,
+    variant: str,
+    seed: int,
+    kwargs: dict[str, Any],
+    video: bool,
+    limits: Limits | None = None,
+    clock: Any = None,
 ) -> dict[str, Any]:
-    """One episode; returns its row (and, if asked, frames). Policy faults fail the episode, not the run."""
+    """One episode; returns its row (and, if asked, frames). Policy faults fail the episode, not the run.
+
+    ``clock.value`` (shared with the worker pool) holds the wall-clock time a policy call started,
+    0 between calls, so the pool can stop a call that never returns; a call that returns late
+    fails the episode here.
+    """
+    limits = limits or Limits()
     env = _env(env_id, kwargs, video)
     obs, info = env.reset(seed=seed)
     if spec.kind == "expert":
@@ -217,13 +279,28 @@ def run_episode(
             return net(gym.spaces.flatten(env.observation_space, o))[0]
 
     frames = [env.render()] if video else []
-    ret, length, failure = 0.0, 0, None
+    ret, length, failure, error = 0.0, 0, None, False
     terminated = truncated = False
+    t0 = time.monotonic()
     while not (terminated or truncated):
+        t_call = time.time()
+        if clock is not None:
+            clock.value = t_call
         try:
             a = np.asarray(act(obs), dtype=np.float32)
+        except MemoryError:
+            failure = f"policy ran out of memory (limit: {limits.memory_mb} MB per worker)"
+            break
         except Exception as exc:
-            failure = f"policy raised {type(exc).__name__}: {exc}"
+            failure = f"policy raised {type(exc).__name__}: {_short(exc)}"
+            if "alloc" in str(exc).lower():
+                failure += f" (memory limit: {limits.memory_mb} MB per worker)"
+            break
+        finally:
+            if clock is not None:
+                clock.value = 0.0
+        if time.time() - t_call > limits.call_seconds:
+            failure = f"policy call took {time.time() - t_call:.2f} s, over the {limits.call_seconds:g} s limit"
             break
         if a.shape != env.action_space.shape:
             failure = f"policy returned an action of shape {list(a.shape)}, expected {list(env.action_space.shape)}"
@@ -236,6 +313,10 @@ def run_episode(
         length += 1
         if video and length % VIDEO_STRIDE == 0:
             frames.append(env.render())
+        if time.monotonic() - t0 > limits.episode_seconds:
+            failure = f"the episode ran past the {limits.episode_seconds:g} s limit (episode_seconds)"
+            break
+    error = failure is not None
     success = bool(info.get("is_success", False)) and failure is None
     kpis = dict(env.unwrapped.kpis()) if hasattr(env.unwrapped, "kpis") else {}
     if failure is None and not success:
@@ -250,10 +331,32 @@ def run_episode(
         "return": ret,
         "length": length,
         "failure": failure,
+        "error": error,
         # undefined KPIs (e.g. cycle time when nothing was placed) are None, not NaN
         **{f"kpi_{k}": (float(v) if v is not None and math.isfinite(v) else None) for k, v in sorted(kpis.items())},
     }
     return {"row": row, "frames": frames}
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def episode_error(job: tuple, reason: str) -> dict[str, Any]:
+    """The row of an episode that could not run to its end (a limit, a dead worker, an env error)."""
+    env_id, variant, seed = job[:3]
+    row = {
+        "task": env_id,
+        "variant": variant,
+        "seed": int(seed),
+        "success": False,
+        "return": None,
+        "length": None,
+        "failure": reason,
+        "error": True,
+    }
+    return {"row": row, "frames": []}
 
 
 def _run_many(spec: PolicySpec, jobs: list[tuple[str, str, int, dict[str, Any], bool]]) -> list[dict[str, Any]]:
@@ -272,12 +375,18 @@ def run_suite(
     backend: str = "local",
     videos: int = 0,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
+    limits: Limits | None = None,
+    skip: set[tuple[str, str, int]] | frozenset = frozenset(),
+    notify: Callable[[str], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str, int], list[np.ndarray]]]:
-    """Every episode of ``suite``; rows sorted by (task order, variant order, seed order).
+    """Every episode of ``suite`` not in ``skip``; rows sorted by (task order, variant order, seed order).
 
     ``videos`` episodes per task (its first seeds, first variant) also return frames.
+    ``on_episode`` gets each episode's result (``{"row": ..., "frames": ...}``) as it ends, in
+    this process, so a caller can keep it before the next one ends.
     """
-    episodes = suite.episodes()
+    limits = limits or suite_limits(suite)
+    episodes = [ep for ep in suite.episodes() if ep not in skip]
     order = {ep: i for i, ep in enumerate(episodes)}
     want_video = set()
     for task in suite.suite.tasks:
@@ -290,26 +399,23 @@ def run_suite(
         for res in batch:
             results.append(res)
             if on_episode:
-                on_episode(res["row"])
+                on_episode(res)
 
-    if backend == "ray":
+    if not jobs:
+        pass
+    elif backend == "ray":
         collect_ray(spec, jobs, workers, collect)
-    elif workers <= 1:
-        try:
-            for job in jobs:
-                collect([run_episode(spec, *job)])
-        finally:
-            close_cached()
     else:
-        # Small chunks keep workers busy; each worker builds each env once and reuses it.
-        size = max(1, min(4, len(jobs) // (workers * 4) or 1))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            futures = [pool.submit(_run_many, spec, chunk) for chunk in _chunks(jobs, size)]
-            for fut in as_completed(futures):
-                collect(fut.result())
+        pool = EpisodeWorkers(spec, min(workers, len(jobs)), limits, notify)
+        pool.run(jobs, lambda _i, res: collect([res]))
     results.sort(key=lambda r: order[(r["row"]["task"], r["row"]["variant"], r["row"]["seed"])])
     frames = {(r["row"]["task"], r["row"]["variant"], r["row"]["seed"]): r["frames"] for r in results if r["frames"]}
     return [r["row"] for r in results], frames
+
+
+def suite_limits(suite) -> Limits:
+    """The suite's ``[limits]`` (defaults where it sets none)."""
+    return suite.suite.limits
 
 
 def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable) -> None:

@@ -13,7 +13,15 @@ seeds = [0, 1, 2]               # explicit episode seeds
 name = "nominal"
 env_kwargs = {}                 # extra gym.make keyword arguments
 layout = "default"              # optional: this variant's layout instead of the task's
+
+[limits]                        # optional: what one episode may cost (defaults shown)
+episode_seconds = 300           # wall-clock seconds per episode, env and policy together
+call_seconds = 2                # wall-clock seconds per policy call
+memory_mb = 4096                # address space an eval worker may add, MB
 ```
+
+A suite file may be at most 1 MiB and ask for at most 100,000 episodes; seeds lie in
+[0, 2**32 - 1].
 
 Every episode of a suite is one (task, variant, seed). ``suite_hash`` is the SHA-256 of the file's
 bytes; results record it with the hash of every layout used.
@@ -22,13 +30,13 @@ bytes; results record it with the hash of every layout used.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from twin.layout import LayoutError, _format_errors, find_layout, layout_hash, load_layout
+from agents.evaluation.workers import Limits
+from twin.layout import LayoutError, _format_errors, find_layout, layout_hash, load_layout, parse_toml, read_bounded
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 
@@ -41,18 +49,23 @@ class SuiteError(ValueError):
         super().__init__(f"{source}: invalid suite\n" + "\n".join(f"  {p}" for p in problems))
 
 
+MAX_SUITE_BYTES = 2**20
+MAX_EPISODES = 100_000
+MAX_SEED = 2**32 - 1
+
+
 class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
-    layout: str | None = None
+    layout: str | None = Field(None, min_length=1, max_length=4096)
 
 
 class SuiteTask(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    env_id: str
-    layout: str | None = None
-    seeds: list[int] = Field(min_length=1)
+    env_id: str = Field(min_length=1, max_length=200)
+    layout: str | None = Field(None, min_length=1, max_length=4096)
+    seeds: list[int] = Field(min_length=1, max_length=MAX_EPISODES)
     variants: list[Variant] = Field(default_factory=lambda: [Variant(name="nominal")])
 
     @field_validator("seeds")
@@ -60,6 +73,8 @@ class SuiteTask(BaseModel):
     def _seeds(cls, v: list[int]) -> list[int]:
         if any(s < 0 for s in v):
             raise ValueError("seeds must be >= 0")
+        if any(s > MAX_SEED for s in v):
+            raise ValueError(f"seeds must be at most 2**32 - 1 = {MAX_SEED}, got {max(v)}")
         if len(set(v)) != len(v):
             raise ValueError("seeds must be unique")
         return v
@@ -76,15 +91,19 @@ class SuiteTask(BaseModel):
 
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(min_length=1)
-    description: str = ""
-    tasks: list[SuiteTask] = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=10_000)
+    tasks: list[SuiteTask] = Field(min_length=1, max_length=1000)
+    limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _unique(self) -> Suite:
         ids = [t.env_id for t in self.tasks]
         if len(set(ids)) != len(ids):
             raise ValueError(f"tasks: each env_id may appear once, got {ids}")
+        n = sum(len(t.seeds) * len(t.variants) for t in self.tasks)
+        if n > MAX_EPISODES:
+            raise ValueError(f"the suite asks for {n:,} episodes, over the limit of {MAX_EPISODES:,} per suite")
         return self
 
 
@@ -146,18 +165,14 @@ def load_suite(name_or_path: str | Path) -> LoadedSuite:
 
     path = find_suite(name_or_path)
     source = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SuiteError(source, ["file not found"]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SuiteError(source, [f"not valid TOML: {exc}"]) from None
+    raw = read_bounded(path, MAX_SUITE_BYTES, lambda problem: SuiteError(source, [problem]))
+    data = parse_toml(raw, lambda problem: SuiteError(source, [problem]))
     try:
         suite = Suite.model_validate(data)
     except ValidationError as err:
         raise SuiteError(source, _format_errors(err)) from None
+    except RecursionError:
+        raise SuiteError(source, ["nested too deeply"]) from None
     problems = []
     for i, task in enumerate(suite.tasks):
         if task.env_id not in envs.ENV_IDS:

@@ -55,7 +55,7 @@ def test_negative_size_is_refused(tmp_path):
     data = _default()
     data["parts"][0]["size"] = [0.04, -0.04, 0.04]
     err = _error(tmp_path, data)
-    assert any(p.startswith("parts[0].size[1]") and "greater than 0" in p for p in err.problems)
+    assert any(p.startswith("parts[0].size[1]") and "greater than or equal to 0.001" in p for p in err.problems)
 
 
 def test_missing_asset_is_refused(tmp_path):
