@@ -30,8 +30,13 @@ def _message(err: str) -> str:
     lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
     if any(ln.startswith("Traceback") for ln in lines):
         return "traceback: " + next((ln for ln in reversed(lines) if not ln.startswith(("File", "^", "~"))), "")
-    keep = [ln for ln in lines if not ln.startswith(("pybullet build", "argv", "startThreads", "b3", "W1", "I1"))]
-    return keep[0] if keep else ""
+    said = [i for i, ln in enumerate(lines) if ln.startswith(("twin:", "interrupted", "stopped"))]
+    if not said:
+        return lines[-1] if lines else ""
+    i = said[0]
+    if lines[i].endswith(":") and i + 1 < len(lines):  # "FILE: invalid layout (1 problem):" then the problem
+        return f"{lines[i]} {lines[i + 1]}"
+    return lines[i]
 
 
 class Cases:
@@ -226,11 +231,17 @@ class Cases:
     def _long_suite(self) -> str:
         return self.file(
             "long.toml",
-            'name = "long"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = ' + json.dumps(list(range(300))) + "\n",
+            'name = "long"\n[[tasks]]\nenv_id = "ConveyorPick-v0"\nseeds = ' + json.dumps(list(range(300))) + "\n",
         )
 
-    def _start_eval(self, out: Path, *extra: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "agents.cli", "eval", "--policy", "random", "--suite", self._long_suite()]
+    def _reach_suite(self) -> str:
+        return self.file(
+            "reach.toml",
+            'name = "reach"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = ' + json.dumps(list(range(300))) + "\n",
+        )
+
+    def _start_eval(self, out: Path, *extra: str, suite: str | None = None) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "agents.cli", "eval", "--policy", "random", "--suite", suite or self._long_suite()]
         return subprocess.Popen(
             [*cmd, "--out", str(out), "--videos", "0", "--workers", "2", *extra],
             env=self.env,
@@ -282,7 +293,7 @@ class Cases:
             secs = time.perf_counter() - t0
             self.add(
                 case,
-                f"twin eval (300 episodes), {sig.name} after 12 s",
+                f"twin eval (300 ConveyorPick episodes), {sig.name} after 12 s",
                 (code, f"{self._kept(out)}; {_message(err)}", secs),
             )
         out = self.work / "eval-kill-main"
@@ -369,9 +380,9 @@ class Cases:
         self.twin(*args, "--policy", "random")
         self.add("eval-rerun-existing-out", "twin eval into an existing --out", self.twin(*args, "--policy", "expert"))
         out = self.work / "both"
-        a = self._start_eval(out)
+        a = self._start_eval(out, suite=self._reach_suite())
         time.sleep(1.0)
-        cmd = [sys.executable, "-m", "agents.cli", "eval", "--policy", "expert", "--suite", self._long_suite()]
+        cmd = [sys.executable, "-m", "agents.cli", "eval", "--policy", "expert", "--suite", self._reach_suite()]
         t0 = time.perf_counter()
         b = subprocess.run(
             [*cmd, "--out", str(out), "--videos", "0"],
@@ -381,8 +392,11 @@ class Cases:
             text=True,
             timeout=900,
         )
-        os.killpg(a.pid, signal.SIGKILL)
         a.wait()
+        both = f"first exit {a.returncode}; "
+        if (out / "results.json").exists():
+            doc = json.loads((out / "results.json").read_text())
+            both += f"results.json from the {doc['scorecard']['policy']['kind']} policy; "
         self.add(
             "eval-concurrent-same-out",
             "a second twin eval into a busy --out",

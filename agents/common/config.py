@@ -269,7 +269,8 @@ OPEN = {
 def _bound_text(name: str) -> str:
     lo, hi = BOUNDS[name]
     open_ = OPEN.get(name, "")
-    return f"{'(' if '>' in open_ else '['}{lo:g}, {hi:g}{')' if '<' in open_ else ']'}"
+    show = lambda v: f"{v:,}" if isinstance(v, int) else f"{v:g}"  # noqa: E731
+    return f"{'(' if '>' in open_ else '['}{show(lo)}, {show(hi)}{')' if '<' in open_ else ']'}"
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -176,7 +176,7 @@ def test_every_setting_refuses_values_out_of_its_type_or_bounds(tmp_path, capsys
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
-        ("net_width=1000000000", "net_width must be in [1, 8192]"),
+        ("net_width=1000000000", "net_width must be in [1, 8,192]"),
         ("lr=nan", "lr must be a finite number"),
         ("seed=-1", "seed must be in [0,"),
         ("buffer_size=0", "buffer_size must be in [1,"),

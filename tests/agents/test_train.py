@@ -171,6 +171,37 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
         train(_cfg("ppo", "ToyPointGoal-v0"), out, resume=True, quiet=True)
 
 
+def test_a_resume_after_a_crash_continues_the_curve_and_clears_what_kills_left(tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg(
+        "sac",
+        "ToyPointGoal-v0",
+        total_steps=400,
+        learning_starts=50,
+        checkpoint_every=100,
+        log_every=50,
+        eval_episodes=0,
+    )
+    train(cfg, out, quiet=True)
+    root = out / "checkpoints"
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-0000000300", "step-0000000400"]
+    # as if the run had died after its step-300 checkpoint, during a prune and a checkpoint write
+    (root / "latest").write_text("step-0000000300\n")
+    half = root / "step-0000000500"
+    half.mkdir()
+    (half / ".model.safetensors.abc123").write_bytes(b"")  # a temporary file the kill left
+    trash = root / ".trash-step-0000000100-999"
+    trash.mkdir()
+    (trash / "checkpoint.json").write_text("{}")
+    longer = _cfg("sac", "ToyPointGoal-v0", total_steps=600, eval_episodes=0)
+    train(longer, out, resume=True, quiet=True)
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 600, steps  # no step twice: the curve continues
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-0000000500", "step-0000000600"]
+    assert all((p / "checkpoint.json").is_file() for p in root.glob("step-*"))
+    assert not list(root.glob("step-*/.*"))  # no stray temporary files
+
+
 def test_onnx_export_matches_torch(tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     cfg = _cfg("ppo", "ToyPoint-v0", total_steps=512, n_steps=128, eval_episodes=0)
