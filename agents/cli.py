@@ -323,12 +323,13 @@ class _TermAsInterrupt:
         import signal
         import threading
 
-        self.old = None
+        self.old, self.terminated = None, False
         if threading.current_thread() is threading.main_thread():
             self.old = signal.signal(signal.SIGTERM, self._raise)
         return self
 
     def _raise(self, signum, frame):
+        self.terminated = True
         raise KeyboardInterrupt
 
     def __exit__(self, *exc):
@@ -401,8 +402,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         def notify(line: str) -> None:
             err.print(f"twin: {line}", markup=False, highlight=False, soft_wrap=True)
 
+        term = _TermAsInterrupt()
         try:
-            with _TermAsInterrupt():
+            with term:
                 run_suite(
                     spec,
                     suite,
@@ -421,7 +423,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"with the same command and --resume",
                 highlight=False,
             )
-            return 130
+            return 143 if term.terminated else 130
         except PolicyError as exc:
             raise UsageError(str(exc)) from None
         elapsed = time.perf_counter() - t0

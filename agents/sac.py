@@ -13,6 +13,7 @@ the workers wait.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -257,7 +258,8 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
             try:
                 buffer.load_state(state["replay"])
             except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-                raise ckpt.CheckpointError(f"{state['source']}: the replay buffer does not fit: {exc}") from None
+                replay = Path(state["source"]).parent / ckpt.REPLAY
+                raise ckpt.CheckpointError(f"{replay}: the replay buffer does not fit: {exc}") from None
     warmup_rng = np.random.default_rng(int(rng.integers(2**31)))  # uniform actions before learning_starts
 
     def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:

@@ -254,8 +254,16 @@ class Cases:
 
     @staticmethod
     def _children(pid: int) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-        return [int(x) for x in out.split()]
+        """The processes whose parent is ``pid`` (from /proc: no procps needed)."""
+        kids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(stat.parent.name))
+        return kids
 
     @staticmethod
     def _alive(pids: list[int]) -> int:
@@ -416,6 +424,45 @@ class Cases:
         )
 
 
+def hostile(cases: Cases) -> None:
+    """What a hostile ONNX policy costs an evaluation under the default limits: 10 FactoryReach
+    episodes with a well-behaved policy, one whose every call takes seconds, and one that
+    allocates 6 GB per call; wall-clock seconds per episode and the peak memory of one process
+    of the evaluation (GNU time's maximum resident set size)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.agents.hostile_policies import memory_policy, slow_policy
+    from tests.agents.test_eval import _onnx_policy
+
+    work = cases.work
+    suite = cases.file(
+        "ten.toml", 'name = "ten"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = ' + json.dumps(list(range(10))) + "\n"
+    )
+    policies = {
+        "well-behaved": _onnx_policy(work / "ok.onnx", 12, 3),
+        "slow (about 4 s per call)": slow_policy(work / "slow.onnx", 12, 3, n=2048, matmuls=16),
+        "6 GB per call": memory_policy(work / "hog.onnx", 12, 3, gigabytes=6.0),
+    }
+    timer = ["/usr/bin/time", "-f", "maxrss_kb %M"] if Path("/usr/bin/time").exists() else []
+    for name, path in policies.items():
+        out = work / f"hostile-{path.stem}"
+        cmd = [*timer, sys.executable, "-m", "agents.cli", "eval", "--policy", str(path), "--suite", suite]
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            [*cmd, "--out", str(out), "--videos", "0"], env=cases.env, cwd=work, capture_output=True, text=True
+        )
+        secs = time.perf_counter() - t0
+        rss = next((ln.split()[1] for ln in p.stderr.splitlines() if ln.startswith("maxrss_kb")), None)
+        rows = json.loads((out / "results.json").read_text())["episodes"] if (out / "results.json").exists() else []
+        reason = rows[0]["failure"] if rows and rows[0]["failure"] else ""
+        peak = f"peak RSS {int(rss) / 1024:.0f} MB" if rss else "peak RSS not measured"
+        msg = f"{secs / max(len(rows), 1):.2f} s per episode, {peak}, {sum(r['error'] for r in rows)} of {len(rows)} failed: {reason[:90]}"
+        cases.add(
+            f"hostile-{path.stem}",
+            f"twin eval --policy <{name}> (10 episodes, default limits)",
+            (p.returncode, msg, secs),
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, default=ROOT, help="checkout to run the cases against")
@@ -436,7 +483,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hardening-") as tmp:
         cases = Cases(args.repo.resolve(), Path(tmp))
         for group in args.only or groups:
-            getattr(cases, group)()
+            hostile(cases) if group == "hostile" else getattr(cases, group)()
     table = ["| case | command | exit | seconds | message |", "| --- | --- | --- | --- | --- |"]
     for case, shown, code, secs, msg in cases.rows:
         table.append(f"| {case} | `{shown}` | {code} | {secs:.1f} | {msg[:150].replace('|', '/')} |")
