@@ -46,7 +46,10 @@ class SuiteError(ValueError):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source, self.problems = source, problems
-        super().__init__(f"{source}: invalid suite\n" + "\n".join(f"  {p}" for p in problems))
+        n = len(problems)
+        super().__init__(
+            f"{source}: invalid suite ({n} problem{'s' * (n != 1)}):\n" + "\n".join(f"  {p}" for p in problems)
+        )
 
 
 MAX_SUITE_BYTES = 2**20
