@@ -359,8 +359,10 @@ def episode_error(job: tuple, reason: str) -> dict[str, Any]:
     return {"row": row, "frames": []}
 
 
-def _run_many(spec: PolicySpec, jobs: list[tuple[str, str, int, dict[str, Any], bool]]) -> list[dict[str, Any]]:
-    return [run_episode(spec, *job) for job in jobs]
+def _run_many(
+    spec: PolicySpec, jobs: list[tuple[str, str, int, dict[str, Any], bool]], limits: Limits | None = None
+) -> list[dict[str, Any]]:
+    return [run_episode(spec, *job, limits=limits) for job in jobs]
 
 
 def _chunks(jobs: list, size: int) -> Iterator[list]:
@@ -404,7 +406,7 @@ def run_suite(
     if not jobs:
         pass
     elif backend == "ray":
-        collect_ray(spec, jobs, workers, collect)
+        collect_ray(spec, jobs, workers, collect, limits)
     else:
         pool = EpisodeWorkers(spec, min(workers, len(jobs)), limits, notify)
         pool.run(jobs, lambda _i, res: collect([res]))
@@ -418,7 +420,7 @@ def suite_limits(suite) -> Limits:
     return suite.suite.limits
 
 
-def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable) -> None:
+def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable, limits: Limits | None = None) -> None:
     """Run the episodes as Ray tasks: on the cluster at RAY_ADDRESS, else on a local one bound to loopback."""
     from agents.collect.ray_pool import ensure_ray
 
@@ -431,7 +433,7 @@ def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable) -
     try:
         remote = ray.remote(num_cpus=1)(_run_many)
         size = max(1, min(4, len(jobs) // (max(workers, 1) * 4) or 1))
-        pending = [remote.remote(spec, chunk) for chunk in _chunks(jobs, size)]
+        pending = [remote.remote(spec, chunk, limits) for chunk in _chunks(jobs, size)]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             collect(ray.get(done[0]))

@@ -23,6 +23,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from agents.common.checkpoint import atomic_write_bytes, atomic_write_text
 
@@ -150,13 +151,13 @@ class ResultsFolder:
 
     def add_video(self, key: tuple[str, str, int], data: bytes, suffix: str) -> None:
         task, variant, seed = key
-        atomic_write_bytes(self.path / VIDEOS / f"{task}__{variant}__{seed}{suffix}", data)
+        atomic_write_bytes(self.path / VIDEOS / f"{quote(task, safe=':')}__{variant}__{seed}{suffix}", data)
 
     def videos(self) -> dict[tuple[str, str, int], Path]:
         out = {}
         for p in sorted((self.path / VIDEOS).glob("*__*__*.*")):
             task, variant, seed = p.stem.split("__")
-            out[(task, variant, int(seed))] = p
+            out[(unquote(task), variant, int(seed))] = p
         return out
 
     def close(self) -> None:
