@@ -12,7 +12,7 @@ from twin.equipment import Bin, Conveyor, build_pedestal, build_table
 from twin.events import EventLog, compute_kpis
 from twin.layout import CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
-from twin.robot import Panda
+from twin.robots import Panda
 from twin.sensors import Camera
 from twin.world import World
 

@@ -215,7 +215,7 @@ def test_kpis_of_an_empty_log_are_nan_not_errors():
 
 def test_ik_step_is_the_damped_least_squares_step_with_null_space_pull(cell):
     """The one-solve IK step equals dq = z + J^T (J J^T + l^2 I)^-1 (e - J z), written out here."""
-    from twin import robot as panda
+    from twin.robots import panda
 
     cell.reset(np.random.default_rng(0))
     r = cell.robots[0]

@@ -1,4 +1,4 @@
-"""Static equipment: conveyors (with end stop and beam-break), bins, tables and pedestals."""
+"""Conveyors: a belt that carries what lies on it, an optional end stop and a beam-break sensor."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import math
 
 import numpy as np
 
-from twin.layout import Bin as BinConfig
 from twin.layout import Conveyor as ConveyorConfig
-from twin.layout import Table as TableConfig
 from twin.sensors import BeamBreak
 from twin.world import World
 
@@ -105,53 +103,3 @@ class Conveyor:
             and abs(across) <= self.config.width / 2 + 0.01
             and abs(pos[2] - self.surface_z - half_height) < 0.015
         )
-
-
-class Bin:
-    """An open box parts are placed into."""
-
-    def __init__(self, world: World, name: str, config: BinConfig) -> None:
-        self.name = name
-        self.config = config
-        lx, ly, h = config.size
-        w = config.wall
-        hx, hy = lx / 2, ly / 2
-        boxes = [
-            ((hx + w, hy + w, w / 2), (0, 0, -w / 2)),
-            ((w / 2, hy + w, h / 2), (hx + w / 2, 0, h / 2)),
-            ((w / 2, hy + w, h / 2), (-hx - w / 2, 0, h / 2)),
-            ((hx, w / 2, h / 2), (0, hy + w / 2, h / 2)),
-            ((hx, w / 2, h / 2), (0, -hy - w / 2, h / 2)),
-        ]
-        self.id = world.create_compound(name, boxes, config.position, rgba=config.color)
-        self.center = np.asarray(config.position, dtype=float)
-        self.half = (hx, hy)
-        """Half extents of the opening (x, y), metres."""
-        self.height = h
-        self._center_list = self.center.tolist()
-
-    def contains(self, pos, margin: float = 0.0) -> bool:
-        """Whether ``pos`` lies inside the bin's inner volume (below the rim)."""
-        cx, cy, cz = self._center_list
-        hx, hy = self.half
-        return (
-            abs(pos[0] - cx) <= hx - margin and abs(pos[1] - cy) <= hy - margin and -0.01 <= pos[2] - cz <= self.height
-        )
-
-    def above(self, pos) -> bool:
-        """Whether ``pos`` is over the bin opening (at any height)."""
-        cx, cy, _ = self._center_list
-        hx, hy = self.half
-        return abs(pos[0] - cx) <= hx and abs(pos[1] - cy) <= hy
-
-
-def build_table(world: World, name: str, config: TableConfig) -> int:
-    lx, ly, h = config.size
-    x, y = config.position
-    return world.create_box(name, (lx / 2, ly / 2, h / 2), (x, y, h / 2), rgba=config.color)
-
-
-def build_pedestal(world: World, name: str, position: np.ndarray) -> int:
-    """A column under a robot mounted above the floor."""
-    h = float(position[2])
-    return world.create_box(name, (0.12, 0.12, h / 2), (position[0], position[1], h / 2), rgba=(0.85, 0.85, 0.85, 1.0))
