@@ -11,7 +11,11 @@ from typing import Literal
 
 import numpy as np
 
-EventKind = Literal["arrived", "grasp", "picked", "placed", "dropped", "missed", "collision"]
+EventKind = Literal[
+    "arrived", "grasp", "picked", "placed", "dropped", "missed", "collision", "machine_state", "produced"
+]
+MachineState = Literal["idle", "loaded", "processing", "done", "blocked", "down"]
+"""A machine's states: ``processing`` is production time, ``down`` is down time (ISO 22400)."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,9 @@ class Event:
     """Name of the part concerned (None for robot-only events)."""
     robot: str | None = None
     detail: str = ""
+    """For ``machine_state``: the new state; for ``produced``: ``good`` or ``defective``."""
+    station: str | None = None
+    """The machine (or other station) the event belongs to."""
 
 
 @dataclass
@@ -30,9 +37,15 @@ class EventLog:
     events: list[Event] = field(default_factory=list)
 
     def add(
-        self, t: float, kind: EventKind, part: str | None = None, robot: str | None = None, detail: str = ""
+        self,
+        t: float,
+        kind: EventKind,
+        part: str | None = None,
+        robot: str | None = None,
+        detail: str = "",
+        station: str | None = None,
     ) -> Event:
-        ev = Event(t, kind, part, robot, detail)
+        ev = Event(t, kind, part, robot, detail, station)
         self.events.append(ev)
         return ev
 
@@ -92,3 +105,57 @@ def compute_kpis(log: EventLog, sim_time: float, energy: float = 0.0) -> dict[st
         "energy": float(energy),
         "energy_per_part": float(energy) / n_placed if n_placed else nan,
     }
+
+
+def state_times(log: EventLog, station: str, sim_time: float) -> dict[str, float]:
+    """Seconds ``station`` spent in each state over ``[0, sim_time]``; idle until its first
+    ``machine_state`` event."""
+    times = dict.fromkeys(("idle", "loaded", "processing", "done", "blocked", "down"), 0.0)
+    state, since = "idle", 0.0
+    for e in sorted((e for e in log.events if e.kind == "machine_state" and e.station == station), key=lambda e: e.t):
+        t = min(max(e.t, since), sim_time)
+        times[state] += t - since
+        state, since = e.detail, t
+    times[state] += max(sim_time - since, 0.0)
+    return times
+
+
+def compute_oee(log: EventLog, sim_time: float, ideal_cycle_time: dict[str, float]) -> dict[str, dict[str, float]]:
+    """ISO 22400-2 time model and OEE per machine, from the event log alone.
+
+    With no planned downtime in an episode, the planned busy time (PBT) is the whole span
+    ``sim_time``; the actual production time (APT) is the time spent ``processing``; the actual
+    unit down time (ADOT) the time spent ``down``. ``produced`` events count the produced
+    quantity (PQ) and, with detail ``good``, the good quantity (GQ). ``ideal_cycle_time`` is the
+    planned run time per item (PRI) of each machine, in seconds.
+
+    Returns per machine: ``planned_busy_time``, ``actual_production_time``, ``down_time``,
+    ``idle_time`` (idle, loaded, done and blocked), ``produced``, ``good``,
+    ``ideal_cycle_time``, ``availability`` = APT / PBT, ``performance`` = PRI x PQ / APT,
+    ``quality`` = GQ / PQ and ``oee`` = availability x performance x quality (NaN where a
+    denominator is 0).
+    """
+    nan = float("nan")
+    out = {}
+    for station, pri in ideal_cycle_time.items():
+        times = state_times(log, station, sim_time)
+        produced = [e for e in log.events if e.kind == "produced" and e.station == station]
+        pq, gq = len(produced), sum(e.detail == "good" for e in produced)
+        pbt, apt = float(sim_time), times["processing"]
+        availability = apt / pbt if pbt > 0 else nan
+        performance = pri * pq / apt if apt > 0 else nan
+        quality = gq / pq if pq else nan
+        out[station] = {
+            "planned_busy_time": pbt,
+            "actual_production_time": apt,
+            "down_time": times["down"],
+            "idle_time": times["idle"] + times["loaded"] + times["done"] + times["blocked"],
+            "produced": float(pq),
+            "good": float(gq),
+            "ideal_cycle_time": float(pri),
+            "availability": availability,
+            "performance": performance,
+            "quality": quality,
+            "oee": availability * performance * quality,
+        }
+    return out
