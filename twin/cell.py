@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.equipment import Bin, Conveyor, build_pedestal, build_table
-from twin.events import EventLog, compute_kpis
+from twin.equipment import Bin, Conveyor, Machine, build_pedestal, build_table
+from twin.equipment.machine import REST_SPEED
+from twin.events import EventLog, compute_kpis, compute_oee
 from twin.layout import CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
 from twin.robots import Panda
@@ -53,6 +54,7 @@ class Twin:
                 build_pedestal(w, f"pedestal-{i}", np.asarray(r.base.position))
         self.conveyors = {f"conveyor-{i}": Conveyor(w, f"conveyor-{i}", c) for i, c in enumerate(layout.conveyors)}
         self.bins = [Bin(w, f"bin-{i}", b) for i, b in enumerate(layout.bins)]
+        self.machines = [Machine(w, f"machine-{i}", m, layout.part(m.produces)) for i, m in enumerate(layout.machines)]
         for i, t in enumerate(layout.tables):
             build_table(w, f"table-{i}", t)
         base_dir = Path(self.layout_source).parent if self.layout_source != "<in memory>" else None
@@ -66,6 +68,7 @@ class Twin:
         used = sorted({name for f in layout.feeders for name in f.mix})
         self.parts: list[Part] = build_pool(w, [layout.part(n) for n in used], per_type)
         self._part_by_id = {p.id: p for p in self.parts}
+        self._base_spec = {p.id: p.spec for p in self.parts}  # a machine changes a part's type; reset restores it
         self.cameras = {c.name: Camera(w, c) for c in layout.cameras}
         self.log = EventLog()
         self._touching: set[tuple[int, int]] = set()
@@ -98,6 +101,9 @@ class Twin:
         self._steps = 0
         for part in self.parts:
             park(self.world, part)
+            if part.spec is not self._base_spec[part.id]:
+                part.spec = self._base_spec[part.id]
+                self.world.p.changeVisualShape(part.id, -1, rgbaColor=list(part.spec.color))
             part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
             part.pos, part.vel = part.park, np.zeros(3)
         free: dict[str, list[Part]] = defaultdict(list)
@@ -118,6 +124,8 @@ class Twin:
                     feeder.conveyor,
                 )
         self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
+        for m in self.machines:  # after the part stream, so machines leave other draws unchanged
+            m.reset(rng)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -180,6 +188,8 @@ class Twin:
             pos, _ = p.getBasePositionAndOrientation(part.id)
             part.xyz = pos
             self._track(part, pos, held.get(part.id), beams)
+        for m in self.machines:
+            m.update(self.sim_time, [q for q in self.parts if q.state == "on_station" and m.holds(q.xyz)], self.log)
 
     def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:
         if name not in beams:
@@ -190,6 +200,14 @@ class Twin:
     def _track(self, part: Part, pos: tuple, robot: Panda | None, beams: dict[str, int | None]) -> None:
         t, hh, z = self.sim_time, part.spec.half_height, pos[2]
         conv = self.conveyors.get(part.conveyor)
+        if part.state == "on_station":
+            station = next((m for m in self.machines if m.holds(pos)), None)
+            if robot is not None and (station is None or z > station.top_z + hh + PICK_LIFT):
+                part.state, part.drop_logged = "held", False
+                self.log.add(t, "picked", part.name, robot.name)
+            elif station is None:
+                part.state = "loose"  # pushed off the fixture
+            return
         if part.state == "on_conveyor" or part.state == "loose":
             rest_z = (conv.surface_z if conv else 0.0) + hh
             if robot is not None and z > rest_z + PICK_LIFT:
@@ -206,7 +224,7 @@ class Twin:
         elif part.state == "held":
             if robot is None:
                 part.state = "loose"
-                if not any(b.above(pos) for b in self.bins):
+                if not any(b.above(pos) for b in self.bins) and not any(m.holds(pos) for m in self.machines):
                     part.drop_logged = True
                     self.log.add(t, "dropped", part.name, detail="released outside a bin")
         elif part.state == "loose":
@@ -215,6 +233,8 @@ class Twin:
             if in_bin and speed < 0.3:
                 part.state = "placed"
                 self.log.add(t, "placed", part.name, detail=in_bin)
+            elif speed < REST_SPEED and any(m.holds(pos) for m in self.machines):
+                part.state = "on_station"  # set down on a machine's load fixture
             elif conv is not None and conv.on_belt(pos, hh) and speed < 0.5:
                 part.state = "on_conveyor"
             elif z < hh + 0.01 or (speed < 1e-3 and not in_bin):  # on the floor, or at rest elsewhere
@@ -229,7 +249,13 @@ class Twin:
         return sum(r.energy for r in self.robots)
 
     def kpis(self) -> dict[str, float]:
-        return compute_kpis(self.log, self.sim_time, self.energy)
+        """The production KPIs and, per machine, its ISO 22400 figures (``machine-0_oee``, ...)."""
+        out = compute_kpis(self.log, self.sim_time, self.energy)
+        oee = compute_oee(self.log, self.sim_time, {m.name: m.config.pri for m in self.machines})
+        for name, figures in oee.items():
+            for key in ("oee", "availability", "performance", "quality", "idle_time", "produced"):
+                out[f"{name}_{key}"] = figures[key]
+        return out
 
     @property
     def all_parts_done(self) -> bool:

@@ -197,6 +197,54 @@ class Table(_Model):
     color: Rgba = (0.55, 0.5, 0.45, 1.0)
 
 
+class Machine(_Model):
+    """A machine station (``[[machines]]``): a part placed on its load fixture is processed for a
+    seeded time, then becomes the finished part. States: idle, loaded, processing, done, blocked
+    (a part it cannot process on the fixture), down; each change is an event."""
+
+    position: Vec2
+    """Centre of the station, metres (x, y)."""
+    yaw: Degrees = 0.0
+    size: tuple[
+        Annotated[float, Field(gt=0.1, le=5, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0.1, le=5, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0.1, le=3, allow_inf_nan=False)],
+    ] = (0.5, 0.5, 0.75)
+    """Length, width and height (of the fixture's top face), metres."""
+    fixture_offset: tuple[
+        Annotated[float, Field(ge=-2.5, le=2.5, allow_inf_nan=False)],
+        Annotated[float, Field(ge=-2.5, le=2.5, allow_inf_nan=False)],
+    ] = (0.0, 0.0)
+    """Centre of the load fixture relative to the station's top centre, station frame, metres."""
+    fixture_size: Annotated[float, Field(gt=0.01, le=1, allow_inf_nan=False)] = 0.1
+    """Side of the square fixture plate, metres."""
+    tolerance: Annotated[float, Field(gt=0, le=0.1, allow_inf_nan=False)] = 0.015
+    """How far (metres, in x and y) a part's centre may lie from the fixture's centre to count as loaded."""
+    accepts: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    """The raw part (catalogue name) the machine processes."""
+    produces: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    """The finished part (catalogue name) a processed part becomes: its type and colour."""
+    process_time: tuple[
+        Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)],
+    ] = (8.0, 10.0)
+    """Range in seconds (uniform, seeded per episode) of one cycle."""
+    ideal_cycle_time: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = None
+    """Planned run time per item for OEE (ISO 22400 PRI), seconds; the shortest process time if unset."""
+    color: Rgba = (0.93, 0.93, 0.9, 1.0)
+
+    @field_validator("process_time")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(f"range must be [low, high] with low <= high, got {list(v)}")
+        return v
+
+    @property
+    def pri(self) -> float:
+        return self.ideal_cycle_time if self.ideal_cycle_time is not None else self.process_time[0]
+
+
 class Fixture(_Model):
     urdf: Annotated[str, Field(min_length=1, max_length=4096)]
     """Path to a URDF, relative to the layout file's folder, or to the assets folder; it must parse,
@@ -240,6 +288,7 @@ class CellLayout(_Model):
     feeders: list[Feeder] = Field([], max_length=16)
     bins: list[Bin] = Field([], max_length=32)
     tables: list[Table] = Field([], max_length=64)
+    machines: list[Machine] = Field([], max_length=32)
     fixtures: list[Fixture] = Field([], max_length=256)
     cameras: list[Camera] = Field([], max_length=16)
 
@@ -259,6 +308,13 @@ class CellLayout(_Model):
             unknown = sorted(set(f.mix) - set(part_names))
             if unknown:
                 raise ValueError(f"feeders[{i}].mix: unknown parts {unknown} (catalogue: {part_names})")
+        for i, m in enumerate(self.machines):
+            unknown = sorted({m.accepts, m.produces} - set(part_names))
+            if unknown:
+                raise ValueError(f"machines[{i}]: unknown parts {unknown} (catalogue: {part_names})")
+            half = min(m.size[0], m.size[1]) / 2
+            if max(abs(m.fixture_offset[0]), abs(m.fixture_offset[1])) + m.fixture_size / 2 > half:
+                raise ValueError(f"machines[{i}].fixture_offset: the fixture must lie on the station's top")
         hx, hy = self.floor.size[0] / 2, self.floor.size[1] / 2
 
         def off_floor(x: float, y: float) -> bool:
@@ -271,7 +327,13 @@ class CellLayout(_Model):
                     f"robots[{i}].base.position: ({x}, {y}, {z}) is outside the floor "
                     f"(|x| <= {hx}, |y| <= {hy}, z >= 0)"
                 )
-        for kind, items in (("conveyors", self.conveyors), ("tables", self.tables), ("bins", self.bins)):
+        groups = (
+            ("conveyors", self.conveyors),
+            ("tables", self.tables),
+            ("bins", self.bins),
+            ("machines", self.machines),
+        )
+        for kind, items in groups:
             for i, item in enumerate(items):
                 x, y = item.position[0], item.position[1]
                 if off_floor(x, y):
@@ -281,6 +343,8 @@ class CellLayout(_Model):
                 # the whole footprint stands on the floor, not only its centre
                 if kind == "conveyors":
                     half, yaw = (item.length / 2, item.width / 2), math.radians(item.yaw)
+                elif kind == "machines":
+                    half, yaw = (item.size[0] / 2, item.size[1] / 2), math.radians(item.yaw)
                 else:
                     half, yaw = (item.size[0] / 2, item.size[1] / 2), 0.0
                 c, s = math.cos(yaw), math.sin(yaw)

@@ -13,9 +13,9 @@ from twin.layout import Feeder as FeederConfig
 from twin.layout import Part as PartConfig
 from twin.world import World
 
-PartState = Literal["parked", "queued", "on_conveyor", "held", "loose", "placed", "missed", "lost"]
+PartState = Literal["parked", "queued", "on_conveyor", "held", "loose", "on_station", "placed", "missed", "lost"]
 TERMINAL: frozenset[str] = frozenset({"placed", "missed", "lost"})
-IN_PLAY: frozenset[str] = frozenset({"on_conveyor", "held", "loose"})
+IN_PLAY: frozenset[str] = frozenset({"on_conveyor", "held", "loose", "on_station"})
 PARKING = np.array([20.0, 20.0, -1.0])  # off-stage, below the floor, for parts not in play
 
 
