@@ -110,6 +110,20 @@ def keep_parents_garbage() -> None:
     gc.freeze()
 
 
+def exit_reason(code: int | None) -> str:
+    """A worker process's exit code in words ("killed by SIGKILL", "exit status 3")."""
+    import signal
+
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), so no worker is orphaned."""
     if not sys.platform.startswith("linux"):

@@ -22,6 +22,7 @@ from agents.collect.group import (
     EnvGroup,
     autoreset_mode,
     die_with_parent,
+    exit_reason,
     keep_parents_garbage,
     run_command,
     single_threaded,
@@ -201,7 +202,7 @@ class ProcessPool(EnvPool):
         except (EOFError, ConnectionError):
             proc.join(5)
             raise WorkerError(
-                f"{self.describe_worker(w)} died while building its envs ({_exit_reason(proc.exitcode)})"
+                f"{self.describe_worker(w)} died while building its envs ({exit_reason(proc.exitcode)})"
             ) from None
         if msg[0] == "error":
             raise WorkerError(f"{self.describe_worker(w)} could not build its envs:\n{msg[2]}")
@@ -235,7 +236,7 @@ class ProcessPool(EnvPool):
             proc = self._procs[w]
             self._unwatch(w)
             proc.join(5)
-            reason = self._kill_reason.pop(w, None) or f"died ({_exit_reason(proc.exitcode)})"
+            reason = self._kill_reason.pop(w, None) or f"died ({exit_reason(proc.exitcode)})"
             events.append(("died", w, reason))
         return events
 
@@ -294,14 +295,3 @@ class ProcessPool(EnvPool):
             if self._conns[w] is not None:
                 self._conns[w].close()
         self._selector.close()
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"

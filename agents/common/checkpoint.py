@@ -68,7 +68,8 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -110,7 +111,7 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dic
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
         os.chmod(tmp, _umask_mode())
-        digest = _sha256(Path(tmp))
+        digest = file_sha256(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -318,7 +319,7 @@ def load_tensors(
         raise CheckpointError(f"{Path(folder) / SIDECAR}: names no {name}")
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise CheckpointError(f"{path}: contents do not match the sha256 in {SIDECAR} (corrupt or replaced)")
     try:
         return load_file(str(path), device=str(device))

@@ -8,7 +8,6 @@ by (policy, task, variant, seed), so rows are identical whatever the worker coun
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -57,14 +56,6 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and int.from_bytes(head[:8], "little") < 100_000_000 and head[8:9] == b"{"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def policy_spec(policy: str) -> PolicySpec:
     """Classify a ``--policy`` argument; refuses pickle-based, unknown and oversized files with what
     is accepted, before reading more than a few bytes of them."""
@@ -74,16 +65,18 @@ def policy_spec(policy: str) -> PolicySpec:
     if not p.exists():
         raise PolicyError(f"{policy}: no such file or folder; --policy takes {ACCEPTED}")
     if p.is_dir():
-        from agents.common.checkpoint import SIDECAR, CheckpointError, resolve_checkpoint
+        from agents.common.checkpoint import SIDECAR, CheckpointError, file_sha256, resolve_checkpoint
 
         try:
             folder = resolve_checkpoint(p)
-            digest = _file_sha256(folder / SIDECAR)  # names the sha256 of every tensor file
+            digest = file_sha256(folder / SIDECAR)  # names the sha256 of every tensor file
         except CheckpointError as exc:
             raise PolicyError(f"{exc}; --policy takes {ACCEPTED}") from None
         except OSError as exc:
             raise PolicyError(f"{folder}: cannot read the checkpoint: {exc.strerror}") from None
         return PolicySpec("checkpoint", str(folder.resolve()), digest)
+    from agents.common.checkpoint import file_sha256
+
     if not p.is_file():
         raise PolicyError(f"{policy}: not a regular file (a device, a pipe or a socket); --policy takes {ACCEPTED}")
     suffix = p.suffix.lower()
@@ -103,7 +96,7 @@ def policy_spec(policy: str) -> PolicySpec:
     if size > MAX_POLICY_BYTES:
         raise PolicyError(f"{policy}: {size:,} bytes, over the {MAX_POLICY_BYTES:,}-byte limit for ONNX policies")
     try:
-        digest = _file_sha256(p)
+        digest = file_sha256(p)
     except OSError as exc:
         raise PolicyError(f"{policy}: cannot read: {exc.strerror}") from None
     return PolicySpec("onnx", str(p.resolve()), digest)

@@ -18,7 +18,6 @@ and ``.lock`` keeps two evaluations from writing one folder at once.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from agents.common.checkpoint import atomic_write_bytes, atomic_write_text
+from agents.evaluation.report import clean
 
 RUN = "run.json"
 EPISODES = "episodes.jsonl"
@@ -37,10 +37,6 @@ IDENTITY = ("suite_hash", "layout_hashes", "policy", "limits", "videos")
 
 class ResultsError(ValueError):
     """An output folder that cannot be used as asked (the message says why and what to do)."""
-
-
-def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
 class ResultsFolder:
@@ -144,7 +140,7 @@ class ResultsFolder:
 
     def add(self, row: dict[str, Any]) -> None:
         """Append one finished episode's row and flush it to disk."""
-        self._rows.write(json.dumps(_json_safe(row), allow_nan=False) + "\n")
+        self._rows.write(json.dumps(clean([row])[0], allow_nan=False) + "\n")
         self._rows.flush()
         os.fsync(self._rows.fileno())
         self.done[(row["task"], row["variant"], int(row["seed"]))] = row

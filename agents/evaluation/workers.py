@@ -30,6 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.collect.group import exit_reason
+
 POLL_SECONDS = 0.1  # how often deadlines are checked while episodes run
 
 
@@ -104,17 +106,6 @@ def _worker_main(conn, spec, limits: Limits, clock) -> None:
             conn.send((job_id, result))
         except (OSError, ValueError, MemoryError) as exc:
             conn.send((job_id, episode_error(job, f"the episode's result could not be returned: {exc}")))
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
 
 
 @dataclass
@@ -206,7 +197,7 @@ class EpisodeWorkers:
                         continue
                     if w.proc.sentinel in ready or not w.proc.is_alive():
                         w.proc.join(1)
-                        died = _exit_reason(w.proc.exitcode)
+                        died = exit_reason(w.proc.exitcode)
                         job_id = w.job
                         attempts[job_id] = attempts.get(job_id, 0) + 1
                         self._replace(w)
