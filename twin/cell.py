@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.equipment import Bin, Conveyor, Machine, build_pedestal, build_table
+from twin.equipment import Bin, Conveyor, Machine, Tray, build_pedestal, build_table
 from twin.equipment.machine import REST_SPEED
 from twin.events import EventLog, compute_kpis, compute_oee
 from twin.layout import CellLayout, load_layout, resolve_asset
@@ -20,6 +20,7 @@ from twin.world import World
 PICK_LIFT = 0.02  # metres above its resting height at which a held part counts as picked
 GRASP_RADIUS = 0.06  # a tool closing this close to a part is a pick attempt
 COLLISION_FORCE = 5.0  # newtons of contact between a robot and the cell that count as a collision
+_GRASPABLE = frozenset({"on_conveyor", "loose", "stored", "on_station"})
 
 
 class Twin:
@@ -54,6 +55,10 @@ class Twin:
                 build_pedestal(w, f"pedestal-{i}", np.asarray(r.base.position))
         self.conveyors = {f"conveyor-{i}": Conveyor(w, f"conveyor-{i}", c) for i, c in enumerate(layout.conveyors)}
         self.bins = [Bin(w, f"bin-{i}", b) for i, b in enumerate(layout.bins)]
+        self.trays = [Tray(w, f"tray-{i}", t) for i, t in enumerate(layout.trays)]
+        self._receptacles: list[Bin] = [*self.bins, *(t for t in self.trays if not t.count)]
+        """Where a part set down counts as placed: bins and output trays (a part set back in an
+        input tray is stored there again)."""
         self.machines = [Machine(w, f"machine-{i}", m, layout.part(m.produces)) for i, m in enumerate(layout.machines)]
         for i, t in enumerate(layout.tables):
             build_table(w, f"table-{i}", t)
@@ -65,8 +70,11 @@ class Twin:
             orn = w.p.getQuaternionFromEuler([0, 0, np.radians(fx.pose.yaw)])
             w.load_urdf(f"fixture-{i}", path, fx.pose.position, orn, fixed_base=fx.fixed, scale=fx.scale)
         per_type = max((f.parts_per_episode for f in layout.feeders), default=0)
-        used = sorted({name for f in layout.feeders for name in f.mix})
-        self.parts: list[Part] = build_pool(w, [layout.part(n) for n in used], per_type)
+        counts = dict.fromkeys(sorted({name for f in layout.feeders for name in f.mix}), per_type)
+        for tray in self.trays:
+            if tray.count:
+                counts[tray.config.fill] = counts.get(tray.config.fill, 0) + tray.count
+        self.parts: list[Part] = build_pool(w, [(layout.part(n), counts[n]) for n in sorted(counts)])
         self._part_by_id = {p.id: p for p in self.parts}
         self._base_spec = {p.id: p.spec for p in self.parts}  # a machine changes a part's type; reset restores it
         self.cameras = {c.name: Camera(w, c) for c in layout.cameras}
@@ -105,6 +113,7 @@ class Twin:
                 part.spec = self._base_spec[part.id]
                 self.world.p.changeVisualShape(part.id, -1, rgbaColor=list(part.spec.color))
             part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
+            part.location = ""
             part.pos, part.vel = part.park, np.zeros(3)
         free: dict[str, list[Part]] = defaultdict(list)
         for part in self.parts:
@@ -126,6 +135,18 @@ class Twin:
         self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         for m in self.machines:  # after the part stream, so machines leave other draws unchanged
             m.reset(rng)
+        for tray in self.trays:
+            if not tray.count:
+                continue
+            spec = self.layout.part(tray.config.fill)
+            for xyz, yaw in tray.draw_poses(rng, spec.half_height):
+                part = free[spec.name].pop(0)
+                unpark(self.world, part)
+                self.world.p.resetBasePositionAndOrientation(
+                    part.id, xyz, self.world.p.getQuaternionFromEuler([0, 0, yaw])
+                )
+                part.state, part.arrival_time, part.location, part.pos = "stored", 0.0, tray.name, xyz
+                self.log.add(0.0, "arrived", part.name, detail=tray.name)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -136,7 +157,7 @@ class Twin:
         if close and not was:
             ee = robot.ee_xyz()
             for part in self.parts:
-                if (part.state == "on_conveyor" or part.state == "loose") and math.dist(part.xyz, ee) < GRASP_RADIUS:
+                if part.state in _GRASPABLE and math.dist(part.xyz, ee) < GRASP_RADIUS:
                     self.log.add(self.sim_time, "grasp", part.name, robot.name)
                     break
 
@@ -200,6 +221,15 @@ class Twin:
     def _track(self, part: Part, pos: tuple, robot: Panda | None, beams: dict[str, int | None]) -> None:
         t, hh, z = self.sim_time, part.spec.half_height, pos[2]
         conv = self.conveyors.get(part.conveyor)
+        if part.state == "stored":
+            tray = next((b for b in self.trays if b.name == part.location), None)
+            rest_z = tray.center[2] + hh if tray is not None else hh
+            if robot is not None and z > rest_z + PICK_LIFT:
+                part.state, part.drop_logged, part.location = "held", False, ""
+                self.log.add(t, "picked", part.name, robot.name)
+            elif tray is None or not tray.contains(pos):
+                part.state, part.location = "loose", ""  # pushed out of its tray
+            return
         if part.state == "on_station":
             station = next((m for m in self.machines if m.holds(pos)), None)
             if robot is not None and (station is None or z > station.top_z + hh + PICK_LIFT):
@@ -224,14 +254,19 @@ class Twin:
         elif part.state == "held":
             if robot is None:
                 part.state = "loose"
-                if not any(b.above(pos) for b in self.bins) and not any(m.holds(pos) for m in self.machines):
+                if not any(b.above(pos) for b in [*self.bins, *self.trays]) and not any(
+                    m.holds(pos) for m in self.machines
+                ):
                     part.drop_logged = True
                     self.log.add(t, "dropped", part.name, detail="released outside a bin")
         elif part.state == "loose":
             speed = math.hypot(*part.vel_xyz)
-            in_bin = next((b.name for b in self.bins if b.contains(pos)), None)
-            if in_bin and speed < 0.3:
-                part.state = "placed"
+            in_bin = next((b.name for b in self._receptacles if b.contains(pos)), None)
+            back = next((b for b in self.trays if b.count and b.contains(pos)), None) if speed < REST_SPEED else None
+            if back is not None:
+                part.state, part.location = "stored", back.name
+            elif in_bin and speed < 0.3:
+                part.state, part.location = "placed", in_bin
                 self.log.add(t, "placed", part.name, detail=in_bin)
             elif speed < REST_SPEED and any(m.holds(pos) for m in self.machines):
                 part.state = "on_station"  # set down on a machine's load fixture

@@ -185,6 +185,40 @@ class Bin(_Model):
     color: Rgba = (0.2, 0.35, 0.7, 1.0)
 
 
+class Tray(_Model):
+    """A shallow tray (``[[trays]]``) with a grid of slots: an input tray filled with raw parts at
+    every reset, or an output tray that finished parts are set down in (a part at rest inside it is
+    placed there, as in a bin)."""
+
+    position: Vec3
+    """Centre of the tray floor, metres."""
+    size: tuple[
+        Annotated[float, Field(gt=0, le=2, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0, le=2, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0, le=0.5, allow_inf_nan=False)],
+    ] = (0.24, 0.24, 0.03)
+    """Inner length, width (each at most 2) and wall height (at most 0.5), metres."""
+    grid: tuple[Annotated[int, Field(ge=1, le=10)], Annotated[int, Field(ge=1, le=10)]] = (2, 2)
+    """Slots along x and along y (the tray's length and width), each 1-10."""
+    fill: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] | None = None
+    """The part (catalogue name) put in every slot at reset; none for an output tray."""
+    count: Annotated[int, Field(ge=1, le=100)] | None = None
+    """How many slots are filled at reset (the first ones, row by row); all of them if unset."""
+    jitter: Annotated[float, Field(ge=0, le=0.05, allow_inf_nan=False)] = 0.004
+    """Half-range in metres of a part's seeded offset from its slot's centre, in x and y."""
+    yaw_jitter: Annotated[float, Field(ge=0, le=180)] = 10.0
+    """Half-range in degrees of a part's seeded yaw in its slot."""
+    wall: Annotated[float, Field(gt=0, le=0.1, allow_inf_nan=False)] = 0.008
+    color: Rgba = (0.25, 0.28, 0.3, 1.0)
+
+    def slots(self) -> list[tuple[float, float]]:
+        """Centres (x, y) of the slots, world frame, row by row."""
+        nx, ny = self.grid
+        lx, ly = self.size[0], self.size[1]
+        x0, y0 = self.position[0] - lx / 2, self.position[1] - ly / 2
+        return [(x0 + (i + 0.5) * lx / nx, y0 + (j + 0.5) * ly / ny) for j in range(ny) for i in range(nx)]
+
+
 class Table(_Model):
     position: Vec2
     """Centre of the table, metres (x, y)."""
@@ -244,6 +278,14 @@ class Machine(_Model):
     def pri(self) -> float:
         return self.ideal_cycle_time if self.ideal_cycle_time is not None else self.process_time[0]
 
+    @property
+    def fixture_xy(self) -> tuple[float, float]:
+        """Centre of the load fixture, world frame, metres."""
+        yaw = math.radians(self.yaw)
+        c, s = math.cos(yaw), math.sin(yaw)
+        (x, y), (ox, oy) = self.position, self.fixture_offset
+        return (x + c * ox - s * oy, y + s * ox + c * oy)
+
 
 class Fixture(_Model):
     urdf: Annotated[str, Field(min_length=1, max_length=4096)]
@@ -288,6 +330,7 @@ class CellLayout(_Model):
     feeders: list[Feeder] = Field([], max_length=16)
     bins: list[Bin] = Field([], max_length=32)
     tables: list[Table] = Field([], max_length=64)
+    trays: list[Tray] = Field([], max_length=32)
     machines: list[Machine] = Field([], max_length=32)
     fixtures: list[Fixture] = Field([], max_length=256)
     cameras: list[Camera] = Field([], max_length=16)
@@ -315,6 +358,25 @@ class CellLayout(_Model):
             half = min(m.size[0], m.size[1]) / 2
             if max(abs(m.fixture_offset[0]), abs(m.fixture_offset[1])) + m.fixture_size / 2 > half:
                 raise ValueError(f"machines[{i}].fixture_offset: the fixture must lie on the station's top")
+        for i, t in enumerate(self.trays):
+            if t.fill is None:
+                if t.count is not None:
+                    raise ValueError(f"trays[{i}].count: only a tray with fill is filled at reset")
+                continue
+            if t.fill not in part_names:
+                raise ValueError(f"trays[{i}].fill: unknown part {t.fill!r} (catalogue: {part_names})")
+            slots = t.grid[0] * t.grid[1]
+            if t.count is not None and t.count > slots:
+                raise ValueError(f"trays[{i}].count: {t.count} parts do not fit in {slots} slots")
+            spec = self.part(t.fill)
+            # the part, turned by up to its yaw jitter and shifted by the jitter, stays inside its slot
+            side = spec.size[0] if spec.shape == "cylinder" else math.hypot(spec.size[0], spec.size[1])
+            pitch = min(t.size[0] / t.grid[0], t.size[1] / t.grid[1])
+            if side + 2 * t.jitter > pitch:
+                raise ValueError(
+                    f"trays[{i}].grid: slots of {pitch * 1000:.0f} mm cannot hold a {t.fill!r} "
+                    f"({side * 1000:.0f} mm across, +-{t.jitter * 1000:.0f} mm jitter); use fewer slots or a larger tray"
+                )
         hx, hy = self.floor.size[0] / 2, self.floor.size[1] / 2
 
         def off_floor(x: float, y: float) -> bool:
@@ -327,10 +389,12 @@ class CellLayout(_Model):
                     f"robots[{i}].base.position: ({x}, {y}, {z}) is outside the floor "
                     f"(|x| <= {hx}, |y| <= {hy}, z >= 0)"
                 )
+        self._check_reach()
         groups = (
             ("conveyors", self.conveyors),
             ("tables", self.tables),
             ("bins", self.bins),
+            ("trays", self.trays),
             ("machines", self.machines),
         )
         for kind, items in groups:
@@ -358,6 +422,28 @@ class CellLayout(_Model):
                                 f"(|x| <= {hx}, |y| <= {hy}); shrink it or enlarge floor.size"
                             )
         return self
+
+    def _check_reach(self) -> None:
+        """Every machine fixture and tray slot lies within reach of at least one robot."""
+        from twin.robots import can_reach  # the robots' modules read this one
+
+        def reachable(point: tuple[float, float, float]) -> bool:
+            return any(can_reach(r.model, r.base.position, point) for r in self.robots)
+
+        for i, m in enumerate(self.machines):
+            point = (*m.fixture_xy, m.size[2] + 0.05)
+            if not reachable(point):
+                raise ValueError(
+                    f"machines[{i}].position: its load fixture at ({point[0]:.3g}, {point[1]:.3g}) is out of "
+                    "reach of every robot; move it (or a robot) closer"
+                )
+        for i, t in enumerate(self.trays):
+            for x, y in t.slots():
+                if not reachable((x, y, t.position[2] + 0.03)):
+                    raise ValueError(
+                        f"trays[{i}].position: its slot at ({x:.3g}, {y:.3g}) is out of reach of every robot; "
+                        "move it (or a robot) closer"
+                    )
 
     def part(self, name: str) -> Part:
         for p in self.parts:

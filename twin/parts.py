@@ -13,9 +13,12 @@ from twin.layout import Feeder as FeederConfig
 from twin.layout import Part as PartConfig
 from twin.world import World
 
-PartState = Literal["parked", "queued", "on_conveyor", "held", "loose", "on_station", "placed", "missed", "lost"]
+PartState = Literal[
+    "parked", "queued", "stored", "on_conveyor", "held", "loose", "on_station", "placed", "missed", "lost"
+]
+"""``stored``: waiting in an input tray's slot; ``on_station``: at rest on a machine's fixture."""
 TERMINAL: frozenset[str] = frozenset({"placed", "missed", "lost"})
-IN_PLAY: frozenset[str] = frozenset({"on_conveyor", "held", "loose", "on_station"})
+IN_PLAY: frozenset[str] = frozenset({"stored", "on_conveyor", "held", "loose", "on_station"})
 PARKING = np.array([20.0, 20.0, -1.0])  # off-stage, below the floor, for parts not in play
 
 
@@ -62,6 +65,8 @@ class Part:
     xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Position as Python floats, updated every control step while the part is in play."""
     drop_logged: bool = False
+    location: str = ""
+    """The tray or bin a placed part lies in, or the tray a stored part waits in."""
     world: World | None = field(default=None, repr=False, compare=False)
     _pos: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
     _vel: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
@@ -110,11 +115,11 @@ class Part:
         return self.state in TERMINAL
 
 
-def build_pool(world: World, specs: list[PartConfig], per_type: int) -> list[Part]:
-    """Create ``per_type`` bodies of each part spec, parked off-stage."""
+def build_pool(world: World, counts: list[tuple[PartConfig, int]]) -> list[Part]:
+    """Create ``count`` bodies of each part spec, parked off-stage."""
     pool = []
-    for ti, spec in enumerate(specs):
-        for k in range(per_type):
+    for ti, (spec, count) in enumerate(counts):
+        for k in range(count):
             name = f"part-{spec.name}-{k}"
             spot = PARKING + np.array([0.3 * k, 0.3 * ti, 0.0])
             if spec.shape == "box":

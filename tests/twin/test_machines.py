@@ -21,7 +21,7 @@ mass = 0.25
 color = [0.2, 0.2, 0.9, 1.0]
 
 [[machines]]
-position = [0.6, 0.6]
+position = [0.45, 0.55]
 accepts = "cube"
 produces = "finished_cube"
 process_time = [2.0, 3.0]

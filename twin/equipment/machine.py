@@ -30,12 +30,10 @@ class Machine:
         self.world, self.name, self.config, self.finished = world, name, config, finished
         lx, ly, h = config.size
         yaw = math.radians(config.yaw)
-        c, s = math.cos(yaw), math.sin(yaw)
         x, y = config.position
         orn = world.p.getQuaternionFromEuler([0, 0, yaw])
         self.body = world.create_box(name, (lx / 2, ly / 2, h / 2), (x, y, h / 2), orn, rgba=config.color)
-        ox, oy = config.fixture_offset
-        self.fixture_xy = (x + c * ox - s * oy, y + s * ox + c * oy)
+        self.fixture_xy = config.fixture_xy
         self.top_z = h + FIXTURE_THICKNESS
         half = config.fixture_size / 2
         world.create_box(

@@ -32,6 +32,8 @@ PANDA_EE_LINK = 11  # panda_grasptarget, between the fingertips
 SUCTION_CUP_LINK = 9
 SUCTION_TCP_LINK = 10
 FINGER_OPEN = 0.04
+SHOULDER_HEIGHT = 0.333  # metres from the base to joint 2's axis
+REACH = 0.855  # metres from the shoulder to the farthest tool centre point, tool pointing down
 # IK null space: joint limits, ranges and a comfortable rest posture (rad)
 _LOWER = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]
 _UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
