@@ -13,6 +13,7 @@ import gymnasium as gym
 
 from envs.core import FactoryEnv, Task
 from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert
+from envs.tasks.machine_tend import MachineTend, MachineTendExpert
 from envs.tasks.reach import Reach, ReachExpert
 
 _SPECS = {
@@ -22,6 +23,12 @@ _SPECS = {
         ConveyorPickExpert,
         640,
         "Pick parts arriving on a moving conveyor and place them in the bin before the belt's end.",
+    ),
+    "MachineTend-v0": (
+        MachineTend,
+        MachineTendExpert,
+        1200,
+        "Load blanks from a tray into two machines and unload the finished parts to the output tray.",
     ),
 }
 

@@ -72,6 +72,10 @@ class Task(ABC):
     def terminated(self, ev: dict[str, Any]) -> bool:
         return bool(ev["success"])
 
+    def kpis(self) -> dict[str, float]:
+        """The task's own KPIs, beside the cell's (``Twin.kpis``); none by default."""
+        return {}
+
     def achieved_goal(self) -> np.ndarray:
         raise NotImplementedError
 
@@ -149,7 +153,7 @@ class FactoryEnv(gym.Env):
             n_act = 4 if task.uses_tool else 3
             self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
             self._action_shape = (n_act,)
-            self._low, self._high = (tuple(float(v) for v in b) for b in task.workspace)
+            self._low, self._high = (tuple(float(v) for v in b) for b in self.task.workspace)
             self.observation_space = self._make_obs_space()
         except Exception:
             self.twin.close()
@@ -216,8 +220,8 @@ class FactoryEnv(gym.Env):
         return self._camera(self.task.obs_camera).config
 
     def kpis(self) -> dict[str, float]:
-        """Production KPIs of the episode so far."""
-        return self.twin.kpis()
+        """Production KPIs of the episode so far: the cell's and the task's own."""
+        return {**self.twin.kpis(), **self.task.kpis()}
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
+from envs.motion import act_towards, via_around_base
 from twin.parts import TERMINAL, Part
 
 _NO_PART = (0.0,) * 11  # the target-part block of the observation when no part is in play
@@ -301,19 +302,10 @@ class ConveyorPickExpert:
         self.phase, self.timer, self.part, self.grasp_y = "wait", 0, None, 0.0
 
     def _act(self, ee: np.ndarray, target: np.ndarray, close: bool, speed: float = 1.0) -> np.ndarray:
-        delta = np.clip((target - ee) / self.task.max_step, -speed, speed)
-        return np.append(delta, 1.0 if close else -1.0).astype(np.float32)
+        return act_towards(ee, target, close, self.task.max_step, speed)
 
     def _via(self, ee: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """``goal``, or a waypoint around the robot's base if the straight path passes too close to it."""
-        base = self.task.robot.base_position[:2]
-        a, b = ee[:2] - base, goal[:2] - base
-        seg = b - a
-        t = np.clip(-(a @ seg) / max(seg @ seg, 1e-9), 0.0, 1.0)
-        if np.linalg.norm(a + t * seg) > 0.4:
-            return goal
-        ang = np.arctan2(a[1], a[0]) + 0.5 * np.angle(np.exp(1j * (np.arctan2(b[1], b[0]) - np.arctan2(a[1], a[0]))))
-        return np.array([*(base + 0.55 * np.array([np.cos(ang), np.sin(ang)])), goal[2]])
+        return via_around_base(ee, goal, self.task.robot.base_position)
 
     def __call__(self, obs: Any) -> np.ndarray:
         task = self.task

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
+import envs
 from agents.cli import run as cli
 from agents.evaluation.report import aggregate, wilson
 from agents.evaluation.runner import PolicyError, check_policy, policy_spec, run_suite
@@ -32,6 +33,25 @@ def test_bundled_suites_are_valid_and_hashed():
     assert len(smoke.episodes()) == 4 and len(standard.episodes()) == 200
     assert len(smoke.hash) == 64 and smoke.hash != standard.hash
     assert set(smoke.layout_hashes()) == {"default.toml", "workbench.toml"}
+
+
+# v1 stays byte-identical, so scorecards made with it stay comparable
+V1_SHA256 = {
+    "smoke-v1": "d6c22840734fe6b91625a82e50583733f3e952cf6af0cca50f0815c167e3b64e",
+    "standard-v1": "261fee2578d1574d1970186504e6c2a46a42867f54daad43fa56f58fc674484e",
+}
+
+
+@pytest.mark.parametrize("name", sorted(V1_SHA256))
+def test_v1_suites_are_frozen(name):
+    assert load_suite(name).hash == V1_SHA256[name]
+
+
+def test_v2_suites_cover_every_task_with_v1_seeds():
+    smoke, standard = load_suite("smoke-v2"), load_suite("standard-v2")
+    assert [t.env_id for t in standard.suite.tasks] == list(envs.ENV_IDS) == [t.env_id for t in smoke.suite.tasks]
+    assert all(list(t.seeds) == list(range(1000, 1100)) for t in standard.suite.tasks)
+    assert all(list(t.seeds) == [1000, 1001] for t in smoke.suite.tasks)
 
 
 @pytest.mark.parametrize(
