@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.equipment import Bin, Conveyor, Machine, Tray, build_pedestal, build_table
+from twin.equipment import Bin, Conveyor, InspectionStation, Machine, Tray, build_pedestal, build_table
 from twin.equipment.machine import REST_SPEED
-from twin.events import EventLog, compute_kpis, compute_oee
+from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
 from twin.layout import CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
 from twin.robots import Panda
@@ -74,8 +74,18 @@ class Twin:
         for tray in self.trays:
             if tray.count:
                 counts[tray.config.fill] = counts.get(tray.config.fill, 0) + tray.count
-        self.parts: list[Part] = build_pool(w, [(layout.part(n), counts[n]) for n in sorted(counts)])
+        variants = sorted({(n, d) for f in layout.feeders for n in f.mix for d in f.defects})
+        self.parts: list[Part] = build_pool(
+            w,
+            [(layout.part(n), counts[n]) for n in sorted(counts)],
+            [(layout.part(n), layout.defect(d), per_type) for n, d in variants],
+        )
+        self.inspections = [
+            InspectionStation(w, f"inspection-{i}", c, self.conveyors[c.conveyor])
+            for i, c in enumerate(layout.inspections)
+        ]
         self._part_by_id = {p.id: p for p in self.parts}
+        self._part_by_name = {p.name: p for p in self.parts}
         self._base_spec = {p.id: p.spec for p in self.parts}  # a machine changes a part's type; reset restores it
         self.cameras = {c.name: Camera(w, c) for c in layout.cameras}
         self.log = EventLog()
@@ -113,15 +123,15 @@ class Twin:
                 part.spec = self._base_spec[part.id]
                 self.world.p.changeVisualShape(part.id, -1, rgbaColor=list(part.spec.color))
             part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
-            part.location = ""
+            part.location, part.reading = "", None
             part.pos, part.vel = part.park, np.zeros(3)
-        free: dict[str, list[Part]] = defaultdict(list)
+        free: dict[tuple[str, str | None], list[Part]] = defaultdict(list)
         for part in self.parts:
-            free[part.spec.name].append(part)
+            free[part.spec.name, part.defect].append(part)
         for feeder in self.layout.feeders:
             conv = self.conveyors[feeder.conveyor]
             for a in schedule(feeder, rng):
-                part = free[a.part_type].pop(0)
+                part = free[a.part_type, a.defect].pop(0)
                 pos = conv.start() + conv.direction * feeder.spawn_offset + conv.lateral * a.lateral
                 pos[2] += part.spec.half_height + 0.001
                 yaw = np.degrees(np.arctan2(conv.direction[1], conv.direction[0])) + np.degrees(a.yaw)
@@ -135,12 +145,14 @@ class Twin:
         self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         for m in self.machines:  # after the part stream, so machines leave other draws unchanged
             m.reset(rng)
+        for station in self.inspections:  # after the rest, so cells without inspection draw as before
+            station.reset(rng)
         for tray in self.trays:
             if not tray.count:
                 continue
             spec = self.layout.part(tray.config.fill)
             for xyz, yaw in tray.draw_poses(rng, spec.half_height):
-                part = free[spec.name].pop(0)
+                part = free[spec.name, None].pop(0)
                 unpark(self.world, part)
                 self.world.p.resetBasePositionAndOrientation(
                     part.id, xyz, self.world.p.getQuaternionFromEuler([0, 0, yaw])
@@ -171,7 +183,7 @@ class Twin:
                 p.resetBasePositionAndOrientation(part.id, pos.tolist(), orn.tolist())
                 p.resetBaseVelocity(part.id, self.conveyors[part.conveyor].velocity.tolist(), [0, 0, 0])
                 part.state, part.pos = "on_conveyor", pos
-                self.log.add(self.sim_time, "arrived", part.name, detail=part.conveyor)
+                self.log.add(self.sim_time, "arrived", part.name, detail=part.conveyor, defect=part.defect)
         if self.sim_time + 1e-9 >= self._next_arrival:
             self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         for conv in self.conveyors.values():
@@ -205,12 +217,15 @@ class Twin:
             )
         self._touching = touching
         beams: dict[str, int | None] = {}  # beam-breaks read this step (only those a part is near)
-        for part in [q for q in self.parts if q.state in IN_PLAY]:
+        in_play = [q for q in self.parts if q.state in IN_PLAY]
+        for part in in_play:
             pos, _ = p.getBasePositionAndOrientation(part.id)
             part.xyz = pos
             self._track(part, pos, held.get(part.id), beams)
+        for station in self.inspections:
+            station.update(self.sim_time, in_play, self.log)
         for m in self.machines:
-            m.update(self.sim_time, [q for q in self.parts if q.state == "on_station" and m.holds(q.xyz)], self.log)
+            m.update(self.sim_time, [q for q in in_play if q.state == "on_station" and m.holds(q.xyz)], self.log)
 
     def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:
         if name not in beams:
@@ -277,6 +292,10 @@ class Twin:
                 if not part.drop_logged:
                     self.log.add(t, "dropped", part.name, detail="came to rest outside a bin")
 
+    def part(self, name: str) -> Part:
+        """The part called ``name``."""
+        return self._part_by_name[name]
+
     # -- results ----------------------------------------------------------------------------
 
     @property
@@ -290,6 +309,9 @@ class Twin:
         for name, figures in oee.items():
             for key in ("oee", "availability", "performance", "quality", "idle_time", "produced"):
                 out[f"{name}_{key}"] = figures[key]
+        sorting = {b.name: b.config.accepts for b in self.bins if b.config.accepts != "any"}
+        if sorting:
+            out.update(compute_quality(self.log, sorting))
         return out
 
     @property

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 EventKind = Literal[
-    "arrived", "grasp", "picked", "placed", "dropped", "missed", "collision", "machine_state", "produced"
+    "arrived", "grasp", "picked", "placed", "dropped", "missed", "collision", "machine_state", "produced", "inspected"
 ]
 MachineState = Literal["idle", "loaded", "processing", "done", "blocked", "down"]
 """A machine's states: ``processing`` is production time, ``down`` is down time (ISO 22400)."""
@@ -30,6 +30,8 @@ class Event:
     """For ``machine_state``: the new state; for ``produced``: ``good`` or ``defective``."""
     station: str | None = None
     """The machine (or other station) the event belongs to."""
+    defect: str | None = None
+    """On ``arrived``: the defect type the part carries (the ground truth), None for a good part."""
 
 
 @dataclass
@@ -44,8 +46,9 @@ class EventLog:
         robot: str | None = None,
         detail: str = "",
         station: str | None = None,
+        defect: str | None = None,
     ) -> Event:
-        ev = Event(t, kind, part, robot, detail, station)
+        ev = Event(t, kind, part, robot, detail, station, defect)
         self.events.append(ev)
         return ev
 
@@ -105,6 +108,33 @@ def compute_kpis(log: EventLog, sim_time: float, energy: float = 0.0) -> dict[st
         "energy": float(energy),
         "energy_per_part": float(energy) / n_placed if n_placed else nan,
     }
+
+
+def compute_quality(log: EventLog, bins: dict[str, str]) -> dict[str, float]:
+    """Quality KPIs of sorting, from the log: the ground truth on ``arrived`` events and the bin
+    on ``placed`` events.
+
+    Args:
+        log: The event log.
+        bins: Each bin's name and what belongs in it (``good`` or ``defective``; others ignored).
+
+    Returns:
+        ``good_shipped`` (good parts in a good bin), ``defects_escaped`` (defective parts in a
+        good bin), ``false_rejects`` (good parts in a reject bin), ``defects_caught`` (defective
+        parts in a reject bin), ``defects_arrived`` and ``first_pass_yield`` (good parts shipped /
+        parts arrived; NaN before any arrival).
+    """
+    defect = {e.part: e.defect for e in log.events if e.kind == "arrived"}
+    out = dict.fromkeys(("good_shipped", "defects_escaped", "false_rejects", "defects_caught"), 0.0)
+    for e in log.events:
+        if e.kind != "placed" or e.part not in defect or bins.get(e.detail) not in ("good", "defective"):
+            continue
+        flawed, to_good = defect[e.part] is not None, bins[e.detail] == "good"
+        key = {(False, True): "good_shipped", (True, True): "defects_escaped", (False, False): "false_rejects"}
+        out[key.get((flawed, to_good), "defects_caught")] += 1.0
+    out["defects_arrived"] = float(sum(d is not None for d in defect.values()))
+    out["first_pass_yield"] = out["good_shipped"] / len(defect) if defect else float("nan")
+    return out
 
 
 def state_times(log: EventLog, station: str, sim_time: float) -> dict[str, float]:

@@ -145,6 +145,26 @@ class Part(_Model):
         return self.size[-1] / 2
 
 
+class Defect(_Model):
+    """A defect type in the catalogue (``[[defects]]``), visible on the part: a dark ``mark`` on
+    its top face, a ``size`` off by ``scale``, or a wrong ``color``."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    kind: Literal["mark", "size", "color"]
+    color: Rgba = (0.08, 0.08, 0.08, 1.0)
+    """The mark's colour (``mark``) or the part's wrong colour (``color``)."""
+    mark_size: Annotated[float, Field(ge=0.2, le=1)] = 0.6
+    """Side of the square mark as a share of the top face (``mark``)."""
+    scale: Annotated[float, Field(ge=0.5, le=1.5)] = 0.85
+    """Factor on every dimension of the part (``size``); 1 is not a defect."""
+
+    @model_validator(mode="after")
+    def _a_real_defect(self) -> Defect:
+        if self.kind == "size" and abs(self.scale - 1.0) < 0.02:
+            raise ValueError(f"scale {self.scale} is within 2% of the nominal size: not a visible defect")
+        return self
+
+
 class Feeder(_Model):
     conveyor: str = "conveyor-0"
     """Name of the conveyor the parts are put on."""
@@ -163,6 +183,10 @@ class Feeder(_Model):
     """Half-range in degrees of the part's yaw on arrival."""
     spawn_offset: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.06
     """Distance in metres from the upstream end of the belt where parts are put down."""
+    defect_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of parts (seeded per part) that carry a defect."""
+    defects: Annotated[dict[str, Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]], Field(max_length=64)] = {}
+    """Relative frequency of each defect type (``[[defects]]`` names) among defective parts."""
 
     @field_validator("first_arrival", "interval")
     @classmethod
@@ -183,6 +207,8 @@ class Bin(_Model):
     """Inner length, width (each at most 10) and wall height (at most 5), metres."""
     wall: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.01
     color: Rgba = (0.2, 0.35, 0.7, 1.0)
+    accepts: Literal["any", "good", "defective"] = "any"
+    """Which parts belong in it: a good-parts bin, a reject bin, or any part."""
 
 
 class Tray(_Model):
@@ -287,6 +313,22 @@ class Machine(_Model):
         return (x + c * ox - s * oy, y + s * ox + c * oy)
 
 
+class Inspection(_Model):
+    """An inspection station over a belt (``[[inspections]]``): a camera looks at the belt and a
+    sensor reads each passing part's defect flag once, wrong at the given rates (seeded)."""
+
+    conveyor: str = "conveyor-0"
+    """The belt inspected."""
+    offset: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.45
+    """Distance in metres from the belt's upstream end to the line where parts are read."""
+    camera: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    """Name of the ``[[cameras]]`` entry that looks at the inspection line."""
+    false_positive: Annotated[float, Field(ge=0, le=0.5)] = 0.02
+    """Chance that a good part reads as defective."""
+    false_negative: Annotated[float, Field(ge=0, le=0.5)] = 0.02
+    """Chance that a defective part reads as good."""
+
+
 class Fixture(_Model):
     urdf: Annotated[str, Field(min_length=1, max_length=4096)]
     """Path to a URDF, relative to the layout file's folder, or to the assets folder; it must parse,
@@ -308,6 +350,22 @@ class Camera(_Model):
     width: Annotated[int, Field(ge=8, le=4096)] = 84
     height: Annotated[int, Field(ge=8, le=4096)] = 84
 
+    def sees(self, point: tuple[float, float, float]) -> bool:
+        """Whether ``point`` (world frame, metres) lies in the camera's view, between near and far."""
+        eye = [float(v) for v in self.eye]
+        fwd = _unit([t - e for t, e in zip(self.target, eye, strict=True)])
+        right = _unit(_cross(fwd, list(self.up)))
+        up = _cross(right, fwd)
+        rel = [p - e for p, e in zip(point, eye, strict=True)]
+        depth = sum(a * b for a, b in zip(rel, fwd, strict=True))
+        if not self.near <= depth <= self.far:
+            return False
+        half_v = math.tan(math.radians(self.fov) / 2)
+        half_h = half_v * self.width / self.height
+        x = sum(a * b for a, b in zip(rel, right, strict=True)) / depth
+        y = sum(a * b for a, b in zip(rel, up, strict=True)) / depth
+        return abs(x) <= half_h and abs(y) <= half_v
+
     @model_validator(mode="after")
     def _geometry(self) -> Camera:
         if self.near >= self.far:
@@ -315,6 +373,15 @@ class Camera(_Model):
         if math.dist(self.eye, self.target) == 0:
             raise ValueError("eye and target must differ")
         return self
+
+
+def _cross(a: list[float], b: list[float]) -> list[float]:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _unit(v: list[float]) -> list[float]:
+    n = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / n for x in v]
 
 
 class CellLayout(_Model):
@@ -327,11 +394,13 @@ class CellLayout(_Model):
     robots: list[Robot] = Field(min_length=1, max_length=8)
     conveyors: list[Conveyor] = Field([], max_length=16)
     parts: list[Part] = Field([], max_length=64)
+    defects: list[Defect] = Field([], max_length=16)
     feeders: list[Feeder] = Field([], max_length=16)
     bins: list[Bin] = Field([], max_length=32)
     tables: list[Table] = Field([], max_length=64)
     trays: list[Tray] = Field([], max_length=32)
     machines: list[Machine] = Field([], max_length=32)
+    inspections: list[Inspection] = Field([], max_length=16)
     fixtures: list[Fixture] = Field([], max_length=256)
     cameras: list[Camera] = Field([], max_length=16)
 
@@ -351,6 +420,18 @@ class CellLayout(_Model):
             unknown = sorted(set(f.mix) - set(part_names))
             if unknown:
                 raise ValueError(f"feeders[{i}].mix: unknown parts {unknown} (catalogue: {part_names})")
+            defect_names = [d.name for d in self.defects]
+            unknown = sorted(set(f.defects) - set(defect_names))
+            if unknown:
+                raise ValueError(
+                    f"feeders[{i}].defects: unknown defect types {unknown} (catalogue: {defect_names or 'none'})"
+                )
+            if f.defect_rate > 0 and not f.defects:
+                raise ValueError(f"feeders[{i}].defects: a defect_rate above 0 needs at least one defect type")
+        if len({d.name for d in self.defects}) != len(self.defects):
+            raise ValueError("defect names must be unique")
+        for i, ins in enumerate(self.inspections):
+            self._check_inspection(i, ins, conveyors)
         for i, m in enumerate(self.machines):
             unknown = sorted({m.accepts, m.produces} - set(part_names))
             if unknown:
@@ -423,6 +504,32 @@ class CellLayout(_Model):
                             )
         return self
 
+    def _check_inspection(self, i: int, ins: Inspection, conveyors: set[str]) -> None:
+        if ins.conveyor not in conveyors:
+            raise ValueError(
+                f"inspections[{i}].conveyor: no conveyor named {ins.conveyor!r} (have {sorted(conveyors)})"
+            )
+        conv = self.conveyors[int(ins.conveyor.rpartition("-")[2])]
+        if ins.offset > conv.length:
+            raise ValueError(f"inspections[{i}].offset: {ins.offset} m is beyond the belt's {conv.length} m length")
+        cam = next((c for c in self.cameras if c.name == ins.camera), None)
+        if cam is None:
+            raise ValueError(
+                f"inspections[{i}].camera: no camera named {ins.camera!r} (have {[c.name for c in self.cameras]})"
+            )
+        yaw = math.radians(conv.yaw)
+        d = (math.cos(yaw), math.sin(yaw))
+        along = ins.offset - conv.length / 2
+        line = [
+            (conv.position[0] + d[0] * along - d[1] * w, conv.position[1] + d[1] * along + d[0] * w, conv.height)
+            for w in (-conv.width / 2, 0.0, conv.width / 2)
+        ]
+        if not any(cam.sees(point) for point in line):
+            raise ValueError(
+                f"inspections[{i}].camera: camera {ins.camera!r} does not see the belt at the inspection line "
+                f"(around ({line[1][0]:.3g}, {line[1][1]:.3g}, {line[1][2]:.3g})); aim it there"
+            )
+
     def _check_reach(self) -> None:
         """Every machine fixture and tray slot lies within reach of at least one robot."""
         from twin.robots import can_reach  # the robots' modules read this one
@@ -444,6 +551,12 @@ class CellLayout(_Model):
                         f"trays[{i}].position: its slot at ({x:.3g}, {y:.3g}) is out of reach of every robot; "
                         "move it (or a robot) closer"
                     )
+
+    def defect(self, name: str) -> Defect:
+        for d in self.defects:
+            if d.name == name:
+                return d
+        raise KeyError(name)
 
     def part(self, name: str) -> Part:
         for p in self.parts:

@@ -9,9 +9,10 @@ from typing import Literal
 import numpy as np
 import pybullet as pb
 
+from twin.layout import Defect as DefectConfig
 from twin.layout import Feeder as FeederConfig
 from twin.layout import Part as PartConfig
-from twin.world import World
+from twin.world import Mark, World
 
 PartState = Literal[
     "parked", "queued", "stored", "on_conveyor", "held", "loose", "on_station", "placed", "missed", "lost"
@@ -67,6 +68,10 @@ class Part:
     drop_logged: bool = False
     location: str = ""
     """The tray or bin a placed part lies in, or the tray a stored part waits in."""
+    defect: str | None = None
+    """The defect type this body carries (fixed when it is built), or None for a good part."""
+    reading: str | None = None
+    """The inspection sensor's verdict this episode (``pass`` or ``reject``), once inspected."""
     world: World | None = field(default=None, repr=False, compare=False)
     _pos: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
     _vel: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
@@ -115,29 +120,51 @@ class Part:
         return self.state in TERMINAL
 
 
-def build_pool(world: World, counts: list[tuple[PartConfig, int]]) -> list[Part]:
-    """Create ``count`` bodies of each part spec, parked off-stage."""
+def defective_spec(spec: PartConfig, defect: DefectConfig) -> PartConfig:
+    """The part as a body with ``defect`` is built: scaled for ``size``, recoloured for ``color``."""
+    if defect.kind == "size":
+        s = defect.scale
+        return spec.model_copy(update={"size": tuple(v * s for v in spec.size), "mass": spec.mass * s**3})
+    if defect.kind == "color":
+        return spec.model_copy(update={"color": defect.color})
+    return spec
+
+
+def build_pool(
+    world: World, counts: list[tuple[PartConfig, int]], defects: list[tuple[PartConfig, DefectConfig, int]] = ()
+) -> list[Part]:
+    """Create ``count`` bodies of each part spec, then of each (spec, defect) variant, parked off-stage."""
     pool = []
-    for ti, (spec, count) in enumerate(counts):
+    rows = [(spec, None, count) for spec, count in counts] + list(defects)
+    for ti, (spec, defect, count) in enumerate(rows):
+        body_spec = defective_spec(spec, defect) if defect is not None else spec
+        mark = None
+        if defect is not None and defect.kind == "mark":
+            mark = Mark(defect.mark_size * min(spec.size[:2]), tuple(defect.color))
         for k in range(count):
-            name = f"part-{spec.name}-{k}"
+            name = f"part-{spec.name}-{k}" if defect is None else f"part-{spec.name}-{defect.name}-{k}"
             spot = PARKING + np.array([0.3 * k, 0.3 * ti, 0.0])
             if spec.shape == "box":
-                half = [s / 2 for s in spec.size]
-                body = world.create_box(name, half, spot, mass=spec.mass, rgba=spec.color, friction=spec.friction)
+                half = [s / 2 for s in body_spec.size]
+                body = world.create_box(
+                    name, half, spot, mass=body_spec.mass, rgba=body_spec.color, friction=spec.friction, mark=mark
+                )
             else:
                 body = world.create_cylinder(
                     name,
-                    spec.size[0] / 2,
-                    spec.size[1],
+                    body_spec.size[0] / 2,
+                    body_spec.size[1],
                     spot,
-                    mass=spec.mass,
-                    rgba=spec.color,
+                    mass=body_spec.mass,
+                    rgba=body_spec.color,
                     friction=spec.friction,
+                    mark=mark,
                 )
             world.p.changeDynamics(body, -1, spinningFriction=0.001, rollingFriction=0.0001)
-            pool.append(Part(name=name, id=body, spec=spec, park=spot, world=world))
-            park(world, pool[-1])
+            part = Part(name=name, id=body, spec=body_spec, park=spot, world=world)
+            part.defect = defect.name if defect is not None else None
+            pool.append(part)
+            park(world, part)
     return pool
 
 
@@ -148,6 +175,7 @@ class Arrival:
     lateral: float
     yaw: float
     """Radians."""
+    defect: str | None = None
 
 
 def schedule(feeder: FeederConfig, rng: np.random.Generator) -> list[Arrival]:
@@ -161,6 +189,14 @@ def schedule(feeder: FeederConfig, rng: np.random.Generator) -> list[Arrival]:
     kinds = rng.choice(len(names), size=n, p=weights / weights.sum())
     lateral = rng.uniform(-feeder.lateral_jitter, feeder.lateral_jitter, size=n)
     yaw = np.radians(rng.uniform(-feeder.yaw_jitter, feeder.yaw_jitter, size=n))
+    defects: list[str | None] = [None] * n
+    if feeder.defect_rate > 0:  # drawn after the rest, so a feeder without defects draws what it always did
+        types = sorted(feeder.defects)
+        w = np.array([feeder.defects[k] for k in types], dtype=float)
+        flawed = rng.uniform(size=n) < feeder.defect_rate
+        which = rng.choice(len(types), size=n, p=w / w.sum())
+        defects = [types[j] if f else None for f, j in zip(flawed, which, strict=True)]
     return [
-        Arrival(float(t), names[k], float(la), float(y)) for t, k, la, y in zip(times, kinds, lateral, yaw, strict=True)
+        Arrival(float(t), names[k], float(la), float(y), d)
+        for t, k, la, y, d in zip(times, kinds, lateral, yaw, defects, strict=True)
     ]

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,14 @@ class _Client(BulletClient):
         if name != "disconnect":
             self.__dict__[name] = attr
         return attr
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A square painted on a body's top face (visual only): side in metres and colour."""
+
+    side: float
+    rgba: tuple[float, float, float, float]
 
 
 class World:
@@ -199,15 +208,17 @@ class World:
         rgba: Sequence[float] = (0.6, 0.6, 0.6, 1.0),
         friction: float = 0.8,
         visual: bool = True,
+        mark: Mark | None = None,
     ) -> int:
-        """A box body; ``mass=0`` makes it static."""
+        """A box body; ``mass=0`` makes it static; ``mark`` paints a square on its top face."""
         self._check_new(name)
         col = self.p.createCollisionShape(pb.GEOM_BOX, halfExtents=list(half_extents))
-        vis = (
-            self.p.createVisualShape(pb.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=list(rgba))
-            if visual
-            else -1
-        )
+        if not visual:
+            vis = -1
+        elif mark is None:
+            vis = self.p.createVisualShape(pb.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=list(rgba))
+        else:
+            vis = self._marked(pb.GEOM_BOX, dict(halfExtents=list(half_extents)), half_extents[2], rgba, mark)
         body_id = self.p.createMultiBody(mass, col, vis, list(position), list(orientation))
         self.p.changeDynamics(body_id, -1, lateralFriction=friction)
         return self._register(name, body_id)
@@ -222,13 +233,29 @@ class World:
         mass: float = 0.0,
         rgba: Sequence[float] = (0.6, 0.6, 0.6, 1.0),
         friction: float = 0.8,
+        mark: Mark | None = None,
     ) -> int:
         self._check_new(name)
         col = self.p.createCollisionShape(pb.GEOM_CYLINDER, radius=radius, height=height)
-        vis = self.p.createVisualShape(pb.GEOM_CYLINDER, radius=radius, length=height, rgbaColor=list(rgba))
+        if mark is None:
+            vis = self.p.createVisualShape(pb.GEOM_CYLINDER, radius=radius, length=height, rgbaColor=list(rgba))
+        else:
+            vis = self._marked(pb.GEOM_CYLINDER, dict(radius=radius, length=height), height / 2, rgba, mark)
         body_id = self.p.createMultiBody(mass, col, vis, list(position), list(orientation))
         self.p.changeDynamics(body_id, -1, lateralFriction=friction)
         return self._register(name, body_id)
+
+    def _marked(self, shape: int, dims: dict, top: float, rgba: Sequence[float], mark: Mark) -> int:
+        """A visual shape with a square mark (visual only) lying on its top face, ``top`` above its centre."""
+        half = mark.side / 2
+        return self.p.createVisualShapeArray(
+            [shape, pb.GEOM_BOX],
+            halfExtents=[dims.get("halfExtents", [0, 0, 0]), [half, half, 0.0005]],
+            radii=[dims.get("radius", 0.0), 0.0],
+            lengths=[dims.get("length", 0.0), 0.0],
+            rgbaColors=[list(rgba), list(mark.rgba)],
+            visualFramePositions=[[0, 0, 0], [0, 0, top + 0.0005]],
+        )
 
     def create_compound(
         self,

@@ -1,9 +1,10 @@
-"""Equipment of a cell, one module per kind: conveyors, bins, trays, machines, stands (tables, pedestals)."""
+"""Equipment of a cell, one module per kind: conveyors, bins, trays, machines, inspection, stands."""
 
 from twin.equipment.bins import Bin
 from twin.equipment.conveyor import Conveyor
+from twin.equipment.inspection import InspectionStation
 from twin.equipment.machine import Machine
 from twin.equipment.stands import build_pedestal, build_table
 from twin.equipment.trays import Tray
 
-__all__ = ["Bin", "Conveyor", "Machine", "Tray", "build_pedestal", "build_table"]
+__all__ = ["Bin", "Conveyor", "InspectionStation", "Machine", "Tray", "build_pedestal", "build_table"]
