@@ -12,6 +12,7 @@ import importlib
 import gymnasium as gym
 
 from envs.core import FactoryEnv, Task
+from envs.tasks.bin_sort import BinSort, BinSortExpert
 from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert
 from envs.tasks.machine_tend import MachineTend, MachineTendExpert
 from envs.tasks.reach import Reach, ReachExpert
@@ -29,6 +30,12 @@ _SPECS = {
         MachineTendExpert,
         1200,
         "Load blanks from a tray into two machines and unload the finished parts to the output tray.",
+    ),
+    "BinSort-v0": (
+        BinSort,
+        BinSortExpert,
+        800,
+        "Sort inspected parts off a belt: good ones into the good bin, defective ones into the reject bin.",
     ),
 }
 

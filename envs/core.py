@@ -37,6 +37,8 @@ class Task(ABC):
     """Metres the tool target may move per control step at full action."""
     workspace: ClassVar[tuple[tuple[float, float, float], tuple[float, float, float]]]
     """Bounds (low, high) of the tool target, metres, world frame."""
+    task_knobs: ClassVar[tuple[str, ...]] = ()
+    """Env kwargs that set the task itself (passed to its constructor), not the layout."""
     obs_camera: ClassVar[str] = "top"
     render_camera: ClassVar[str] = "overview"
 
@@ -139,6 +141,7 @@ class FactoryEnv(gym.Env):
         self.render_mode = render_mode
         ref = layout if layout is not None else task.layout
         source = None
+        task_kwargs = {k: knobs.pop(k) for k in task.task_knobs if k in knobs}
         if knobs:
             if not isinstance(ref, CellLayout):
                 source = find_layout(ref)
@@ -146,7 +149,7 @@ class FactoryEnv(gym.Env):
             ref = task.adapt_layout(ref, **knobs)
         self.twin = Twin(ref, source=source)
         try:
-            self.task = task(self.twin, reward_type)
+            self.task = task(self.twin, reward_type, **task_kwargs)
             self.metadata = {**self.metadata, "render_fps": round(1.0 / self.twin.control_dt)}
             self._obs_cam = self._camera(task.obs_camera) if obs_mode == "rgb" else None
             self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None

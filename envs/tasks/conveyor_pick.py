@@ -82,6 +82,7 @@ class ConveyorPick(Task):
     layout = "default"
     obs_modes = ("state", "rgb")
     workspace = ((-0.7, -0.7, 0.755), (0.75, 0.3, 1.25))
+    knob_names = ("parts", "belt_speed", "arrival_interval")
 
     def __init__(self, twin, reward_type: str = "dense") -> None:
         super().__init__(twin, reward_type)
@@ -106,22 +107,22 @@ class ConveyorPick(Task):
         """The layout with the difficulty knobs applied (see the class docstring)."""
         if unknown:
             raise ValueError(
-                f"ConveyorPick has no setting {', '.join(map(repr, unknown))} "
-                "(its settings: parts, belt_speed, arrival_interval)"
+                f"{cls.__name__} has no setting {', '.join(map(repr, unknown))} "
+                f"(its settings: {', '.join(cls.knob_names)})"
             )
         if not layout.feeders or not layout.conveyors:
-            raise ValueError("ConveyorPick's knobs need a layout with a feeder and a conveyor")
+            raise ValueError(f"{cls.__name__}'s knobs need a layout with a feeder and a conveyor")
         feeder = layout.feeders[0]
         feeder_changes: dict[str, Any] = {}
         if parts is not None:
             if isinstance(parts, bool) or not isinstance(parts, int | np.integer) or not 1 <= parts <= 50:
-                raise ValueError(f"ConveyorPick: parts must be a whole number from 1 to 50, got {parts!r}")
+                raise ValueError(f"{cls.__name__}: parts must be a whole number from 1 to 50, got {parts!r}")
             feeder_changes["parts_per_episode"] = int(parts)
         if arrival_interval is not None:
-            lo_hi = _range(arrival_interval, "arrival_interval")
+            lo_hi = _range(arrival_interval, f"{cls.__name__}: arrival_interval")
             if not 1.0 <= lo_hi[0] <= lo_hi[1] <= 60.0:
                 raise ValueError(
-                    f"ConveyorPick: arrival_interval must lie within 1-60 s with low <= high, got {arrival_interval!r}"
+                    f"{cls.__name__}: arrival_interval must lie within 1-60 s with low <= high, got {arrival_interval!r}"
                 )
             feeder_changes["interval"] = lo_hi
         feeders = [feeder.model_copy(update=feeder_changes), *layout.feeders[1:]]
@@ -129,7 +130,7 @@ class ConveyorPick(Task):
         if belt_speed is not None:
             if isinstance(belt_speed, bool) or not isinstance(belt_speed, int | float) or not 0.02 <= belt_speed <= 0.3:
                 raise ValueError(
-                    f"ConveyorPick: belt_speed must be a number of m/s from 0.02 to 0.3, got {belt_speed!r}"
+                    f"{cls.__name__}: belt_speed must be a number of m/s from 0.02 to 0.3, got {belt_speed!r}"
                 )
             name = feeder.conveyor
             k = int(name.rpartition("-")[2]) if name.startswith("conveyor-") else 0
@@ -166,7 +167,7 @@ class ConveyorPick(Task):
                 continue
             arrived += 1
             if state == "placed":
-                placed += 1
+                placed += self.placed_right(p)
             if state in TERMINAL:
                 continue
             left += 1  # in play: on the belt, held or loose
@@ -179,6 +180,18 @@ class ConveyorPick(Task):
         result = (held or best, to_next, total, left, placed, arrived, done)
         self._scan_cache = (steps, result)
         return result
+
+    def bin_for(self, part: Part):
+        """The bin ``part`` belongs in."""
+        return self.bin
+
+    def drop_for(self, part: Part) -> list[float]:
+        """Where the tool releases ``part``: 10 cm above its bin's rim."""
+        return self._drop_list
+
+    def placed_right(self, part: Part) -> bool:
+        """Whether a placed part lies in the bin it belongs in."""
+        return True
 
     def target_part(self) -> Part | None:
         """The held part, else the in-play part furthest down the belt."""
@@ -208,16 +221,21 @@ class ConveyorPick(Task):
                 dz - ez,
                 to_next,
                 left / max(total, 1),
+                *self._more_obs(ex, ey, ez, part),
             ),
             dtype=np.float32,
         )
+
+    def _more_obs(self, ex: float, ey: float, ez: float, part: Part | None) -> tuple[float, ...]:
+        """Numbers a subclass appends to the observation (given the tool position and target part)."""
+        return ()
 
     def evaluate(self) -> dict[str, Any]:
         events = self.twin.log.events
         placed_now = bad_now = 0
         if len(events) > self._seen:
             for e in events[self._seen :]:
-                placed_now += e.kind == "placed"
+                placed_now += e.kind == "placed" and self.placed_right(self.twin.part(e.part))
                 bad_now += e.kind in ("missed", "dropped")
             self._seen = len(events)
         part, _, n_total, _, n_placed, n_arrived, done = self._scan()
@@ -248,15 +266,15 @@ class ConveyorPick(Task):
             return "none", 0.0
         xyz = part.xyz
         if part.state == "held":
-            if self.bin.above(xyz):
+            if self.bin_for(part).above(xyz):
                 lift = 1.0  # over the bin is clear of the belt: lowering into it costs nothing
             else:
                 rest = float(part.arrival_pose[0][2]) if part.arrival_pose is not None else self.conveyor.surface_z
                 lift = min(1.0, max(0.0, (xyz[2] - rest) / LIFT_CLEAR))  # from where it rode on the belt
-            carry = 1.0 - math.tanh(5.0 * math.dist(xyz, self._drop_list))
+            carry = 1.0 - math.tanh(5.0 * math.dist(xyz, self.drop_for(part)))
             stage = "carry" if lift >= 1.0 else "lift" if lift > 0.25 else "grasp"
             return stage, INTERCEPT + GRASP + LIFT * lift + CARRY * carry
-        if part.state == "loose" and self.bin.above(xyz):
+        if part.state == "loose" and self.bin_for(part).above(xyz):
             return "release", RELEASED
         near = 1.0 - math.tanh(5.0 * math.dist(xyz, self.robot.ee_xyz()))
         return "intercept", INTERCEPT * near
@@ -281,9 +299,9 @@ def _range(value: Any, name: str) -> tuple[float, float]:
     ):
         pair = (float(value[0]), float(value[1]))
     else:
-        raise ValueError(f"ConveyorPick: {name} must be a number or a [low, high] pair, got {value!r}")
+        raise ValueError(f"{name} must be a number or a [low, high] pair, got {value!r}")
     if not all(map(math.isfinite, pair)):
-        raise ValueError(f"ConveyorPick: {name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {value!r}")
     return pair
 
 
@@ -324,13 +342,14 @@ class ConveyorPickExpert:
                 waiting[2] = self.LIFT_Z
                 return self._act(ee, waiting, close=False)
             self.phase, self.part = "approach", part
-        above_bin = np.array([*task.drop_point[:2], self.LIFT_Z])
+        drop = task.drop_for(self.part) if self.part is not None else task.drop_point
+        above_bin = np.array([*drop[:2], self.LIFT_Z])
         if self.phase == "carry":
             if np.linalg.norm((ee - above_bin)[:2]) < 0.02:
                 self.phase = "lower"
             return self._act(ee, self._via(ee, above_bin), close=True, speed=0.7)
         if self.phase == "lower":
-            low = np.array([*task.drop_point[:2], self.RELEASE_Z])
+            low = np.array([*drop[:2], self.RELEASE_Z])
             if ee[2] < self.RELEASE_Z + 0.01:
                 self.phase, self.timer = "release", 0
             return self._act(ee, low, close=True, speed=0.7)
