@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from twin.equipment import Bin, Conveyor, InspectionStation, Machine, Tray, build_pedestal, build_table
+from twin.equipment.floor import build_floor
 from twin.equipment.machine import REST_SPEED
 from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
 from twin.layout import CellLayout, load_layout, resolve_asset
@@ -87,6 +88,7 @@ class Twin:
         self._part_by_id = {p.id: p for p in self.parts}
         self._part_by_name = {p.name: p for p in self.parts}
         self._base_spec = {p.id: p.spec for p in self.parts}  # a machine changes a part's type; reset restores it
+        build_floor(w, layout)
         self.cameras = {c.name: Camera(w, c) for c in layout.cameras}
         self.log = EventLog()
         self._touching: set[tuple[int, int]] = set()

@@ -209,10 +209,12 @@ class World:
         friction: float = 0.8,
         visual: bool = True,
         mark: Mark | None = None,
+        collision: bool = True,
     ) -> int:
-        """A box body; ``mass=0`` makes it static; ``mark`` paints a square on its top face."""
+        """A box body; ``mass=0`` makes it static; ``mark`` paints a square on its top face;
+        ``collision=False`` makes it visual only (nothing touches it)."""
         self._check_new(name)
-        col = self.p.createCollisionShape(pb.GEOM_BOX, halfExtents=list(half_extents))
+        col = self.p.createCollisionShape(pb.GEOM_BOX, halfExtents=list(half_extents)) if collision else -1
         if not visual:
             vis = -1
         elif mark is None:

@@ -16,6 +16,22 @@ BELT_RGBA = (0.12, 0.12, 0.13, 1.0)
 
 
 _ZERO3 = (0.0, 0.0, 0.0)
+RAIL = 0.025  # half-height of the side rails under the belt's edges, metres
+LEG = 0.025  # half-side of a leg's square section, metres
+LEG_PITCH = 0.8  # metres between pairs of legs along the belt
+
+
+def _frame_boxes(config: ConveyorConfig) -> list[tuple[tuple[float, float, float], tuple[float, float, float]]]:
+    """The conveyor's frame in its own frame (x along the belt): side rails under the belt's edges,
+    pairs of legs to the floor and a stretcher between each pair, as (half extents, centre)."""
+    lx, wy, h = config.length / 2, config.width / 2, config.height - BELT_THICKNESS
+    boxes = [((lx, RAIL / 2, RAIL), (0.0, s * (wy - RAIL / 2), h - RAIL)) for s in (-1, 1)]
+    n = max(2, math.ceil(config.length / LEG_PITCH) + 1)
+    for i in range(n):
+        x = -lx + LEG + i * (2 * lx - 2 * LEG) / (n - 1)
+        boxes += [((LEG, LEG, (h - 2 * RAIL) / 2), (x, s * (wy - LEG), (h - 2 * RAIL) / 2)) for s in (-1, 1)]
+        boxes.append(((LEG / 2, wy - 2 * LEG, LEG / 2), (x, 0.0, 0.15)))
+    return boxes
 
 
 class Conveyor:
@@ -47,14 +63,8 @@ class Conveyor:
             rgba=BELT_RGBA,
             friction=config.friction,
         )
-        frame_h = (config.height - BELT_THICKNESS) / 2
-        world.create_box(
-            f"{name}-frame",
-            (half[0] * 0.98, half[1] * 0.8, frame_h),
-            (cx, cy, frame_h),
-            self.orn,
-            rgba=FRAME_RGBA,
-        )
+        self.frame = world.create_compound(f"{name}-frame", _frame_boxes(config), (cx, cy, 0.0), rgba=FRAME_RGBA)
+        world.p.resetBasePositionAndOrientation(self.frame, [cx, cy, 0.0], self.orn)
         self.velocity = config.speed * self.direction
         self._home = self.center - self.velocity * world.control_dt / 2  # creeps through the centre
         self._home_list, self._velocity_list = self._home.tolist(), self.velocity.tolist()

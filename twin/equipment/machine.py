@@ -21,6 +21,14 @@ from twin.world import World
 FIXTURE_RGBA = (0.95, 0.75, 0.1, 1.0)  # safety yellow, so the load point reads at a glance
 FIXTURE_THICKNESS = 0.004
 REST_SPEED = 0.02  # m/s below which a part on the fixture counts as set down
+LAMP = {  # stack-light colour per state: green running, amber waiting for the robot, red fault
+    "idle": (0.25, 0.27, 0.25, 1.0),
+    "loaded": (0.1, 0.8, 0.2, 1.0),
+    "processing": (0.1, 0.8, 0.2, 1.0),
+    "done": (1.0, 0.65, 0.0, 1.0),
+    "blocked": (0.9, 0.1, 0.1, 1.0),
+    "down": (0.9, 0.1, 0.1, 1.0),
+}
 
 
 class Machine:
@@ -43,6 +51,18 @@ class Machine:
             orn,
             rgba=FIXTURE_RGBA,
         )
+        # a stack light (visual only) on the corner farthest from the fixture
+        corners = [(sx * (lx / 2 - 0.04), sy * (ly / 2 - 0.04)) for sx in (-1, 1) for sy in (-1, 1)]
+        ox, oy = config.fixture_offset
+        cx, cy = max(corners, key=lambda q: math.hypot(q[0] - ox, q[1] - oy))
+        c, s = math.cos(yaw), math.sin(yaw)
+        lx_w, ly_w = x + c * cx - s * cy, y + s * cx + c * cy
+        world.create_box(
+            f"{name}-pole", (0.008, 0.008, 0.08), (lx_w, ly_w, h + 0.08), rgba=(0.2, 0.2, 0.2, 1.0), collision=False
+        )
+        self.lamp = world.create_box(
+            f"{name}-lamp", (0.022, 0.022, 0.03), (lx_w, ly_w, h + 0.19), rgba=LAMP["idle"], collision=False
+        )
         self.state: MachineState = "idle"
         self.part: Part | None = None
         self.cycle_end = math.inf
@@ -50,6 +70,7 @@ class Machine:
 
     def reset(self, rng: np.random.Generator) -> None:
         self.state, self.part, self.cycle_end = "idle", None, math.inf
+        self.world.p.changeVisualShape(self.lamp, -1, rgbaColor=list(LAMP["idle"]))
         self._rng = np.random.default_rng(rng.integers(2**63))
 
     def holds(self, pos) -> bool:
@@ -61,6 +82,7 @@ class Machine:
     def _set(self, t: float, state: MachineState, log: EventLog) -> None:
         if state != self.state:
             self.state = state
+            self.world.p.changeVisualShape(self.lamp, -1, rgbaColor=list(LAMP[state]))
             log.add(t, "machine_state", self.part.name if self.part else None, detail=state, station=self.name)
 
     def update(self, t: float, parts: list[Part], log: EventLog) -> None:

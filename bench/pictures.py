@@ -1,0 +1,44 @@
+"""The README's pictures: each cell mid-episode under its expert, from the overview camera.
+
+Usage: python bench/pictures.py [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import gymnasium as gym
+import imageio.v3 as iio
+
+import envs
+
+# (env id, file name, seed, control step at which the picture is taken)
+SHOTS = (
+    ("ConveyorPick-v0", "cell.png", 0, 95),
+    ("MachineTend-v0", "machine_tending.png", 0, 300),
+    ("BinSort-v0", "bin_sort.png", 1, 352),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="docs", help="folder for the PNG files")
+    out = Path(parser.parse_args().out)
+    out.mkdir(parents=True, exist_ok=True)
+    for env_id, name, seed, steps in SHOTS:
+        env = gym.make(env_id, render_mode="rgb_array")
+        try:
+            obs, _ = env.reset(seed=seed)
+            expert = envs.make_expert(env_id, env)
+            expert.reset()
+            for _ in range(steps):
+                obs, *_ = env.step(expert(obs))
+            iio.imwrite(out / name, env.render())
+            print(f"{out / name}: {env_id}, seed {seed}, after {steps} steps")
+        finally:
+            env.close()
+
+
+if __name__ == "__main__":
+    main()
