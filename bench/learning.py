@@ -50,12 +50,18 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("ConveyorPick-v0", "sac", 300_000),
         Cell("ConveyorPick-v0", "ppo", 2_000_000),
         Cell("ConveyorPick-v0", "bc", 30_000, demos=200),
+        Cell("MachineTend-v0", "bc", 30_000, demos=200),
+        Cell("MachineTend-v0", "sac", 300_000, demos=20),
+        Cell("BinSort-v0", "bc", 30_000, demos=200),
+        Cell("BinSort-v0", "sac", 300_000, demos=20),
     ],
     # The 2-core machine: what fits in minutes.
     "cpu": [
         Cell("FactoryReach-v0", "sac", 4_500),
         Cell("panda_gym:PandaReach-v3", "sac", 5_000),
         Cell("ConveyorPick-v0", "sac", 40_000, demos=20),
+        Cell("BinSort-v0", "bc", 10_000, demos=50),
+        Cell("MachineTend-v0", "bc", 10_000, demos=30),
     ],
 }
 
