@@ -143,10 +143,10 @@ def cmd_layout_check(args: argparse.Namespace) -> int:
         layout = load_layout(args.file)
     except (LayoutError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    out.print(
-        f"{args.file}: valid layout {layout.name!r} ({len(layout.robots)} robot(s), "
-        f"{len(layout.conveyors)} conveyor(s), {len(layout.bins)} bin(s), {len(layout.cameras)} camera(s))"
-    )
+    kinds = ("robots", "conveyors", "feeders", "bins", "trays", "tables", "machines", "inspections", "fixtures")
+    counts = [f"{len(getattr(layout, k))} {k}" for k in kinds if getattr(layout, k)]
+    counts.append(f"{len(layout.cameras)} cameras")
+    out.print(f"{args.file}: valid layout {layout.name!r} ({', '.join(counts)})")
     return 0
 
 
