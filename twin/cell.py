@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from twin.equipment import Bin, Conveyor, InspectionStation, Machine, Tray, build_pedestal, build_table
+from twin.equipment.assembly import PegHole, peg_spec
 from twin.equipment.floor import build_floor
 from twin.equipment.machine import REST_SPEED
 from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
@@ -76,11 +77,16 @@ class Twin:
             if tray.count:
                 counts[tray.config.fill] = counts.get(tray.config.fill, 0) + tray.count
         variants = sorted({(n, d) for f in layout.feeders for n in f.mix for d in f.defects})
+        pegs = [peg_spec(i, c) for i, c in enumerate(layout.insertions)]
         self.parts: list[Part] = build_pool(
             w,
-            [(layout.part(n), counts[n]) for n in sorted(counts)],
+            [(layout.part(n), counts[n]) for n in sorted(counts)] + [(spec, 1) for spec in pegs],
             [(layout.part(n), layout.defect(d), per_type) for n, d in variants],
         )
+        by_name = {p.name: p for p in self.parts}
+        self.insertions = [
+            PegHole(w, f"insertion-{i}", c, by_name[f"part-{pegs[i].name}-0"]) for i, c in enumerate(layout.insertions)
+        ]
         self.inspections = [
             InspectionStation(w, f"inspection-{i}", c, self.conveyors[c.conveyor])
             for i, c in enumerate(layout.inspections)
@@ -160,7 +166,22 @@ class Twin:
                     part.id, xyz, self.world.p.getQuaternionFromEuler([0, 0, yaw])
                 )
                 part.state, part.arrival_time, part.location, part.pos = "stored", 0.0, tray.name, xyz
+                part.rest_z = xyz[2] - 0.001
                 self.log.add(0.0, "arrived", part.name, detail=tray.name)
+        for station in self.insertions:
+            station.reset(rng)
+            peg, (x, y), z = station.peg, station.config.peg_start, station.base[2]
+            xyz = [x, y, z + peg.spec.half_height + 0.001]
+            unpark(self.world, peg)
+            self.world.p.resetBasePositionAndOrientation(peg.id, xyz, [0, 0, 0, 1])
+            peg.state, peg.arrival_time, peg.location, peg.pos, peg.rest_z = (
+                "stored",
+                0.0,
+                station.name,
+                xyz,
+                xyz[2] - 0.001,
+            )
+            self.log.add(0.0, "arrived", peg.name, detail=station.name)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -226,6 +247,8 @@ class Twin:
             self._track(part, pos, held.get(part.id), beams)
         for station in self.inspections:
             station.update(self.sim_time, in_play, self.log)
+        for station in self.insertions:
+            station.update(self.sim_time, self.log)
         for m in self.machines:
             m.update(self.sim_time, [q for q in in_play if q.state == "on_station" and m.holds(q.xyz)], self.log)
 
@@ -240,12 +263,11 @@ class Twin:
         conv = self.conveyors.get(part.conveyor)
         if part.state == "stored":
             tray = next((b for b in self.trays if b.name == part.location), None)
-            rest_z = tray.center[2] + hh if tray is not None else hh
-            if robot is not None and z > rest_z + PICK_LIFT:
+            if robot is not None and z > part.rest_z + PICK_LIFT:
                 part.state, part.drop_logged, part.location = "held", False, ""
                 self.log.add(t, "picked", part.name, robot.name)
-            elif tray is None or not tray.contains(pos):
-                part.state, part.location = "loose", ""  # pushed out of its tray
+            elif (tray is not None and not tray.contains(pos)) or (tray is None and abs(z - part.rest_z) > 0.01):
+                part.state, part.location = "loose", ""  # pushed out of its tray, or knocked over
             return
         if part.state == "on_station":
             station = next((m for m in self.machines if m.holds(pos)), None)
@@ -271,8 +293,10 @@ class Twin:
         elif part.state == "held":
             if robot is None:
                 part.state = "loose"
-                if not any(b.above(pos) for b in [*self.bins, *self.trays]) and not any(
-                    m.holds(pos) for m in self.machines
+                if (
+                    not any(b.above(pos) for b in [*self.bins, *self.trays])
+                    and not any(m.holds(pos) for m in self.machines)
+                    and not any(s.over(pos) for s in self.insertions)
                 ):
                     part.drop_logged = True
                     self.log.add(t, "dropped", part.name, detail="released outside a bin")
@@ -280,8 +304,12 @@ class Twin:
             speed = math.hypot(*part.vel_xyz)
             in_bin = next((b.name for b in self._receptacles if b.contains(pos)), None)
             back = next((b for b in self.trays if b.count and b.contains(pos)), None) if speed < REST_SPEED else None
-            if back is not None:
-                part.state, part.location = "stored", back.name
+            hole = next((s for s in self.insertions if s.holds(pos)), None) if speed < REST_SPEED else None
+            if hole is not None:
+                part.state, part.location = "placed", hole.name  # left standing in the hole
+                self.log.add(t, "placed", part.name, detail=hole.name)
+            elif back is not None:
+                part.state, part.location, part.rest_z = "stored", back.name, back.center[2] + hh
             elif in_bin and speed < 0.3:
                 part.state, part.location = "placed", in_bin
                 self.log.add(t, "placed", part.name, detail=in_bin)
@@ -311,6 +339,11 @@ class Twin:
         for name, figures in oee.items():
             for key in ("oee", "availability", "performance", "quality", "idle_time", "produced"):
                 out[f"{name}_{key}"] = figures[key]
+        for s in self.insertions:
+            picked = next((e.t for e in self.log.events if e.kind == "picked" and e.part == s.peg.name), math.nan)
+            out[f"{s.name}_insertion_time"] = s.inserted_at - picked if s.inserted_at < math.inf else math.nan
+            out[f"{s.name}_peak_force"] = s.peak_force
+            out[f"{s.name}_jams"] = float(sum(e.kind == "jammed" and e.station == s.name for e in self.log.events))
         sorting = {b.name: b.config.accepts for b in self.bins if b.config.accepts != "any"}
         if sorting:
             out.update(compute_quality(self.log, sorting))

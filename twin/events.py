@@ -12,7 +12,18 @@ from typing import Literal
 import numpy as np
 
 EventKind = Literal[
-    "arrived", "grasp", "picked", "placed", "dropped", "missed", "collision", "machine_state", "produced", "inspected"
+    "arrived",
+    "grasp",
+    "picked",
+    "placed",
+    "dropped",
+    "missed",
+    "collision",
+    "machine_state",
+    "produced",
+    "inspected",
+    "jammed",
+    "inserted",
 ]
 MachineState = Literal["idle", "loaded", "processing", "done", "blocked", "down"]
 """A machine's states: ``processing`` is production time, ``down`` is down time (ISO 22400)."""

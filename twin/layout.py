@@ -96,6 +96,9 @@ class Robot(_Model):
     """Newtons the suction seal holds before the part tears off (suction tool only)."""
     grip_force: Force = 100.0
     """Newtons per finger (parallel gripper only)."""
+    coupled_fingers: bool = False
+    """Couple the two fingers so they move as one (as the real hand's single drive does), which
+    keeps a grasped part centred between them; off by default, as in the v1 cells."""
 
 
 class BeamBreak(_Model):
@@ -329,6 +332,75 @@ class Inspection(_Model):
     """Chance that a defective part reads as good."""
 
 
+class Insertion(_Model):
+    """A peg-in-hole station (``[[insertions]]``): a block with a square hole (chamfered rim) and a
+    square peg standing upright beside it, both on a surface at ``position``'s height."""
+
+    position: Vec3
+    """Centre of the hole block's base, metres (the block stands on a table top at this height)."""
+    block: tuple[
+        Annotated[float, Field(gt=0.02, le=1, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0.02, le=1, allow_inf_nan=False)],
+        Annotated[float, Field(gt=0.01, le=0.5, allow_inf_nan=False)],
+    ] = (0.12, 0.12, 0.05)
+    """Outer length, width and height of the hole block, metres; the hole goes through its height."""
+    hole_width: Annotated[float, Field(ge=0.005, le=0.2, allow_inf_nan=False)] = 0.032
+    """Side of the square hole, metres."""
+    peg_width: Annotated[float, Field(ge=0.005, le=0.2, allow_inf_nan=False)] = 0.031
+    """Side of the square peg, metres; at least 0.5 mm under the hole's (the clearance)."""
+    peg_length: Annotated[float, Field(ge=0.02, le=0.5, allow_inf_nan=False)] = 0.08
+    peg_mass: Annotated[float, Field(ge=0.001, le=10, allow_inf_nan=False)] = 0.1
+    """Kilograms."""
+    chamfer: Annotated[float, Field(ge=0, le=0.02, allow_inf_nan=False)] = 0.003
+    """How far (metres) the hole's rim is widened at the top, in three steps of real collision geometry."""
+    peg_start: Vec2
+    """Where the peg stands upright before it is picked (x, y), at the block's base height."""
+    jitter: Annotated[float, Field(ge=0, le=0.05, allow_inf_nan=False)] = 0.01
+    """Half-range in metres of the hole block's seeded offset (x, y) at each reset."""
+    depth: Annotated[float, Field(gt=0, le=0.5, allow_inf_nan=False)] = 0.03
+    """How deep (metres) the peg's tip must go below the block's top face to count as inserted."""
+    force_limit: Force = 60.0
+    """Newtons of contact between peg and block above which the insertion fails (a crash)."""
+    jam_force: Force = 20.0
+    """Newtons of contact between peg and block that count as a jam."""
+
+    @field_validator("peg_width")
+    @classmethod
+    def _fits(cls, v: float, info) -> float:
+        hole = info.data.get("hole_width")
+        if hole is not None and v > hole - 0.0005:
+            raise ValueError(
+                f"a {v * 1000:g} mm peg does not fit a {hole * 1000:g} mm hole (the clearance must be at least 0.5 mm)"
+            )
+        return v
+
+    @field_validator("depth")
+    @classmethod
+    def _within_block(cls, v: float, info) -> float:
+        block = info.data.get("block")
+        if block is not None and v > block[2]:
+            raise ValueError(f"{v} m is deeper than the {block[2]} m block")
+        return v
+
+    @field_validator("jam_force")
+    @classmethod
+    def _below_limit(cls, v: float, info) -> float:
+        limit = info.data.get("force_limit")
+        if limit is not None and v >= limit:
+            raise ValueError(f"{v} N must be below force_limit ({limit} N)")
+        return v
+
+    @model_validator(mode="after")
+    def _walls(self) -> Insertion:
+        wall = (min(self.block[0], self.block[1]) - self.hole_width) / 2
+        if wall < 0.005 + self.chamfer:
+            raise ValueError(
+                f"hole_width: the block's walls around a {self.hole_width * 1000:g} mm hole with a "
+                f"{self.chamfer * 1000:g} mm chamfer would be under 5 mm thick; enlarge the block"
+            )
+        return self
+
+
 class Fixture(_Model):
     urdf: Annotated[str, Field(min_length=1, max_length=4096)]
     """Path to a URDF, relative to the layout file's folder, or to the assets folder; it must parse,
@@ -401,6 +473,7 @@ class CellLayout(_Model):
     trays: list[Tray] = Field([], max_length=32)
     machines: list[Machine] = Field([], max_length=32)
     inspections: list[Inspection] = Field([], max_length=16)
+    insertions: list[Insertion] = Field([], max_length=8)
     fixtures: list[Fixture] = Field([], max_length=256)
     cameras: list[Camera] = Field([], max_length=16)
 
@@ -544,6 +617,20 @@ class CellLayout(_Model):
                     f"machines[{i}].position: its load fixture at ({point[0]:.3g}, {point[1]:.3g}) is out of "
                     "reach of every robot; move it (or a robot) closer"
                 )
+        for i, ins in enumerate(self.insertions):
+            x, y, z = ins.position
+            if not reachable((x, y, z + ins.block[2] + 0.05)):
+                raise ValueError(
+                    f"insertions[{i}].position: the hole at ({x:.3g}, {y:.3g}) is out of reach of every robot"
+                )
+            if not reachable((*ins.peg_start, z + ins.peg_length)):
+                raise ValueError(
+                    f"insertions[{i}].peg_start: the peg at ({ins.peg_start[0]:.3g}, {ins.peg_start[1]:.3g}) is out of "
+                    "reach of every robot"
+                )
+            gap = math.dist(ins.peg_start, (x, y)) - max(ins.block[:2]) / 2 - ins.peg_width - ins.jitter
+            if gap < 0.03:
+                raise ValueError(f"insertions[{i}].peg_start: the peg must stand at least 3 cm clear of the hole block")
         for i, t in enumerate(self.trays):
             for x, y in t.slots():
                 if not reachable((x, y, t.position[2] + 0.03)):

@@ -70,6 +70,8 @@ class Part:
     """The tray or bin a placed part lies in, or the tray a stored part waits in."""
     defect: str | None = None
     """The defect type this body carries (fixed when it is built), or None for a good part."""
+    rest_z: float = 0.0
+    """Height of a stored part's centre where it waits (its tray's floor or its stand), metres."""
     reading: str | None = None
     """The inspection sensor's verdict this episode (``pass`` or ``reject``), once inspected."""
     world: World | None = field(default=None, repr=False, compare=False)

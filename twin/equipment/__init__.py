@@ -1,5 +1,6 @@
-"""Equipment of a cell, one module per kind: conveyors, bins, trays, machines, inspection, stands."""
+"""Equipment of a cell, one module per kind: conveyors, bins, trays, machines, inspection, assembly, stands."""
 
+from twin.equipment.assembly import PegHole
 from twin.equipment.bins import Bin
 from twin.equipment.conveyor import Conveyor
 from twin.equipment.inspection import InspectionStation
@@ -7,4 +8,4 @@ from twin.equipment.machine import Machine
 from twin.equipment.stands import build_pedestal, build_table
 from twin.equipment.trays import Tray
 
-__all__ = ["Bin", "Conveyor", "InspectionStation", "Machine", "Tray", "build_pedestal", "build_table"]
+__all__ = ["Bin", "Conveyor", "InspectionStation", "Machine", "PegHole", "Tray", "build_pedestal", "build_table"]

@@ -29,6 +29,7 @@ DOWN = (1.0, 0.0, 0.0, 0.0)  # tool z axis pointing at the floor
 ARM_JOINTS = list(range(7))
 FINGER_JOINTS = [9, 10]
 PANDA_EE_LINK = 11  # panda_grasptarget, between the fingertips
+HAND_JOINT = 8  # panda_hand_joint: the flange-to-hand joint carrying the wrist force-torque sensor
 SUCTION_CUP_LINK = 9
 SUCTION_TCP_LINK = 10
 FINGER_OPEN = 0.04
@@ -108,6 +109,11 @@ class Panda:
         if self.tool == "parallel_gripper":
             for j in FINGER_JOINTS:
                 p.changeDynamics(self.id, j, lateralFriction=1.5, spinningFriction=0.002, frictionAnchor=1)
+            if config.coupled_fingers:
+                gear = p.createConstraint(
+                    self.id, FINGER_JOINTS[0], self.id, FINGER_JOINTS[1], pb.JOINT_GEAR, [1, 0, 0], [0, 0, 0], [0, 0, 0]
+                )
+                p.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=200)
         else:
             p.changeDynamics(self.id, SUCTION_CUP_LINK, lateralFriction=1.0)
         n_ik = 9 if self.tool == "parallel_gripper" else 7
@@ -153,6 +159,7 @@ class Panda:
                 p.resetJointState(self.id, j, FINGER_OPEN, 0.0)
         self._ee_cache: tuple | None = None
         self._joint_cache: tuple | None = None
+        self._reset_at = self.world.steps
         self.held_constraint: int | None = None
         self.held_part: int | None = None
         self.suction_on = False
@@ -287,6 +294,24 @@ class Panda:
         """Arm joint positions, velocities and applied motor torques."""
         q, dq, tau = self._joints()
         return np.asarray(q[:7]), np.asarray(dq[:7]), np.asarray(tau[:7])
+
+    def wrist_wrench(self) -> tuple[float, float, float, float, float, float]:
+        """Force (N) and torque (N m) at the wrist, world frame: PyBullet's joint force-torque
+        sensor on the flange-to-hand joint (it includes the weight of the hand and what it holds).
+        The sensor is switched on at the first call, which reads zeros."""
+        p = self.world.p
+        if not getattr(self, "_ft_on", False):
+            p.enableJointForceTorqueSensor(self.id, HAND_JOINT, True)
+            self._ft_on = True
+            return (0.0,) * 6
+        if self.world.steps == self._reset_at:
+            return (0.0,) * 6  # no step since the reset: the sensor still holds the last episode's reading
+        fx, fy, fz, mx, my, mz = p.getJointState(self.id, HAND_JOINT)[2]
+        m = p.getMatrixFromQuaternion(p.getLinkState(self.id, HAND_JOINT)[5])
+        rot = ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8]))
+        f = tuple(r[0] * fx + r[1] * fy + r[2] * fz for r in rot)
+        t = tuple(r[0] * mx + r[1] * my + r[2] * mz for r in rot)
+        return (*f, *t)
 
     def finger_width(self) -> float:
         if self.tool != "parallel_gripper":
