@@ -18,6 +18,7 @@ SHOTS = (
     ("ConveyorPick-v0", "cell.png", 0, 95),
     ("MachineTend-v0", "machine_tending.png", 0, 300),
     ("BinSort-v0", "bin_sort.png", 1, 352),
+    ("PegInsert-v0", "assembly.png", 0, 57),
 )
 
 

@@ -15,6 +15,7 @@ from envs.core import FactoryEnv, Task
 from envs.tasks.bin_sort import BinSort, BinSortExpert
 from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert
 from envs.tasks.machine_tend import MachineTend, MachineTendExpert
+from envs.tasks.peg_insert import PegInsert, PegInsertExpert
 from envs.tasks.reach import Reach, ReachExpert
 
 _SPECS = {
@@ -36,6 +37,12 @@ _SPECS = {
         BinSortExpert,
         800,
         "Sort inspected parts off a belt: good ones into the good bin, defective ones into the reject bin.",
+    ),
+    "PegInsert-v0": (
+        PegInsert,
+        PegInsertExpert,
+        400,
+        "Take the peg from its stand and insert it 3 cm deep into a hole with 1 mm of clearance.",
     ),
 }
 

@@ -1,0 +1,206 @@
+"""PegInsert: take the peg from its stand and insert it into the chamfered hole to depth."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from envs.core import Task
+from envs.motion import Waypoint, WaypointFollower, act_towards
+
+# The stages of the insertion as shares of the progress (an insertion to depth is 1).
+APPROACH = 0.2  # tool nearing the peg: APPROACH * (1 - tanh(5 * distance to the grasp point))
+GRASP = 0.2  # the peg is held clear of its stand (gates the stages below)
+ALIGN = 0.3  # the peg's tip over the hole: ALIGN * (1 - tanh(20 * horizontal distance))
+INSERT = 0.3  # the tip below the block's top face: INSERT * depth / required depth
+FORCE_SCALE = 50.0  # newtons per unit of the force-torque numbers in the observation
+
+
+class PegInsert(Task):
+    """Insert the peg into the hole to depth without exceeding the force limit.
+
+    **Task description:** a square brass peg (31 mm) stands upright on the table; a block beside
+    it has a square hole (32 mm: 1 mm of clearance) with a 3 mm chamfer, all real collision
+    geometry. The Panda must grasp the peg, carry it over the hole and push its tip at least
+    3 cm below the block's top face. Contact between peg and block above 20 N is a jam (logged);
+    above 60 N the insertion fails. The wrist force-torque sensor is in the observation.
+    Actions: tool-position delta (3-D, up to 3 cm per 50 ms step) and a tool command (> 0 closes).
+
+    **Randomizations:** the hole block's position, +-1 cm in x and y.
+
+    **Difficulty knob:** ``clearance`` (metres between the hole's and the peg's sides, 0.0005 to
+    0.005; the layout's is 1 mm): the peg is made that much narrower than the hole.
+
+    **Success conditions:** the peg's tip is 3 cm deep in the hole and the contact force never
+    passed the force limit. The episode terminates on success, on passing the force limit, or
+    when the peg falls or is left outside the hole; a 20 s time limit truncates it.
+
+    Observations (``state``, 24 numbers): tool position (3) and velocity (3), finger opening (1);
+    peg position (3) and relative to the tool (3); the peg's tilt (radians, 1); the hole's mouth
+    relative to the peg's tip (3); wrist force (3) and torque (3) in the world frame, in units of
+    50 N and 50 N m (PyBullet's joint force-torque sensor on the hand joint: it includes the
+    weight of the hand and the peg).
+
+    **Dense reward** (staged, at most 1 per step): progress = 0.2 * (1 - tanh(5 * distance from
+    the tool to the peg's grasp point)) while the peg is not held; once held clear of its stand
+    0.2 + 0.2 + 0.3 * (1 - tanh(20 * horizontal tip-hole distance)) + 0.3 * min(1, depth / 3 cm);
+    1 on success. Each step earns the change in progress. **Sparse reward:** 1 on success.
+
+    ``info`` carries ``is_success``, ``depth`` (m), ``contact_force`` (N), ``progress`` and, at
+    the end, ``kpis`` (``insertion-0_insertion_time`` from pick to depth in seconds,
+    ``insertion-0_peak_force`` in N, ``insertion-0_jams``).
+    """
+
+    layout = "assembly"
+    obs_modes = ("state", "rgb")
+    max_step = 0.03
+
+    def __init__(self, twin, reward_type: str = "dense") -> None:
+        super().__init__(twin, reward_type)
+        if not twin.insertions:
+            raise ValueError("PegInsert needs a layout with an [[insertions]] station")
+        self.station = twin.insertions[0]
+        self.peg = self.station.peg
+        base = self.robot.base_position
+        self.workspace = ((*(base[:2] - 0.85), self.station.base[2] + 0.01), (*(base[:2] + 0.85), base[2] + 0.5))
+
+    @classmethod
+    def adapt_layout(cls, layout, clearance: float | None = None, **unknown: Any):
+        """The layout with the clearance knob applied to its first insertion."""
+        if unknown:
+            raise ValueError(f"PegInsert has no setting {', '.join(map(repr, unknown))} (its settings: clearance)")
+        if clearance is None:
+            return layout
+        if isinstance(clearance, bool) or not isinstance(clearance, int | float) or not 0.0005 <= clearance <= 0.005:
+            raise ValueError(f"PegInsert: clearance must be a number of metres from 0.0005 to 0.005, got {clearance!r}")
+        if not layout.insertions:
+            raise ValueError("PegInsert's knobs need a layout with an [[insertions]] station")
+        first = layout.insertions[0]
+        changed = first.model_copy(update={"peg_width": first.hole_width - float(clearance)})
+        return layout.model_copy(update={"insertions": [changed, *layout.insertions[1:]]})
+
+    def grasp_point(self) -> np.ndarray:
+        """Where the tool closes on the peg: 2 cm below its top face."""
+        x, y, z = self.peg.xyz
+        return np.array([x, y, z + self.peg.spec.half_height - 0.02])
+
+    def held(self) -> bool:
+        return self.peg.state == "held"
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.robot.wrist_wrench()  # switch the sensor on
+        self._progress: float | None = None
+
+    def observe(self) -> np.ndarray:
+        ee = np.array(self.robot.ee_xyz())
+        peg = np.array(self.peg.xyz)
+        tip = np.array(self.station.peg_tip())
+        wrench = np.array(self.robot.wrist_wrench()) / FORCE_SCALE
+        return np.concatenate(
+            [
+                ee,
+                self.robot.ee_vel_xyz(),
+                [self.robot.finger_width()],
+                peg,
+                peg - ee,
+                [self.station.tilt()],
+                np.array(self.station.hole_top) - tip,
+                wrench,
+            ]
+        ).astype(np.float32)
+
+    def evaluate(self) -> dict[str, Any]:
+        st = self.station
+        depth, force = st.depth(), st.contact_force()
+        crashed = st.peak_force > st.config.force_limit
+        success = st.inserted_at < math.inf and not crashed
+        lost = self.peg.state in ("lost", "missed") or (self.peg.state == "placed" and not success)
+        if success:
+            progress = 1.0
+        elif self.held():
+            tip = st.peg_tip()
+            off = math.hypot(tip[0] - st.hole_xy[0], tip[1] - st.hole_xy[1])
+            progress = APPROACH + GRASP + ALIGN * (1.0 - math.tanh(20.0 * off))
+            progress += INSERT * min(1.0, depth / st.config.depth)
+        else:
+            d = float(np.linalg.norm(self.grasp_point() - np.array(self.robot.ee_xyz())))
+            progress = APPROACH * (1.0 - math.tanh(5.0 * d))
+        gained = 0.0 if self._progress is None else progress - self._progress
+        self._progress = progress
+        done = success or crashed or lost
+        info: dict[str, Any] = {"depth": depth, "contact_force": force, "progress": progress}
+        if done:
+            info["kpis"] = self.twin.kpis()
+        return {"success": success, "done": done, "gained": gained, "info": info}
+
+    def reward(self, ev: dict[str, Any]) -> float:
+        if self.reward_type == "sparse":
+            return float(ev["success"])
+        return min(1.0, ev["gained"])
+
+    def terminated(self, ev: dict[str, Any]) -> bool:
+        return bool(ev["done"])
+
+
+class PegInsertExpert:
+    """A scripted fitter: grasp the peg, hover its tip over the hole, centre it there, then push
+    down slowly while correcting the tip's horizontal error, backing off when the force rises."""
+
+    CLEAR = 0.04  # metres of the tip above the block's top face while carrying the peg over
+    HOVER = 0.008  # metres of the tip above the block's top face while centring
+    DESCENT = 0.004  # metres per step going in
+    GAIN = 0.4  # share of the tip's remaining error corrected per step
+
+    def __init__(self, env) -> None:
+        self.task: PegInsert = env.unwrapped.task
+        self.follow = WaypointFollower(self.task)
+        self.reset()
+
+    def reset(self) -> None:
+        self.follow.set([])
+        self.phase = "pick"
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        task, st = self.task, self.task.station
+        ee = np.array(task.robot.ee_xyz())
+        if self.phase == "pick":
+            if self.follow.done:
+                g = task.grasp_point()
+                above = g + np.array([0.0, 0.0, 0.1])
+                lift = g + np.array([0.0, 0.0, st.config.peg_length + 0.04])
+                self.follow.set(
+                    [
+                        Waypoint(above, close=False, tol=0.01),
+                        Waypoint(g, close=False, tol=0.003, speed=0.5),
+                        Waypoint(g, close=True, tol=0.02, dwell=6),
+                        Waypoint(lift, close=True, tol=0.01, speed=0.7),
+                    ]
+                )
+            action = self.follow(ee)
+            if action is not None:
+                return action
+            self.phase = "carry" if task.held() else "pick"
+        if not task.held():
+            self.phase = "pick"
+            return act_towards(ee, ee + np.array([0.0, 0.0, 0.05]), close=False, max_step=task.max_step)
+        tip = np.array(st.peg_tip())
+        hx, hy, hz = st.hole_top
+        err = np.array([hx - tip[0], hy - tip[1]])
+        if self.phase == "carry":  # over the hole with the tip well clear of the block
+            if np.linalg.norm(err) < 0.01:
+                self.phase = "centre"
+            step = np.clip(np.array([*err, hz + self.CLEAR - tip[2]]), -0.015, 0.015)
+            return act_towards(ee, ee + step, close=True, max_step=task.max_step)
+        if self.phase == "centre":  # down to just above the mouth, centring finely
+            want_z = hz + self.HOVER - tip[2]
+            still = np.linalg.norm(task.robot.ee_vel_xyz()) < 0.01
+            if np.linalg.norm(err) < 0.0007 and abs(want_z) < 0.002 and still:
+                self.phase = "insert"
+            # a gain under 1: the arm follows its target a step or two late, and full steps ring
+            step = np.array([*np.clip(self.GAIN * err, -0.003, 0.003), np.clip(self.GAIN * want_z, -0.006, 0.006)])
+            return act_towards(ee, ee + step, close=True, max_step=task.max_step)
+        down = -self.DESCENT if st.contact_force() < st.config.jam_force / 2 else 0.002
+        step = np.array([*np.clip(self.GAIN * err, -0.002, 0.002), down])
+        return act_towards(ee, ee + step, close=True, max_step=task.max_step)
