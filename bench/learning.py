@@ -54,6 +54,8 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("MachineTend-v0", "sac", 300_000, demos=20),
         Cell("BinSort-v0", "bc", 30_000, demos=200),
         Cell("BinSort-v0", "sac", 300_000, demos=20),
+        Cell("PegInsert-v0", "bc", 30_000, demos=200),
+        Cell("PegInsert-v0", "sac", 100_000, demos=20),
     ],
     # The 2-core machine: what fits in minutes.
     "cpu": [
@@ -62,6 +64,8 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("ConveyorPick-v0", "sac", 40_000, demos=20),
         Cell("BinSort-v0", "bc", 10_000, demos=50),
         Cell("MachineTend-v0", "bc", 10_000, demos=30),
+        Cell("PegInsert-v0", "bc", 10_000, demos=50),
+        Cell("PegInsert-v0", "sac", 20_000, demos=20),
     ],
 }
 
