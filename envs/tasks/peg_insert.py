@@ -94,22 +94,22 @@ class PegInsert(Task):
         self._progress: float | None = None
 
     def observe(self) -> np.ndarray:
-        ee = np.array(self.robot.ee_xyz())
-        peg = np.array(self.peg.xyz)
-        tip = np.array(self.station.peg_tip())
-        wrench = np.array(self.robot.wrist_wrench()) / FORCE_SCALE
-        return np.concatenate(
-            [
-                ee,
-                self.robot.ee_vel_xyz(),
-                [self.robot.finger_width()],
-                peg,
-                peg - ee,
-                [self.station.tilt()],
-                np.array(self.station.hole_top) - tip,
-                wrench,
-            ]
-        ).astype(np.float32)
+        robot, st = self.robot, self.station
+        ex, ey, ez = robot.ee_xyz()
+        px, py, pz = self.peg.xyz
+        tx, ty, tz = st.peg_tip()
+        hx, hy, hz = st.hole_top
+        wrench = (v / FORCE_SCALE for v in robot.wrist_wrench())
+        return np.array(
+            (
+                ex, ey, ez, *robot.ee_vel_xyz(), robot.finger_width(),
+                px, py, pz, px - ex, py - ey, pz - ez,
+                st.tilt(),
+                hx - tx, hy - ty, hz - tz,
+                *wrench,
+            ),
+            dtype=np.float32,
+        )  # fmt: skip
 
     def evaluate(self) -> dict[str, Any]:
         st = self.station
@@ -125,7 +125,8 @@ class PegInsert(Task):
             progress = APPROACH + GRASP + ALIGN * (1.0 - math.tanh(20.0 * off))
             progress += INSERT * min(1.0, depth / st.config.depth)
         else:
-            d = float(np.linalg.norm(self.grasp_point() - np.array(self.robot.ee_xyz())))
+            x, y, z = self.peg.xyz
+            d = math.dist((x, y, z + self.peg.spec.half_height - 0.02), self.robot.ee_xyz())
             progress = APPROACH * (1.0 - math.tanh(5.0 * d))
         gained = 0.0 if self._progress is None else progress - self._progress
         self._progress = progress

@@ -66,6 +66,12 @@ class PegHole:
         self.peak_force = 0.0
         self._jammed = False
         self.inserted_at = math.inf
+        self._pose_cache: tuple | None = None
+        self._force_cache: tuple | None = None
+        bx, by, bz = config.block
+        w, length = config.peg_width, config.peg_length
+        self._reach = 0.5 * (math.sqrt(bx * bx + by * by + bz * bz) + math.sqrt(2 * w * w + length * length)) + 0.01
+        """Distance between the peg's and the block's centres beyond which they cannot touch."""
 
     def reset(self, rng: np.random.Generator) -> None:
         j = self.config.jitter
@@ -74,24 +80,31 @@ class PegHole:
         self.hole_xy = (float(x + dx), float(y + dy))
         self.world.p.resetBasePositionAndOrientation(self.body, [*self.hole_xy, z], [0, 0, 0, 1])
         self.peak_force, self._jammed, self.inserted_at = 0.0, False, math.inf
+        self._pose_cache = self._force_cache = None
 
     @property
     def hole_top(self) -> tuple[float, float, float]:
         """Centre of the hole's mouth, world frame."""
         return (*self.hole_xy, self.top_z)
 
+    def _pose(self) -> tuple[tuple[float, float, float], tuple[float, ...]]:
+        """The peg's position and rotation matrix, read from the physics at most once per step."""
+        c = self._pose_cache
+        if c is None or c[0] != self.world.steps:
+            p = self.world.p
+            pos, orn = p.getBasePositionAndOrientation(self.peg.id)
+            c = self._pose_cache = (self.world.steps, pos, p.getMatrixFromQuaternion(orn))
+        return c[1], c[2]
+
     def peg_tip(self) -> tuple[float, float, float]:
         """The peg's lower face centre, world frame (the end that goes in)."""
-        p = self.world.p
-        pos, orn = p.getBasePositionAndOrientation(self.peg.id)
-        m = p.getMatrixFromQuaternion(orn)
+        pos, m = self._pose()
         half = self.config.peg_length / 2
         return (pos[0] - m[2] * half, pos[1] - m[5] * half, pos[2] - m[8] * half)
 
     def tilt(self) -> float:
         """Angle (radians) between the peg's axis and the vertical."""
-        m = self.world.p.getMatrixFromQuaternion(self.world.p.getBasePositionAndOrientation(self.peg.id)[1])
-        return math.acos(max(-1.0, min(1.0, m[8])))
+        return math.acos(max(-1.0, min(1.0, self._pose()[1][8])))
 
     def depth(self) -> float:
         """How far (metres) the peg's tip is below the block's top face inside the hole (0 outside it)."""
@@ -102,8 +115,17 @@ class PegHole:
         return max(0.0, self.top_z - z)
 
     def contact_force(self) -> float:
-        """Newtons of normal force between peg and block now."""
-        return sum(c[9] for c in self.world.p.getContactPoints(self.peg.id, self.body))
+        """Newtons of normal force between peg and block now (read once per step)."""
+        c = self._force_cache
+        if c is None or c[0] != self.world.steps:
+            pos, _ = self._pose()
+            centre = (*self.hole_xy, self.top_z - self.config.block[2] / 2)
+            if math.dist(pos, centre) > self._reach:  # bounding spheres apart: no contact to read
+                force = 0.0
+            else:
+                force = sum(q[9] for q in self.world.p.getContactPoints(self.peg.id, self.body))
+            c = self._force_cache = (self.world.steps, force)
+        return c[1]
 
     def over(self, pos) -> bool:
         """Whether ``pos`` lies over the hole's mouth (at any height)."""
