@@ -309,6 +309,8 @@ class ConveyorPickExpert:
     """A scripted picker: intercept the part on the belt, grasp, lift, carry to the bin, release."""
 
     HOVER = 0.07  # metres above the part before descending
+    MIN_GRASP = 0.028  # lowest grasp point above the belt: the fingertips, 11 mm below it, stay clear
+    # of the belt even when the arm overshoots its descent by a centimetre
     LIFT_Z = 0.93
     RELEASE_Z = 0.84
 
@@ -361,6 +363,8 @@ class ConveyorPickExpert:
         # lead the moving part by the controller's lag of about two control steps; grip a little
         # above the centre so the fingertips stay clear of the belt
         grasp = part.pos + part.vel * 2 * task.twin.control_dt + np.array([0.0, 0.0, 0.006])
+        if part.spec.half_height < self.MIN_GRASP - 0.006:  # a small part: keep the fingertips off the belt
+            grasp[2] = max(grasp[2], task.conveyor.surface_z + self.MIN_GRASP)
         if self.phase == "approach":
             hover = grasp + np.array([0.0, 0.0, self.HOVER])
             if np.linalg.norm((ee - hover)[:2]) < 0.01 and abs(ee[2] - hover[2]) < 0.03:
