@@ -26,6 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = (ROOT / "assets" / "layouts" / "default.toml").read_text()
 
 
+def _wait_until(predicate, timeout: float, what: str) -> None:
+    """Poll until ``predicate()`` holds (a run under way) instead of guessing a fixed delay."""
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _rows(out: Path) -> int:
+    """Episode rows an evaluation has kept so far in ``out``."""
+    rows = out / "episodes.jsonl"
+    return len(rows.read_text().splitlines()) if rows.exists() else 0
+
+
 def _message(err: str) -> str:
     lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
     if any(ln.startswith("Traceback") for ln in lines):
@@ -277,9 +292,8 @@ class Cases:
         return n
 
     def _kept(self, out: Path) -> str:
-        rows = out / "episodes.jsonl"
-        if rows.exists():
-            return f"{len(rows.read_text().splitlines())} episode rows kept"
+        if (out / "episodes.jsonl").exists():
+            return f"{_rows(out)} episode rows kept"
         if (out / "results.json").exists():
             return f"{len(json.loads((out / 'results.json').read_text())['episodes'])} rows in results.json"
         return "no results written"
@@ -288,7 +302,7 @@ class Cases:
         for case, sig in (("eval-ctrl-c", signal.SIGINT), ("eval-sigterm", signal.SIGTERM)):
             out = self.work / case
             p = self._start_eval(out)
-            time.sleep(12)
+            _wait_until(lambda out=out: _rows(out) >= 2, 300, "the first episode rows")
             t0 = time.perf_counter()
             os.killpg(p.pid, sig)
             try:
@@ -301,16 +315,17 @@ class Cases:
             secs = time.perf_counter() - t0
             self.add(
                 case,
-                f"twin eval (300 ConveyorPick episodes), {sig.name} after 12 s",
+                f"twin eval (300 ConveyorPick episodes), {sig.name} once 2 rows are written",
                 (code, f"{self._kept(out)}; {_message(err)}", secs),
             )
         out = self.work / "eval-kill-main"
         p = self._start_eval(out)
-        time.sleep(12)
+        _wait_until(lambda: _rows(out) >= 1, 300, "the first episode row")
         workers = self._children(p.pid)
         p.kill()
         p.wait()
-        time.sleep(5)
+        with contextlib.suppress(RuntimeError):  # whoever is still alive after 5 s is counted below
+            _wait_until(lambda: self._alive(workers) == 0, 5, "the workers to exit")
         left = self._alive(workers)
         self.add(
             "eval-kill-9-main",
@@ -322,7 +337,7 @@ class Cases:
                 os.kill(w, signal.SIGKILL)
         out = self.work / "eval-kill-worker"
         p = self._start_eval(out)
-        time.sleep(12)
+        _wait_until(lambda: _rows(out) >= 1, 300, "the first episode row")
         workers = self._children(p.pid)
         t0 = time.perf_counter()
         if workers:
@@ -351,7 +366,8 @@ class Cases:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(25)
+        metrics = out / "metrics.jsonl"
+        _wait_until(lambda: metrics.exists() and metrics.stat().st_size > 0, 300, "training to log its first row")
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=120)
         latest = out / "checkpoints" / "latest"
@@ -389,7 +405,7 @@ class Cases:
         self.add("eval-rerun-existing-out", "twin eval into an existing --out", self.twin(*args, "--policy", "expert"))
         out = self.work / "both"
         a = self._start_eval(out, suite=self._reach_suite())
-        time.sleep(1.0)
+        _wait_until(lambda: (out / "run.json").exists(), 120, "the first evaluation to take the folder")
         cmd = [sys.executable, "-m", "agents.cli", "eval", "--policy", "expert", "--suite", self._reach_suite()]
         t0 = time.perf_counter()
         b = subprocess.run(

@@ -80,13 +80,16 @@ class MachineTend(Task):
         self.workspace = ((*(lo - 0.05), base[2] + 0.0), (*(base[:2] + 0.85), base[2] + 0.5))
         self.safe_z = float(base[2] + SAFE_Z)
         self.parts = [p for p in twin.parts if p.spec.name == self.input.config.fill]
+        hh = self.parts[0].spec.half_height
+        self._drops = {m.name: np.array([*m.fixture_xy, m.top_z + hh + 0.008]) for m in self.machines}
+        for point in self._drops.values():
+            point.flags.writeable = False
 
     # -- where things are ---------------------------------------------------------------------
 
     def drop_point(self, machine) -> np.ndarray:
-        """Where the tool sets a part down on ``machine``'s fixture."""
-        hh = self.parts[0].spec.half_height
-        return np.array([*machine.fixture_xy, machine.top_z + hh + 0.008])
+        """Where the tool sets a part down on ``machine``'s fixture (fixed for the cell)."""
+        return self._drops[machine.name]
 
     def output_slot(self) -> np.ndarray:
         hh = self.parts[0].spec.half_height

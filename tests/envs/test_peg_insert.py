@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import envs
-from twin.layout import LAYOUTS_DIR, LayoutError, load_layout
+from tests.layouts import assert_refused, edited
 
 
 def _run(env, expert, steps: int = 400):
@@ -122,10 +122,4 @@ def test_the_clearance_knob_narrows_the_peg_and_bad_values_are_refused():
     ],
 )
 def test_bad_assembly_layouts_are_refused_by_field(tmp_path, old, new, message):
-    text = (LAYOUTS_DIR / "assembly.toml").read_text()
-    assert old in text
-    path = tmp_path / "bad.toml"
-    path.write_text(text.replace(old, new))
-    with pytest.raises(LayoutError, match=message) as err:
-        load_layout(path)
-    assert str(path) in str(err.value)
+    assert_refused(tmp_path, edited("assembly", old, new), message)

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from tests.layouts import assert_refused, edited
 from twin.cell import Twin
 from twin.events import EventLog, compute_quality
-from twin.layout import LAYOUTS_DIR, LayoutError, load_layout
+from twin.layout import LAYOUTS_DIR, load_layout
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +146,4 @@ def test_quality_kpis_from_a_hand_built_log():
     ],
 )
 def test_bad_inspection_layouts_are_refused_by_field(tmp_path, old, new, message):
-    text = (LAYOUTS_DIR / "bin_sort.toml").read_text()
-    assert old in text
-    path = tmp_path / "bad.toml"
-    path.write_text(text.replace(old, new))
-    with pytest.raises(LayoutError, match=message) as err:
-        load_layout(path)
-    assert str(path) in str(err.value)
+    assert_refused(tmp_path, edited("bin_sort", old, new), message)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.layouts import assert_refused
 from twin.cell import Twin
-from twin.layout import LAYOUTS_DIR, LayoutError, load_layout
+from twin.layout import LAYOUTS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +91,4 @@ fill = "cube"
     ],
 )
 def test_bad_trays_and_unreachable_stations_are_refused_by_field(tmp_path, extra, message):
-    path = tmp_path / "bad.toml"
-    path.write_text((LAYOUTS_DIR / "default.toml").read_text() + extra)
-    with pytest.raises(LayoutError, match=message) as err:
-        load_layout(path)
-    assert str(path) in str(err.value)
+    assert_refused(tmp_path, (LAYOUTS_DIR / "default.toml").read_text() + extra, message)
