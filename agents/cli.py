@@ -88,15 +88,16 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
     failed = []
     t0 = time.perf_counter()
-    for env_id, mode in cases():
+    for env_id, mode, robot in cases():
         t = time.perf_counter()
+        label, arm = (f"{mode}, {robot}", f" robot={robot}") if robot else (mode, "")
         try:
-            smoke_one(env_id, mode, steps=args.steps, seed=args.seed)
+            smoke_one(env_id, mode, steps=args.steps, seed=args.seed, robot=robot)
         except Exception as exc:  # report and go on: the summary names every failure
-            failed.append(f"{env_id} [{mode}]: {type(exc).__name__}: {exc}")
-            out.print(f"[red]FAIL[/red] {env_id} obs_mode={mode}: {escape(str(exc))}")
+            failed.append(f"{env_id} [{label}]: {type(exc).__name__}: {exc}")
+            out.print(f"[red]FAIL[/red] {env_id} obs_mode={mode}{arm}: {escape(str(exc))}")
         else:
-            out.print(f"[green]ok[/green]   {env_id} obs_mode={mode} ({time.perf_counter() - t:.1f} s)")
+            out.print(f"[green]ok[/green]   {env_id} obs_mode={mode}{arm} ({time.perf_counter() - t:.1f} s)")
     if failed:
         err.print(escape(f"smoke failed for {len(failed)} case(s):\n  " + "\n  ".join(failed)))
         return 1
@@ -517,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("envs", help="list the environments")
     p.set_defaults(fn=cmd_envs)
 
-    p = sub.add_parser("smoke", help="run every env and observation mode for a few steps, headless")
+    p = sub.add_parser("smoke", help="run every env and observation mode (and every env with each arm) for a few steps")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_smoke)

@@ -13,12 +13,13 @@ import imageio.v3 as iio
 
 import envs
 
-# (env id, file name, seed, control step at which the picture is taken)
+# (env id, env kwargs, file name, seed, control step at which the picture is taken)
 SHOTS = (
-    ("ConveyorPick-v0", "cell.png", 0, 95),
-    ("MachineTend-v0", "machine_tending.png", 0, 300),
-    ("BinSort-v0", "bin_sort.png", 1, 352),
-    ("PegInsert-v0", "assembly.png", 0, 57),
+    ("ConveyorPick-v0", {}, "cell.png", 0, 95),
+    ("MachineTend-v0", {}, "machine_tending.png", 0, 300),
+    ("BinSort-v0", {}, "bin_sort.png", 1, 352),
+    ("PegInsert-v0", {}, "assembly.png", 0, 57),
+    ("MachineTend-v0", {"robot": "iiwa"}, "iiwa.png", 0, 220),
 )
 
 
@@ -27,8 +28,8 @@ def main() -> None:
     parser.add_argument("--out", default="docs", help="folder for the PNG files")
     out = Path(parser.parse_args().out)
     out.mkdir(parents=True, exist_ok=True)
-    for env_id, name, seed, steps in SHOTS:
-        env = gym.make(env_id, render_mode="rgb_array")
+    for env_id, kwargs, name, seed, steps in SHOTS:
+        env = gym.make(env_id, render_mode="rgb_array", **kwargs)
         try:
             obs, _ = env.reset(seed=seed)
             expert = envs.make_expert(env_id, env)
@@ -36,7 +37,7 @@ def main() -> None:
             for _ in range(steps):
                 obs, *_ = env.step(expert(obs))
             iio.imwrite(out / name, env.render())
-            print(f"{out / name}: {env_id}, seed {seed}, after {steps} steps")
+            print(f"{out / name}: {env_id} {kwargs or ''}, seed {seed}, after {steps} steps")
         finally:
             env.close()
 

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from twin import Twin
-from twin.layout import CellLayout, find_layout, load_layout
+from twin.layout import CellLayout, find_layout, load_layout, with_robot
 
 OBS_MODES = ("state", "goal", "rgb")
 
@@ -119,6 +119,8 @@ class FactoryEnv(gym.Env):
         reward_type: ``"dense"`` or ``"sparse"``.
         render_mode: ``None`` or ``"rgb_array"`` (640x480 frames from the ``overview`` camera).
         layout: Layout to build instead of the task's bundled one (path, name or CellLayout).
+        robot: Arm model to put in place of the layout's (``"panda"`` or ``"iiwa"``), at the same
+            bases with the same tools; refused when the new arm cannot reach what the cell needs.
         **knobs: The task's difficulty settings (see its ``adapt_layout``), applied to the layout.
     """
 
@@ -131,6 +133,7 @@ class FactoryEnv(gym.Env):
         reward_type: str = "dense",
         render_mode: str | None = None,
         layout: str | CellLayout | None = None,
+        robot: str | None = None,
         **knobs: Any,
     ) -> None:
         if obs_mode not in task.obs_modes:
@@ -142,10 +145,14 @@ class FactoryEnv(gym.Env):
         ref = layout if layout is not None else task.layout
         source = None
         task_kwargs = {k: knobs.pop(k) for k in task.task_knobs if k in knobs}
+        if (knobs or robot is not None) and not isinstance(ref, CellLayout):
+            source = find_layout(ref)
+            ref = load_layout(source)
+        if robot is not None:
+            if not isinstance(robot, str):
+                raise ValueError(f"robot must be a model name such as 'panda' or 'iiwa', got {robot!r}")
+            ref = with_robot(ref, robot, str(source or "the layout"))
         if knobs:
-            if not isinstance(ref, CellLayout):
-                source = find_layout(ref)
-                ref = load_layout(source)
             ref = task.adapt_layout(ref, **knobs)
         self.twin = Twin(ref, source=source)
         try:

@@ -15,7 +15,7 @@ from twin.equipment.machine import REST_SPEED
 from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
 from twin.layout import CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
-from twin.robots import Panda
+from twin.robots import Arm, build_arm
 from twin.sensors import Camera
 from twin.world import World
 
@@ -51,7 +51,7 @@ class Twin:
         self.world = World(ph.hz, ph.substeps, ph.gravity, gui=gui, solver_iterations=ph.solver_iterations)
         w = self.world
         w.create_plane("floor", friction=layout.floor.friction)
-        self.robots = [Panda(w, f"{r.model}-{i}", r) for i, r in enumerate(layout.robots)]
+        self.robots = [build_arm(w, f"{r.model}-{i}", r) for i, r in enumerate(layout.robots)]
         for i, r in enumerate(layout.robots):
             if r.base.position[2] > 0.05:
                 build_pedestal(w, f"pedestal-{i}", np.asarray(r.base.position))
@@ -185,9 +185,9 @@ class Twin:
 
     # -- stepping ---------------------------------------------------------------------------
 
-    def command_tool(self, robot: Panda, close: bool) -> None:
+    def command_tool(self, robot: Arm, close: bool) -> None:
         """Close/open a robot's tool, logging a pick attempt when it closes next to a part."""
-        was = robot.gripper_closed or robot.suction_on
+        was = robot.tool_active
         robot.command_tool(close)
         if close and not was:
             ee = robot.ee_xyz()
@@ -219,7 +219,7 @@ class Twin:
     def _after_step(self) -> None:
         p = self.world.p
         dt = self.control_dt
-        held: dict[int, Panda] = {}
+        held: dict[int, Arm] = {}
         touching: set[tuple[int, int]] = set()
         for robot in self.robots:
             tool_contacts: dict[int, list] = {}
@@ -258,7 +258,7 @@ class Twin:
             beams[name] = beam.read() if beam is not None else None
         return beams[name]
 
-    def _track(self, part: Part, pos: tuple, robot: Panda | None, beams: dict[str, int | None]) -> None:
+    def _track(self, part: Part, pos: tuple, robot: Arm | None, beams: dict[str, int | None]) -> None:
         t, hh, z = self.sim_time, part.spec.half_height, pos[2]
         conv = self.conveyors.get(part.conveyor)
         if part.state == "stored":

@@ -85,13 +85,14 @@ class Pose(_Model):
 
 
 class Robot(_Model):
-    model: Literal["panda"] = "panda"
-    """Robot model; ``panda`` is the Franka Emika Panda from pybullet_data."""
+    model: Literal["panda", "iiwa"] = "panda"
+    """Robot model, from pybullet_data: ``panda`` (Franka Emika Panda) or ``iiwa`` (KUKA LBR iiwa 14)."""
     base: Pose
     tool: Literal["parallel_gripper", "suction"] = "parallel_gripper"
     """End-of-arm tool: a friction parallel-jaw gripper or a suction cup."""
-    home: tuple[Radians, Radians, Radians, Radians, Radians, Radians, Radians] = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
-    """Home joint angles in radians for the seven arm joints."""
+    home: tuple[Radians, Radians, Radians, Radians, Radians, Radians, Radians] | None = None
+    """Home joint angles in radians for the seven arm joints, within the model's limits; by default
+    the model's own home (the tool pointing down in front of the base)."""
     suction_force: Force = 40.0
     """Newtons the suction seal holds before the part tears off (suction tool only)."""
     grip_force: Force = 100.0
@@ -605,7 +606,15 @@ class CellLayout(_Model):
 
     def _check_reach(self) -> None:
         """Every machine fixture and tray slot lies within reach of at least one robot."""
-        from twin.robots import can_reach  # the robots' modules read this one
+        from twin.robots import MODELS, can_reach  # the robots' modules read this one
+
+        for i, r in enumerate(self.robots):
+            spec = MODELS[r.model]
+            for j, (q, lo, hi) in enumerate(zip(r.home or (), spec.lower, spec.upper, strict=False)):
+                if not lo <= q <= hi:
+                    raise ValueError(
+                        f"robots[{i}].home[{j}]: {q:g} rad is outside the {spec.title}'s joint limits [{lo:g}, {hi:g}]"
+                    )
 
         def reachable(point: tuple[float, float, float]) -> bool:
             return any(can_reach(r.model, r.base.position, point) for r in self.robots)
@@ -703,6 +712,18 @@ def parse_layout(data: dict, source: str = "<layout>", base_dir: Path | None = N
     if problems:
         raise LayoutError(source, problems)
     return layout
+
+
+def with_robot(layout: CellLayout, model: str, source: str = "<layout>") -> CellLayout:
+    """The layout with every robot swapped for one of ``model`` (same base, tool and settings; the
+    new model's own home posture), checked again: the new arm must reach what the cell needs."""
+    data = layout.model_dump()
+    for r in data["robots"]:
+        r["model"], r["home"] = model, None
+    try:
+        return CellLayout.model_validate(data)
+    except ValidationError as err:
+        raise LayoutError(f"{source} with robot={model!r}", _format_errors(err)) from None
 
 
 def check_urdf(path: Path) -> str | None:

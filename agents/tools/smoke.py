@@ -1,4 +1,5 @@
-"""`twin smoke`: every env, every observation mode, a few seeded steps, headless."""
+"""`twin smoke`: every env, every observation mode, a few seeded steps, headless; and every env
+once more with the second arm (the KUKA iiwa) in place of its layout's Panda."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import numpy as np
 import envs
 
 
-def smoke_one(env_id: str, obs_mode: str, steps: int = 10, seed: int = 0) -> None:
-    """Make, reset, step and render one env; raises on any failure."""
-    env = envs.make(env_id, obs_mode=obs_mode, render_mode="rgb_array")
+def smoke_one(env_id: str, obs_mode: str, steps: int = 10, seed: int = 0, robot: str | None = None) -> None:
+    """Make, reset, step and render one env (with ``robot`` in place of the layout's arm); raises on any failure."""
+    kwargs = {"robot": robot} if robot else {}
+    env = envs.make(env_id, obs_mode=obs_mode, render_mode="rgb_array", **kwargs)
     try:
         obs, _ = env.reset(seed=seed)
         if not env.observation_space.contains(obs):
@@ -30,5 +32,10 @@ def smoke_one(env_id: str, obs_mode: str, steps: int = 10, seed: int = 0) -> Non
         env.close()
 
 
-def cases() -> list[tuple[str, str]]:
-    return [(env_id, mode) for env_id in envs.ENV_IDS for mode in envs.TASKS[env_id].obs_modes]
+def cases() -> list[tuple[str, str, str | None]]:
+    """(env id, observation mode, arm in place of the layout's or None)."""
+    out: list[tuple[str, str, str | None]] = []
+    for env_id in envs.ENV_IDS:
+        out += [(env_id, mode, None) for mode in envs.TASKS[env_id].obs_modes]
+        out.append((env_id, "state", "iiwa"))
+    return out

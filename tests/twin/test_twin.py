@@ -124,9 +124,10 @@ def test_end_stop_holds_parts_on_the_belt(tmp_path):
         t.close()
 
 
-def test_suction_holds_only_after_real_contact():
+@pytest.mark.parametrize("model", ["panda", "iiwa"])
+def test_suction_holds_only_after_real_contact(model):
     layout = load_layout("default")
-    robot = layout.robots[0].model_copy(update={"tool": "suction"})
+    robot = layout.robots[0].model_copy(update={"tool": "suction", "model": model})
     t = Twin(layout.model_copy(update={"robots": [robot]}))
     try:
         part = _first_arrival(t)
@@ -215,7 +216,7 @@ def test_kpis_of_an_empty_log_are_nan_not_errors():
 
 def test_ik_step_is_the_damped_least_squares_step_with_null_space_pull(cell):
     """The one-solve IK step equals dq = z + J^T (J J^T + l^2 I)^-1 (e - J z), written out here."""
-    from twin.robots import panda
+    from twin.robots import arm
 
     cell.reset(np.random.default_rng(0))
     r = cell.robots[0]
@@ -225,13 +226,13 @@ def test_ik_step_is_the_damped_least_squares_step_with_null_space_pull(cell):
     jac = np.array((*lin, *ang))
     link = cell.world.p.getLinkState(r.id, r.ee_link)
     pos, m = link[4], np.array(cell.world.p.getMatrixFromQuaternion(link[5])).reshape(3, 3)
-    down = np.array(cell.world.p.getMatrixFromQuaternion(panda.DOWN)).reshape(3, 3)
+    down = np.array(cell.world.p.getMatrixFromQuaternion(arm.DOWN)).reshape(3, 3)
     rot = 0.5 * sum(np.cross(m[:, i], down[:, i]) for i in range(3))
     base = r._base_rot
     e = np.concatenate([base.T @ (np.array(target) - np.array(pos)), base.T @ rot])
     z = np.zeros_like(q)
-    z[:7] = panda._NULL_GAIN * (np.array(panda._REST) - q[:7])
-    lam2 = panda._DAMPING**2
+    z[:7] = arm.NULL_GAIN * (np.array(r.spec.rest) - q[:7])
+    lam2 = arm.DAMPING**2
     dq = z + jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), e - jac @ z)
     np.testing.assert_allclose(r._diff_ik(target), (q + dq)[:7], atol=1e-12)
 

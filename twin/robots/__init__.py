@@ -1,20 +1,31 @@
-"""Robot arms, one module per model; each keeps its own numbers (reach, home, limits, tool offsets)."""
+"""Robot arms, one module per model with all of its numbers (``ArmSpec``); one ``Arm`` class drives them all."""
 
 from __future__ import annotations
 
 import math
 
-from twin.robots import panda
-from twin.robots.panda import Panda
+from twin.layout import Robot as RobotConfig
+from twin.robots import iiwa, panda
+from twin.robots.arm import Arm, ArmSpec
+from twin.world import World
 
-_REACH = {"panda": (panda.SHOULDER_HEIGHT, panda.REACH)}
-"""Per model: the shoulder's height above the base and the reach from it, metres."""
+MODELS: dict[str, ArmSpec] = {s.model: s for s in (panda.SPEC, iiwa.SPEC)}
+"""Arm models by the layout's ``model`` name."""
+
+
+def build_arm(world: World, name: str, config: RobotConfig) -> Arm:
+    """The layout's robot entry, built in ``world``."""
+    return Arm(world, name, config, MODELS[config.model])
 
 
 def can_reach(model: str, base: tuple[float, float, float], point: tuple[float, float, float]) -> bool:
     """Whether an arm of ``model`` on ``base`` can bring its tool, pointing down, to ``point``."""
-    shoulder, reach = _REACH[model]
-    return math.dist((base[0], base[1], base[2] + shoulder), point) <= reach
+    spec = MODELS[model]
+    dx, dy = point[0] - base[0], point[1] - base[1]
+    out = math.hypot(dx, dy)
+    pull = min(spec.wrist_out, out) / out if out > 0 else 0.0  # wrist centre: back towards the base ...
+    wrist = (point[0] - dx * pull, point[1] - dy * pull, point[2] + spec.wrist_drop)  # ... and up
+    return math.dist((base[0], base[1], base[2] + spec.shoulder_height), wrist) <= spec.reach
 
 
-__all__ = ["Panda", "can_reach"]
+__all__ = ["MODELS", "Arm", "ArmSpec", "build_arm", "can_reach"]
