@@ -50,6 +50,10 @@ ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 EXPERTS = {env_id: spec[1] for env_id, spec in _SPECS.items()}
 DESCRIPTIONS = {env_id: spec[3] for env_id, spec in _SPECS.items()}
 TASKS: dict[str, type[Task]] = {env_id: spec[0] for env_id, spec in _SPECS.items()}
+ARMS: dict[str, tuple[str, ...]] = {env_id: ("panda", "iiwa") for env_id in _SPECS} | {"FactoryReach-v0": ("panda",)}
+"""The arms (``robot=`` models) each env runs with on its bundled layout; the env refuses the others.
+The iiwa cannot fold close enough to its base for FactoryReach's near targets (it reaches 91% of
+the target box with its tool pointing down)."""
 
 for _id, (_task, _expert, _steps, _desc) in _SPECS.items():
     if _id not in gym.registry:
@@ -126,6 +130,7 @@ def make(env_id: str, **kwargs) -> gym.Env:
 
 
 __all__ = [
+    "ARMS",
     "DESCRIPTIONS",
     "ENV_IDS",
     "EXPERTS",

@@ -18,6 +18,7 @@ from gymnasium import spaces
 
 from twin import Twin
 from twin.layout import CellLayout, find_layout, load_layout, with_robot
+from twin.robots import can_reach, reach_coverage
 
 OBS_MODES = ("state", "goal", "rgb")
 
@@ -78,6 +79,16 @@ class Task(ABC):
         """The task's own KPIs, beside the cell's (``Twin.kpis``); none by default."""
         return {}
 
+    def reach_points(self) -> list[tuple[str, tuple[float, float, float]]]:
+        """Points the task asks the tool to reach, each with what it is (the layout check covers
+        machines, trays and insertions already); the env refuses an arm that cannot reach one."""
+        return []
+
+    def reach_region(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """A box (low, high corners) the task draws tool targets from, or None; the env refuses an
+        arm that reaches less than ``MIN_REGION_COVERAGE`` of it."""
+        return None
+
     def achieved_goal(self) -> np.ndarray:
         raise NotImplementedError
 
@@ -106,6 +117,32 @@ def _check_action(action: Any, shape: tuple[int, ...]) -> list[float]:
     if not all(map(math.isfinite, values)):
         raise ValueError(f"action contains NaN or infinite values: {values}")
     return [-1.0 if v < -1.0 else 1.0 if v > 1.0 else v for v in values]
+
+
+MIN_REGION_COVERAGE = 0.95
+"""Share of a task's target region an arm must reach (by its reach model) to be given the task."""
+
+
+def _check_task_reach(task: Task) -> None:
+    """Refuse an arm that cannot reach a point the task needs, or enough of its target region
+    (naming the task, arm and point or share)."""
+    spec, base = task.robot.spec, tuple(task.robot.config.base.position)
+    region = task.reach_region()
+    if region is not None:
+        share = reach_coverage(spec.model, base, *region)
+        if share < MIN_REGION_COVERAGE:
+            raise ValueError(
+                f"{type(task).__name__}: {task.robot.name} ({spec.title}) reaches only {share:.0%} of the task's "
+                f"target region (at least {MIN_REGION_COVERAGE:.0%} needed) with its tool pointing down; use "
+                "another arm or a layout that puts it within reach"
+            )
+    for what, point in task.reach_points():
+        if not can_reach(spec.model, base, point):
+            at = ", ".join(f"{v:.3g}" for v in point)
+            raise ValueError(
+                f"{type(task).__name__}: {task.robot.name} ({spec.title}) cannot reach {what} at ({at}) "
+                "with its tool pointing down; use another arm or a layout that puts it within reach"
+            )
 
 
 class FactoryEnv(gym.Env):
@@ -157,6 +194,7 @@ class FactoryEnv(gym.Env):
         self.twin = Twin(ref, source=source)
         try:
             self.task = task(self.twin, reward_type, **task_kwargs)
+            _check_task_reach(self.task)
             self.metadata = {**self.metadata, "render_fps": round(1.0 / self.twin.control_dt)}
             self._obs_cam = self._camera(task.obs_camera) if obs_mode == "rgb" else None
             self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None

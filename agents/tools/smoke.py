@@ -1,5 +1,5 @@
 """`twin smoke`: every env, every observation mode, a few seeded steps, headless; and every env
-once more with the second arm (the KUKA iiwa) in place of its layout's Panda."""
+once more with each other arm it runs with (``envs.ARMS``) in place of its layout's Panda."""
 
 from __future__ import annotations
 
@@ -37,5 +37,5 @@ def cases() -> list[tuple[str, str, str | None]]:
     out: list[tuple[str, str, str | None]] = []
     for env_id in envs.ENV_IDS:
         out += [(env_id, mode, None) for mode in envs.TASKS[env_id].obs_modes]
-        out.append((env_id, "state", "iiwa"))
+        out += [(env_id, "state", arm) for arm in envs.ARMS[env_id] if arm != "panda"]
     return out

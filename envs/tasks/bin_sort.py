@@ -56,9 +56,12 @@ class BinSort(ConveyorPick):
         if not good or not reject:
             raise ValueError('BinSort needs a layout with a bin that accepts "good" and one that accepts "defective"')
         self.bin, self.reject, self.sensor = good[0], reject[0], sensor
-        self.drop_point = self.bin.center + np.array([0.0, 0.0, self.bin.height + 0.1])
-        self._drop_list = self.drop_point.tolist()
-        self._reject_list = (self.reject.center + np.array([0.0, 0.0, self.reject.height + 0.1])).tolist()
+        self._drop_list = self.drop_for_bin(self.bin)
+        self.drop_point = np.array(self._drop_list)
+        self._reject_list = self.drop_for_bin(self.reject)
+
+    def task_bins(self) -> list:
+        return [self.bin, self.reject]
 
     def bin_for(self, part: Part):
         return self.reject if part.defect is not None else self.bin

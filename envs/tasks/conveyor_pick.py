@@ -90,10 +90,10 @@ class ConveyorPick(Task):
             raise ValueError("ConveyorPick needs a layout with a conveyor, a feeder and a bin")
         self.bin = twin.bins[0]
         self.conveyor = next(iter(twin.conveyors.values()))
-        self.drop_point = self.bin.center + np.array([0.0, 0.0, self.bin.height + 0.1])
+        self._drop_list = self.drop_for_bin(self.bin)
+        self.drop_point = np.array(self._drop_list)
         self._seen = 0
         self._scan_cache: tuple | None = None
-        self._drop_list = self.drop_point.tolist()
 
     @classmethod
     def adapt_layout(
@@ -136,6 +136,18 @@ class ConveyorPick(Task):
             k = int(name.rpartition("-")[2]) if name.startswith("conveyor-") else 0
             conveyors[k] = conveyors[k].model_copy(update={"speed": float(belt_speed)})
         return layout.model_copy(update={"feeders": feeders, "conveyors": conveyors})
+
+    def reach_points(self) -> list[tuple[str, tuple[float, float, float]]]:
+        """Above each bin the task drops into."""
+        return [(f"the drop point above {b.name}", tuple(self.drop_for_bin(b))) for b in self.task_bins()]
+
+    def task_bins(self) -> list:
+        """The bins parts go into."""
+        return [self.bin]
+
+    def drop_for_bin(self, b) -> list[float]:
+        """Where the tool releases a part over bin ``b``: 10 cm above its rim."""
+        return (b.center + np.array([0.0, 0.0, b.height + 0.1])).tolist()
 
     def reset(self, rng: np.random.Generator) -> None:
         self._seen = 0

@@ -44,6 +44,9 @@ class Reach(Task):
         self.marker = marker
         self.target = np.zeros(3)
 
+    def reach_region(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(self.target_low.tolist()), tuple(self.target_high.tolist())
+
     def reset(self, rng: np.random.Generator) -> None:
         self.target = rng.uniform(self.target_low, self.target_high)
         self.twin.world.p.resetBasePositionAndOrientation(self.marker, self.target.tolist(), [0, 0, 0, 1])

@@ -46,27 +46,40 @@ def test_every_arm_carries_every_tool_and_starts_home_pointing_down(model, tool)
         t.close()
 
 
+def _drive(t: Twin, target: np.ndarray) -> float:
+    """Drive the arm from home towards ``target`` in 3 cm steps; the distance left, metres."""
+    t.reset(np.random.default_rng(0))
+    r = t.robots[0]
+    for _ in range(150):
+        ee = np.array(r.ee_xyz())
+        r.move_ee_to(ee + np.clip(target - ee, -0.03, 0.03))
+        t.step()
+    return float(np.linalg.norm(np.array(r.ee_xyz()) - target))
+
+
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_reach_model_matches_what_the_arm_can_do(model):
-    """Points just inside the reach model are reached within a millimetre; 4 cm beyond, they are not."""
+    """Points just inside the reach model are reached within a millimetre; 4 cm beyond, they are
+    not; nor, for an arm whose elbow cannot fold all the way, are points too close to its shoulder."""
+    spec = MODELS[model]
     t = _twin(model)
     try:
-        r = t.robots[0]
-        base = tuple(r.config.base.position)
-        shoulder = base[2] + MODELS[model].shoulder_height
+        base = tuple(t.robots[0].config.base.position)
+        shoulder = base[2] + spec.shoulder_height
         for h, ang in ((-0.3, 0.0), (0.0, 1.2), (0.15, -1.2)):
-            edge = 0.2
+            edge = 0.55
             while can_reach(model, base, (edge * math.cos(ang), edge * math.sin(ang), shoulder + h)):
                 edge += 0.005
             for dist, reached in ((edge - 0.01, True), (edge + 0.04, False)):
-                t.reset(np.random.default_rng(0))
                 target = np.array([dist * math.cos(ang), dist * math.sin(ang), shoulder + h])
-                for _ in range(150):
-                    ee = np.array(r.ee_xyz())
-                    r.move_ee_to(ee + np.clip(target - ee, -0.03, 0.03))
-                    t.step()
-                err = float(np.linalg.norm(np.array(r.ee_xyz()) - target))
+                err = _drive(t, target)
                 assert (err < 1e-3) == reached, (model, h, ang, dist, err)
+        if spec.min_reach > 0:  # at a tool height that puts the wrist centre at the shoulder's
+            for wrist, reached in ((spec.min_reach + 0.01, True), (spec.min_reach - 0.04, False)):
+                target = np.array([wrist, 0.0, shoulder - spec.wrist_drop])
+                assert can_reach(model, base, tuple(target)) == reached
+                err = _drive(t, target)
+                assert (err < 1e-3) == reached, (model, wrist, err)
     finally:
         t.close()
 

@@ -54,6 +54,9 @@ class ArmSpec:
     reach: float
     """Metres from the shoulder to the farthest point ``wrist_drop`` above the tool centre point,
     tool pointing down."""
+    min_reach: float = 0.0
+    """Metres from the shoulder to the nearest such point: the elbow's joint limit stops the arm
+    folding closer."""
     wrist_drop: float = 0.0
     """Metres from the wrist centre down to the tool centre point with the tool pointing down; 0
     makes ``reach`` a plain sphere around the shoulder."""

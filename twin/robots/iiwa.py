@@ -46,5 +46,6 @@ SPEC = ArmSpec(
     wrist_joint="tool_mount",
     shoulder_height=0.36,
     reach=0.80,  # of 0.82 m from the shoulder to the wrist centre, fully stretched
+    min_reach=0.43,  # 0.41 m with the elbow folded to its 120 degree limit
     wrist_drop=0.231,  # wrist centre to flange 0.126 m, flange to tool centre point 0.105 m
 )
