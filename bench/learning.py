@@ -9,7 +9,7 @@ one line per algorithm and seed) and each run's folder under ``runs/``. Prints o
 each pinned to its own share of the cores (``taskset``), as on a 16-core machine split four ways.
 
 Usage: python bench/learning.py [--matrix full|cpu] [--seeds 3] [--parallel 1] [--device auto]
-       [--only ENV_ID ...] [--out bench-out/learning]
+       [--only ENV_ID ...] [--algos ALGO ...] [--out bench-out/learning]
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("panda_gym:PandaReach-v3", "sac", 5_000),
         Cell("ConveyorPick-v0", "sac", 40_000, demos=20),
         Cell("BinSort-v0", "bc", 10_000, demos=50),
+        Cell("BinSort-v0", "sac", 20_000, demos=20),
         Cell("MachineTend-v0", "bc", 10_000, demos=30),
+        Cell("MachineTend-v0", "sac", 20_000, demos=20),
         Cell("PegInsert-v0", "bc", 10_000, demos=50),
         Cell("PegInsert-v0", "sac", 20_000, demos=20),
     ],
@@ -172,13 +174,18 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=1, help="runs at once, each on its own share of the cores")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", nargs="*", help="only these env ids")
+    ap.add_argument("--algos", nargs="*", help="only these algorithms (bc, sac, ppo)")
     ap.add_argument("--out", default="bench-out/learning")
     args = ap.parse_args()
     if args.seeds < 1 or args.parallel < 1:
         ap.error("--seeds and --parallel must be at least 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = [c for c in MATRICES[args.matrix] if not args.only or c.env_id in args.only]
+    cells = [
+        c
+        for c in MATRICES[args.matrix]
+        if (not args.only or c.env_id in args.only) and (not args.algos or c.algo in args.algos)
+    ]
     cores = sorted(os.sched_getaffinity(0))
     share = max(1, len(cores) // args.parallel)
     slots = [",".join(map(str, cores[i * share : (i + 1) * share])) for i in range(args.parallel)]

@@ -49,27 +49,35 @@ def _plain_step_rate(env: gym.Env, steps: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def _env_step_rate(env: gym.Env, steps: int, repeats: int) -> tuple[float, float]:
-    """Median env steps/s and median ratio of env step time to the physics inside it.
+def _env_step_rate(env: gym.Env, steps: int, repeats: int) -> tuple[float, float, int]:
+    """Median env steps/s, median ratio of env step time to the physics inside it, and the steps
+    each repeat ran.
 
-    The physics time is the time spent in ``stepSimulation`` during these very steps, so both
-    sides of the ratio see the same scene states.
+    Each repeat runs whole episodes under random actions, from a seeded reset to their end (as
+    many as it takes to reach ``steps``), so the busy middle and end of an episode count as much
+    as the quiet start. The physics time is the time spent in ``stepSimulation`` during these
+    very steps, so both sides of the ratio see the same scene states.
     """
     world = env.unwrapped.twin.world
-    actions = _random_actions(env, steps, 0)
+    horizon = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else steps
+    actions = _random_actions(env, steps + horizon, 0)
     rates, ratios = [], []
+    n = 0
     for r in range(repeats):
         env.reset(seed=r)
         world.physics_time = 0.0
+        n, done = 0, False
         t0 = time.perf_counter()
-        for a in actions:
-            _, _, term, trunc, _ = env.step(a)
-            if term or trunc:
+        while n < steps or not done:
+            if done:
                 env.reset()
+            _, _, term, trunc, _ = env.step(actions[n])
+            done = term or trunc
+            n += 1
         total = time.perf_counter() - t0
-        rates.append(steps / total)
+        rates.append(n / total)
         ratios.append(total / world.physics_time)
-    return statistics.median(rates), statistics.median(ratios)
+    return statistics.median(rates), statistics.median(ratios), n
 
 
 def _env_actions(seed: int, steps: int, dim: int) -> np.ndarray:
@@ -188,8 +196,9 @@ def _twin_figures(env: gym.Env, twin, steps: int, repeats: int) -> Iterator[tupl
     raw = _median_rate(twin.world.p.stepSimulation, steps * 4, repeats)
     twin.world.restore_state(state)
     yield "physics_steps_per_s", raw, "steps/s"
-    env_rate, ratio = _env_step_rate(env, steps, repeats)
+    env_rate, ratio, n = _env_step_rate(env, steps, repeats)
     yield "env_steps_per_s", env_rate, "steps/s"
+    yield "env_steps_per_repeat", n, "steps"
     yield "substeps_per_env_step", twin.world.substeps, "steps"
     yield "physics_steps_per_s_in_env", env_rate * twin.world.substeps * ratio, "steps/s"
     yield "overhead_ratio", ratio, "x"

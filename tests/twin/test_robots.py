@@ -35,6 +35,8 @@ def test_every_arm_carries_every_tool_and_starts_home_pointing_down(model, tool)
         assert r.finger_width() == pytest.approx(0.08 if tool == "parallel_gripper" else 0.0, abs=1e-3)
         q = r.joint_state()[0]
         assert all(lo <= v <= hi for v, lo, hi in zip(q, MODELS[model].lower, MODELS[model].upper, strict=True))
+        # the wrist sensor's link turns with the tool centre point (wrist_wrench relies on it)
+        np.testing.assert_allclose(t.world.p.getLinkState(r.id, r.wrist_joint)[5], r.ee_orientation(), atol=1e-12)
         assert r.wrist_wrench() == (0.0,) * 6  # the sensor's first reading, before any step
         t.step()
         p = t.world.p

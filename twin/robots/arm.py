@@ -7,8 +7,11 @@ a rest posture for the redundant elbow, motor torques, where the tool mounts, th
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import mul
@@ -70,11 +73,14 @@ class ArmSpec:
 
 
 def write_urdf(name: str, text: str) -> str:
-    """Write a derived URDF to the temp folder atomically; returns its path."""
-    out = Path(tempfile.gettempdir()) / f"factory_twin_{name}.urdf"
-    tmp = out.with_suffix(f".{id(text)}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    """Write a derived URDF to the temp folder, named by its content's hash (so processes and
+    versions never overwrite each other's) and atomically; returns its path."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / f"factory_twin_{name}_{digest}.urdf"
+    if not out.exists():
+        tmp = out.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
     return str(out)
 
 
@@ -116,7 +122,10 @@ class Arm:
         n_ik = N_ARM + n_tool
         self._movable = self.arm_joints + sorted(self.tool.links if n_tool else ())
         self._zeros = [0.0] * n_ik
-        self._damping_rows = tuple(tuple(DAMPING * (i == j) for j in range(n_ik)) for i in range(n_ik))
+        # The stacked system [J; l I]: the l I rows are written once, the Jacobian rows each step
+        # (into Fortran order, as LAPACK takes it, so that no conversion is made per call).
+        self._stacked = np.zeros((6 + n_ik, n_ik), order="F")
+        self._stacked[6:] = DAMPING * np.eye(n_ik)
         self._tool_rhs = (0.0,) * n_tool
         pad = [0.0] * n_tool
         opened = [self.tool.open_position] * n_tool
@@ -202,7 +211,10 @@ class Arm:
             *[DAMPING * NULL_GAIN * (r - qi) for qi, r in zip(q_all, rest, strict=False)],  # l z, arm
             *self._tool_rhs,  # l z, tool joints: no pull
         )
-        _, x, info = dgels((*lin, *ang, *self._damping_rows), rhs)
+        stacked = self._stacked
+        stacked[:3] = lin
+        stacked[3:6] = ang
+        _, x, info = dgels(stacked, rhs)  # it works on a copy: the l I rows stay
         if info != 0:  # [J; l I] has full column rank for any l > 0
             raise RuntimeError(f"LAPACK dgels failed in the IK step (info={info})")
         return [qi + dq for qi, dq, _ in zip(q_all, x.tolist(), rest, strict=False)]
@@ -309,7 +321,9 @@ class Arm:
         if self.world.steps == self._reset_at:
             return (0.0,) * 6  # no step since the reset: the sensor still holds the last episode's reading
         fx, fy, fz, mx, my, mz = p.getJointState(self.id, self.wrist_joint)[2]
-        m = p.getMatrixFromQuaternion(p.getLinkState(self.id, self.wrist_joint)[5])
+        # The sensor reads in the tool's root link frame, which every tool keeps parallel to its
+        # tool centre point's frame (whose orientation is read once per step anyway).
+        m = p.getMatrixFromQuaternion(self._ee()[2])
         rot = ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8]))
         f = tuple(r[0] * fx + r[1] * fy + r[2] * fz for r in rot)
         t = tuple(r[0] * mx + r[1] * my + r[2] * mz for r in rot)
