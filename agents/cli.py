@@ -113,6 +113,9 @@ def cmd_play(args: argparse.Namespace) -> int:
         raise UsageError("--episodes must be at least 1")
     if args.video and not args.video.lower().endswith((".mp4", ".gif")):
         raise UsageError(f"--video must name a .mp4 or .gif file, got {args.video!r}")
+    env_kwargs = {"robot": args.robot} if args.robot else {}
+    if env_kwargs:
+        _check_env_kwargs(env_id, env_kwargs)  # an arm that is not there, or cannot reach: exit 2
     with _progress() as prog:
         task = prog.add_task(escape(f"{env_id} [{args.policy}]"), total=args.episodes, rate="")
         tick = _episode_ticker(prog, task)
@@ -122,7 +125,9 @@ def cmd_play(args: argparse.Namespace) -> int:
             if args.verbose:
                 err.print(f"seed {res.seed}: success={res.success} return={res.ret:.2f} steps={res.length}")
 
-        results = run_episodes(env_id, args.policy, args.episodes, args.seed, args.video, on_episode=done)
+        results = run_episodes(
+            env_id, args.policy, args.episodes, args.seed, args.video, on_episode=done, env_kwargs=env_kwargs
+        )
     summary = summarize(results)
     table = Table(title=f"{env_id}: {args.policy} policy, {args.episodes} episode(s) from seed {args.seed}")
     table.add_column("metric")
@@ -529,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--video", metavar="FILE", help="write a .mp4 or .gif of the episodes")
+    p.add_argument("--robot", metavar="MODEL", help="arm in place of the layout's: panda or iiwa")
     p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     p.add_argument("-v", "--verbose", action="store_true", help="print a line per episode")
     p.set_defaults(fn=cmd_play)
@@ -576,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="env processes")
     p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on executed actions (DART)")
-    p.add_argument("--env-kwargs", help="JSON keyword arguments for gym.make")
+    p.add_argument("--env-kwargs", help='JSON keyword arguments for gym.make, e.g. \'{"robot": "iiwa"}\'')
     p.set_defaults(fn=cmd_demos)
 
     p = sub.add_parser("export", help="export a trained policy to ONNX (checked against torch)")

@@ -44,14 +44,21 @@ class _RandomPolicy:
 
 
 def run_episodes(
-    env_id: str, policy: str, episodes: int, seed: int, video: str | None = None, on_episode=None
+    env_id: str,
+    policy: str,
+    episodes: int,
+    seed: int,
+    video: str | None = None,
+    on_episode=None,
+    env_kwargs: dict | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; optionally record a video.
 
     Frames go to the video file as they are rendered, so memory stays flat however many
     episodes are recorded; the file appears only once it is complete.
     """
-    env = envs.make(env_id, **({"render_mode": "rgb_array"} if video else {}))  # some envs refuse None
+    kwargs = {**(env_kwargs or {}), **({"render_mode": "rgb_array"} if video else {})}  # some envs refuse None
+    env = envs.make(env_id, **kwargs)
     results = []
     try:
         with contextlib.ExitStack() as stack:

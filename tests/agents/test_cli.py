@@ -39,6 +39,15 @@ def test_smoke_names_the_failing_env(monkeypatch, capsys):
     assert "ConveyorPick-v0 [state]: RuntimeError: boom" in capsys.readouterr().err
 
 
+def test_play_with_the_other_arm_and_refusals(capsys):
+    assert run(["play", "PegInsert-v0", "--robot", "iiwa", "--json"]) == 0
+    assert '"success_rate": 1.0' in capsys.readouterr().out
+    assert run(["play", "PegInsert-v0", "--robot", "ur5"]) == 2
+    assert "robots[0].model: Input should be 'panda' or 'iiwa'" in capsys.readouterr().err
+    assert run(["play", "FactoryReach-v0", "--robot", "iiwa"]) == 2
+    assert "reaches only 91% of the task's target region" in capsys.readouterr().err
+
+
 def test_layout_check_valid(capsys):
     assert run(["layout", "check", str(LAYOUTS_DIR / "default.toml")]) == 0
 
