@@ -41,6 +41,8 @@ class Task(ABC):
     task_knobs: ClassVar[tuple[str, ...]] = ()
     """Env kwargs that set the task itself (passed to its constructor), not the layout."""
     obs_camera: ClassVar[str] = "top"
+    extra_obs_cameras: ClassVar[tuple[str, ...]] = ()
+    """More cameras the ``rgb`` observation carries, each under its own name (a wrist camera)."""
     render_camera: ClassVar[str] = "overview"
 
     def __init__(self, twin: Twin, reward_type: str = "dense") -> None:
@@ -152,7 +154,8 @@ class FactoryEnv(gym.Env):
         task: The Task class.
         obs_mode: ``"state"`` (Box), ``"goal"`` (Dict observation / achieved_goal /
             desired_goal, for goal-conditioned tasks) or ``"rgb"`` (Dict with an 84x84 ``rgb``
-            image from the cell's ``top`` camera and the ``state`` vector).
+            image from the cell's ``top`` camera, one more image per ``extra_obs_cameras`` under
+            the camera's name, and the ``state`` vector).
         reward_type: ``"dense"`` or ``"sparse"``.
         render_mode: ``None`` or ``"rgb_array"`` (640x480 frames from the ``overview`` camera).
         layout: Layout to build instead of the task's bundled one (path, name or CellLayout).
@@ -197,6 +200,7 @@ class FactoryEnv(gym.Env):
             _check_task_reach(self.task)
             self.metadata = {**self.metadata, "render_fps": round(1.0 / self.twin.control_dt)}
             self._obs_cam = self._camera(task.obs_camera) if obs_mode == "rgb" else None
+            self._extra_cams = {n: self._camera(n) for n in task.extra_obs_cameras} if obs_mode == "rgb" else {}
             self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None
             n_act = 4 if task.uses_tool else 3
             self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
@@ -229,8 +233,9 @@ class FactoryEnv(gym.Env):
                     "desired_goal": spaces.Box(-np.inf, np.inf, (g,), np.float32),
                 }
             )
-        cam = self._obs_cam
-        return spaces.Dict({"rgb": spaces.Box(0, 255, (cam.height, cam.width, 3), np.uint8), "state": state})
+        images = {"rgb": self._obs_cam, **self._extra_cams}
+        boxes = {k: spaces.Box(0, 255, (c.height, c.width, 3), np.uint8) for k, c in images.items()}
+        return spaces.Dict({**boxes, "state": state})
 
     def _obs(self) -> Any:
         state = self.task.observe().astype(np.float32, copy=False)
@@ -242,7 +247,7 @@ class FactoryEnv(gym.Env):
                 "achieved_goal": self.task.achieved_goal().astype(np.float32),
                 "desired_goal": self.task.desired_goal().astype(np.float32),
             }
-        return {"rgb": self._obs_cam.rgb(), "state": state}
+        return {"rgb": self._obs_cam.rgb(), **{k: c.rgb() for k, c in self._extra_cams.items()}, "state": state}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)

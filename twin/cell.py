@@ -95,7 +95,7 @@ class Twin:
         self._part_by_name = {p.name: p for p in self.parts}
         self._base_spec = {p.id: p.spec for p in self.parts}  # a machine changes a part's type; reset restores it
         build_floor(w, layout)
-        self.cameras = {c.name: Camera(w, c) for c in layout.cameras}
+        self.cameras = {c.name: self._camera(c) for c in layout.cameras}
         self.log = EventLog()
         self._touching: set[tuple[int, int]] = set()
         self._initial_state: int | None = None  # saved at the first reset, once tasks added their bodies
@@ -184,6 +184,13 @@ class Twin:
             self.log.add(0.0, "arrived", peg.name, detail=station.name)
 
     # -- stepping ---------------------------------------------------------------------------
+
+    def _camera(self, config) -> Camera:
+        """A camera fixed in the cell, or riding on a robot's tool (a wrist camera)."""
+        if config.mount is None:
+            return Camera(self.world, config)
+        robot = self.robots[config.mount]
+        return Camera(self.world, config, carrier=lambda: (robot.ee_xyz(), robot.ee_orientation()))
 
     def command_tool(self, robot: Arm, close: bool) -> None:
         """Close/open a robot's tool, logging a pick attempt when it closes next to a part."""

@@ -151,7 +151,7 @@ class Part(_Model):
 
 class Defect(_Model):
     """A defect type in the catalogue (``[[defects]]``), visible on the part: a dark ``mark`` on
-    its top face, a ``size`` off by ``scale``, or a wrong ``color``."""
+    its top face (or every face), a ``size`` off by ``scale``, or a wrong ``color``."""
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     kind: Literal["mark", "size", "color"]
@@ -159,6 +159,9 @@ class Defect(_Model):
     """The mark's colour (``mark``) or the part's wrong colour (``color``)."""
     mark_size: Annotated[float, Field(ge=0.2, le=1)] = 0.6
     """Side of the square mark as a share of the top face (``mark``)."""
+    faces: Literal["top", "all"] = "top"
+    """Where a ``mark`` shows: on the top face only, or on the top and every side (a stain that
+    a camera beside a gripped part can see)."""
     scale: Annotated[float, Field(ge=0.5, le=1.5)] = 0.85
     """Factor on every dimension of the part (``size``); 1 is not a defect."""
 
@@ -422,6 +425,11 @@ class Camera(_Model):
     far: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 5.0
     width: Annotated[int, Field(ge=8, le=4096)] = 84
     height: Annotated[int, Field(ge=8, le=4096)] = 84
+    mount: Annotated[int, Field(ge=0, le=7)] | None = None
+    """Index of the robot (in ``[[robots]]``) whose tool carries this camera, as a wrist camera;
+    ``eye``, ``target`` and ``up`` are then in the tool centre point's frame (x forward, z along
+    the tool, away from the flange), and the camera moves with the tool. None: fixed in the cell,
+    ``eye``, ``target`` and ``up`` in the world frame."""
 
     def sees(self, point: tuple[float, float, float]) -> bool:
         """Whether ``point`` (world frame, metres) lies in the camera's view, between near and far."""
@@ -487,6 +495,12 @@ class CellLayout(_Model):
         cam_names = [c.name for c in self.cameras]
         if len(set(cam_names)) != len(cam_names):
             raise ValueError("camera names must be unique")
+        for i, c in enumerate(self.cameras):
+            if c.mount is not None and c.mount >= len(self.robots):
+                raise ValueError(
+                    f"cameras[{i}].mount: no robot {c.mount} to carry camera {c.name!r} (the layout has "
+                    f"{len(self.robots)} robot(s), numbered from 0)"
+                )
         conveyors = {f"conveyor-{i}" for i in range(len(self.conveyors))}
         for i, f in enumerate(self.feeders):
             if f.conveyor not in conveyors:
@@ -587,6 +601,11 @@ class CellLayout(_Model):
         if ins.offset > conv.length:
             raise ValueError(f"inspections[{i}].offset: {ins.offset} m is beyond the belt's {conv.length} m length")
         cam = next((c for c in self.cameras if c.name == ins.camera), None)
+        if cam is not None and cam.mount is not None:
+            raise ValueError(
+                f"inspections[{i}].camera: camera {ins.camera!r} rides on a robot; an inspection station needs a "
+                "camera fixed over the belt"
+            )
         if cam is None:
             raise ValueError(
                 f"inspections[{i}].camera: no camera named {ins.camera!r} (have {[c.name for c in self.cameras]})"

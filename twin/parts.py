@@ -142,7 +142,7 @@ def build_pool(
         body_spec = defective_spec(spec, defect) if defect is not None else spec
         mark = None
         if defect is not None and defect.kind == "mark":
-            mark = Mark(defect.mark_size * min(spec.size[:2]), tuple(defect.color))
+            mark = Mark(defect.mark_size * min(spec.size[:2]), tuple(defect.color), all_faces=defect.faces == "all")
         for k in range(count):
             name = f"part-{spec.name}-{k}" if defect is None else f"part-{spec.name}-{defect.name}-{k}"
             spot = PARKING + np.array([0.3 * k, 0.3 * ti, 0.0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,15 +51,47 @@ class CameraImages:
 
 
 class Camera:
-    """A pinhole camera fixed in the cell."""
+    """A pinhole camera, fixed in the cell or carried by a robot's tool.
 
-    def __init__(self, world: World, config: CameraConfig, width: int | None = None, height: int | None = None) -> None:
+    Args:
+        world: The world to render.
+        config: The layout's camera entry.
+        width, height: Image size instead of the entry's.
+        carrier: For a camera with a ``mount``: a callable giving the carrying tool centre point's
+            world position and orientation quaternion (x, y, z, w) now.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        config: CameraConfig,
+        width: int | None = None,
+        height: int | None = None,
+        carrier: Callable[[], tuple[Sequence[float], Sequence[float]]] | None = None,
+    ) -> None:
         self.world = world
         self.config = config
         self.width = width or config.width
         self.height = height or config.height
+        if config.mount is not None and carrier is None:
+            raise ValueError(f"camera {config.name!r} is mounted on robot {config.mount}: it needs a carrier")
+        self.carrier = carrier if config.mount is not None else None
         self.view = world.p.computeViewMatrix(config.eye, config.target, config.up)
         self.proj = world.p.computeProjectionMatrixFOV(config.fov, self.width / self.height, config.near, config.far)
+
+    def _view_now(self) -> Sequence[float]:
+        """The view matrix: fixed, or from where the carrying tool is now."""
+        if self.carrier is None:
+            return self.view
+        p = self.world.p
+        pos, orn = self.carrier()
+        c = self.config
+        eye = p.multiplyTransforms(pos, orn, c.eye, (0, 0, 0, 1))[0]
+        target = p.multiplyTransforms(pos, orn, c.target, (0, 0, 0, 1))[0]
+        m = p.getMatrixFromQuaternion(orn)
+        up = [m[0] * c.up[0] + m[1] * c.up[1] + m[2] * c.up[2], m[3] * c.up[0] + m[4] * c.up[1] + m[5] * c.up[2]]
+        up.append(m[6] * c.up[0] + m[7] * c.up[1] + m[8] * c.up[2])
+        return p.computeViewMatrix(eye, target, up)
 
     @property
     def intrinsics(self) -> np.ndarray:
@@ -73,7 +106,7 @@ class Camera:
         return self.world.p.getCameraImage(
             self.width,
             self.height,
-            self.view,
+            self._view_now(),
             self.proj,
             renderer=renderer,
             flags=flags,

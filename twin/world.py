@@ -63,10 +63,12 @@ class _Client(BulletClient):
 
 @dataclass(frozen=True)
 class Mark:
-    """A square painted on a body's top face (visual only): side in metres and colour."""
+    """A square painted on a body's top face (visual only): side in metres and colour; with
+    ``all_faces`` also one on each of its four sides (so it shows from any side)."""
 
     side: float
     rgba: tuple[float, float, float, float]
+    all_faces: bool = False
 
 
 class World:
@@ -248,15 +250,23 @@ class World:
         return self._register(name, body_id)
 
     def _marked(self, shape: int, dims: dict, top: float, rgba: Sequence[float], mark: Mark) -> int:
-        """A visual shape with a square mark (visual only) lying on its top face, ``top`` above its centre."""
-        half = mark.side / 2
+        """A visual shape with a square mark (visual only) lying on its top face, ``top`` above its
+        centre, and with ``mark.all_faces`` one on each side (the faces at +-x and +-y)."""
+        half, t = mark.side / 2, 0.0005
+        patches = [([half, half, t], [0.0, 0.0, top + t])]
+        if mark.all_faces:
+            hx, hy = dims["halfExtents"][:2] if "halfExtents" in dims else (dims["radius"],) * 2
+            side = min(half, 0.8 * top)  # within the side face's height
+            across = min(half, 0.5 * hx) if "radius" in dims else half  # flat on a curved side: keep it narrow
+            patches += [([t, across, side], [sx * (hx + t), 0.0, 0.0]) for sx in (1, -1)]
+            patches += [([across, t, side], [0.0, sy * (hy + t), 0.0]) for sy in (1, -1)]
         return self.p.createVisualShapeArray(
-            [shape, pb.GEOM_BOX],
-            halfExtents=[dims.get("halfExtents", [0, 0, 0]), [half, half, 0.0005]],
-            radii=[dims.get("radius", 0.0), 0.0],
-            lengths=[dims.get("length", 0.0), 0.0],
-            rgbaColors=[list(rgba), list(mark.rgba)],
-            visualFramePositions=[[0, 0, 0], [0, 0, top + 0.0005]],
+            [shape] + [pb.GEOM_BOX] * len(patches),
+            halfExtents=[dims.get("halfExtents", [0, 0, 0])] + [e for e, _ in patches],
+            radii=[dims.get("radius", 0.0)] + [0.0] * len(patches),
+            lengths=[dims.get("length", 0.0)] + [0.0] * len(patches),
+            rgbaColors=[list(rgba)] + [list(mark.rgba)] * len(patches),
+            visualFramePositions=[[0, 0, 0]] + [p for _, p in patches],
         )
 
     def create_compound(

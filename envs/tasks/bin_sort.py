@@ -13,7 +13,7 @@ class BinSort(ConveyorPick):
 
     **Task description:** parts ride a belt through an inspection arch, where a camera looks at
     them and a sensor reads each part's defect flag once. Some parts carry a visible defect (a
-    dark mark on the top face, an undersized body, a wrong colour). The Panda must pick each part
+    dark stain on every face, an undersized body, a wrong colour). The Panda must pick each part
     off the belt before it reaches the end and release it in the blue good-parts bin or, if it is
     defective, in the red reject bin. Actions as in ConveyorPick.
 
@@ -26,7 +26,11 @@ class BinSort(ConveyorPick):
 
     **Difficulty knobs:** ConveyorPick's (``parts``, ``belt_speed``, ``arrival_interval``) and
     ``sensor`` (default True): with ``sensor=False`` the observation carries no sensor reading,
-    so the defect must be seen in the ``rgb`` image.
+    so the defect must be seen in the images.
+
+    Observations (``rgb``): the ``top`` camera's 84x84 view of the pick zone as ``rgb``, and the
+    wrist camera's 84x84 view of what the fingers hold as ``wrist`` (the stain, the colour and
+    the size of a gripped part show there), with the state vector as ``state``.
 
     Observations (``state``, 28 numbers): ConveyorPick's 23 (the good bin's drop point in place
     of the bin's); the target part's reading: inspected (1) and read as defective (1); the reject
@@ -43,6 +47,7 @@ class BinSort(ConveyorPick):
     """
 
     layout = "bin_sort"
+    extra_obs_cameras = ("wrist",)
 
     task_knobs = ("sensor",)
     knob_names = (*ConveyorPick.knob_names, "sensor")

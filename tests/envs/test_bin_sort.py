@@ -99,3 +99,59 @@ def test_the_reading_is_in_the_state_only_with_the_sensor(sensor):
 def test_bad_settings_are_refused_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         gym.make("BinSort-v0", **kwargs)
+
+
+def test_the_rgb_observation_carries_the_wrist_view():
+    env = gym.make("BinSort-v0", obs_mode="rgb", sensor=False)
+    try:
+        assert env.observation_space["wrist"].shape == (84, 84, 3)
+        obs, _ = env.reset(seed=0)
+        for _ in range(3):
+            obs, *_ = env.step(env.action_space.sample())
+        np.testing.assert_array_equal(obs["wrist"], env.unwrapped.twin.cameras["wrist"].rgb())
+    finally:
+        env.close()
+
+
+def test_the_wrist_camera_shows_each_defect_on_a_gripped_part():
+    """With no sensor, the images must be enough: the wrist view of a gripped part shows its stain
+    (dark pixels), its colour and its size (its share of the image)."""
+    env = gym.make("BinSort-v0", sensor=False)  # stepped in state mode; the wrist camera rendered when needed
+    try:
+        u = env.unwrapped
+        cam = u.twin.cameras["wrist"]
+        seen = {}  # (part type, defect) -> (pixels of the part, mean colour, share of dark pixels)
+        for seed in range(12):
+            obs, _ = env.reset(seed=seed)
+            expert = envs.make_expert("BinSort-v0", env)
+            expert.reset()
+            done = False
+            while not done and len(seen) < 7:
+                obs, _, term, trunc, _ = env.step(expert(obs))
+                done = term or trunc
+                part = u.task.target_part()
+                if part is None or part.state != "held" or part.xyz[2] < 0.85:
+                    continue
+                key = (part.spec.name.split("-")[0], part.defect or "good")
+                if key in seen:
+                    continue
+                shot = cam.capture()
+                mask = shot.segmentation == part.id
+                pixels = shot.rgb[mask].astype(float) / 255
+                seen[key] = (int(mask.sum()), pixels.mean(0), float((pixels.max(1) < 0.15).mean()))
+            if len(seen) == 7:
+                break
+    finally:
+        env.close()
+    assert len(seen) == 7, sorted(seen)  # both part types good, and each defect on one of them
+    for (kind, defect), (area, colour, dark) in seen.items():
+        good_area, good_colour, _ = seen[(kind, "good")]
+        assert area > 150  # the gripped part fills a good share of the 84x84 view
+        if defect == "stain":
+            assert dark > 0.2
+        else:
+            assert dark < 0.02
+        if defect == "undersize":
+            assert area < 0.75 * good_area
+        if defect == "discolour":
+            assert np.abs(colour - good_colour).max() > 0.25

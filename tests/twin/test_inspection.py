@@ -34,7 +34,7 @@ def test_defects_are_seeded_and_near_the_layouts_rate(cell):
     assert len({tuple(s) for s in streams}) > 20
     flawed = [d for s in streams for _, d in s if d is not None]
     assert 0.2 < len(flawed) / 160 < 0.5  # the layout's defect_rate is 0.35
-    assert set(flawed) == {"scratch", "undersize", "discolour"}
+    assert set(flawed) == {"stain", "undersize", "discolour"}
 
 
 def test_defective_bodies_look_different(cell):
@@ -47,8 +47,9 @@ def test_defective_bodies_look_different(cell):
     assert small.spec.size[0] == pytest.approx(0.75 * good.spec.size[0])
     assert small.spec.mass == pytest.approx(0.75**3 * good.spec.mass)
     assert np.allclose(p.getVisualShapeData(by_defect["discolour"].id)[0][7], (0.85, 0.82, 0.2, 1.0))
-    marked = p.getVisualShapeData(by_defect["scratch"].id)
-    assert len(marked) == 2 and np.allclose(marked[1][7], (0.05, 0.05, 0.05, 1.0))  # the part and its mark
+    marked = p.getVisualShapeData(by_defect["stain"].id)
+    # the part and its stain on the top and the four sides
+    assert len(marked) == 6 and all(np.allclose(m[7], (0.05, 0.05, 0.05, 1.0)) for m in marked[1:])
     assert len(p.getVisualShapeData(good.id)) == 1
 
 
@@ -104,7 +105,7 @@ def test_the_sensor_errs_at_its_rates(tmp_path, fp, fn, wrong):
 
 def test_quality_kpis_from_a_hand_built_log():
     log = EventLog()
-    for name, defect in (("a", None), ("b", None), ("c", "scratch"), ("d", "undersize"), ("e", None)):
+    for name, defect in (("a", None), ("b", None), ("c", "stain"), ("d", "undersize"), ("e", None)):
         log.add(0.0, "arrived", name, defect=defect)
     for name, where in (("a", "good"), ("b", "reject"), ("c", "reject"), ("d", "good")):  # e: missed
         log.add(5.0, "placed", name, detail=where)
@@ -123,7 +124,7 @@ def test_quality_kpis_from_a_hand_built_log():
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("scratch = 1.0,", "dent = 1.0,", r"feeders\[0\]\.defects: unknown defect types \['dent'\]"),
+        ("stain = 1.0,", "dent = 1.0,", r"feeders\[0\]\.defects: unknown defect types \['dent'\]"),
         ('camera = "inspection"', 'camera = "top2"', r"inspections\[0\]\.camera: no camera named 'top2'"),
         (
             "eye = [-0.6, -0.45, 1.2]\ntarget = [-0.6, -0.45, 0.75]",
@@ -132,8 +133,11 @@ def test_quality_kpis_from_a_hand_built_log():
         ),
         ("offset = 0.2 ", "offset = 2.0 ", r"inspections\[0\]\.offset: 2.0 m is beyond the belt's 1.6 m length"),
         ('kind = "size"\nscale = 0.75', 'kind = "size"\nscale = 1.0', r"defects\[1\]: .*not a visible defect"),
-        ("defects = { scratch = 1.0, undersize = 1.0, discolour = 1.0 }", "", r"needs at least one defect type"),
+        ("defects = { stain = 1.0, undersize = 1.0, discolour = 1.0 }", "", r"needs at least one defect type"),
         ('kind = "mark"', 'kind = "dent"', r"defects\[0\]\.kind"),
+        ('faces = "all"', 'faces = "front"', r"defects\[0\]\.faces"),
+        ("mount = 0", "mount = 1", r"cameras\[3\]\.mount: no robot 1 to carry camera 'wrist'"),
+        ('camera = "inspection"', 'camera = "wrist"', r"inspections\[0\]\.camera: camera 'wrist' rides on a robot"),
     ],
     ids=[
         "unknown-defect",
@@ -143,6 +147,9 @@ def test_quality_kpis_from_a_hand_built_log():
         "scale-1",
         "rate-without-types",
         "unknown-kind",
+        "unknown-faces",
+        "mount-without-robot",
+        "inspection-camera-on-a-robot",
     ],
 )
 def test_bad_inspection_layouts_are_refused_by_field(tmp_path, old, new, message):
