@@ -7,7 +7,9 @@ A run folder holds ``config.json``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agents import bc, ppo, sac
 from agents.collect.vec import make_vec_env
@@ -165,11 +168,36 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     policy = agent.policy().eval()
     t1 = time.perf_counter()
     workers = 0 if bc_only and cfg.n_envs == 1 else (cfg.workers or None)
-    rows = evaluate(policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, max(cfg.n_envs, 1), device, workers=workers)
+    # Evaluation episodes are independent (each seed's row does not depend on how many envs run
+    # them), so they use every core, whatever the training used.
+    n_eval = max(cfg.n_envs, 1) if workers == 0 else max(cfg.n_envs, os.cpu_count() or 1, 1)
+    with _eval_progress(console, cfg.eval_episodes, quiet) as tick:
+        rows = evaluate(
+            policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, n_eval, device, workers=workers, on_episode=tick
+        )
     result = {**result, "eval_seconds": round(time.perf_counter() - t1, 2), **summarize_eval(rows), "episodes": rows}
     ckpt.atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
     plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{algo_of(cfg)} on {cfg.env_id}")
     return result
+
+
+@contextlib.contextmanager
+def _eval_progress(console: Console, episodes: int, quiet: bool):
+    """A progress bar over the evaluation episodes (rate and ETA); yields the per-episode tick."""
+    if quiet or episodes <= 0:
+        yield lambda row: None
+        return
+    with Progress(
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} episodes"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("eval", total=episodes)
+        yield lambda row: progress.advance(task)
 
 
 # -- ONNX export ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,11 +243,13 @@ def evaluate(
     device: torch.device,
     seed_base: int = EVAL_SEED_BASE,
     workers: int | None = None,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``policy`` (flat obs -> actions) for ``episodes`` episodes on seeds ``seed_base + k``.
 
     Each sub-env is reset with the next seed as soon as its episode ends, so results do not
-    depend on ``n_envs``. Returns one row per episode, in seed order.
+    depend on ``n_envs``. ``on_episode`` sees each episode's row as it ends (for progress).
+    Returns one row per episode, in seed order.
     """
     if episodes <= 0:
         return []
@@ -277,6 +280,8 @@ def evaluate(
                     if k in info and info.get(f"_{k}", np.ones(n_envs, bool))[i]:
                         row[k] = int(info[k][i])
                 rows.append(row)
+                if on_episode is not None:
+                    on_episode(row)
                 ret[i], length[i] = 0.0, 0
             ret[dropped], length[dropped] = 0.0, 0
             obs, _ = queue.advance(done, dropped)
