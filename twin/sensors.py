@@ -88,9 +88,7 @@ class Camera:
         c = self.config
         eye = p.multiplyTransforms(pos, orn, c.eye, (0, 0, 0, 1))[0]
         target = p.multiplyTransforms(pos, orn, c.target, (0, 0, 0, 1))[0]
-        m = p.getMatrixFromQuaternion(orn)
-        up = [m[0] * c.up[0] + m[1] * c.up[1] + m[2] * c.up[2], m[3] * c.up[0] + m[4] * c.up[1] + m[5] * c.up[2]]
-        up.append(m[6] * c.up[0] + m[7] * c.up[1] + m[8] * c.up[2])
+        up = p.multiplyTransforms((0, 0, 0), orn, c.up, (0, 0, 0, 1))[0]  # a direction: rotated only
         return p.computeViewMatrix(eye, target, up)
 
     @property

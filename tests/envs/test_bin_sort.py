@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 
 import envs
+from tests.experts import expert_steps
 
 
 def _expert_episode(seed: int, **kwargs):
     env = gym.make("BinSort-v0", **kwargs)
     try:
-        obs, _ = env.reset(seed=seed)
-        expert = envs.make_expert("BinSort-v0", env)
-        expert.reset()
-        rewards = []
-        while True:
-            obs, r, term, trunc, info = env.step(expert(obs))
-            rewards.append(r)
-            if term or trunc:
-                return rewards, info
+        steps = expert_steps(env, "BinSort-v0", seed)
+        return [r for r, _ in steps], steps[-1][1]
     finally:
         env.close()
 

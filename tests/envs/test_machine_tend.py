@@ -6,21 +6,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
+from tests.experts import expert_steps
 
 
 def _expert_episode(seed: int, **kwargs):
     env = gym.make("MachineTend-v0", **kwargs)
     try:
-        obs, _ = env.reset(seed=seed)
-        expert = envs.make_expert("MachineTend-v0", env)
-        expert.reset()
-        steps = []
-        while True:
-            obs, r, term, trunc, info = env.step(expert(obs))
-            steps.append((r, info))
-            if term or trunc:
-                return steps, env.unwrapped.twin.log
+        return expert_steps(env, "MachineTend-v0", seed), env.unwrapped.twin.log
     finally:
         env.close()
 

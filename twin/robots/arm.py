@@ -116,11 +116,12 @@ class Arm:
         self.tool_links = self.tool.links
         self.ee_link = joints[self.tool.tcp_link_name]
         self.wrist_joint = joints[spec.wrist_joint]
+        self._ft_on = False  # the wrist sensor is switched on at the first reading
         self._lower, self._upper, self._rest = list(spec.lower), list(spec.upper), list(spec.rest)
         self._max_force, self._gains = list(spec.max_force), list(spec.gains)
-        n_tool = self.tool.dofs
+        n_tool = len(self.tool.joints)
         n_ik = N_ARM + n_tool
-        self._movable = self.arm_joints + sorted(self.tool.links if n_tool else ())
+        self._movable = self.arm_joints + list(self.tool.joints)
         self._zeros = [0.0] * n_ik
         # The stacked system [J; l I]: the l I rows are written once, the Jacobian rows each step
         # (into Fortran order, as LAPACK takes it, so that no conversion is made per call).
@@ -259,14 +260,6 @@ class Arm:
         return self.tool.active
 
     @property
-    def gripper_closed(self) -> bool:
-        return self.tool.kind == "parallel_gripper" and self.tool.active
-
-    @property
-    def suction_on(self) -> bool:
-        return self.tool.kind == "suction" and self.tool.active
-
-    @property
     def held_part(self) -> int | None:
         """The part a suction seal holds (a gripper's grasp is friction, read by ``holding``)."""
         return self.tool.held_part
@@ -314,7 +307,7 @@ class Arm:
         sensor on the flange-to-tool joint (it includes the weight of the tool and what it holds).
         The sensor is switched on at the first call, which reads zeros."""
         p = self.world.p
-        if not getattr(self, "_ft_on", False):
+        if not self._ft_on:
             p.enableJointForceTorqueSensor(self.id, self.wrist_joint, True)
             self._ft_on = True
             return (0.0,) * 6
@@ -331,7 +324,7 @@ class Arm:
 
     def finger_width(self) -> float:
         """Metres between the gripper's fingers (0 for a suction cup)."""
-        if not self.tool.dofs:
+        if not self.tool.joints:
             return 0.0
         q = self._joints()[0]
         return q[N_ARM] + q[N_ARM + 1]

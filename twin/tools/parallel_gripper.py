@@ -46,14 +46,15 @@ class ParallelGripper:
 
     kind = "parallel_gripper"
     tcp_link_name = TCP_LINK_NAME
-    dofs = 2  # the two finger joints, after the arm's
     open_position = FINGER_OPEN
 
     def __init__(self, arm, joints: dict[str, int]) -> None:
         self.arm = arm
         self.fingers = [joints[n] for n in FINGER_JOINT_NAMES]
-        self.links = set(self.fingers)
-        self._finger_set = frozenset(self.fingers)
+        self.joints = self.fingers
+        """The tool's own movable joints (the arm's IK carries them after its seven)."""
+        self.links = frozenset(self.fingers)
+        """The links that touch parts."""
         p = arm.world.p
         for j in self.fingers:
             p.changeDynamics(arm.id, j, lateralFriction=FINGER_FRICTION, spinningFriction=0.002, frictionAnchor=1)
@@ -94,7 +95,7 @@ class ParallelGripper:
         if not self.closed:
             return None
         for body, pts in tool_contacts.items():
-            if {pt[3] for pt in pts} >= self._finger_set:  # both fingers on the same part
+            if {pt[3] for pt in pts} >= self.links:  # both fingers on the same part
                 return body
         return None
 

@@ -77,13 +77,13 @@ class SuctionCup:
 
     kind = "suction"
     tcp_link_name = TCP_LINK_NAME
-    dofs = 0
     open_position = 0.0
+    joints: list[int] = []  # nothing on the cup moves
 
     def __init__(self, arm, joints: dict[str, int]) -> None:
         self.arm = arm
         self.cup = joints[CUP_LINK_NAME]
-        self.links = {self.cup}
+        self.links = frozenset((self.cup,))
         arm.world.p.changeDynamics(arm.id, self.cup, lateralFriction=CUP_FRICTION)
         self.held_constraint: int | None = None
         self.held_part: int | None = None
