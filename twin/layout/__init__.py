@@ -1,0 +1,118 @@
+"""The cell layout: a declarative TOML file validated into frozen pydantic models.
+
+A layout names everything in a cell and where it stands. Unknown keys are errors, every number
+carries its unit in the field docs, and :func:`load_layout` reports problems as
+``FILE: field.path: what was expected``. ``CellLayout.model_json_schema()`` gives the JSON
+Schema for editors (``twin layout schema``).
+"""
+
+from __future__ import annotations
+
+from twin.layout.base import (
+    MAX_LAYOUT_BYTES,
+    MAX_URDF_BYTES,
+    Coord,
+    Degrees,
+    Finite,
+    Floor,
+    Force,
+    Friction,
+    Gravity,
+    LayoutError,
+    Length,
+    NonNegFloat,
+    Physics,
+    Pose,
+    PositiveFloat,
+    Radians,
+    Rgba,
+    Seconds,
+    Size3,
+    Unit,
+    Vec2,
+    Vec3,
+)
+from twin.layout.cell import (
+    BeamBreak,
+    Bin,
+    Camera,
+    Conveyor,
+    Defect,
+    Feeder,
+    Fixture,
+    Insertion,
+    Inspection,
+    Machine,
+    Part,
+    Robot,
+    Table,
+    Tray,
+)
+from twin.layout.files import (
+    _format_errors,
+    check_urdf,
+    find_layout,
+    layout_hash,
+    load_layout,
+    parse_layout,
+    parse_toml,
+    read_bounded,
+    resolve_asset,
+    with_robot,
+)
+from twin.layout.schema import (
+    CellLayout,
+)
+from twin.paths import ASSETS_DIR, LAYOUTS_DIR
+
+__all__ = [
+    "ASSETS_DIR",
+    "LAYOUTS_DIR",
+    "MAX_LAYOUT_BYTES",
+    "MAX_URDF_BYTES",
+    "BeamBreak",
+    "Bin",
+    "Camera",
+    "CellLayout",
+    "Conveyor",
+    "Coord",
+    "Defect",
+    "Degrees",
+    "Feeder",
+    "Finite",
+    "Fixture",
+    "Floor",
+    "Force",
+    "Friction",
+    "Gravity",
+    "Insertion",
+    "Inspection",
+    "LayoutError",
+    "Length",
+    "Machine",
+    "NonNegFloat",
+    "Part",
+    "Physics",
+    "Pose",
+    "PositiveFloat",
+    "Radians",
+    "Rgba",
+    "Robot",
+    "Seconds",
+    "Size3",
+    "Table",
+    "Tray",
+    "Unit",
+    "Vec2",
+    "Vec3",
+    "_format_errors",
+    "check_urdf",
+    "find_layout",
+    "layout_hash",
+    "load_layout",
+    "parse_layout",
+    "parse_toml",
+    "read_bounded",
+    "resolve_asset",
+    "with_robot",
+]
