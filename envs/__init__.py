@@ -12,6 +12,7 @@ import importlib
 import gymnasium as gym
 
 from envs.core import FactoryEnv, Task
+from envs.tasks.agv_deliver import AGVDeliver, AGVDeliverExpert
 from envs.tasks.bin_sort import BinSort, BinSortExpert
 from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert
 from envs.tasks.machine_tend import MachineTend, MachineTendExpert
@@ -44,16 +45,25 @@ _SPECS = {
         400,
         "Take the peg from its stand and insert it 3 cm deep into a hole with 1 mm of clearance.",
     ),
+    "AGVDeliver-v0": (
+        AGVDeliver,
+        AGVDeliverExpert,
+        1800,
+        "Drive an AGV between racks and walking people to carry totes from the pickup to their drop-offs.",
+    ),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 EXPERTS = {env_id: spec[1] for env_id, spec in _SPECS.items()}
 DESCRIPTIONS = {env_id: spec[3] for env_id, spec in _SPECS.items()}
 TASKS: dict[str, type[Task]] = {env_id: spec[0] for env_id, spec in _SPECS.items()}
-ARMS: dict[str, tuple[str, ...]] = {env_id: ("panda", "iiwa") for env_id in _SPECS} | {"FactoryReach-v0": ("panda",)}
+ARMS: dict[str, tuple[str, ...]] = {env_id: ("panda", "iiwa") for env_id in _SPECS} | {
+    "FactoryReach-v0": ("panda",),
+    "AGVDeliver-v0": (),
+}
 """The arms (``robot=`` models) each env runs with on its bundled layout; the env refuses the others.
 The iiwa cannot fold close enough to its base for FactoryReach's near targets (it reaches 91% of
-the target box with its tool pointing down)."""
+the target box with its tool pointing down). AGVDeliver drives an AGV and takes no arm."""
 
 for _id, (_task, _expert, _steps, _desc) in _SPECS.items():
     if _id not in gym.registry:

@@ -31,6 +31,11 @@ class Task(ABC):
 
     layout: ClassVar[str] = "default"
     """Bundled layout used when the env is made without ``layout=``."""
+    drives: ClassVar[str] = "arm"
+    """What the action drives: ``"arm"`` (the first robot's tool position, and its tool) or
+    ``"agv"`` (the task's own ``act``, over ``action_size`` numbers)."""
+    action_size: ClassVar[int] = 0
+    """Numbers in the action of a task that does not drive an arm."""
     obs_modes: ClassVar[tuple[str, ...]] = ("state", "rgb")
     uses_tool: ClassVar[bool] = True
     """Whether the action has a fourth component that closes (> 0) or opens the tool."""
@@ -38,6 +43,8 @@ class Task(ABC):
     """Metres the tool target may move per control step at full action."""
     workspace: ClassVar[tuple[tuple[float, float, float], tuple[float, float, float]]]
     """Bounds (low, high) of the tool target, metres, world frame."""
+    default_knobs: ClassVar[dict[str, Any]] = {}
+    """Difficulty knobs applied when the env is made without them."""
     task_knobs: ClassVar[tuple[str, ...]] = ()
     """Env kwargs that set the task itself (passed to its constructor), not the layout."""
     obs_camera: ClassVar[str] = "top"
@@ -49,7 +56,9 @@ class Task(ABC):
         if reward_type not in ("dense", "sparse"):
             raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
         self.twin = twin
-        self.robot = twin.robots[0]
+        if self.drives == "arm" and not twin.robots:
+            raise ValueError(f"{type(self).__name__} needs a layout with a robot arm ([[robots]]); this one has none")
+        self.robot = twin.robots[0] if twin.robots else None
         self.reward_type = reward_type
 
     @classmethod
@@ -58,6 +67,10 @@ class Task(ABC):
         if knobs:
             raise ValueError(f"{cls.__name__} takes no setting {', '.join(map(repr, knobs))}")
         return layout
+
+    def act(self, action: list[float]) -> None:
+        """Apply one checked, clipped action (tasks that do not drive an arm)."""
+        raise NotImplementedError
 
     def reset(self, rng: np.random.Generator) -> None:
         """Randomise what the twin's own reset does not (goals, markers)."""
@@ -184,11 +197,14 @@ class FactoryEnv(gym.Env):
         self.render_mode = render_mode
         ref = layout if layout is not None else task.layout
         source = None
+        knobs = {**task.default_knobs, **knobs}
         task_kwargs = {k: knobs.pop(k) for k in task.task_knobs if k in knobs}
         if (knobs or robot is not None) and not isinstance(ref, CellLayout):
             source = find_layout(ref)
             ref = load_layout(source)
         if robot is not None:
+            if task.drives != "arm":
+                raise ValueError(f"{task.__name__} drives an AGV, not an arm: it takes no robot= setting")
             if not isinstance(robot, str):
                 raise ValueError(f"robot must be a model name such as 'panda' or 'iiwa', got {robot!r}")
             ref = with_robot(ref, robot, str(source or "the layout"))
@@ -197,15 +213,18 @@ class FactoryEnv(gym.Env):
         self.twin = Twin(ref, source=source)
         try:
             self.task = task(self.twin, reward_type, **task_kwargs)
-            _check_task_reach(self.task)
+            self._arm = task.drives == "arm"
+            if self._arm:
+                _check_task_reach(self.task)
             self.metadata = {**self.metadata, "render_fps": round(1.0 / self.twin.control_dt)}
             self._obs_cam = self._camera(task.obs_camera) if obs_mode == "rgb" else None
             self._extra_cams = {n: self._camera(n) for n in task.extra_obs_cameras} if obs_mode == "rgb" else {}
             self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None
-            n_act = 4 if task.uses_tool else 3
+            n_act = (4 if task.uses_tool else 3) if self._arm else task.action_size
             self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
             self._action_shape = (n_act,)
-            self._low, self._high = (tuple(float(v) for v in b) for b in self.task.workspace)
+            if self._arm:
+                self._low, self._high = (tuple(float(v) for v in b) for b in self.task.workspace)
             self.observation_space = self._make_obs_space()
         except Exception:
             self.twin.close()
@@ -258,11 +277,14 @@ class FactoryEnv(gym.Env):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         a = _check_action(action, self._action_shape)
         task, twin = self.task, self.twin
-        robot, step = task.robot, task.max_step
-        moved = zip(robot.ee_xyz(), a, self._low, self._high, strict=False)  # a may carry a 4th (tool) entry
-        robot.move_ee_to([min(max(e + d * step, lo), hi) for e, d, lo, hi in moved])
-        if task.uses_tool:
-            twin.command_tool(robot, close=a[3] > 0)
+        if self._arm:
+            robot, step = task.robot, task.max_step
+            moved = zip(robot.ee_xyz(), a, self._low, self._high, strict=False)  # a may carry a 4th (tool) entry
+            robot.move_ee_to([min(max(e + d * step, lo), hi) for e, d, lo, hi in moved])
+            if task.uses_tool:
+                twin.command_tool(robot, close=a[3] > 0)
+        else:
+            task.act(a)
         twin.step()
         ev = task.evaluate()
         info = {"is_success": bool(ev["success"]), **ev.get("info", {})}

@@ -13,6 +13,7 @@ from twin.equipment.assembly import PegHole, peg_spec
 from twin.equipment.floor import build_floor
 from twin.equipment.machine import REST_SPEED
 from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
+from twin.fleet import Fleet
 from twin.layout import CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
 from twin.robots import Arm, build_arm
@@ -94,6 +95,8 @@ class Twin:
         self._part_by_id = {p.id: p for p in self.parts}
         self._part_by_name = {p.name: p for p in self.parts}
         self._base_spec = {p.id: p.spec for p in self.parts}  # a machine changes a part's type; reset restores it
+        self.fleet = Fleet(w, layout) if (layout.agvs or layout.people or layout.walls or layout.racks) else None
+        """The logistics floor's AGVs, stations, totes and people, if the layout has any."""
         build_floor(w, layout)
         self.cameras = {c.name: self._camera(c) for c in layout.cameras}
         self.log = EventLog()
@@ -182,6 +185,8 @@ class Twin:
                 xyz[2] - 0.001,
             )
             self.log.add(0.0, "arrived", peg.name, detail=station.name)
+        if self.fleet is not None:  # last, so cells without a floor draw as before
+            self.fleet.reset(rng)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -218,6 +223,8 @@ class Twin:
             self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         for conv in self.conveyors.values():
             conv.pre_step()
+        if self.fleet is not None:
+            self.fleet.pre_step(self.sim_time, self.control_dt, self.log)
         self.world.step()
         self._steps += 1
         self.sim_time = self._steps * self.control_dt  # no drift from summing floats
@@ -258,6 +265,8 @@ class Twin:
             station.update(self.sim_time, self.log)
         for m in self.machines:
             m.update(self.sim_time, [q for q in in_play if q.state == "on_station" and m.holds(q.xyz)], self.log)
+        if self.fleet is not None:
+            self.fleet.after_step(self.sim_time, dt, self.log)
 
     def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:
         if name not in beams:
@@ -337,7 +346,7 @@ class Twin:
 
     @property
     def energy(self) -> float:
-        return sum(r.energy for r in self.robots)
+        return sum(r.energy for r in self.robots) + (self.fleet.energy if self.fleet is not None else 0.0)
 
     def kpis(self) -> dict[str, float]:
         """The production KPIs and, per machine, its ISO 22400 figures (``machine-0_oee``, ...)."""
@@ -351,6 +360,8 @@ class Twin:
             out[f"{s.name}_insertion_time"] = s.inserted_at - picked if s.inserted_at < math.inf else math.nan
             out[f"{s.name}_peak_force"] = s.peak_force
             out[f"{s.name}_jams"] = float(sum(e.kind == "jammed" and e.station == s.name for e in self.log.events))
+        if self.fleet is not None:
+            out.update(self.fleet.kpis(self.log, self.sim_time))
         sorting = {b.name: b.config.accepts for b in self.bins if b.config.accepts != "any"}
         if sorting:
             out.update(compute_quality(self.log, sorting))

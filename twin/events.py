@@ -24,6 +24,11 @@ EventKind = Literal[
     "inspected",
     "jammed",
     "inserted",
+    "docked",
+    "loaded",
+    "unloaded",
+    "delivered",
+    "misdelivered",
 ]
 MachineState = Literal["idle", "loaded", "processing", "done", "blocked", "down"]
 """A machine's states: ``processing`` is production time, ``down`` is down time (ISO 22400)."""
@@ -43,6 +48,8 @@ class Event:
     """The machine (or other station) the event belongs to."""
     defect: str | None = None
     """On ``arrived``: the defect type the part carries (the ground truth), None for a good part."""
+    value: float | None = None
+    """A measurement that belongs to the event: on ``docked``, the docking error in millimetres."""
 
 
 @dataclass
@@ -58,8 +65,9 @@ class EventLog:
         detail: str = "",
         station: str | None = None,
         defect: str | None = None,
+        value: float | None = None,
     ) -> Event:
-        ev = Event(t, kind, part, robot, detail, station, defect)
+        ev = Event(t, kind, part, robot, detail, station, defect, value)
         self.events.append(ev)
         return ev
 

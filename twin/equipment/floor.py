@@ -33,6 +33,8 @@ def build_floor(world: World, layout: CellLayout) -> None:
     """Colour the floor and draw the line around the cell (visual only: nothing collides with it)."""
     world.p.changeVisualShape(world.body("floor"), -1, textureUniqueId=-1, rgbaColor=list(FLOOR_RGBA))
     pts = _footprints(layout)
+    if not pts:  # a floor without a cell: no line around it
+        return
     hx_floor, hy_floor = layout.floor.size[0] / 2 - LINE_WIDTH, layout.floor.size[1] / 2 - LINE_WIDTH
     x0 = max(min(p[0] for p in pts) - MARGIN, -hx_floor)
     x1 = min(max(p[0] for p in pts) + MARGIN, hx_floor)

@@ -60,12 +60,22 @@ from twin.layout.files import (
     resolve_asset,
     with_robot,
 )
+from twin.layout.logistics import (
+    AGV,
+    Person,
+    Rack,
+    Scanner,
+    Station,
+    Tote,
+    Wall,
+)
 from twin.layout.schema import (
     CellLayout,
 )
 from twin.paths import ASSETS_DIR, LAYOUTS_DIR
 
 __all__ = [
+    "AGV",
     "ASSETS_DIR",
     "LAYOUTS_DIR",
     "MAX_LAYOUT_BYTES",
@@ -92,19 +102,25 @@ __all__ = [
     "Machine",
     "NonNegFloat",
     "Part",
+    "Person",
     "Physics",
     "Pose",
     "PositiveFloat",
+    "Rack",
     "Radians",
     "Rgba",
     "Robot",
+    "Scanner",
     "Seconds",
     "Size3",
+    "Station",
     "Table",
+    "Tote",
     "Tray",
     "Unit",
     "Vec2",
     "Vec3",
+    "Wall",
     "_format_errors",
     "check_urdf",
     "find_layout",

@@ -23,6 +23,7 @@ from twin.layout.cell import (
     Table,
     Tray,
 )
+from twin.layout.logistics import AGV, Person, Rack, Station, Tote, Wall, check_floor
 
 
 class CellLayout(_Model):
@@ -32,7 +33,7 @@ class CellLayout(_Model):
     description: Annotated[str, Field(max_length=10_000)] = ""
     floor: Floor = Floor()
     physics: Physics = Physics()
-    robots: list[Robot] = Field(min_length=1, max_length=8)
+    robots: list[Robot] = Field([], max_length=8)
     conveyors: list[Conveyor] = Field([], max_length=16)
     parts: list[Part] = Field([], max_length=64)
     defects: list[Defect] = Field([], max_length=16)
@@ -45,6 +46,12 @@ class CellLayout(_Model):
     insertions: list[Insertion] = Field([], max_length=8)
     fixtures: list[Fixture] = Field([], max_length=256)
     cameras: list[Camera] = Field([], max_length=16)
+    agvs: list[AGV] = Field([], max_length=8)
+    walls: list[Wall] = Field([], max_length=256)
+    racks: list[Rack] = Field([], max_length=256)
+    stations: list[Station] = Field([], max_length=32)
+    tote: Tote = Tote()
+    people: list[Person] = Field([], max_length=32)
 
     @model_validator(mode="after")
     def _references(self) -> CellLayout:
@@ -119,6 +126,7 @@ class CellLayout(_Model):
                     f"(|x| <= {hx}, |y| <= {hy}, z >= 0)"
                 )
         self._check_reach()
+        check_floor(self)
         groups = (
             ("conveyors", self.conveyors),
             ("tables", self.tables),

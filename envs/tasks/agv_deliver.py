@@ -1,0 +1,349 @@
+"""AGVDeliver: carry totes from the pickup station to the drop-off named in the observation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from envs.core import Task
+from envs.navigation import FloorMap, rect_gap
+from twin.robots.agv import SPEC
+
+PREDOCK = 0.8  # metres before the dock pose where the straight final approach starts
+LEAVE = 1.0  # metres an AGV drives straight out of a dock before it turns
+TO_PICKUP = 0.3  # share of a delivery's progress earned by reaching the pickup dock
+LOADED = 0.1  # share earned when the tote is on the deck
+TO_DROPOFF = 0.6  # share earned by reaching the drop-off dock (delivered: 1)
+DIST_SCALE = 0.25  # 1 / metres in the progress terms' 1 - tanh(DIST_SCALE * floor distance)
+COLLISION_PENALTY = 0.25
+SAFETY_PENALTY = 0.02  # per step with a person inside the safety radius
+
+
+class AGVDeliver(Task):
+    """Deliver every tote from the pickup station to its drop-off station.
+
+    **Task description:** a roller-deck AGV on a 14 x 8 m floor with two rows of racks. Totes
+    arrive one at a time at the pickup station ``P``; each is bound for one of the drop-off
+    stations ``A``, ``B`` or ``C``. The AGV must dock beside the pickup station (within 5 cm and
+    5 degrees, standing still, the station on either side), wait while the rollers carry the tote
+    onto its deck, drive to the tote's drop-off and dock there while the deck hands it over. Two
+    people walk the cross aisles at either end of the racks and do not give way; the AGV must keep
+    at least its safety radius (0.5 m) from them. Actions: speed and turn rate, each in [-1, 1]
+    of the AGV's limits (1.2 m/s, 1.5 rad/s), reached within its 1 m/s^2 acceleration limit.
+
+    **Randomizations:** each tote's drop-off; when the next tote arrives (2-4 s after the last
+    left); each person's pace (1.0-1.4 m/s), starting point, direction and pauses; scanner noise.
+
+    **Difficulty knobs:** ``deliveries`` (1-5 totes, 2 by default), ``people`` (how many of the
+    layout's walkers are on the floor, 0 up to all), ``fleet`` (AGVs on the floor, 1 up to the
+    layout's 8: the others shuttle along the aisles under their scripted controller).
+
+    **Success conditions:** every tote delivered to its own drop-off, with no collision, no tote
+    dropped or misdelivered and no person ever inside the safety radius. The episode terminates
+    on success and on any of those failures; a time limit truncates it.
+
+    Observations (``state``, 19 + scanner beams): odometry pose x, y (m), cos and sin of the
+    heading (4) and its speed (m/s) and turn rate (rad/s) (2); the target dock in the odometry
+    frame, relative to the AGV: ahead and left (m), cos and sin of the heading error to the
+    nearer of its two dock headings (4); which station it is, one-hot over the layout's stations
+    (4 on the bundled floor); carrying a tote, a transfer under way, docked (3); totes still to
+    deliver (share) and episode time (share of 180 s) (2); scanner ranges as shares of its range
+    (64 on the bundled AGV).
+
+    **Dense reward** (staged, at most 1 per step): a delivery's progress is 0.3 * (1 - tanh(0.25 *
+    d)) while heading for the pickup, d the distance along the floor to its dock; 0.3 + 0.1 +
+    0.6 * (1 - tanh(0.25 * d)) once the tote is on the deck, d to the drop-off's dock; 1 when
+    delivered. Each step earns the change in (deliveries + progress) / totes, less 0.25 per
+    collision and 0.02 per step with a person inside the safety radius. **Sparse reward:** 1 on
+    success.
+
+    ``info`` carries ``is_success``, ``deliveries``, ``progress`` and, at the end, ``kpis``
+    (``deliveries_per_hour``, ``travel_distance`` in m, ``docking_error_mean`` in mm,
+    ``min_person_distance`` in m, ``safety_field_time`` in s, ``agv_collisions``, ``agv_energy``
+    in J).
+    """
+
+    layout = "logistics"
+    drives = "agv"
+    action_size = 2
+    obs_modes = ("state",)
+    render_camera = "overview"
+    time_scale = 180.0
+    default_knobs = {"fleet": 1}
+
+    def __init__(self, twin, reward_type: str = "dense") -> None:
+        super().__init__(twin, reward_type)
+        fleet = twin.fleet
+        if fleet is None or not fleet.agvs:
+            raise ValueError("AGVDeliver needs a layout with [[agvs]]")
+        kinds = {s.config.kind for s in fleet.stations}
+        if kinds != {"pickup", "dropoff"} or sum(s.config.kind == "pickup" for s in fleet.stations) != 1:
+            raise ValueError("AGVDeliver needs a layout with one pickup station and at least one dropoff station")
+        self.fleet = fleet
+        self.agv = fleet.agvs[0]
+        self.pickup = next(s.config.name for s in fleet.stations if s.config.kind == "pickup")
+        self.names = [s.config.name for s in fleet.stations]
+        self.map = FloorMap(twin.layout)
+        self.n_totes = len(fleet.totes)
+
+    @classmethod
+    def adapt_layout(
+        cls, layout, deliveries: int | None = None, people: int | None = None, fleet: int | None = None, **unknown
+    ):
+        """The layout with the difficulty knobs applied."""
+        if unknown:
+            raise ValueError(
+                f"AGVDeliver has no setting {', '.join(map(repr, unknown))} (its settings: deliveries, people, fleet)"
+            )
+        update: dict[str, Any] = {}
+        for name, value, lo, hi in (
+            ("deliveries", deliveries, 1, 5),
+            ("people", people, 0, len(layout.people)),
+            ("fleet", fleet, 1, len(layout.agvs)),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"AGVDeliver: {name} must be a whole number from {lo} to {hi}, got {value!r}")
+        if deliveries is not None:
+            update["stations"] = [
+                s.model_copy(update={"totes_per_episode": deliveries}) if s.kind == "pickup" else s
+                for s in layout.stations
+            ]
+        if people is not None:
+            update["people"] = layout.people[:people]
+        if fleet is not None:
+            update["agvs"] = layout.agvs[:fleet]
+        return layout.model_copy(update=update)
+
+    # -- the target -------------------------------------------------------------------------
+
+    def carrying(self):
+        return self.fleet.carried(0)
+
+    def target(self) -> str:
+        """The station the AGV should go to next: the carried tote's drop-off, else the pickup."""
+        tote = self.carrying()
+        return tote.target if tote is not None and tote.state != "loading" else self.pickup
+
+    def docks(self, name: str) -> list[tuple[float, float, float]]:
+        """The station's two dock poses (the station on the AGV's left, then on its right)."""
+        x, y, th = self.fleet.docks[name]
+        return [(x, y, th), (x, y, math.atan2(-math.sin(th), -math.cos(th)))]
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self._progress: float | None = None
+        self._collisions = 0
+
+    def observe(self) -> np.ndarray:
+        agv, fleet = self.agv, self.fleet
+        ox, oy, oth = agv.odom
+        name = self.target()
+        tx, ty, tth = self.fleet.docks[name]
+        c, s = math.cos(oth), math.sin(oth)
+        dx, dy = tx - ox, ty - oy
+        err = math.atan2(math.sin(tth - oth), math.cos(tth - oth))
+        if abs(err) > math.pi / 2:  # the nearer of the two dock headings
+            err -= math.copysign(math.pi, err)
+        onehot = [float(n == name) for n in self.names]
+        tote = self.carrying()
+        transfer = any(q.state in ("loading", "unloading") and q.agv == 0 for q in fleet.totes)
+        delivered = sum(e.kind == "delivered" for e in self.twin.log.events)
+        scan = fleet.scans[0] / agv.config.scanner.max_range
+        head = (
+            ox, oy, c, s, *agv.odom_vel,
+            dx * c + dy * s, -dx * s + dy * c, math.cos(err), math.sin(err),
+            *onehot,
+            float(tote is not None and tote.state == "on_agv"), float(transfer), float(fleet.docked_at(agv) is not None),
+            (self.n_totes - delivered) / self.n_totes, self.twin.sim_time / self.time_scale,
+        )  # fmt: skip
+        return np.concatenate([np.asarray(head, dtype=np.float32), scan.astype(np.float32)])
+
+    def act(self, action: list[float]) -> None:
+        c = self.agv.config
+        self.agv.command(action[0] * c.max_speed, action[1] * c.max_turn_rate)
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def delivery_progress(self) -> float:
+        tote = self.carrying()
+        xy = self.agv.pose[:2]
+        if tote is None:
+            d = self.map.distance(xy, self.fleet.docks[self.pickup][:2])
+            return TO_PICKUP * (1.0 - math.tanh(DIST_SCALE * d))
+        if tote.state == "loading":
+            return TO_PICKUP
+        d = self.map.distance(xy, self.fleet.docks[tote.target][:2])
+        return TO_PICKUP + LOADED + TO_DROPOFF * (1.0 - math.tanh(DIST_SCALE * d))
+
+    def evaluate(self) -> dict[str, Any]:
+        events = self.twin.log.events
+        delivered = sum(e.kind == "delivered" for e in events)
+        failed = any(
+            e.kind in ("misdelivered", "dropped") or (e.kind == "collision" and e.robot == self.agv.name)
+            for e in events
+        )
+        collisions = sum(e.kind == "collision" and e.robot == self.agv.name for e in events)
+        unsafe = self.fleet.safety_time > 0
+        success = delivered == self.n_totes and not failed and not unsafe
+        progress = (
+            1.0
+            if success
+            else (delivered + (0.0 if delivered == self.n_totes else self.delivery_progress())) / self.n_totes
+        )
+        gained = 0.0 if self._progress is None else progress - self._progress
+        self._progress = progress
+        new_collisions, self._collisions = collisions - self._collisions, collisions
+        inside = bool(self.fleet.people) and self.fleet.min_person_gap < self.agv.config.safety_radius
+        now_inside = inside and any(
+            self.fleet.person_gap(self.agv, w) < self.agv.config.safety_radius for w in self.fleet.people
+        )
+        done = success or failed or unsafe
+        info: dict[str, Any] = {"deliveries": delivered, "progress": progress}
+        if done:
+            info["kpis"] = self.twin.kpis()
+        return {
+            "success": success,
+            "done": done,
+            "gained": gained - COLLISION_PENALTY * new_collisions - SAFETY_PENALTY * now_inside,
+            "info": info,
+        }
+
+    def reward(self, ev: dict[str, Any]) -> float:
+        if self.reward_type == "sparse":
+            return float(ev["success"])
+        return min(1.0, ev["gained"])
+
+    def terminated(self, ev: dict[str, Any]) -> bool:
+        return bool(ev["done"])
+
+
+class AGVDeliverExpert:
+    """A scripted AGV driver: follow the floor's distance field to a point before the target dock,
+    turn onto the dock's heading, creep in along the dock line, stand still while the rollers
+    transfer, and repeat. It stops whenever going on would bring a walking person (whose path it
+    extrapolates 4 s ahead) inside its safety radius sooner than standing still would, and for
+    anything its scanner sees close ahead. It reads the true pose, not the odometry."""
+
+    HORIZON = 4.0  # seconds of people's walking extrapolated
+    MARGIN = 0.15  # metres beyond the safety radius it plans to keep
+
+    def __init__(self, env) -> None:
+        self.env = env.unwrapped
+        self.reset()
+
+    def reset(self) -> None:
+        self._goal: tuple[str, tuple[float, float, float]] | None = None
+        self._phase = "travel"
+        self._leave_from: tuple[float, float, float] | None = None
+        self._leave_dir = 1.0
+
+    def _choose_dock(self, task: AGVDeliver, name: str) -> tuple[float, float, float]:
+        """The dock heading whose approach starts nearer along the floor."""
+        xy = task.agv.pose[:2]
+        best = None
+        for pose in task.docks(name):
+            pre = (pose[0] - PREDOCK * math.cos(pose[2]), pose[1] - PREDOCK * math.sin(pose[2]))
+            ij = task.map.cell(pre)
+            if not task.map.free[ij]:
+                continue
+            d = task.map.distance(xy, pre)
+            if best is None or d < best[0]:
+                best = (d, pose)
+        return best[1] if best is not None else task.docks(name)[0]
+
+    def _min_gap(self, task: AGVDeliver, v: float, w: float) -> float:
+        """Smallest predicted gap (m) to any person over the horizon, driving at ``v``, ``w`` (from
+        standing, or braking from the present speed within the acceleration limit when both are 0)."""
+        x, y, th = task.agv.pose
+        v0, accel = task.agv.vel[0], task.agv.config.max_accel
+        half = (SPEC.length / 2, SPEC.width / 2)
+        gap = math.inf
+        for person in task.fleet.people:
+            s, d, sp = person.s, person.direction, person.speed
+            for k in range(13):
+                t = k * self.HORIZON / 12
+                ps = s + d * sp * t
+                ps = -ps if ps < 0 else (2 * person.total - ps if ps > person.total else ps)  # turns back at the ends
+                pxy = person.position_at(min(max(ps, 0.0), person.total))
+                hth = th + w * t
+                if v == 0.0 and w == 0.0:  # braking to a stop
+                    tb = min(t, abs(v0) / accel)
+                    run = math.copysign(abs(v0) * tb - accel * tb * tb / 2, v0)
+                else:
+                    run = v * t
+                pose = (x + run * math.cos(th + w * t / 2), y + run * math.sin(th + w * t / 2), hth)
+                gap = min(gap, rect_gap(pose, half, pxy, person.config.radius))
+        return gap
+
+    def _agv_ahead(self, task: AGVDeliver, v: float) -> bool:
+        """Whether another AGV stands within stopping distance ahead (in a 60 degree cone)."""
+        agv = task.agv
+        stop = SPEC.length + 0.4 + v * v / agv.config.max_accel
+        for other in task.fleet.agvs[1:]:
+            lx, ly = agv.to_local(other.pose[:2])
+            if 0 < lx < stop and abs(ly) < lx * 0.6 + SPEC.width:
+                return True
+        return False
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        task: AGVDeliver = self.env.task
+        agv, fleet = task.agv, task.fleet
+        name = task.target()
+        if self._goal is None or self._goal[0] != name:
+            if self._goal is not None and math.dist(agv.pose[:2], fleet.docks[self._goal[0]][:2]) < 0.15:
+                # leave the dock along its line, whichever way is nearer the next goal
+                self._leave_from = agv.pose
+                gx, _ = agv.to_local(task.map.lookahead(agv.pose[:2], task.fleet.docks[name][:2], ahead=2.0))
+                self._leave_dir = 1.0 if gx >= 0 else -1.0
+            self._goal, self._phase = (name, self._choose_dock(task, name)), "travel"
+        dock = self._goal[1]
+        x, y, th = agv.pose
+        transfer = any(q.state in ("loading", "unloading") and q.agv == 0 for q in fleet.totes)
+        if transfer or fleet.docked_at(agv) == name:
+            return np.zeros(2, dtype=np.float32)
+        if self._leave_from is not None:  # pull straight out of the last dock before turning
+            lx, _ = agv.to_local(self._leave_from[:2])
+            if abs(lx) < LEAVE:
+                back = self._leave_dir
+                return np.array([back * 0.5 / agv.config.max_speed, 0.0], dtype=np.float32)
+            self._leave_from = None
+        c, s = math.cos(dock[2]), math.sin(dock[2])
+        pre = (dock[0] - PREDOCK * c, dock[1] - PREDOCK * s)
+        # along and across the dock line
+        along = (x - dock[0]) * c + (y - dock[1]) * s
+        across = -(x - dock[0]) * s + (y - dock[1]) * c
+        herr = math.atan2(math.sin(dock[2] - th), math.cos(dock[2] - th))
+        if self._phase == "travel" and math.dist((x, y), pre) < 0.12:
+            self._phase = "turn"
+        if self._phase == "turn" and abs(herr) < math.radians(2):
+            self._phase = "approach"
+        if self._phase == "approach" and (abs(across) > 0.15 or along < -PREDOCK - 0.3):
+            self._phase = "travel"  # pushed off the line: go round again
+        cfg = agv.config
+        if self._phase == "travel":
+            gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
+            err = math.atan2(gy - y, gx - x) - th
+            err = math.atan2(math.sin(err), math.cos(err))
+            dist = math.dist((x, y), pre)
+            v = 0.0 if abs(err) > 0.6 else cfg.max_speed * math.cos(err) * min(1.0, 0.2 + 0.8 * dist)
+            w = 2.5 * err
+        elif self._phase == "turn":
+            v, w = 0.0, 2.0 * herr
+        else:
+            v = min(0.4, max(0.06, 0.8 * -along))
+            w = 2.0 * herr - 3.0 * across * (1 if v >= 0 else -1)
+            if along > -0.008:
+                v, w = 0.0, 0.0
+        w = max(-cfg.max_turn_rate, min(cfg.max_turn_rate, w))
+        v = max(-cfg.max_speed, min(cfg.max_speed, v))
+        if fleet.people and (v > 0 or w != 0):
+            safe = cfg.safety_radius + self.MARGIN
+            go = self._min_gap(task, v, w)
+            if go < safe and self._min_gap(task, 0.0, 0.0) >= go:
+                v, w = 0.0, 0.0
+        if v > 0 and self._agv_ahead(task, v):
+            v = 0.0
+        return np.array([v / cfg.max_speed, w / cfg.max_turn_rate], dtype=np.float32)
