@@ -121,6 +121,8 @@ class Twin:
             self._initial_state, self._saved_bodies = self.world.save_state(), self.world.num_bodies()
         elif self.world.num_bodies() != self._saved_bodies:
             raise RuntimeError("bodies were added to the twin after its first reset; add them before resetting")
+        if self.fleet is not None:
+            self.fleet.before_restore()
         self.world.restore_state(self._initial_state)
         for r in self.robots:
             r.reset()

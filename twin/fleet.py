@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pybullet as pb
 
 from twin.equipment.logistics import ToteStation, Walker, build_rack, build_wall
 from twin.events import EventLog
@@ -89,6 +90,7 @@ class Fleet:
                 body = world.create_box(name, self.tote_half, PARKING, mass=t.mass, rgba=TOTE_RGBA, friction=t.friction)
                 p.changeDynamics(body, -1, rollingFriction=0.0, spinningFriction=0.001)
                 self.totes.append(Tote(name, body, source=s.name))
+                self._park(self.totes[-1])
         self._tote_by_id = {q.id: q for q in self.totes}
         self._obstacles = {*self.walls, *self.racks, *(s.id for s in self.stations), *(s.frame for s in self.stations)}
         self._obstacles |= {w.id for w in self.people} | {a.id for a in self.agvs}
@@ -109,8 +111,21 @@ class Fleet:
 
     # -- episode ----------------------------------------------------------------------------
 
-    def reset(self, rng: np.random.Generator) -> None:
+    def before_restore(self) -> None:
+        """Drop the contacts the last episode left behind (before the twin restores its saved
+        state): PyBullet would otherwise warm-start the next episode's first contacts from them,
+        and episodes would depend on their history."""
         p = self.world.p
+        bodies = [a.id for a in self.agvs] + [q.id for q in self.totes]
+        for body in bodies:
+            for link in range(-1, p.getNumJoints(body)):
+                p.setCollisionFilterGroupMask(body, link, 0, 0)
+        p.performCollisionDetection()
+        for body in bodies:
+            for link in range(-1, p.getNumJoints(body)):
+                p.setCollisionFilterGroupMask(body, link, 1, -1)
+
+    def reset(self, rng: np.random.Generator) -> None:
         for a in self.agvs:
             a.reset()
         for w in self.people:
@@ -119,8 +134,7 @@ class Fleet:
         self._rng = np.random.default_rng(rng.integers(2**63))
         dropoffs = [s.config.name for s in self.stations if s.config.kind == "dropoff"]
         for q in self.totes:
-            p.resetBasePositionAndOrientation(q.id, PARKING, [0, 0, 0, 1])
-            p.resetBaseVelocity(q.id, [0, 0, 0], [0, 0, 0])
+            self._park(q)
             q.state, q.arrival, q.agv, q.station, q.rest_since, q.xyz = "parked", math.inf, None, "", math.inf, PARKING
             q.target = dropoffs[int(rng.integers(len(dropoffs)))] if dropoffs else ""
         for s in self.stations:
@@ -142,7 +156,7 @@ class Fleet:
             if q.state == "queued" and q.arrival <= t + 1e-9:
                 s = self.by_name[q.source]
                 xyz, orn = s.slot(self.tote_half[0], self.tote_half[2])
-                self.world.p.resetBasePositionAndOrientation(q.id, xyz, orn)
+                self._unpark(q, xyz, orn)
                 q.state, q.station, q.xyz = "waiting", q.source, tuple(xyz)
                 log.add(t, "arrived", q.name, detail=f"station-{q.source}")
         for i, sh in self.shuttles.items():
@@ -180,6 +194,23 @@ class Fleet:
                 pos, _ = p.getBasePositionAndOrientation(q.id)
                 q.xyz = pos
                 self._track(q, t, log)
+
+    def _park(self, q: Tote) -> None:
+        """Out of play: colliding with nothing, asleep under the floor (so it leaves no contact
+        history and gathers no speed)."""
+        p = self.world.p
+        p.setCollisionFilterGroupMask(q.id, -1, 0, 0)
+        p.resetBasePositionAndOrientation(q.id, PARKING, [0, 0, 0, 1])
+        p.resetBaseVelocity(q.id, [0, 0, 0], [0, 0, 0])
+        p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_ENABLE_SLEEPING)
+        p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_SLEEP)
+
+    def _unpark(self, q: Tote, xyz, orn) -> None:
+        p = self.world.p
+        p.setCollisionFilterGroupMask(q.id, -1, 1, -1)
+        p.resetBasePositionAndOrientation(q.id, xyz, orn)
+        p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_WAKE_UP)
+        p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING)
 
     def person_gap(self, agv: AGV, person: Walker) -> float:
         """Metres between the AGV's footprint and the person (negative: touching)."""
@@ -280,7 +311,7 @@ class Fleet:
                     good = q.station == q.target
                     log.add(t, "delivered" if good else "misdelivered", q.name, station=s.name, detail=q.target)
                 elif t - q.rest_since >= HANDOFF_PARK_S:  # sent on downstream
-                    self.world.p.resetBasePositionAndOrientation(q.id, PARKING, [0, 0, 0, 1])
+                    self._park(q)
                     q.state, q.xyz = "delivered", PARKING
                     if not any(o.state == "on_station" and o.station == q.station for o in self.totes):
                         s.run(0.0)

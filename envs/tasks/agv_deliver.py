@@ -69,6 +69,7 @@ class AGVDeliver(Task):
     drives = "agv"
     action_size = 2
     obs_modes = ("state",)
+    obs_camera = "overview"
     render_camera = "overview"
     time_scale = 180.0
     default_knobs = {"fleet": 1}
@@ -97,6 +98,8 @@ class AGVDeliver(Task):
             raise ValueError(
                 f"AGVDeliver has no setting {', '.join(map(repr, unknown))} (its settings: deliveries, people, fleet)"
             )
+        if not layout.agvs:
+            raise ValueError("AGVDeliver needs a layout with [[agvs]]")
         update: dict[str, Any] = {}
         for name, value, lo, hi in (
             ("deliveries", deliveries, 1, 5),

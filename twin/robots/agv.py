@@ -174,6 +174,7 @@ class AGV:
                 self.id, joints[f"caster_{i}"], lateralFriction=0.0, rollingFriction=0.0, spinningFriction=0.0
             )
         p.changeDynamics(self.id, self.deck_link, lateralFriction=0.8)
+        p.changeDynamics(self.id, -1, activationState=p.ACTIVATION_STATE_DISABLE_SLEEPING)
         self._start = (float(config.position[0]), float(config.position[1]), yaw)
         self.reset()
 
@@ -182,7 +183,17 @@ class AGV:
         return self.world.control_dt
 
     def reset(self) -> None:
-        """Controller, odometry and counters back to the start (the physics state is restored by the twin)."""
+        """At the start, standing, with controller, odometry and counters cleared.
+
+        The joints and base are reset explicitly (not only through the twin's restored physics
+        state), which also clears what the motors carried over from the last episode.
+        """
+        p = self.world.p
+        x, y, yaw = self._start
+        p.resetBasePositionAndOrientation(self.id, [x, y, 0.0], p.getQuaternionFromEuler([0, 0, yaw]))
+        p.resetBaseVelocity(self.id, [0, 0, 0], [0, 0, 0])
+        for j in (*self.wheels, self.deck_joint):
+            p.resetJointState(self.id, j, 0.0, 0.0)
         self.v_cmd = self.w_cmd = 0.0  # the ramped command
         self.v_goal = self.w_goal = 0.0
         self.deck_speed = 0.0

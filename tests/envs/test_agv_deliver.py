@@ -1,0 +1,103 @@
+"""AGVDeliver: the expert delivers every tote safely; knobs, rewards and refusals."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from tests.experts import expert_steps
+
+ENV = "AGVDeliver-v0"
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = gym.make(ENV)
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_the_expert_delivers_every_tote_safely(env, seed):
+    steps = expert_steps(env, ENV, seed)
+    rewards = np.array([r for r, _ in steps])
+    info = steps[-1][1]
+    assert info["is_success"] and info["deliveries"] == 2
+    k = info["kpis"]
+    assert k["deliveries"] == 2 and k["misdeliveries"] == 0 and k["totes_dropped"] == 0
+    assert k["agv_collisions"] == 0 and k["safety_field_time"] == 0 and k["min_person_distance"] >= 0.5
+    assert 0 < k["docking_error_mean"] < 20  # millimetres
+    assert k["travel_distance"] > 10 and k["agv_energy"] > 0 and k["deliveries_per_hour"] > 0
+    assert rewards.max() <= 1.0
+    # the staged reward telescopes: an episode earns the progress it made
+    first = env.unwrapped.task  # progress at the start is the approach term alone
+    assert rewards.sum() == pytest.approx(1.0 - steps[0][1]["progress"] + rewards[0], abs=1e-6)
+    assert first.n_totes == 2
+
+
+def test_sparse_reward_pays_only_success():
+    e = gym.make(ENV, reward_type="sparse", deliveries=1)
+    try:
+        steps = expert_steps(e, ENV, 3)
+        rewards = [r for r, _ in steps]
+        assert rewards[-1] == 1.0 and sum(rewards) == 1.0 and steps[-1][1]["is_success"]
+    finally:
+        e.close()
+
+
+def test_a_random_policy_delivers_nothing(env):
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(300):
+        _, r, term, trunc, info = env.step(env.action_space.sample())
+        assert r <= 1.0
+        if term or trunc:
+            break
+    assert info["deliveries"] == 0 and not info["is_success"]
+
+
+def test_knobs_set_totes_people_and_fleet():
+    e = gym.make(ENV, deliveries=3, people=1, fleet=4)
+    try:
+        fleet = e.unwrapped.twin.fleet
+        assert len(fleet.totes) == 3 and len(fleet.people) == 1 and len(fleet.agvs) == 4
+        e.reset(seed=1)
+        start = [a.pose for a in fleet.agvs[1:]]
+        for _ in range(30):
+            e.step(np.zeros(2))
+        assert all(
+            np.hypot(a.pose[0] - s[0], a.pose[1] - s[1]) > 0.5 for a, s in zip(fleet.agvs[1:], start, strict=True)
+        )
+        assert np.hypot(*fleet.agvs[0].pose[:2]) == pytest.approx(
+            np.hypot(-5.27, -1.0), abs=0.01
+        )  # the task's AGV stood
+    finally:
+        e.close()
+    default = gym.make(ENV)
+    try:
+        assert len(default.unwrapped.twin.fleet.agvs) == 1
+    finally:
+        default.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"deliveries": 0}, "deliveries must be a whole number from 1 to 5"),
+        ({"fleet": 9}, "fleet must be a whole number from 1 to 8"),
+        ({"people": 2.5}, "people must be a whole number from 0 to 2"),
+        ({"speed": 1}, "AGVDeliver has no setting 'speed'"),
+        ({"robot": "panda"}, "drives an AGV, not an arm"),
+        ({"layout": "default"}, "AGVDeliver needs a layout with \\[\\[agvs\\]\\]"),
+    ],
+    ids=["deliveries", "fleet", "people", "unknown", "robot", "no-agvs"],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make(ENV, **kwargs)
+
+
+def test_an_arm_task_on_a_floor_without_arms_is_refused():
+    with pytest.raises(ValueError, match="ConveyorPick needs a layout with a robot arm"):
+        gym.make("ConveyorPick-v0", layout="logistics")
