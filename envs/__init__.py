@@ -18,6 +18,7 @@ from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert
 from envs.tasks.machine_tend import MachineTend, MachineTendExpert
 from envs.tasks.peg_insert import PegInsert, PegInsertExpert
 from envs.tasks.reach import Reach, ReachExpert
+from envs.tasks.wafer_transfer import WaferTransfer, WaferTransferExpert
 
 _SPECS = {
     "FactoryReach-v0": (Reach, ReachExpert, 50, "Bring the tool to a target above the work table (goal obs for HER)."),
@@ -51,6 +52,12 @@ _SPECS = {
         1800,
         "Drive an AGV between racks and walking people to carry totes from the pickup to their drop-offs.",
     ),
+    "WaferTransfer-v0": (
+        WaferTransfer,
+        WaferTransferExpert,
+        2400,
+        "Carry wafers from their cassette slots through the load lock and process chamber and back, touching nothing.",
+    ),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
@@ -60,10 +67,11 @@ TASKS: dict[str, type[Task]] = {env_id: spec[0] for env_id, spec in _SPECS.items
 ARMS: dict[str, tuple[str, ...]] = {env_id: ("panda", "iiwa") for env_id in _SPECS} | {
     "FactoryReach-v0": ("panda",),
     "AGVDeliver-v0": (),
+    "WaferTransfer-v0": (),
 }
 """The arms (``robot=`` models) each env runs with on its bundled layout; the env refuses the others.
 The iiwa cannot fold close enough to its base for FactoryReach's near targets (it reaches 91% of
-the target box with its tool pointing down). AGVDeliver drives an AGV and takes no arm."""
+the target box with its tool pointing down). AGVDeliver drives an AGV and WaferTransfer a wafer robot; they take no arm."""
 
 for _id, (_task, _expert, _steps, _desc) in _SPECS.items():
     if _id not in gym.registry:

@@ -32,8 +32,9 @@ class Task(ABC):
     layout: ClassVar[str] = "default"
     """Bundled layout used when the env is made without ``layout=``."""
     drives: ClassVar[str] = "arm"
-    """What the action drives: ``"arm"`` (the first robot's tool position, and its tool) or
-    ``"agv"`` (the task's own ``act``, over ``action_size`` numbers)."""
+    """What the action drives: ``"arm"`` (the first robot's tool position, and its tool), or
+    another robot (``"agv"``, ``"wafer_robot"``) through the task's own ``act`` over
+    ``action_size`` numbers."""
     action_size: ClassVar[int] = 0
     """Numbers in the action of a task that does not drive an arm."""
     obs_modes: ClassVar[tuple[str, ...]] = ("state", "rgb")
@@ -204,7 +205,9 @@ class FactoryEnv(gym.Env):
             ref = load_layout(source)
         if robot is not None:
             if task.drives != "arm":
-                raise ValueError(f"{task.__name__} drives an AGV, not an arm: it takes no robot= setting")
+                raise ValueError(
+                    f"{task.__name__} drives no arm (it drives the {task.drives}): it takes no robot= setting"
+                )
             if not isinstance(robot, str):
                 raise ValueError(f"robot must be a model name such as 'panda' or 'iiwa', got {robot!r}")
             ref = with_robot(ref, robot, str(source or "the layout"))

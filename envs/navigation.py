@@ -90,6 +90,28 @@ class FloorMap:
         ij = self._nearest_free(self.cell(xy))
         return float(f[ij]) + math.dist(xy, self.centre(ij))
 
+    def path(self, xy, goal, length: float) -> list[tuple[float, float]]:
+        """Points (a cell apart) along the way from ``xy`` towards ``goal``, up to ``length`` metres."""
+        f = self.field(goal)
+        ij = self._nearest_free(self.cell(xy))
+        out = [(float(xy[0]), float(xy[1]))]
+        travelled = 0.0
+        while travelled < length and f[ij] > 0:
+            best, nxt = f[ij], None
+            for di in (-1, 0, 1):
+                for dj in (-1, 0, 1):
+                    a, b = ij[0] + di, ij[1] + dj
+                    if (di or dj) and 0 <= a < self.nx and 0 <= b < self.ny and f[a, b] < best:
+                        best, nxt = f[a, b], (a, b)
+            if nxt is None:
+                break
+            travelled += CELL * math.hypot(nxt[0] - ij[0], nxt[1] - ij[1])
+            ij = nxt
+            out.append(self.centre(ij))
+        if f[ij] <= 0 or len(out) == 1:
+            out.append((float(goal[0]), float(goal[1])))
+        return out
+
     def lookahead(self, xy, goal, ahead: float = 1.0) -> tuple[float, float]:
         """A point about ``ahead`` metres down the path from ``xy`` towards ``goal``."""
         f = self.field(goal)

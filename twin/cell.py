@@ -13,6 +13,7 @@ from twin.equipment.assembly import PegHole, peg_spec
 from twin.equipment.floor import build_floor
 from twin.equipment.machine import REST_SPEED
 from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
+from twin.fab import Fab
 from twin.fleet import Fleet
 from twin.layout import CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
@@ -97,6 +98,8 @@ class Twin:
         self._base_spec = {p.id: p.spec for p in self.parts}  # a machine changes a part's type; reset restores it
         self.fleet = Fleet(w, layout) if (layout.agvs or layout.people or layout.walls or layout.racks) else None
         """The logistics floor's AGVs, stations, totes and people, if the layout has any."""
+        self.fab = Fab(w, layout) if (layout.cassettes or layout.chambers) else None
+        """The cluster tool's cassettes, chambers, wafers and wafer robot, if the layout has any."""
         build_floor(w, layout)
         self.cameras = {c.name: self._camera(c) for c in layout.cameras}
         self.log = EventLog()
@@ -123,6 +126,8 @@ class Twin:
             raise RuntimeError("bodies were added to the twin after its first reset; add them before resetting")
         if self.fleet is not None:
             self.fleet.before_restore()
+        if self.fab is not None:
+            self.fab.before_restore()
         self.world.restore_state(self._initial_state)
         for r in self.robots:
             r.reset()
@@ -189,6 +194,8 @@ class Twin:
             self.log.add(0.0, "arrived", peg.name, detail=station.name)
         if self.fleet is not None:  # last, so cells without a floor draw as before
             self.fleet.reset(rng)
+        if self.fab is not None:
+            self.fab.reset(rng)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -227,6 +234,8 @@ class Twin:
             conv.pre_step()
         if self.fleet is not None:
             self.fleet.pre_step(self.sim_time, self.control_dt, self.log)
+        if self.fab is not None:
+            self.fab.pre_step(self.control_dt)
         self.world.step()
         self._steps += 1
         self.sim_time = self._steps * self.control_dt  # no drift from summing floats
@@ -269,6 +278,8 @@ class Twin:
             m.update(self.sim_time, [q for q in in_play if q.state == "on_station" and m.holds(q.xyz)], self.log)
         if self.fleet is not None:
             self.fleet.after_step(self.sim_time, dt, self.log)
+        if self.fab is not None:
+            self.fab.after_step(self.sim_time, dt, self.log)
 
     def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:
         if name not in beams:
@@ -364,6 +375,8 @@ class Twin:
             out[f"{s.name}_jams"] = float(sum(e.kind == "jammed" and e.station == s.name for e in self.log.events))
         if self.fleet is not None:
             out.update(self.fleet.kpis(self.log, self.sim_time))
+        if self.fab is not None:
+            out.update(self.fab.kpis(self.log, self.sim_time))
         sorting = {b.name: b.config.accepts for b in self.bins if b.config.accepts != "any"}
         if sorting:
             out.update(compute_quality(self.log, sorting))

@@ -29,6 +29,12 @@ EventKind = Literal[
     "unloaded",
     "delivered",
     "misdelivered",
+    "wafer_contact",
+    "slipped",
+    "chamber_cycle",
+    "wafer_moved",
+    "wafer_done",
+    "early_pick",
 ]
 MachineState = Literal["idle", "loaded", "processing", "done", "blocked", "down"]
 """A machine's states: ``processing`` is production time, ``down`` is down time (ISO 22400)."""

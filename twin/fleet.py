@@ -21,17 +21,18 @@ import pybullet as pb
 from twin.equipment.logistics import ToteStation, Walker, build_rack, build_wall
 from twin.events import EventLog
 from twin.layout import CellLayout
+from twin.layout.logistics import capacity
 from twin.robots.agv import AGV, SPEC
 from twin.sensors import RangeScanners
 from twin.world import World
 
+TOUCH = 0.001  # metres: contact points further apart than this are only near (PyBullet reports those too)
 DOCK_TOLERANCE = 0.05  # metres between an AGV's centre and its dock pose for a transfer to start
 DOCK_ANGLE = math.radians(5.0)  # radians of heading error allowed at the dock
 STILL_SPEED = 0.02  # m/s (and rad/s / 2) under which a docked AGV counts as standing still
 CENTRED = 0.01  # metres from the deck's centre at which the photo-eye stops the deck
-HANDOFF_PARK_S = 1.0  # seconds a delivered tote rests on the drop-off station before it is sent on
 TOTE_RGBA = (0.15, 0.35, 0.75, 1.0)
-PARKING = (0.0, 0.0, -10.0)  # totes not in play wait here, under the floor and out of the physics
+PARKING = (60.0, 60.0, 2.0)  # totes not in play wait asleep from here on, a metre apart, far off the floor
 
 TOTE_STATES = ("parked", "queued", "waiting", "loading", "on_agv", "unloading", "on_station", "delivered", "dropped")
 
@@ -90,8 +91,10 @@ class Fleet:
                 body = world.create_box(name, self.tote_half, PARKING, mass=t.mass, rgba=TOTE_RGBA, friction=t.friction)
                 p.changeDynamics(body, -1, rollingFriction=0.0, spinningFriction=0.001)
                 self.totes.append(Tote(name, body, source=s.name))
-                self._park(self.totes[-1])
         self._tote_by_id = {q.id: q for q in self.totes}
+        self._tote_index = {q.id: k for k, q in enumerate(self.totes)}
+        for q in self.totes:
+            self._park(q)
         self._obstacles = {*self.walls, *self.racks, *(s.id for s in self.stations), *(s.frame for s in self.stations)}
         self._obstacles |= {w.id for w in self.people} | {a.id for a in self.agvs}
         self.shuttles = {
@@ -117,6 +120,7 @@ class Fleet:
         and episodes would depend on their history."""
         p = self.world.p
         bodies = [a.id for a in self.agvs] + [q.id for q in self.totes]
+        bodies += [s.id for s in self.stations] + [s.frame for s in self.stations]
         for body in bodies:
             for link in range(-1, p.getNumJoints(body)):
                 p.setCollisionFilterGroupMask(body, link, 0, 0)
@@ -132,11 +136,17 @@ class Fleet:
             w.reset(rng)
         self.scanners.reset(rng)
         self._rng = np.random.default_rng(rng.integers(2**63))
-        dropoffs = [s.config.name for s in self.stations if s.config.kind == "dropoff"]
+        room = {
+            s.config.name: capacity(s.config, self.layout.tote) for s in self.stations if s.config.kind == "dropoff"
+        }
         for q in self.totes:
             self._park(q)
-            q.state, q.arrival, q.agv, q.station, q.rest_since, q.xyz = "parked", math.inf, None, "", math.inf, PARKING
-            q.target = dropoffs[int(rng.integers(len(dropoffs)))] if dropoffs else ""
+            q.state, q.arrival, q.agv, q.station, q.rest_since = "parked", math.inf, None, "", math.inf
+            q.xyz = PARKING
+            open_ = [name for name, n in room.items() if n > 0]  # each drop-off takes as many as its bed holds
+            q.target = open_[int(rng.integers(len(open_)))] if open_ else ""
+            if q.target:
+                room[q.target] -= 1
         for s in self.stations:
             s.run(0.0)
             first = next((q for q in self.totes if q.source == s.config.name), None)
@@ -176,7 +186,7 @@ class Fleet:
         touching = set()
         for a in self.agvs:
             for c in p.getContactPoints(bodyA=a.id):
-                if c[2] in self._obstacles:
+                if c[2] in self._obstacles and c[8] < TOUCH:
                     touching.add((a.id, c[2]))
         for pair in touching - self._touching:
             if (pair[1], pair[0]) in self._touching:
@@ -196,18 +206,21 @@ class Fleet:
                 self._track(q, t, log)
 
     def _park(self, q: Tote) -> None:
-        """Out of play: colliding with nothing, asleep under the floor (so it leaves no contact
-        history and gathers no speed)."""
+        """Out of play: asleep in the air at its own spot far off the floor.
+
+        It keeps colliding, so that the broad phase drops its contacts with whatever it left in
+        the usual way (switching its collisions off as it leaves would keep those contacts
+        cached, and the next episode would start from them); asleep, it does not fall.
+        """
         p = self.world.p
-        p.setCollisionFilterGroupMask(q.id, -1, 0, 0)
-        p.resetBasePositionAndOrientation(q.id, PARKING, [0, 0, 0, 1])
+        k = self._tote_index[q.id]
+        p.resetBasePositionAndOrientation(q.id, [PARKING[0] + k, PARKING[1], PARKING[2]], [0, 0, 0, 1])
         p.resetBaseVelocity(q.id, [0, 0, 0], [0, 0, 0])
         p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_ENABLE_SLEEPING)
         p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_SLEEP)
 
     def _unpark(self, q: Tote, xyz, orn) -> None:
         p = self.world.p
-        p.setCollisionFilterGroupMask(q.id, -1, 1, -1)
         p.resetBasePositionAndOrientation(q.id, xyz, orn)
         p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_WAKE_UP)
         p.changeDynamics(q.id, -1, activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING)
@@ -306,15 +319,12 @@ class Fleet:
             s = self.by_name[q.station]
             v = self.world.p.getBaseVelocity(q.id)[0]
             if math.hypot(v[0], v[1]) < 0.02 and s.on_bed(q.xyz, self.tote_half[0]):
-                if q.rest_since == math.inf:
-                    q.rest_since = t
-                    good = q.station == q.target
-                    log.add(t, "delivered" if good else "misdelivered", q.name, station=s.name, detail=q.target)
-                elif t - q.rest_since >= HANDOFF_PARK_S:  # sent on downstream
-                    self._park(q)
-                    q.state, q.xyz = "delivered", PARKING
-                    if not any(o.state == "on_station" and o.station == q.station for o in self.totes):
-                        s.run(0.0)
+                q.state = "delivered"  # it stays where it came to rest
+                log.add(
+                    t, "delivered" if q.station == q.target else "misdelivered", q.name, station=s.name, detail=q.target
+                )
+                if not any(o.state in ("on_station", "unloading") and o.station == q.station for o in self.totes):
+                    s.run(0.0)
 
     def _drive_shuttle(self, i: int, sh: _Shuttle, dt: float) -> None:
         a = self.agvs[i]

@@ -111,6 +111,8 @@ class World:
         """Wall-clock seconds spent inside ``stepSimulation`` by ``step()`` (for benchmarks)."""
         self.steps = 0
         """Count of ``step()`` calls and state restores: a key for caches of body states."""
+        self.substep_hooks: list = []
+        """Callables run before every physics step (a vacuum gripper's hold, say)."""
         self._bodies: dict[str, int] = {}
         self._names: dict[int, str] = {}
         self.egl: bool | None = None
@@ -332,9 +334,16 @@ class World:
         # One stepSimulation call per physics step: PyBullet's own numSubSteps keeps a time
         # accumulator that restoreState does not reset, which would make episodes depend on history.
         step = self.p.stepSimulation
+        hooks = self.substep_hooks
         t0 = time.perf_counter()
-        for _ in range(self.substeps if n is None else int(n)):
-            step()
+        if hooks:
+            for _ in range(self.substeps if n is None else int(n)):
+                for hook in hooks:
+                    hook()
+                step()
+        else:
+            for _ in range(self.substeps if n is None else int(n)):
+                step()
         self.physics_time += time.perf_counter() - t0
         self.steps += 1
 

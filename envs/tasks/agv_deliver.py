@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -226,12 +227,21 @@ class AGVDeliver(Task):
 class AGVDeliverExpert:
     """A scripted AGV driver: follow the floor's distance field to a point before the target dock,
     turn onto the dock's heading, creep in along the dock line, stand still while the rollers
-    transfer, and repeat. It stops whenever going on would bring a walking person (whose path it
-    extrapolates 4 s ahead) inside its safety radius sooner than standing still would, and for
-    anything its scanner sees close ahead. It reads the true pose, not the odometry."""
+    transfer, back or drive straight out of the dock, and repeat.
+
+    People: before each move it rolls the AGV forward (0.5 s of the move, then braking within its
+    acceleration limit) against the people walking on along their paths (constant pace, turning
+    back at the ends). It moves if that keeps everyone outside the safety radius plus 15 cm and
+    the AGV could stop somewhere no walking path comes that near; where the stop would be beside
+    a walking path (crossing an aisle) it moves only if carrying on across for 6 s stays clear;
+    once beside a path it does what keeps people further off, going on or stopping. It stops for
+    another AGV close ahead. It reads the true poses, not the odometry."""
 
     HORIZON = 4.0  # seconds of people's walking extrapolated
     MARGIN = 0.15  # metres beyond the safety radius it plans to keep
+    COMMIT = 0.5  # seconds it plans to keep going before it could brake
+    STOP_MARGIN = 0.2  # metres more it wants where it would stop (it brakes a little later than planned)
+    CROSS_HORIZON = 6.0  # seconds of people's walking it looks ahead before crossing their path
 
     def __init__(self, env) -> None:
         self.env = env.unwrapped
@@ -242,6 +252,8 @@ class AGVDeliverExpert:
         self._phase = "travel"
         self._leave_from: tuple[float, float, float] | None = None
         self._leave_dir = 1.0
+        self._paths: list | None = None
+        self._path: list[tuple[float, float]] = []
 
     def _choose_dock(self, task: AGVDeliver, name: str) -> tuple[float, float, float]:
         """The dock heading whose approach starts nearer along the floor."""
@@ -257,29 +269,78 @@ class AGVDeliverExpert:
                 best = (d, pose)
         return best[1] if best is not None else task.docks(name)[0]
 
-    def _min_gap(self, task: AGVDeliver, v: float, w: float) -> float:
-        """Smallest predicted gap (m) to any person over the horizon, driving at ``v``, ``w`` (from
-        standing, or braking from the present speed within the acceleration limit when both are 0)."""
+    def _rollout(self, task: AGVDeliver, v: float, w: float, horizon: float, brake_after: float | None):
+        """Poses (t, (x, y, heading)) every 0.25 s if the AGV heads for speed ``v`` within its
+        acceleration limit, and from ``brake_after`` seconds on brakes to a stop. Driving, it
+        follows its planned path (``self._path``, or straight on if none); turning on the spot
+        (``v`` 0) it turns at ``w`` for ``COMMIT`` seconds."""
         x, y, th = task.agv.pose
-        v0, accel = task.agv.vel[0], task.agv.config.max_accel
+        speed, accel = task.agv.vel[0], task.agv.config.max_accel
+        pts = self._path if (self._path and v > 0) else [(x, y), (x + 20 * math.cos(th), y + 20 * math.sin(th))]
+        if v < 0:
+            pts = [(x, y), (x - 20 * math.cos(th), y - 20 * math.sin(th))]
+        seg = [math.dist(a, b) for a, b in itertools.pairwise(pts)]
+        out, dt, s, k = [], 0.25, 0.0, 0
+        for n in range(int(horizon / dt) + 1):
+            t = n * dt
+            while k < len(seg) - 1 and s > seg[k]:
+                s -= seg[k]
+                k += 1
+            (ax, ay), (bx, by) = pts[k], pts[k + 1]
+            f = min(s / seg[k], 1.0) if seg[k] > 0 else 1.0
+            if v == 0.0 and w != 0.0:
+                heading = th + w * min(t, self.COMMIT)
+            elif speed < 0 or v < 0:
+                heading = th
+            else:
+                heading = math.atan2(by - ay, bx - ax) if n else th
+            out.append((t, (ax + (bx - ax) * f, ay + (by - ay) * f, heading)))
+            braking = brake_after is not None and t >= brake_after
+            goal_v = 0.0 if braking else abs(v)
+            speed = abs(speed) + min(max(goal_v - abs(speed), -accel * dt), accel * dt)
+            s += speed * dt
+        return out
+
+    def _dynamic_gap(self, task: AGVDeliver, poses) -> float:
+        """Smallest gap (m) between the AGV along ``poses`` and the people walking on (each keeps
+        its pace and turns back at its path's ends)."""
         half = (SPEC.length / 2, SPEC.width / 2)
         gap = math.inf
-        for person in task.fleet.people:
-            s, d, sp = person.s, person.direction, person.speed
-            for k in range(13):
-                t = k * self.HORIZON / 12
-                ps = s + d * sp * t
-                ps = -ps if ps < 0 else (2 * person.total - ps if ps > person.total else ps)  # turns back at the ends
+        for t, pose in poses:
+            for person in task.fleet.people:
+                ps = person.s + person.direction * person.speed * t
+                ps = -ps if ps < 0 else (2 * person.total - ps if ps > person.total else ps)
                 pxy = person.position_at(min(max(ps, 0.0), person.total))
-                hth = th + w * t
-                if v == 0.0 and w == 0.0:  # braking to a stop
-                    tb = min(t, abs(v0) / accel)
-                    run = math.copysign(abs(v0) * tb - accel * tb * tb / 2, v0)
-                else:
-                    run = v * t
-                pose = (x + run * math.cos(th + w * t / 2), y + run * math.sin(th + w * t / 2), hth)
                 gap = min(gap, rect_gap(pose, half, pxy, person.config.radius))
         return gap
+
+    def _static_gap(self, task: AGVDeliver, pose) -> float:
+        """Smallest gap (m) between the AGV standing at ``pose`` and any point of a walking path."""
+        half = (SPEC.length / 2, SPEC.width / 2)
+        if self._paths is None:
+            self._paths = []
+            for person in task.fleet.people:
+                n = max(2, int(person.total / 0.1) + 1)
+                self._paths.append(
+                    (person.config.radius, [person.position_at(s) for s in np.linspace(0, person.total, n)])
+                )
+        return min((rect_gap(pose, half, xy, r) for r, pts in self._paths for xy in pts), default=math.inf)
+
+    def _safe_to_go(self, task: AGVDeliver, v: float, w: float) -> bool:
+        """Whether driving at ``v``, ``w`` keeps every person outside the safety radius (plus
+        ``MARGIN``): if it can still brake to a stop somewhere no walking path comes near, the
+        people it meets until then; if that stop would be on or beside a walking path (crossing
+        an aisle), the people it meets while it carries on across."""
+        safe = task.agv.config.safety_radius + self.MARGIN
+        braked = self._rollout(task, v, w, self.HORIZON, self.COMMIT)
+        if self._static_gap(task, braked[-1][1]) >= safe + self.STOP_MARGIN:
+            return self._dynamic_gap(task, braked) >= safe
+        across = self._dynamic_gap(task, self._rollout(task, v, w, self.CROSS_HORIZON, None))
+        if across >= safe:
+            return True
+        if self._static_gap(task, task.agv.pose) < safe:  # already beside a walking path: no refuge in stopping
+            return across >= self._dynamic_gap(task, self._rollout(task, 0.0, 0.0, self.CROSS_HORIZON, 0.0))
+        return False
 
     def _agv_ahead(self, task: AGVDeliver, v: float) -> bool:
         """Whether another AGV stands within stopping distance ahead (in a 60 degree cone)."""
@@ -326,6 +387,7 @@ class AGVDeliverExpert:
         if self._phase == "approach" and (abs(across) > 0.15 or along < -PREDOCK - 0.3):
             self._phase = "travel"  # pushed off the line: go round again
         cfg = agv.config
+        self._path = task.map.path((x, y), pre, 8.0) if self._phase == "travel" else [(x, y), (dock[0], dock[1])]
         if self._phase == "travel":
             gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
             err = math.atan2(gy - y, gx - x) - th
@@ -342,11 +404,8 @@ class AGVDeliverExpert:
                 v, w = 0.0, 0.0
         w = max(-cfg.max_turn_rate, min(cfg.max_turn_rate, w))
         v = max(-cfg.max_speed, min(cfg.max_speed, v))
-        if fleet.people and (v > 0 or w != 0):
-            safe = cfg.safety_radius + self.MARGIN
-            go = self._min_gap(task, v, w)
-            if go < safe and self._min_gap(task, 0.0, 0.0) >= go:
-                v, w = 0.0, 0.0
+        if fleet.people and (v != 0 or w != 0) and not self._safe_to_go(task, v, w):
+            v, w = 0.0, 0.0
         if v > 0 and self._agv_ahead(task, v):
             v = 0.0
         return np.array([v / cfg.max_speed, w / cfg.max_turn_rate], dtype=np.float32)

@@ -26,7 +26,7 @@ def _write(tmp_path, data: dict, name: str = "cell.toml"):
 def test_bundled_layouts_are_valid(name):
     layout = load_layout(name)
     assert layout.name == name
-    assert layout.robots or layout.agvs  # a cell has arms, a logistics floor AGVs
+    assert layout.robots or layout.agvs or layout.wafer_robot  # arms, AGVs or a wafer robot
 
 
 def _error(tmp_path, data) -> LayoutError:

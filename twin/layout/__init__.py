@@ -48,6 +48,12 @@ from twin.layout.cell import (
     Table,
     Tray,
 )
+from twin.layout.fab import (
+    Cassette,
+    Chamber,
+    Wafer,
+    WaferRobot,
+)
 from twin.layout.files import (
     _format_errors,
     check_urdf,
@@ -83,7 +89,9 @@ __all__ = [
     "BeamBreak",
     "Bin",
     "Camera",
+    "Cassette",
     "CellLayout",
+    "Chamber",
     "Conveyor",
     "Coord",
     "Defect",
@@ -120,6 +128,8 @@ __all__ = [
     "Unit",
     "Vec2",
     "Vec3",
+    "Wafer",
+    "WaferRobot",
     "Wall",
     "_format_errors",
     "check_urdf",

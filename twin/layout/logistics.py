@@ -96,7 +96,8 @@ class Station(_Model):
     on beside the dock end (heading ``yaw`` + 90 degrees with the station on its left, or - 90
     with it on its right), 3 cm clear of it. A ``pickup`` station's rollers
     push its waiting tote onto a docked AGV's deck; a ``dropoff`` station's rollers draw a tote
-    off the deck to its far end.
+    off the deck towards its far end, where delivered totes stay: a bed takes as many as fit end
+    to end (with 5 cm between them), and each tote's drop-off is drawn among those with room.
     """
 
     name: Annotated[str, Field(min_length=1, max_length=40)]
@@ -151,6 +152,11 @@ class Person(_Model):
 
 
 Rect = tuple[tuple[float, float], tuple[float, float], float]
+
+
+def capacity(station: Station, tote: Tote) -> int:
+    """Totes a drop-off station's bed holds end to end (delivered totes stay where they stop)."""
+    return int((station.length - 0.1) // (tote.size[0] + 0.05))
 
 
 def corners(rect: Rect) -> list[tuple[float, float]]:
@@ -220,6 +226,13 @@ def check_floor(layout) -> None:
         for what, rect in obstacles[:-1]:
             if overlap(dock, rect):
                 raise ValueError(f"stations[{i}]: its dock (where an AGV parks beside it) is blocked by {what}")
+    room = sum(capacity(s, tote) for s in layout.stations if s.kind == "dropoff")
+    for i, s in enumerate(layout.stations):
+        if s.kind == "pickup" and layout.stations and s.totes_per_episode > room:
+            raise ValueError(
+                f"stations[{i}].totes_per_episode: {s.totes_per_episode} totes do not fit on the drop-off stations "
+                f"(they hold {room} in all)"
+            )
     if tote.size[0] > SPEC.deck_size[1] - 0.1 or tote.size[1] > SPEC.deck_size[0] - 0.1:
         raise ValueError(
             f"tote.size: a {tote.size[0]} x {tote.size[1]} m tote does not fit the AGV's "

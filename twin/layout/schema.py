@@ -23,6 +23,7 @@ from twin.layout.cell import (
     Table,
     Tray,
 )
+from twin.layout.fab import Cassette, Chamber, Wafer, WaferRobot, check_fab
 from twin.layout.logistics import AGV, Person, Rack, Station, Tote, Wall, check_floor
 
 
@@ -52,6 +53,10 @@ class CellLayout(_Model):
     stations: list[Station] = Field([], max_length=32)
     tote: Tote = Tote()
     people: list[Person] = Field([], max_length=32)
+    wafer: Wafer = Wafer()
+    cassettes: list[Cassette] = Field([], max_length=8)
+    chambers: list[Chamber] = Field([], max_length=16)
+    wafer_robot: WaferRobot | None = None
 
     @model_validator(mode="after")
     def _references(self) -> CellLayout:
@@ -127,6 +132,7 @@ class CellLayout(_Model):
                 )
         self._check_reach()
         check_floor(self)
+        check_fab(self)
         groups = (
             ("conveyors", self.conveyors),
             ("tables", self.tables),
