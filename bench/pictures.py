@@ -1,4 +1,4 @@
-"""The README's pictures: each cell mid-episode under its expert, from the overview camera.
+"""The README's pictures: each cell, floor and tool mid-episode under its expert, from the overview camera.
 
 Usage: python bench/pictures.py [--out docs]
 """
@@ -20,6 +20,8 @@ SHOTS = (
     ("BinSort-v0", {}, "bin_sort.png", 1, 352),
     ("PegInsert-v0", {}, "assembly.png", 0, 57),
     ("MachineTend-v0", {"robot": "iiwa"}, "iiwa.png", 0, 220),
+    ("AGVDeliver-v0", {}, "agv.png", 0, 230),
+    ("WaferTransfer-v0", {}, "fab.png", 0, 88),
 )
 
 

@@ -1,4 +1,5 @@
-"""Factory Twin's digital twin of a factory cell, in PyBullet (no Gymnasium, no torch)."""
+"""Factory Twin's digital twins of factory cells, logistics floors and wafer-handling tools, in
+PyBullet (no Gymnasium, no torch)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,12 @@ CENTRED = 0.01  # metres from the deck's centre at which the photo-eye stops the
 TOTE_RGBA = (0.15, 0.35, 0.75, 1.0)
 PARKING = (60.0, 60.0, 2.0)  # totes not in play wait asleep from here on, a metre apart, far off the floor
 
-TOTE_STATES = ("parked", "queued", "waiting", "loading", "on_agv", "unloading", "on_station", "delivered", "dropped")
+TOTE_STATES = (
+    "parked", "queued", "waiting", "loading", "on_agv", "unloading", "on_station", "delivered", "loose", "dropped"
+)  # fmt: skip
+"""A tote's life: parked out of play, queued for its arrival, waiting on its pickup station,
+loading onto an AGV, carried, unloading, on its drop-off, delivered (at rest there); loose when
+a transfer broke off with it in between, dropped once it lies on the floor."""
 
 
 @dataclass
@@ -291,8 +296,8 @@ class Fleet:
             if self.docked_at(a) != q.station and not self._on_deck(q, a)[1]:
                 a.run_deck(0.0)
                 s.run(0.0)  # the AGV left mid-transfer: stop and let the tote lie where it is
-                q.state, q.agv = ("waiting" if s.on_bed(q.xyz, self.tote_half[0]) else "dropped"), None
-                return
+                q.state, q.agv = ("waiting" if s.on_bed(q.xyz, self.tote_half[0]) else "loose"), None
+                return  # a loose tote that falls is logged as dropped
             off, on = self._on_deck(q, a)
             off *= self.station_side(a, q.station)  # metres still to go, towards the far side
             s.run(s.config.speed if s.along(q.xyz)[0] < s.config.length / 2 + 0.05 else 0.0)

@@ -233,14 +233,17 @@ class AGVDeliverExpert:
     acceleration limit) against the people walking on along their paths (constant pace, turning
     back at the ends). It moves if that keeps everyone outside the safety radius plus 15 cm and
     the AGV could stop somewhere no walking path comes that near; where the stop would be beside
-    a walking path (crossing an aisle) it moves only if carrying on across for 6 s stays clear;
-    once beside a path it does what keeps people further off, going on or stopping. It stops for
+    a walking path (crossing an aisle) it moves only if carrying on across for 6 s stays 40 cm
+    clearer still;
+    once braking would leave it beside a path it does what keeps people further off, going on or
+    stopping. It stops for
     another AGV close ahead. It reads the true poses, not the odometry."""
 
     HORIZON = 4.0  # seconds of people's walking extrapolated
     MARGIN = 0.15  # metres beyond the safety radius it plans to keep
     COMMIT = 0.5  # seconds it plans to keep going before it could brake
     STOP_MARGIN = 0.2  # metres more it wants where it would stop (it brakes a little later than planned)
+    CROSS_MARGIN = 0.4  # metres more it wants before it starts to cross a walking path
     CROSS_HORIZON = 6.0  # seconds of people's walking it looks ahead before crossing their path
 
     def __init__(self, env) -> None:
@@ -334,12 +337,16 @@ class AGVDeliverExpert:
         safe = task.agv.config.safety_radius + self.MARGIN
         braked = self._rollout(task, v, w, self.HORIZON, self.COMMIT)
         if self._static_gap(task, braked[-1][1]) >= safe + self.STOP_MARGIN:
-            return self._dynamic_gap(task, braked) >= safe
-        across = self._dynamic_gap(task, self._rollout(task, v, w, self.CROSS_HORIZON, None))
-        if across >= safe:
-            return True
-        if self._static_gap(task, task.agv.pose) < safe:  # already beside a walking path: no refuge in stopping
-            return across >= self._dynamic_gap(task, self._rollout(task, 0.0, 0.0, self.CROSS_HORIZON, 0.0))
+            go = self._dynamic_gap(task, braked)
+            if go >= safe:
+                return True
+        else:  # a crossing: it starts one only with room to spare (its plan of the crossing is rough)
+            go = self._dynamic_gap(task, self._rollout(task, v, w, self.CROSS_HORIZON, None))
+            if go >= safe + self.CROSS_MARGIN:
+                return True
+        stop = self._rollout(task, 0.0, 0.0, self.CROSS_HORIZON, 0.0)
+        if self._static_gap(task, stop[-1][1]) < safe + self.STOP_MARGIN:  # braking now ends beside a path: no refuge
+            return go >= self._dynamic_gap(task, stop)
         return False
 
     def _agv_ahead(self, task: AGVDeliver, v: float) -> bool:

@@ -1,4 +1,6 @@
-"""Equipment of a cell, one module per kind: conveyors, bins, trays, machines, inspection, assembly, stands."""
+"""Equipment, one module per kind: conveyors, bins, trays, machines, inspection, assembly, stands;
+a logistics floor's walls, racks, roller stations and people (``logistics``); a cluster tool's
+cassettes, chambers and wafers (``fab``)."""
 
 from twin.equipment.assembly import PegHole
 from twin.equipment.bins import Bin

@@ -1,4 +1,8 @@
-"""Robot arms, one module per model with all of its numbers (``ArmSpec``); one ``Arm`` class drives them all."""
+"""Robots, one module per model with all of its numbers.
+
+Arms (``panda``, ``iiwa``: an ``ArmSpec`` each, one ``Arm`` class drives them all), the AGV
+(``agv``) and the wafer-handling robot (``wafer_robot``), each with its URDF generator and driver.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,86 @@
+"""WaferTransfer: the expert takes wafers round the tool without a touch; knobs and refusals."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from tests.experts import expert_steps
+
+ENV = "WaferTransfer-v0"
+
+
+def test_the_expert_takes_a_wafer_round_without_a_touch():
+    env = gym.make(ENV, wafers=1)
+    try:
+        steps = expert_steps(env, ENV, 0)
+        info = steps[-1][1]
+        rewards = np.array([r for r, _ in steps])
+        assert info["is_success"] and info["wafers_done"] == 1
+        k = info["kpis"]
+        assert k["wafers_completed"] == 1 and k["wafer_contacts"] == 0 and k["wafer_slips"] == 0
+        assert 0 < k["peak_wafer_acceleration"] < 0.3 * (9.81 + 1.0 / 0.128)  # within what the vacuum holds
+        assert 0 < k["process_chamber_utilisation"] < 1 and k["wafers_per_hour"] > 0
+        events = [e.kind for e in env.unwrapped.twin.log.events]
+        assert events.count("wafer_moved") == 3 and events.count("wafer_done") == 1
+        assert rewards.max() <= 1.0 and rewards.sum() == pytest.approx(
+            1.0 - steps[0][1]["progress"] + rewards[0], abs=1e-6
+        )
+    finally:
+        env.close()
+
+
+def test_a_random_policy_moves_no_wafer_round():
+    env = gym.make(ENV)
+    try:
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        for _ in range(300):
+            _, r, term, trunc, info = env.step(env.action_space.sample())
+            assert r <= 1.0
+            if term or trunc:
+                break
+        assert info["wafers_done"] == 0 and not info["is_success"]
+    finally:
+        env.close()
+
+
+def test_the_wafers_knob_and_bad_settings():
+    env = gym.make(ENV, wafers=3)
+    try:
+        assert len(env.unwrapped.twin.fab.wafers) == 3
+    finally:
+        env.close()
+    for kwargs, message in (
+        ({"wafers": 0}, "wafers must be a whole number from 1 to 3"),
+        ({"wafers": True}, "wafers must be a whole number"),
+        ({"speed": 1}, "WaferTransfer has no setting 'speed'"),
+        ({"robot": "iiwa"}, "drives no arm"),
+        ({"layout": "logistics"}, "WaferTransfer needs a layout with \\[\\[cassettes\\]\\]"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            gym.make(ENV, **kwargs)
+
+
+def test_an_episode_does_not_depend_on_the_one_before():
+    def observations(env, seed):
+        expert = envs.make_expert(ENV, env)
+        obs, _ = env.reset(seed=seed)
+        expert.reset()
+        out = [obs]
+        for _ in range(500):
+            obs, _, term, trunc, _ = env.step(expert(obs))
+            out.append(obs)
+            if term or trunc:
+                break
+        return np.stack(out)
+
+    fresh, used = gym.make(ENV, wafers=1), gym.make(ENV, wafers=1)
+    try:
+        observations(used, 4)
+        np.testing.assert_array_equal(observations(fresh, 9), observations(used, 9))
+    finally:
+        fresh.close()
+        used.close()
