@@ -111,6 +111,9 @@ class Fleet:
             sc = self.agvs[i].config.scanner
             a = self.scanners._angles[i]
             sh.front = np.abs(np.angle(np.exp(1j * a))) < math.radians(25) if sc.fov >= 50 else np.ones_like(a, bool)
+        self._masks = [self.shuttles[i].front if i in self.shuttles else None for i in range(len(self.agvs))]
+        """The beams each scanner casts: all for the task's AGV; for a shuttle, those of its
+        protective field ahead (the others read NaN)."""
         self.scans: list[np.ndarray] = []
         self._rng = np.random.default_rng(0)
         self._touching: set[tuple[int, int]] = set()
@@ -162,7 +165,7 @@ class Fleet:
             sh.patience = float(self._rng.uniform(2.0, 4.0))
         self._touching.clear()
         self.min_person_gap, self.safety_time = math.inf, 0.0
-        self.scans = self.scanners.read([a.pose for a in self.agvs]) if self.agvs else []
+        self.scans = self.scanners.read([a.pose for a in self.agvs], self._masks) if self.agvs else []
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -187,7 +190,7 @@ class Fleet:
         p = self.world.p
         for a in self.agvs:
             a.update(dt)
-        self.scans = self.scanners.read([a.pose for a in self.agvs]) if self.agvs else []
+        self.scans = self.scanners.read([a.pose for a in self.agvs], self._masks) if self.agvs else []
         touching = set()
         for a in self.agvs:
             for c in p.getContactPoints(bodyA=a.id):

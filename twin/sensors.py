@@ -179,22 +179,32 @@ class RangeScanners:
     def reset(self, rng: np.random.Generator) -> None:
         self._noise = np.random.default_rng(rng.integers(2**63))
 
-    def read(self, poses: Sequence[tuple[float, float, float]]) -> list[np.ndarray]:
-        """Ranges (m) of every scanner, for AGVs at ``poses`` (x, y, heading in radians)."""
-        starts, ends = [], []
-        for (x, y, th), c, a, s in zip(poses, self.configs, self._angles, self._start, strict=True):
+    def read(self, poses: Sequence[tuple[float, float, float]], masks: Sequence | None = None) -> list[np.ndarray]:
+        """Ranges (m) of every scanner, for AGVs at ``poses`` (x, y, heading in radians).
+
+        ``masks`` (one boolean array per scanner, or None for all its beams) casts only the
+        beams a controller uses; the others read NaN.
+        """
+        masks = masks if masks is not None else [None] * len(poses)
+        starts, ends, picks = [], [], []
+        for (x, y, th), c, a, s, m in zip(poses, self.configs, self._angles, self._start, masks, strict=True):
+            idx = np.arange(len(a)) if m is None else np.flatnonzero(m)
+            a, s = a[idx], s[idx]
             cos, sin = np.cos(a + th), np.sin(a + th)
             z = np.full_like(a, c.height)
             starts.append(np.stack([x + s * cos, y + s * sin, z], axis=1))
             ends.append(np.stack([x + c.max_range * cos, y + c.max_range * sin, z], axis=1))
+            picks.append(idx)
         hits = self.world.p.rayTestBatch(np.concatenate(starts).tolist(), np.concatenate(ends).tolist(), numThreads=1)
         frac = np.fromiter((h[2] for h in hits), dtype=np.float64, count=len(hits))
         out, k = [], 0
-        for c, s, span in zip(self.configs, self._start, self._span, strict=True):
-            n = len(s)
-            r = s + frac[k : k + n] * span
+        for c, s, span, idx in zip(self.configs, self._start, self._span, picks, strict=True):
+            r = np.full(len(s), np.nan)
+            n = len(idx)
+            r[idx] = s[idx] + frac[k : k + n] * span[idx]
             if c.noise:
-                r = r + self._noise.normal(0.0, c.noise, n)
-            out.append(np.clip(r, 0.0, c.max_range))
+                r[idx] += self._noise.normal(0.0, c.noise, n)
+            r[idx] = np.clip(r[idx], 0.0, c.max_range)
+            out.append(r)
             k += n
         return out
