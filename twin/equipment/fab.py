@@ -101,4 +101,6 @@ def build_wafer(world: World, name: str, config: WaferConfig) -> int:
     world._register(name, body)
     # friction combines by product in PyBullet: 1.0 here lets the pads' and ledges' own values rule
     p.changeDynamics(body, -1, lateralFriction=1.0, rollingFriction=0.0, spinningFriction=0.0)
+    # never asleep: a wafer left lying all episode would otherwise start the next one asleep
+    p.changeDynamics(body, -1, activationState=p.ACTIVATION_STATE_DISABLE_SLEEPING)
     return body

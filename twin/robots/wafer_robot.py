@@ -124,6 +124,7 @@ class WaferHandler:
         self.joints = [joints["theta"], joints["extend"], joints["lift"]]
         self.paddle = joints["extend"]  # the paddle link's index is its joint's
         p.changeDynamics(self.id, self.paddle, lateralFriction=config.pad_friction)
+        p.changeDynamics(self.id, -1, activationState=p.ACTIVATION_STATE_DISABLE_SLEEPING)
         self.wafer_ids = set(wafer_ids)
         self.home = (0.0, spec.min_reach, (spec.z_min + spec.z_max) / 2)
         self.reset()
