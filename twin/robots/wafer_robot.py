@@ -25,6 +25,9 @@ from twin.paths import ASSETS_DIR
 from twin.world import World
 
 URDF_PATH = ASSETS_DIR / "robots" / "wafer_robot.urdf"
+SLACK = 0.02
+"""Metres the URDF's joint limits lie beyond the controller's range: the controller never drives
+an axis into its limit, whose constraint would carry its impulses from one episode to the next."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,10 @@ def urdf(spec: WaferRobotSpec = SPEC) -> str:
         '<joint name="theta" type="revolute"><parent link="base"/><child link="turret"/><origin xyz="0 0 0"/>'
         f'<axis xyz="0 0 1"/><limit lower="-6.3" upper="6.3" effort="{s.forces[0]}" velocity="{s.max_rates[0]}"/></joint>',
         '<joint name="lift" type="prismatic"><parent link="turret"/><child link="arm"/><origin xyz="0 0 0"/>'
-        f'<axis xyz="0 0 1"/><limit lower="{s.z_min}" upper="{s.z_max}" effort="{s.forces[2]}" velocity="{s.max_rates[2]}"/></joint>',
+        f'<axis xyz="0 0 1"/><limit lower="{s.z_min - SLACK}" upper="{s.z_max + SLACK}" effort="{s.forces[2]}" '
+        f'velocity="{s.max_rates[2]}"/></joint>',
         '<joint name="extend" type="prismatic"><parent link="arm"/><child link="paddle"/><origin xyz="0 0 0"/>'
-        f'<axis xyz="1 0 0"/><limit lower="{s.min_reach}" upper="{s.max_reach}" effort="{s.forces[1]}" '
+        f'<axis xyz="1 0 0"/><limit lower="{s.min_reach - SLACK}" upper="{s.max_reach + SLACK}" effort="{s.forces[1]}" '
         f'velocity="{s.max_rates[1]}"/></joint>',
     ]
     return (
