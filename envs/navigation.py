@@ -90,11 +90,12 @@ class FloorMap:
         ij = self._nearest_free(self.cell(xy))
         return float(f[ij]) + math.dist(xy, self.centre(ij))
 
-    def path(self, xy, goal, length: float) -> list[tuple[float, float]]:
-        """Points (a cell apart) along the way from ``xy`` towards ``goal``, up to ``length`` metres."""
+    def _descend(self, xy, goal, length: float) -> tuple[list[tuple[int, int]], float]:
+        """The cells met walking downhill on ``goal``'s field from ``xy`` for about ``length``
+        metres (the first is where it starts), and the field's value at the last."""
         f = self.field(goal)
         ij = self._nearest_free(self.cell(xy))
-        out = [(float(xy[0]), float(xy[1]))]
+        cells = [ij]
         travelled = 0.0
         while travelled < length and f[ij] > 0:
             best, nxt = f[ij], None
@@ -107,30 +108,23 @@ class FloorMap:
                 break
             travelled += CELL * math.hypot(nxt[0] - ij[0], nxt[1] - ij[1])
             ij = nxt
-            out.append(self.centre(ij))
-        if f[ij] <= 0 or len(out) == 1:
+            cells.append(ij)
+        return cells, float(f[ij])
+
+    def path(self, xy, goal, length: float) -> list[tuple[float, float]]:
+        """Points (a cell apart) along the way from ``xy`` towards ``goal``, up to ``length`` metres."""
+        cells, left = self._descend(xy, goal, length)
+        out = [(float(xy[0]), float(xy[1])), *(self.centre(ij) for ij in cells[1:])]
+        if left <= 0 or len(out) == 1:
             out.append((float(goal[0]), float(goal[1])))
         return out
 
     def lookahead(self, xy, goal, ahead: float = 1.0) -> tuple[float, float]:
         """A point about ``ahead`` metres down the path from ``xy`` towards ``goal``."""
-        f = self.field(goal)
-        ij = self._nearest_free(self.cell(xy))
-        travelled = 0.0
-        while travelled < ahead and f[ij] > 0:
-            best, nxt = f[ij], None
-            for di in (-1, 0, 1):
-                for dj in (-1, 0, 1):
-                    a, b = ij[0] + di, ij[1] + dj
-                    if (di or dj) and 0 <= a < self.nx and 0 <= b < self.ny and f[a, b] < best:
-                        best, nxt = f[a, b], (a, b)
-            if nxt is None:
-                break
-            travelled += CELL * math.hypot(nxt[0] - ij[0], nxt[1] - ij[1])
-            ij = nxt
-        if f[ij] <= 0 or math.dist(xy, goal) < ahead:
+        cells, left = self._descend(xy, goal, ahead)
+        if left <= 0 or math.dist(xy, goal) < ahead:
             return float(goal[0]), float(goal[1])
-        return self.centre(ij)
+        return self.centre(cells[-1])
 
 
 def rect_gap(pose, half: tuple[float, float], xy, radius: float) -> float:

@@ -86,15 +86,8 @@ class Fab:
     def before_restore(self) -> None:
         """Drop the contacts the last episode left behind before the twin restores its state
         (PyBullet would warm-start the next episode's first contacts from them)."""
-        p = self.world.p
-        bodies = [w.id for w in self.wafers] + [self.robot.id] + [b for s in self.stations for b in (s.ledges, s.walls)]
-        for body in bodies:
-            for link in range(-1, p.getNumJoints(body)):
-                p.setCollisionFilterGroupMask(body, link, 0, 0)
-        p.performCollisionDetection()
-        for body in bodies:
-            for link in range(-1, p.getNumJoints(body)):
-                p.setCollisionFilterGroupMask(body, link, 1, -1)
+        stations = [b for s in self.stations for b in (s.ledges, s.walls)]
+        self.world.forget_contacts([w.id for w in self.wafers] + [self.robot.id] + stations)
 
     def reset(self, rng: np.random.Generator) -> None:
         p = self.world.p

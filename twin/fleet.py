@@ -126,16 +126,8 @@ class Fleet:
         """Drop the contacts the last episode left behind (before the twin restores its saved
         state): PyBullet would otherwise warm-start the next episode's first contacts from them,
         and episodes would depend on their history."""
-        p = self.world.p
-        bodies = [a.id for a in self.agvs] + [q.id for q in self.totes]
-        bodies += [s.id for s in self.stations] + [s.frame for s in self.stations]
-        for body in bodies:
-            for link in range(-1, p.getNumJoints(body)):
-                p.setCollisionFilterGroupMask(body, link, 0, 0)
-        p.performCollisionDetection()
-        for body in bodies:
-            for link in range(-1, p.getNumJoints(body)):
-                p.setCollisionFilterGroupMask(body, link, 1, -1)
+        stations = [b for s in self.stations for b in (s.id, s.frame)]
+        self.world.forget_contacts([a.id for a in self.agvs] + [q.id for q in self.totes] + stations)
 
     def reset(self, rng: np.random.Generator) -> None:
         for a in self.agvs:

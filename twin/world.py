@@ -347,6 +347,18 @@ class World:
         self.physics_time += time.perf_counter() - t0
         self.steps += 1
 
+    def forget_contacts(self, bodies: Sequence[int]) -> None:
+        """Drop the cached contacts of ``bodies`` (every link): PyBullet warm-starts new contacts
+        from cached ones even across ``restore_state``, so a state restored with them still
+        around would depend on what ran before."""
+        p = self.p
+        links = [(b, link) for b in bodies for link in range(-1, p.getNumJoints(b))]
+        for body, link in links:
+            p.setCollisionFilterGroupMask(body, link, 0, 0)
+        p.performCollisionDetection()
+        for body, link in links:
+            p.setCollisionFilterGroupMask(body, link, 1, -1)
+
     def save_state(self) -> int:
         """Snapshot the whole physics state in memory; returns its id."""
         return self.p.saveState()
