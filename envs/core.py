@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -17,7 +19,8 @@ import numpy as np
 from gymnasium import spaces
 
 from twin import Twin
-from twin.layout import CellLayout, find_layout, load_layout, with_robot
+from twin.faults import side_rng
+from twin.layout import CellLayout, find_layout, load_layout, with_robot, with_variation
 from twin.robots import can_reach, reach_coverage
 
 OBS_MODES = ("state", "goal", "rgb")
@@ -52,6 +55,8 @@ class Task(ABC):
     extra_obs_cameras: ClassVar[tuple[str, ...]] = ()
     """More cameras the ``rgb`` observation carries, each under its own name (a wrist camera)."""
     render_camera: ClassVar[str] = "overview"
+    pending: Sequence[list[float]] = ()
+    """Actions sent but not yet applied (control latency), oldest first; set by the env."""
 
     def __init__(self, twin: Twin, reward_type: str = "dense") -> None:
         if reward_type not in ("dense", "sparse"):
@@ -175,6 +180,11 @@ class FactoryEnv(gym.Env):
         layout: Layout to build instead of the task's bundled one (path, name or CellLayout).
         robot: Arm model to put in place of the layout's (``"panda"`` or ``"iiwa"``), at the same
             bases with the same tools; refused when the new arm cannot reach what the cell needs.
+        faults: ``"layout"`` (the layout's own ``[faults]``, none in the bundled layouts),
+            ``"none"``, ``"all"`` (every fault family the cell has equipment for) or a list of
+            family names (``twin.layout.FAULT_FAMILIES``); see ``twin.layout.with_variation``.
+        randomize: None (the layout's own ``[randomization]``), False (none) or True (the
+            layout's, else ``twin.layout.STANDARD_RANDOMIZATION``).
         **knobs: The task's difficulty settings (see its ``adapt_layout``), applied to the layout.
     """
 
@@ -188,6 +198,8 @@ class FactoryEnv(gym.Env):
         render_mode: str | None = None,
         layout: str | CellLayout | None = None,
         robot: str | None = None,
+        faults: str | list[str] | None = "layout",
+        randomize: bool | None = None,
         **knobs: Any,
     ) -> None:
         if obs_mode not in task.obs_modes:
@@ -200,7 +212,8 @@ class FactoryEnv(gym.Env):
         source = None
         knobs = {**task.default_knobs, **knobs}
         task_kwargs = {k: knobs.pop(k) for k in task.task_knobs if k in knobs}
-        if (knobs or robot is not None) and not isinstance(ref, CellLayout):
+        varied = faults != "layout" or randomize is not None
+        if (knobs or robot is not None or varied) and not isinstance(ref, CellLayout):
             source = find_layout(ref)
             ref = load_layout(source)
         if robot is not None:
@@ -213,7 +226,14 @@ class FactoryEnv(gym.Env):
             ref = with_robot(ref, robot, str(source or "the layout"))
         if knobs:
             ref = task.adapt_layout(ref, **knobs)
+        if varied:
+            ref = with_variation(ref, faults, randomize, str(source or "the layout"))
         self.twin = Twin(ref, source=source)
+        rnd = self.twin.layout.randomization
+        self._latency_range, self._action_noise = rnd.latency, rnd.action_noise
+        self._indicators = self.twin.layout.faults.indicators
+        self._queue: deque[list[float]] = deque()
+        self._noise_rng = np.random.default_rng(0)
         try:
             self.task = task(self.twin, reward_type, **task_kwargs)
             self._arm = task.drives == "arm"
@@ -242,7 +262,7 @@ class FactoryEnv(gym.Env):
     def _make_obs_space(self) -> spaces.Space:
         self.twin.reset(np.random.default_rng(0))
         self.task.reset(np.random.default_rng(0))
-        n = self.task.observe().shape[0]
+        n = self._state().shape[0]
         state = spaces.Box(-np.inf, np.inf, (n,), np.float32)
         if self.obs_mode == "state":
             return state
@@ -259,8 +279,14 @@ class FactoryEnv(gym.Env):
         boxes = {k: spaces.Box(0, 255, (c.height, c.width, 3), np.uint8) for k, c in images.items()}
         return spaces.Dict({**boxes, "state": state})
 
-    def _obs(self) -> Any:
+    def _state(self) -> np.ndarray:
         state = self.task.observe().astype(np.float32, copy=False)
+        if self._indicators:  # the layout lets the policy see which fault families are on
+            state = np.concatenate([state, self.twin.fault_flags()])
+        return state
+
+    def _obs(self) -> Any:
+        state = self._state()
         if self.obs_mode == "state":
             return state
         if self.obs_mode == "goal":
@@ -273,12 +299,29 @@ class FactoryEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
+        lo, hi = self._latency_range
+        if hi > 0 or self._action_noise > 0:  # side streams: the twin and task draw as without them
+            draw = side_rng(self.np_random, "actions")
+            latency = int(draw.integers(lo, hi + 1))
+            self._queue = deque([[0.0] * self._action_shape[0]] * latency)
+            self._noise_rng = np.random.default_rng(draw.integers(2**63))
+        self.task.pending = self._queue
         self.twin.reset(self.np_random)
         self.task.reset(self.np_random)
         return self._obs(), {"is_success": False}
 
+    def _actuate(self, a: list[float]) -> list[float]:
+        """The action that takes effect now: delayed by this episode's latency, with action noise."""
+        if self._queue:
+            self._queue.append(a)
+            a = self._queue.popleft()
+        if self._action_noise > 0:
+            noise = self._noise_rng.normal(0.0, self._action_noise, len(a)).tolist()
+            a = [min(max(v + n, -1.0), 1.0) for v, n in zip(a, noise, strict=True)]
+        return a
+
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        a = _check_action(action, self._action_shape)
+        a = self._actuate(_check_action(action, self._action_shape))
         task, twin = self.task, self.twin
         if self._arm:
             robot, step = task.robot, task.max_step

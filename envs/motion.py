@@ -8,6 +8,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def planned_ee(task) -> np.ndarray:
+    """Where the tool is headed once the actions still in flight take effect (a Smith predictor).
+
+    Under control latency (``[randomization] latency``) the env holds back the last few actions;
+    an expert that planned from where the tool is now would overshoot and oscillate. It knows
+    what it sent, so it plans from where those actions will have taken the tool.
+    """
+    ee = np.array(task.robot.ee_xyz())
+    for a in task.pending:
+        ee += np.asarray(a[:3]) * task.max_step
+    return ee
+
+
 def act_towards(ee, target, close: bool, max_step: float, speed: float = 1.0) -> np.ndarray:
     """The action moving the tool from ``ee`` towards ``target`` (at most ``speed`` of a full step)."""
     delta = np.clip((np.asarray(target) - np.asarray(ee)) / max_step, -speed, speed)

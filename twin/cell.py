@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twin.disturbances import Disturbances, extra_pool_rows
 from twin.equipment import Bin, Conveyor, InspectionStation, Machine, Tray, build_pedestal, build_table
 from twin.equipment.assembly import PegHole, peg_spec
 from twin.equipment.floor import build_floor
@@ -15,7 +16,7 @@ from twin.equipment.machine import REST_SPEED
 from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
 from twin.fab import Fab
 from twin.fleet import Fleet
-from twin.layout import CellLayout, load_layout, resolve_asset
+from twin.layout import FAULT_FAMILIES, CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
 from twin.robots import Arm, build_arm
 from twin.sensors import Camera
@@ -80,10 +81,14 @@ class Twin:
                 counts[tray.config.fill] = counts.get(tray.config.fill, 0) + tray.count
         variants = sorted({(n, d) for f in layout.feeders for n in f.mix for d in f.defects})
         pegs = [peg_spec(i, c) for i, c in enumerate(layout.insertions)]
+        fed_defects: dict[str, list[str]] = defaultdict(list)
+        for n, d in variants:
+            fed_defects[n].append(d)
         self.parts: list[Part] = build_pool(
             w,
             [(layout.part(n), counts[n]) for n in sorted(counts)] + [(spec, 1) for spec in pegs],
             [(layout.part(n), layout.defect(d), per_type) for n, d in variants],
+            extra_pool_rows(layout, per_type, fed_defects),
         )
         by_name = {p.name: p for p in self.parts}
         self.insertions = [
@@ -102,6 +107,8 @@ class Twin:
         """The cluster tool's cassettes, chambers, wafers and wafer robot, if the layout has any."""
         build_floor(w, layout)
         self.cameras = {c.name: self._camera(c) for c in layout.cameras}
+        self.disturbances = Disturbances(self) if layout.faults.families() or layout.randomization.active() else None
+        """The cell's faults and randomisation, if its layout has any."""
         self.log = EventLog()
         self._touching: set[tuple[int, int]] = set()
         self._initial_state: int | None = None  # saved at the first reset, once tasks added their bodies
@@ -118,6 +125,8 @@ class Twin:
 
     def reset(self, rng: np.random.Generator) -> None:
         """Initial physics state, robots home, a fresh event log and a new seeded part stream."""
+        if self.disturbances is not None:  # side streams of rng: it draws nothing from rng itself
+            self.disturbances.begin(rng)
         for r in self.robots:
             r.release()
         if self._initial_state is None:
@@ -141,15 +150,23 @@ class Twin:
                 part.spec = self._base_spec[part.id]
                 self.world.p.changeVisualShape(part.id, -1, rgbaColor=list(part.spec.color))
             part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
-            part.location, part.reading = "", None
+            part.location, part.reading, part.out_of_spec = "", None, False
             part.pos, part.vel = part.park, np.zeros(3)
-        free: dict[tuple[str, str | None], list[Part]] = defaultdict(list)
+            if part.dynamics_changed:
+                spec = self._base_spec[part.id]
+                self.world.p.changeDynamics(part.id, -1, mass=spec.mass, lateralFriction=spec.friction)
+                part.dynamics_changed = False
+        free: dict[tuple[str, str | None, float], list[Part]] = defaultdict(list)
         for part in self.parts:
-            free[part.spec.name, part.defect].append(part)
+            free[part.spec.name, part.defect, part.scale].append(part)
         for feeder in self.layout.feeders:
             conv = self.conveyors[feeder.conveyor]
             for a in schedule(feeder, rng):
-                part = free[a.part_type, a.defect].pop(0)
+                scale, mass = self.disturbances.arrival(a.part_type) if self.disturbances else (1.0, None)
+                part = free[a.part_type, a.defect, scale].pop(0)
+                if mass is not None:
+                    self.world.p.changeDynamics(part.id, -1, mass=part.spec.mass * mass)
+                    part.out_of_spec = part.dynamics_changed = True
                 pos = conv.start() + conv.direction * feeder.spawn_offset + conv.lateral * a.lateral
                 pos[2] += part.spec.half_height + 0.001
                 yaw = np.degrees(np.arctan2(conv.direction[1], conv.direction[0])) + np.degrees(a.yaw)
@@ -170,7 +187,7 @@ class Twin:
                 continue
             spec = self.layout.part(tray.config.fill)
             for xyz, yaw in tray.draw_poses(rng, spec.half_height):
-                part = free[spec.name, None].pop(0)
+                part = free[spec.name, None, 1.0].pop(0)
                 unpark(self.world, part)
                 self.world.p.resetBasePositionAndOrientation(
                     part.id, xyz, self.world.p.getQuaternionFromEuler([0, 0, yaw])
@@ -196,6 +213,8 @@ class Twin:
             self.fleet.reset(rng)
         if self.fab is not None:
             self.fab.reset(rng)
+        if self.disturbances is not None:
+            self.disturbances.finish(self.parts)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -228,8 +247,13 @@ class Twin:
                 p.resetBaseVelocity(part.id, self.conveyors[part.conveyor].velocity.tolist(), [0, 0, 0])
                 part.state, part.pos = "on_conveyor", pos
                 self.log.add(self.sim_time, "arrived", part.name, detail=part.conveyor, defect=part.defect)
+                if part.out_of_spec:  # a fault that starts and ends with the part's arrival
+                    self.log.add(self.sim_time, "fault_start", part.name, detail="out_of_spec", value=part.scale)
+                    self.log.add(self.sim_time, "fault_end", part.name, detail="out_of_spec", value=0.0)
         if self.sim_time + 1e-9 >= self._next_arrival:
             self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
+        if self.disturbances is not None:
+            self.disturbances.pre_step(self.sim_time, self.log)
         for conv in self.conveyors.values():
             conv.pre_step()
         if self.fleet is not None:
@@ -283,8 +307,7 @@ class Twin:
 
     def _beam(self, name: str, beams: dict[str, int | None]) -> int | None:
         if name not in beams:
-            beam = self.conveyors[name].beam
-            beams[name] = beam.read() if beam is not None else None
+            beams[name] = self.conveyors[name].read_beam()
         return beams[name]
 
     def _track(self, part: Part, pos: tuple, robot: Arm | None, beams: dict[str, int | None]) -> None:
@@ -377,10 +400,18 @@ class Twin:
             out.update(self.fleet.kpis(self.log, self.sim_time))
         if self.fab is not None:
             out.update(self.fab.kpis(self.log, self.sim_time))
+        if self.disturbances is not None:
+            out.update(self.disturbances.kpis(self.log, self.sim_time))
         sorting = {b.name: b.config.accepts for b in self.bins if b.config.accepts != "any"}
         if sorting:
             out.update(compute_quality(self.log, sorting))
         return out
+
+    def fault_flags(self) -> np.ndarray:
+        """One 0/1 per fault family (``twin.layout.FAULT_FAMILIES``): whether one is on now."""
+        if self.disturbances is None:
+            return np.zeros(len(FAULT_FAMILIES), dtype=np.float32)
+        return self.disturbances.flags()
 
     @property
     def all_parts_done(self) -> bool:

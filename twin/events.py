@@ -35,6 +35,8 @@ EventKind = Literal[
     "wafer_moved",
     "wafer_done",
     "early_pick",
+    "fault_start",
+    "fault_end",
 ]
 MachineState = Literal["idle", "loaded", "processing", "done", "blocked", "down"]
 """A machine's states: ``processing`` is production time, ``down`` is down time (ISO 22400)."""
@@ -55,7 +57,9 @@ class Event:
     defect: str | None = None
     """On ``arrived``: the defect type the part carries (the ground truth), None for a good part."""
     value: float | None = None
-    """A measurement that belongs to the event: on ``docked``, the docking error in millimetres."""
+    """A measurement that belongs to the event: on ``docked``, the docking error in millimetres; on
+    ``fault_end``, the fault's length in seconds; on an out-of-spec ``fault_start``, the part's size
+    factor."""
 
 
 @dataclass

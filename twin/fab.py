@@ -52,6 +52,8 @@ class ChamberCycle:
     ends: float = math.inf
     busy: float = 0.0
     """Seconds spent cycling this episode."""
+    down: bool = False
+    """Broken down: a cycle under way stands still until the repair."""
 
 
 class Fab:
@@ -102,7 +104,7 @@ class Fab:
             w.place, w.held, w.xyz, w.grip, w.slipped, w.in_play = w.home, False, tuple(xyz), None, False, True
             w.stage = 0
         for c in self.cycles.values():
-            c.state, c.ends, c.busy = "empty", math.inf, 0.0
+            c.state, c.ends, c.busy, c.down = "empty", math.inf, 0.0, False
         self._touching.clear()
         self._prev_vel.clear()
         self.peak_accel = 0.0
@@ -199,6 +201,9 @@ class Fab:
     def _run_chambers(self, t: float, dt: float, log: EventLog) -> None:
         for s in self.chambers:
             cyc = self.cycles[s.name]
+            if cyc.down:
+                cyc.ends += dt  # the cycle stands still; the wafer stays until it is done
+                continue
             inside = any(w.place == (s.name, 0) for w in self.wafers)
             if cyc.state == "cycling":
                 cyc.busy += dt

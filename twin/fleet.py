@@ -231,15 +231,17 @@ class Fleet:
         dx, dy = max(abs(lx) - SPEC.length / 2, 0.0), max(abs(ly) - SPEC.width / 2, 0.0)
         return math.hypot(dx, dy) - person.config.radius
 
-    def docked_at(self, agv: AGV) -> str | None:
+    def docked_at(self, agv: AGV, still: bool = True) -> str | None:
         """The station an AGV stands docked at (with the station on either side), within
-        tolerance and still, or None."""
+        tolerance and (unless ``still`` is False) standing still, or None."""
         x, y, th = agv.pose
+        v, w = agv.vel
+        if still and (abs(v) >= STILL_SPEED or abs(w) >= 2 * STILL_SPEED):
+            return None
         for name, (dx, dy, dth) in self.docks.items():
             if math.hypot(x - dx, y - dy) < DOCK_TOLERANCE:
                 err = abs(math.atan2(math.sin(th - dth), math.cos(th - dth)))
-                v, w = agv.vel
-                if min(err, math.pi - err) < DOCK_ANGLE and abs(v) < STILL_SPEED and abs(w) < 2 * STILL_SPEED:
+                if min(err, math.pi - err) < DOCK_ANGLE:
                     return name
         return None
 
@@ -288,7 +290,8 @@ class Fleet:
                 )
         if q.state == "loading":
             a, s = self.agvs[q.agv], self.by_name[q.station]
-            if self.docked_at(a) != q.station and not self._on_deck(q, a)[1]:
+            # a transfer under way goes on while the AGV stays in the dock (it may creep a little)
+            if self.docked_at(a, still=False) != q.station and not self._on_deck(q, a)[1]:
                 a.run_deck(0.0)
                 s.run(0.0)  # the AGV left mid-transfer: stop and let the tote lie where it is
                 q.state, q.agv = ("waiting" if s.on_bed(q.xyz, self.tote_half[0]) else "loose"), None

@@ -74,6 +74,13 @@ class Part:
     """Height of a stored part's centre where it waits (its tray's floor or its stand), metres."""
     reading: str | None = None
     """The inspection sensor's verdict this episode (``pass`` or ``reject``), once inspected."""
+    scale: float = 1.0
+    """Its size as a multiple of the part type's (fixed when it is built): size randomisation or
+    an out-of-spec part."""
+    dynamics_changed: bool = False
+    """Whether this episode changed its mass or friction (reset puts them back)."""
+    out_of_spec: bool = False
+    """Whether this episode's part arrives out of specification (a fault)."""
     world: World | None = field(default=None, repr=False, compare=False)
     _pos: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
     _vel: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
@@ -132,19 +139,34 @@ def defective_spec(spec: PartConfig, defect: DefectConfig) -> PartConfig:
     return spec
 
 
+def scaled_spec(spec: PartConfig, scale: float) -> PartConfig:
+    """The part ``scale`` times its size (and mass, at the same density)."""
+    if scale == 1.0:
+        return spec
+    return spec.model_copy(update={"size": tuple(v * scale for v in spec.size), "mass": spec.mass * scale**3})
+
+
 def build_pool(
-    world: World, counts: list[tuple[PartConfig, int]], defects: list[tuple[PartConfig, DefectConfig, int]] = ()
+    world: World,
+    counts: list[tuple[PartConfig, int]],
+    defects: list[tuple[PartConfig, DefectConfig, int]] = (),
+    scaled: list[tuple[PartConfig, DefectConfig | None, int, float]] = (),
 ) -> list[Part]:
-    """Create ``count`` bodies of each part spec, then of each (spec, defect) variant, parked off-stage."""
+    """Create ``count`` bodies of each part spec, then of each (spec, defect) variant, then of each
+    (spec, defect, count, scale) row of ``scaled`` bodies, parked off-stage."""
     pool = []
-    rows = [(spec, None, count) for spec, count in counts] + list(defects)
-    for ti, (spec, defect, count) in enumerate(rows):
+    rows = [(spec, None, count, 1.0) for spec, count in counts] + [(*d, 1.0) for d in defects] + list(scaled)
+    for ti, (spec, defect, count, scale) in enumerate(rows):
         body_spec = defective_spec(spec, defect) if defect is not None else spec
+        body_spec = scaled_spec(body_spec, scale)
         mark = None
         if defect is not None and defect.kind == "mark":
-            mark = Mark(defect.mark_size * min(spec.size[:2]), tuple(defect.color), all_faces=defect.faces == "all")
+            mark = Mark(
+                defect.mark_size * min(body_spec.size[:2]), tuple(defect.color), all_faces=defect.faces == "all"
+            )
         for k in range(count):
-            name = f"part-{spec.name}-{k}" if defect is None else f"part-{spec.name}-{defect.name}-{k}"
+            stem = f"part-{spec.name}" if defect is None else f"part-{spec.name}-{defect.name}"
+            name = f"{stem}-{k}" if scale == 1.0 else f"{stem}-x{scale:.3g}-{k}"
             spot = PARKING + np.array([0.3 * k, 0.3 * ti, 0.0])
             if spec.shape == "box":
                 half = [s / 2 for s in body_spec.size]
@@ -165,6 +187,7 @@ def build_pool(
             world.p.changeDynamics(body, -1, spinningFriction=0.001, rollingFriction=0.0001)
             part = Part(name=name, id=body, spec=body_spec, park=spot, world=world)
             part.defect = defect.name if defect is not None else None
+            part.scale = scale
             pool.append(part)
             park(world, part)
     return pool

@@ -78,6 +78,21 @@ class Camera:
         self.carrier = carrier if config.mount is not None else None
         self.view = world.p.computeViewMatrix(config.eye, config.target, config.up)
         self.proj = world.p.computeProjectionMatrixFOV(config.fov, self.width / self.height, config.near, config.far)
+        self.light: dict[str, object] = {}
+        """Lighting keyword arguments for the renderer (randomisation); empty for the default light."""
+        self.fault: tuple[str, float, np.random.Generator] | None = None
+        """A camera fault while on: its mode (``dropped``, ``frozen``, ``noisy``), its noise (8-bit
+        levels) and the fault's own noise stream."""
+        self._last: np.ndarray | None = None
+
+    def set_variation(self, eye_offset=(0.0, 0.0, 0.0), target_offset=(0.0, 0.0, 0.0), light=None) -> None:
+        """Move a fixed camera's eye and target by offsets (m) and set the lighting; the defaults
+        put it back as the layout has it."""
+        c = self.config
+        eye = [e + d for e, d in zip(c.eye, eye_offset, strict=True)]
+        target = [t + d for t, d in zip(c.target, target_offset, strict=True)]
+        self.view = self.world.p.computeViewMatrix(eye, target, c.up)
+        self.light = dict(light or {})
 
     def _view_now(self) -> Sequence[float]:
         """The view matrix: fixed, or from where the carrying tool is now."""
@@ -109,12 +124,24 @@ class Camera:
             renderer=renderer,
             flags=flags,
             shadow=0,
+            **self.light,
         )
 
     def rgb(self) -> np.ndarray:
-        """An RGB frame, uint8 (H, W, 3)."""
+        """An RGB frame, uint8 (H, W, 3); while a camera fault is on, what the faulty camera gives."""
+        mode = self.fault[0] if self.fault is not None else None
+        if mode == "dropped":
+            return np.zeros((self.height, self.width, 3), dtype=np.uint8)
+        if mode == "frozen" and self._last is not None:
+            return self._last.copy()
         _, _, px, _, _ = self._capture(pb.ER_NO_SEGMENTATION_MASK)
-        return np.asarray(px, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3]
+        frame = np.asarray(px, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3]
+        if mode == "noisy":
+            noise = self.fault[2].normal(0.0, self.fault[1], frame.shape)
+            return np.clip(frame + noise, 0, 255).astype(np.uint8)
+        if mode is None:
+            self._last = frame
+        return frame
 
     def capture(self) -> CameraImages:
         """RGB, metric depth and segmentation in one render."""
@@ -175,9 +202,13 @@ class RangeScanners:
             self._start.append(start)
             self._span.append(c.max_range - start)
         self._noise = np.random.default_rng(0)
+        self.faults: dict[int, tuple[str, float, np.random.Generator]] = {}
+        """Scanners under a fault, by index: the mode (``dropped``, ``noisy``), its noise (m) and
+        the fault's own noise stream."""
 
     def reset(self, rng: np.random.Generator) -> None:
         self._noise = np.random.default_rng(rng.integers(2**63))
+        self.faults = {}
 
     def read(self, poses: Sequence[tuple[float, float, float]], masks: Sequence | None = None) -> list[np.ndarray]:
         """Ranges (m) of every scanner, for AGVs at ``poses`` (x, y, heading in radians).
@@ -198,12 +229,17 @@ class RangeScanners:
         hits = self.world.p.rayTestBatch(np.concatenate(starts).tolist(), np.concatenate(ends).tolist(), numThreads=1)
         frac = np.fromiter((h[2] for h in hits), dtype=np.float64, count=len(hits))
         out, k = [], 0
-        for c, s, span, idx in zip(self.configs, self._start, self._span, picks, strict=True):
+        for i, (c, s, span, idx) in enumerate(zip(self.configs, self._start, self._span, picks, strict=True)):
             r = np.full(len(s), np.nan)
             n = len(idx)
             r[idx] = s[idx] + frac[k : k + n] * span[idx]
             if c.noise:
                 r[idx] += self._noise.normal(0.0, c.noise, n)
+            fault = self.faults.get(i)
+            if fault is not None and fault[0] == "dropped":
+                r[idx] = c.max_range
+            elif fault is not None:
+                r[idx] += fault[2].normal(0.0, fault[1], n)
             r[idx] = np.clip(r[idx], 0.0, c.max_range)
             out.append(r)
             k += n

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
-from envs.motion import act_towards, via_around_base
+from envs.motion import act_towards, planned_ee, via_around_base
 from twin.parts import TERMINAL, Part
 
 _NO_PART = (0.0,) * 11  # the target-part block of the observation when no part is in play
@@ -341,7 +341,7 @@ class ConveyorPickExpert:
 
     def __call__(self, obs: Any) -> np.ndarray:
         task = self.task
-        ee, _ = task.robot.ee_state()
+        ee = planned_ee(task)
         part = task.target_part()
         if self.phase in ("approach", "descend", "grasp", "lift") and (part is None or part is not self.part):
             self.phase = "wait"  # the part we were after is gone (missed, or fell)
@@ -372,9 +372,10 @@ class ConveyorPickExpert:
             if self.timer > 6:
                 self.phase = "wait"
             return self._act(ee, ee, close=False)
-        # lead the moving part by the controller's lag of about two control steps; grip a little
-        # above the centre so the fingertips stay clear of the belt
-        grasp = part.pos + part.vel * 2 * task.twin.control_dt + np.array([0.0, 0.0, 0.006])
+        # lead the moving part by the controller's lag of about two control steps (and the actions
+        # in flight); grip a little above the centre so the fingertips stay clear of the belt
+        lead = (2 + len(task.pending)) * task.twin.control_dt
+        grasp = part.pos + part.vel * lead + np.array([0.0, 0.0, 0.006])
         if part.spec.half_height < self.MIN_GRASP - 0.006:  # a small part: keep the fingertips off the belt
             grasp[2] = max(grasp[2], task.conveyor.surface_z + self.MIN_GRASP)
         if self.phase == "approach":

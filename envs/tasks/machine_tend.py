@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
-from envs.motion import Waypoint, WaypointFollower, act_towards
+from envs.motion import Waypoint, WaypointFollower, act_towards, planned_ee
 from twin.parts import Part
 
 _STATES = ("idle", "busy", "done", "blocked")  # one-hot of a machine's state in the observation
@@ -250,7 +250,7 @@ class MachineTendExpert:
         return []
 
     def __call__(self, obs: Any) -> np.ndarray:
-        ee = np.array(self.task.robot.ee_xyz())
+        ee = planned_ee(self.task)
         for _ in range(2):
             action = self.follow(ee)
             if action is not None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
-from envs.motion import Waypoint, WaypointFollower, act_towards
+from envs.motion import Waypoint, WaypointFollower, act_towards, planned_ee
 
 # The stages of the insertion as shares of the progress (an insertion to depth is 1).
 APPROACH = 0.2  # tool nearing the peg: APPROACH * (1 - tanh(5 * distance to the grasp point))
@@ -165,7 +165,7 @@ class PegInsertExpert:
 
     def __call__(self, obs: Any) -> np.ndarray:
         task, st = self.task, self.task.station
-        ee = np.array(task.robot.ee_xyz())
+        ee = planned_ee(task)
         if self.phase == "pick":
             if self.follow.done:
                 g = task.grasp_point()

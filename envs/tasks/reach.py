@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
+from envs.motion import planned_ee
 
 SUCCESS_DISTANCE = 0.03  # metres
 
@@ -90,6 +91,6 @@ class ReachExpert:
         pass
 
     def __call__(self, obs: Any) -> np.ndarray:
-        ee, _ = self.task.robot.ee_state()
+        ee = planned_ee(self.task)
         delta = (self.task.target - ee) / self.task.max_step
         return np.clip(delta, -1.0, 1.0).astype(np.float32)

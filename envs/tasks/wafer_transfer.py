@@ -191,6 +191,9 @@ class WaferTransferExpert:
     cycle to end before it reaches in."""
 
     ACCEL = (4.0, 1.5, 0.5)
+    PAUSE_ACCEL = 0.15  # share of ACCEL it brakes with while the vacuum is weak
+    ARRIVED = (1.5e-3, 1e-3, 3e-4)  # rad, m, m from a waypoint that count as there (noise in the
+    # commands keeps the set-points from settling much closer)
     UNDER = 0.006  # metres the paddle's centre passes under a wafer's ledges
     OVER = 0.003  # metres a carried wafer's paddle centre rides above the ledges
 
@@ -244,12 +247,22 @@ class WaferTransferExpert:
         if not self._plan:
             return np.array([0, 0, 0, -1.0], dtype=np.float32)
         goal, vac, wait = self._plan[0]
+        if h.grip < 1.0 and (vac or w.held):
+            # the vacuum gauge reads low: brake gently (within what the weak grip holds) and hold
+            # still, the wafer on the paddle, until the vacuum is back
+            a = [k * self.PAUSE_ACCEL for k in self.ACCEL]
+            self._rates = [min(max(0.0, r - a[k] * dt), r + a[k] * dt) for k, r in enumerate(self._rates)]
+            rates = [r / m for r, m in zip(self._rates, h.spec.max_rates, strict=True)]
+            return np.array([*rates, 1.0 if vac else -1.0], dtype=np.float32)
         q = list(h.q_target)
+        for a in task.pending:  # where the actions in flight (control latency) will take the set-points
+            for k in range(3):
+                q[k] += a[k] * h.spec.max_rates[k] * h.speed_scale * dt
         target = [q[k] if goal[k] is None else goal[k] for k in range(3)]
         target[0] = q[0] + math.atan2(math.sin(target[0] - q[0]), math.cos(target[0] - q[0]))
         errs = [target[k] - q[k] for k in range(3)]
         rates = [self._axis_rate(k, errs[k], self._rates[k], h.spec.max_rates[k], dt) for k in range(3)]
-        arrived = all(abs(e) < 1e-4 for e in errs) and all(abs(r) < 1e-3 for r in rates)
+        arrived = all(abs(e) < tol for e, tol in zip(errs, self.ARRIVED, strict=True))
         if arrived and wait is not None:
             cyc = fab.cycles[wait]
             busy = cyc.state != "done" if wait == (w.place[0] if w.place else None) else cyc.state != "empty"

@@ -65,9 +65,8 @@ class Conveyor:
         )
         self.frame = world.create_compound(f"{name}-frame", _frame_boxes(config), (cx, cy, 0.0), rgba=FRAME_RGBA)
         world.p.resetBasePositionAndOrientation(self.frame, [cx, cy, 0.0], self.orn)
-        self.velocity = config.speed * self.direction
-        self._home = self.center - self.velocity * world.control_dt / 2  # creeps through the centre
-        self._home_list, self._velocity_list = self._home.tolist(), self.velocity.tolist()
+        self.running, self.speed_scale = True, 1.0
+        self._set_velocity()
         self._center_list = self.center.tolist()
         self.dir_xy = (math.cos(yaw), math.sin(yaw))
         """The belt's direction of travel in the floor plane, as Python floats."""
@@ -75,6 +74,8 @@ class Conveyor:
             stop_pos = self.center + self.direction * (half[0] + 0.01) + np.array([0, 0, 0.03])
             world.create_box(f"{name}-stop", (0.01, half[1], 0.05), stop_pos, self.orn, rgba=(0.9, 0.75, 0.1, 1.0))
         self.beam: BeamBreak | None = None
+        self.beam_blind = False
+        """A beam-break fault: the beam reads nothing while this is on."""
         self._beam_along = math.inf
         if config.beam_break is not None:
             self._beam_along = half[0] - config.beam_break.offset
@@ -82,6 +83,28 @@ class Conveyor:
             at[2] = config.height + config.beam_break.height
             reach = self.lateral * (half[1] + 0.03)
             self.beam = BeamBreak(world, at - reach, at + reach)
+
+    def _set_velocity(self) -> None:
+        speed = self.config.speed * self.speed_scale if self.running else 0.0
+        self.velocity = speed * self.direction
+        self._home = self.center - self.velocity * self.world.control_dt / 2  # creeps through the centre
+        self._home_list, self._velocity_list = self._home.tolist(), self.velocity.tolist()
+
+    def set_running(self, running: bool) -> None:
+        """Run or stop the belt (a jam stops it; parts on it stand still)."""
+        self.running = bool(running)
+        self._set_velocity()
+
+    def set_speed_scale(self, scale: float) -> None:
+        """Run the belt at ``scale`` times its layout speed (randomisation)."""
+        self.speed_scale = float(scale)
+        self._set_velocity()
+
+    def read_beam(self) -> int | None:
+        """What breaks the beam now (None when nothing does, or the beam is blind)."""
+        if self.beam is None or self.beam_blind:
+            return None
+        return self.beam.read()
 
     def start(self) -> np.ndarray:
         """Upstream end of the belt centre line, on the surface."""

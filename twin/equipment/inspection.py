@@ -38,6 +38,8 @@ class InspectionStation:
         yaw = float(np.arctan2(conveyor.direction[1], conveyor.direction[0]))
         world.p.resetBasePositionAndOrientation(self.body, base, world.p.getQuaternionFromEuler([0, 0, yaw]))
         self._rng = np.random.default_rng(0)
+        self.error: float | None = None
+        """A sensor fault: while set, each reading is wrong with this chance instead of the layout's rates."""
 
     def reset(self, rng: np.random.Generator) -> None:
         self._rng = np.random.default_rng(rng.integers(2**63))
@@ -52,6 +54,7 @@ class InspectionStation:
             if (x - lx) * d[0] + (y - ly) * d[1] < 0.0:
                 continue
             flawed = part.defect is not None
-            wrong = self._rng.uniform() < (self.config.false_negative if flawed else self.config.false_positive)
+            rate = self.config.false_negative if flawed else self.config.false_positive
+            wrong = self._rng.uniform() < (rate if self.error is None else self.error)
             part.reading = "reject" if flawed != wrong else "pass"
             log.add(t, "inspected", part.name, detail=part.reading, station=self.name)

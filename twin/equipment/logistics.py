@@ -76,6 +76,8 @@ class ToteStation:
         self.frame = world.create_compound(f"{name}-frame", frame, (x, y, 0.0), rgba=FRAME_RGBA)
         world.p.resetBasePositionAndOrientation(self.frame, [x, y, 0.0], self.orn)
         self.speed = 0.0
+        self.jammed = False
+        """A jam: the rollers stand still whatever they are told while this is on."""
         self._home = list(self.center)
 
     def run(self, speed: float) -> None:
@@ -83,7 +85,8 @@ class ToteStation:
         self.speed = speed
 
     def pre_step(self, dt: float) -> None:
-        v = [self.speed * self.axis[0], self.speed * self.axis[1], 0.0]
+        speed = 0.0 if self.jammed else self.speed
+        v = [speed * self.axis[0], speed * self.axis[1], 0.0]
         home = [
             self.center[0] - v[0] * dt / 2,
             self.center[1] - v[1] * dt / 2,

@@ -67,9 +67,12 @@ class Machine:
         self.part: Part | None = None
         self.cycle_end = math.inf
         self._rng = np.random.default_rng(0)
+        self._before_down: MachineState | None = None
+        self._down_since = 0.0
 
     def reset(self, rng: np.random.Generator) -> None:
         self.state, self.part, self.cycle_end = "idle", None, math.inf
+        self._before_down = None
         self.world.p.changeVisualShape(self.lamp, -1, rgbaColor=list(LAMP["idle"]))
         self._rng = np.random.default_rng(rng.integers(2**63))
 
@@ -85,8 +88,21 @@ class Machine:
             self.world.p.changeVisualShape(self.lamp, -1, rgbaColor=list(LAMP[state]))
             log.add(t, "machine_state", self.part.name if self.part else None, detail=state, station=self.name)
 
+    def set_down(self, t: float, down: bool, log: EventLog) -> None:
+        """Break down (the cycle stops, the light turns red) or come back from repair (the cycle
+        goes on for the time it had left)."""
+        if down and self._before_down is None:
+            self._before_down, self._down_since = self.state, t
+            self._set(t, "down", log)
+        elif not down and self._before_down is not None:
+            self.cycle_end += t - self._down_since
+            state, self._before_down = self._before_down, None
+            self._set(t, state, log)
+
     def update(self, t: float, parts: list[Part], log: EventLog) -> None:
         """Advance the state machine after a control step; ``parts`` are the parts at rest on the fixture."""
+        if self._before_down is not None:
+            return  # down: nothing runs until the repair
         cfg = self.config
         present = self.part if self.part is not None and self.part in parts else None
         if self.state in ("processing", "done", "loaded", "blocked") and present is None:

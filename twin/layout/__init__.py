@@ -65,6 +65,7 @@ from twin.layout.files import (
     read_bounded,
     resolve_asset,
     with_robot,
+    with_variation,
 )
 from twin.layout.logistics import (
     AGV,
@@ -78,14 +79,23 @@ from twin.layout.logistics import (
 from twin.layout.schema import (
     CellLayout,
 )
+from twin.layout.variation import (
+    FAULT_FAMILIES,
+    STANDARD_RANDOMIZATION,
+    Faults,
+    Randomization,
+    applicable_families,
+)
 from twin.paths import ASSETS_DIR, LAYOUTS_DIR
 
 __all__ = [
     "AGV",
     "ASSETS_DIR",
+    "FAULT_FAMILIES",
     "LAYOUTS_DIR",
     "MAX_LAYOUT_BYTES",
     "MAX_URDF_BYTES",
+    "STANDARD_RANDOMIZATION",
     "BeamBreak",
     "Bin",
     "Camera",
@@ -96,6 +106,7 @@ __all__ = [
     "Coord",
     "Defect",
     "Degrees",
+    "Faults",
     "Feeder",
     "Finite",
     "Fixture",
@@ -116,6 +127,7 @@ __all__ = [
     "PositiveFloat",
     "Rack",
     "Radians",
+    "Randomization",
     "Rgba",
     "Robot",
     "Scanner",
@@ -132,6 +144,7 @@ __all__ = [
     "WaferRobot",
     "Wall",
     "_format_errors",
+    "applicable_families",
     "check_urdf",
     "find_layout",
     "layout_hash",
@@ -141,4 +154,5 @@ __all__ = [
     "read_bounded",
     "resolve_asset",
     "with_robot",
+    "with_variation",
 ]

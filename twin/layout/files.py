@@ -79,6 +79,60 @@ def with_robot(layout: CellLayout, model: str, source: str = "<layout>") -> Cell
         raise LayoutError(f"{source} with robot={model!r}", _format_errors(err)) from None
 
 
+def with_variation(
+    layout: CellLayout,
+    faults: str | list[str] | None = "layout",
+    randomize: bool | None = None,
+    source: str = "<layout>",
+) -> CellLayout:
+    """The layout with faults and randomisation switched as an env's ``faults=`` and ``randomize=`` ask.
+
+    Args:
+        faults: ``"layout"`` keeps the layout's own ``[faults]``; ``"none"`` (or None) turns every
+            family off; ``"all"`` turns on every family the cell has equipment for; a list of
+            family names turns on those. A family the layout configures keeps its settings, one it
+            does not gets the family's defaults.
+        randomize: None keeps the layout's ``[randomization]``; False turns it off; True keeps the
+            layout's where it has one, else applies ``STANDARD_RANDOMIZATION``.
+    """
+    from twin.layout.variation import FAMILY_MODELS, STANDARD_RANDOMIZATION, Randomization, applicable_families
+
+    where = f"{source} with faults={faults!r}"
+    data = layout.model_dump()
+    if faults is None or faults == "none":
+        data["faults"] = {"indicators": layout.faults.indicators}
+    elif faults == "all" or isinstance(faults, list | tuple):
+        if faults == "all":
+            names = applicable_families(layout)
+        else:
+            unknown = [f for f in faults if f not in FAMILY_MODELS]
+            if unknown or not all(isinstance(f, str) for f in faults):
+                raise LayoutError(where, [f"faults: unknown fault families {unknown} (known: {list(FAMILY_MODELS)})"])
+            names = list(dict.fromkeys(faults))
+        data["faults"] = {"indicators": layout.faults.indicators} | {n: (data["faults"].get(n) or {}) for n in names}
+    elif faults != "layout":
+        raise LayoutError(
+            where, ["faults: expected 'layout', 'none', 'all' or a list of fault families, got " + repr(faults)]
+        )
+    if randomize is False:
+        data["randomization"] = {}
+    elif randomize is True and layout.randomization == Randomization():
+        data["randomization"] = STANDARD_RANDOMIZATION.model_dump()
+        if not layout.conveyors:  # the standard ranges apply where the cell has the equipment
+            data["randomization"].pop("belt_speed")
+        if not layout.robots:
+            data["randomization"].pop("base_position")
+            data["randomization"].pop("base_yaw")
+        if layout.wafer_robot is not None:
+            data["randomization"].pop("action_noise")
+    elif randomize not in (None, True):
+        raise LayoutError(f"{source} with randomize={randomize!r}", ["randomize: expected true, false or none"])
+    try:
+        return CellLayout.model_validate(data)
+    except ValidationError as err:
+        raise LayoutError(where, _format_errors(err)) from None
+
+
 def check_urdf(path: Path) -> str | None:
     """What is wrong with a fixture URDF (None when PyBullet loads it): size, XML, the ``<robot>``
     root, missing mesh files, and finally a load in a throwaway PyBullet client."""

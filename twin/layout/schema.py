@@ -25,6 +25,7 @@ from twin.layout.cell import (
 )
 from twin.layout.fab import Cassette, Chamber, Wafer, WaferRobot, check_fab
 from twin.layout.logistics import AGV, Person, Rack, Station, Tote, Wall, check_floor
+from twin.layout.variation import Faults, Randomization, check_variation
 
 
 class CellLayout(_Model):
@@ -57,6 +58,8 @@ class CellLayout(_Model):
     cassettes: list[Cassette] = Field([], max_length=8)
     chambers: list[Chamber] = Field([], max_length=16)
     wafer_robot: WaferRobot | None = None
+    faults: Faults = Faults()
+    randomization: Randomization = Randomization()
 
     @model_validator(mode="after")
     def _references(self) -> CellLayout:
@@ -133,6 +136,7 @@ class CellLayout(_Model):
         self._check_reach()
         check_floor(self)
         check_fab(self)
+        check_variation(self)
         groups = (
             ("conveyors", self.conveyors),
             ("tables", self.tables),

@@ -204,13 +204,15 @@ class AGV:
         self._wheel_angles = (0.0, 0.0)
         self.distance = 0.0
         self.energy = 0.0
+        self.speed_scale = 1.0
+        """A drive slowdown: the speed and turn-rate limits at this share of nominal."""
         self._apply()
 
     def command(self, v: float, w: float) -> None:
         """Drive towards speed ``v`` (m/s, forward positive) and turn rate ``w`` (rad/s, left positive)."""
-        c = self.config
-        self.v_goal = min(max(v, -c.max_speed), c.max_speed)
-        self.w_goal = min(max(w, -c.max_turn_rate), c.max_turn_rate)
+        c, k = self.config, self.speed_scale
+        self.v_goal = min(max(v, -c.max_speed * k), c.max_speed * k)
+        self.w_goal = min(max(w, -c.max_turn_rate * k), c.max_turn_rate * k)
 
     def run_deck(self, speed: float) -> None:
         """Run the deck's rollers at ``speed`` m/s towards the AGV's left (negative: its right); 0 stops them."""

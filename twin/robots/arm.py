@@ -166,6 +166,7 @@ class Arm:
         self._reset_at = self.world.steps
         self.tool.reset()
         self.energy = 0.0
+        self._gains = list(self.spec.gains)
         self._q_target = self.home_q.tolist()
         self._send_arm(self._q_target)
         self.command_tool(close=False)
@@ -243,6 +244,23 @@ class Arm:
         clipped = [lo if v < lo else hi if v > hi else v for v, lo, hi in zip(values, self._lower, self._upper)]  # noqa: B905
         self._send_arm(clipped)
         self._q_target = clipped
+
+    def set_speed(self, scale: float) -> None:
+        """Track joint targets ``scale`` times as fast as nominal (a drive slowdown; 1 is nominal)."""
+        self._gains = [g * scale for g in self.spec.gains]
+        self._send_arm(self._q_target)
+
+    def set_base(self, position, yaw_deg: float) -> None:
+        """Stand the base at ``position`` (m) turned to ``yaw_deg``, joints as they are (base jitter)."""
+        p = self.world.p
+        orn = p.getQuaternionFromEuler([0, 0, math.radians(yaw_deg)])
+        p.resetBasePositionAndOrientation(self.id, list(position), orn)
+        self._base_rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        self._base_rot_rows = tuple(tuple(row) for row in self._base_rot.tolist())
+        shift = np.asarray(position, dtype=float) - self.base_position
+        self.base_position = np.asarray(position, dtype=float)
+        self.home_ee = self.home_ee + shift
+        self._ee_cache = self._joint_cache = None
 
     def move_ee_to(self, position) -> None:
         """Drive the tool centre point towards ``position`` with the tool pointing down."""

@@ -145,11 +145,24 @@ class WaferHandler:
         self._k = self._n = 1
         self.vacuum_on = False
         self.holding: int | None = None
+        self.speed_scale = 1.0
+        self.pad_scale = 1.0
+        self.set_grip(1.0)
         self._apply()
+
+    def set_grip(self, scale: float, pad_scale: float | None = None) -> None:
+        """Vacuum force and pad friction at ``scale`` times nominal (a leak, worn pads: a fault; 1 is
+        nominal); ``pad_scale`` also scales the pads' friction (this episode's randomisation)."""
+        self.grip = scale
+        if pad_scale is not None:
+            self.pad_scale = pad_scale
+        friction = self.config.pad_friction * scale * self.pad_scale
+        self.world.p.changeDynamics(self.id, self.paddle, lateralFriction=friction)
 
     def command(self, dtheta: float, dr: float, dz: float) -> None:
         s = self.spec
-        self.rates = [min(max(v, -m), m) for v, m in zip((dtheta, dr, dz), s.max_rates, strict=True)]
+        k = self.speed_scale
+        self.rates = [min(max(v, -m * k), m * k) for v, m in zip((dtheta, dr, dz), s.max_rates, strict=True)]
 
     def vacuum(self, on: bool) -> None:
         self.vacuum_on = bool(on)
@@ -199,7 +212,7 @@ class WaferHandler:
                 self.holding = c[2]
                 break
         if self.holding is not None:
-            f = self.config.vacuum_force
+            f = self.config.vacuum_force * self.grip
             pos, _ = p.getBasePositionAndOrientation(self.holding)
             p.applyExternalForce(self.holding, -1, [0.0, 0.0, -f], pos, p.WORLD_FRAME)
             p.applyExternalForce(self.id, self.paddle, [0.0, 0.0, f], pos, p.WORLD_FRAME)

@@ -65,7 +65,13 @@ class ParallelGripper:
             p.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=200)
         self.reset()
 
+    def set_grip(self, scale: float) -> None:
+        """Finger friction at ``scale`` times nominal (worn or oily pads; 1 is nominal)."""
+        for j in self.fingers:
+            self.arm.world.p.changeDynamics(self.arm.id, j, lateralFriction=FINGER_FRICTION * scale)
+
     def reset(self) -> None:
+        self.set_grip(1.0)
         for j in self.fingers:
             self.arm.world.p.resetJointState(self.arm.id, j, FINGER_OPEN, 0.0)
         self.closed = False

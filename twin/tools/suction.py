@@ -87,9 +87,17 @@ class SuctionCup:
         arm.world.p.changeDynamics(arm.id, self.cup, lateralFriction=CUP_FRICTION)
         self.held_constraint: int | None = None
         self.held_part: int | None = None
+        self.grip = 1.0
         self.reset()
 
+    def set_grip(self, scale: float) -> None:
+        """Seal force at ``scale`` times nominal (a leak; 1 is nominal)."""
+        self.grip = scale
+        if self.held_constraint is not None:
+            self.arm.world.p.changeConstraint(self.held_constraint, maxForce=self.arm.config.suction_force * scale)
+
     def reset(self) -> None:
+        self.grip = 1.0
         self.release()
         self.on = False
 
@@ -137,7 +145,7 @@ class SuctionCup:
             childFramePosition=[0, 0, 0],
             parentFrameOrientation=rel_orn,
         )
-        p.changeConstraint(cid, maxForce=arm.config.suction_force)
+        p.changeConstraint(cid, maxForce=arm.config.suction_force * self.grip)
         self.held_constraint, self.held_part = cid, body
 
     def release(self) -> None:
