@@ -14,6 +14,14 @@ name = "nominal"
 env_kwargs = {}                 # extra gym.make keyword arguments
 layout = "default"              # optional: this variant's layout instead of the task's
 
+[[tasks.variants]]
+name = "faults"
+env_kwargs = { faults = "all" } # or a list of fault families; checked against the layout
+
+[[tasks.variants]]
+name = "randomized"
+env_kwargs = { randomize = true }
+
 [limits]                        # optional: what one episode may cost (defaults shown)
 episode_seconds = 300           # wall-clock seconds per episode, env and policy together
 call_seconds = 2                # wall-clock seconds per policy call
@@ -36,7 +44,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.evaluation.workers import Limits
-from twin.layout import LayoutError, _format_errors, find_layout, layout_hash, load_layout, parse_toml, read_bounded
+from twin.layout import (
+    LayoutError,
+    _format_errors,
+    find_layout,
+    layout_hash,
+    load_layout,
+    parse_toml,
+    read_bounded,
+    with_variation,
+)
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 
@@ -154,6 +171,37 @@ class LoadedSuite:
         return dict(sorted(out.items()))
 
 
+def _check_variation(path: Path, i: int, j: int, task: SuiteTask, v: Variant) -> list[str]:
+    """A variant's ``faults`` and ``randomize`` checked against its layout (unknown families, ones
+    the cell has no equipment for, values of the wrong kind)."""
+    import envs
+
+    where = f"tasks[{i}].variants[{j}].env_kwargs"
+    ref = v.layout or task.layout or envs.TASKS[task.env_id].layout
+    p = Path(ref)
+    target = path.parent / p if not p.is_absolute() and (path.parent / p).exists() else ref
+    try:
+        layout = load_layout(target)
+    except (LayoutError, FileNotFoundError):
+        return []  # reported above
+    problems = []
+    for field, args in (
+        ("faults", (v.env_kwargs.get("faults", "layout"), None)),
+        ("randomize", ("layout", v.env_kwargs.get("randomize"))),
+    ):
+        try:
+            with_variation(layout, *args, str(target))
+        except LayoutError as exc:
+            for pr in exc.problems:
+                pr = pr.removeprefix("(top level): ").removeprefix("Value error, ")
+                if pr.startswith(f"{field}."):
+                    pr = pr.removeprefix(f"{field}.")  # faults.machine_breakdown: ... -> machine_breakdown: ...
+                elif pr.startswith(f"{field}: "):
+                    pr = pr.removeprefix(f"{field}: ")
+                problems.append(f"{where}.{field}: {pr}")
+    return problems
+
+
 def find_suite(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.exists() or p.suffix == ".toml":
@@ -199,6 +247,8 @@ def load_suite(name_or_path: str | Path) -> LoadedSuite:
             for key in v.env_kwargs:
                 if key in ("layout", "render_mode"):
                     problems.append(f"tasks[{i}].variants[{j}].env_kwargs.{key}: set by the suite runner, not here")
+            if "faults" in v.env_kwargs or "randomize" in v.env_kwargs:
+                problems += _check_variation(path, i, j, task, v)
     if problems:
         raise SuiteError(source, problems)
     return LoadedSuite(suite, path, hashlib.sha256(raw).hexdigest())

@@ -52,9 +52,10 @@ def test_v2_suites_cover_every_task_with_v1_seeds():
     assert [t.env_id for t in standard.suite.tasks] == list(envs.ENV_IDS) == [t.env_id for t in smoke.suite.tasks]
     assert all(list(t.seeds) == list(range(1000, 1100)) for t in standard.suite.tasks)
     assert all(list(t.seeds) == [1000, 1001] for t in smoke.suite.tasks)
-    for t in (*standard.suite.tasks, *smoke.suite.tasks):  # every task with each arm it runs with
+    varied = [("nominal", {}), ("randomized", {"randomize": True}), ("faults", {"faults": "all"})]
+    for t in (*standard.suite.tasks, *smoke.suite.tasks):  # every task varied, and with each arm it runs with
         arms = [("iiwa", {"robot": "iiwa"})] if "iiwa" in envs.ARMS[t.env_id] else []
-        assert [(v.name, v.env_kwargs) for v in t.variants] == [("nominal", {}), *arms]
+        assert [(v.name, v.env_kwargs) for v in t.variants] == [*varied, *arms]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,21 @@ def test_v2_suites_cover_every_task_with_v1_seeds():
         ('name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nlayout = "nope"\nseeds = [1]\n', "tasks[0].layout"),
         ('name = "x"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = "1"\n', "tasks[0].seeds"),
         ("name = [", "not valid TOML"),
+        (
+            'name = "x"\n[[tasks]]\nenv_id = "ConveyorPick-v0"\nseeds = [1]\n[[tasks.variants]]\nname = "f"\n'
+            'env_kwargs = { faults = ["conveyor_jam", "gremlins"] }\n',
+            "tasks[0].variants[0].env_kwargs.faults: unknown fault families ['gremlins']",
+        ),
+        (
+            'name = "x"\n[[tasks]]\nenv_id = "ConveyorPick-v0"\nseeds = [1]\n[[tasks.variants]]\nname = "f"\n'
+            'env_kwargs = { faults = ["machine_breakdown"] }\n',
+            "tasks[0].variants[0].env_kwargs.faults: machine_breakdown: this cell has nothing it acts on",
+        ),
+        (
+            'name = "x"\n[[tasks]]\nenv_id = "ConveyorPick-v0"\nseeds = [1]\n[[tasks.variants]]\nname = "f"\n'
+            'env_kwargs = { randomize = "lots" }\n',
+            "tasks[0].variants[0].env_kwargs.randomize: expected true, false or none",
+        ),
     ],
 )
 def test_bad_suites_name_the_file_and_field(tmp_path, capsys, text, expected):
