@@ -57,6 +57,48 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _metric(key: str) -> tuple[str, str]:
+    """A summary key as a readable name and its unit."""
+    from agents.evaluation.scorecard import kpi_info
+
+    own = {
+        "episodes": ("Episodes", "count"),
+        "success_rate": ("Success rate", "share"),
+        "mean_return": ("Return, mean", "reward"),
+        "mean_length": ("Episode length, mean", "steps"),
+        "final_distance": ("Final distance to the goal", "m"),
+        "parts_placed_total": ("Parts placed, all episodes", "parts"),
+        "parts_arrived_total": ("Parts arrived, all episodes", "parts"),
+        "parts_placed_fraction": ("Parts placed, share", "share"),
+        "step": ("Training steps", "env steps"),
+        "train_seconds": ("Training time", "s"),
+        "collect_seconds": ("Collecting (of the training time)", "s"),
+        "update_seconds": ("Updating (of the training time)", "s"),
+        "workers_restarted": ("Workers restarted", "count"),
+        "episodes_dropped": ("Episodes dropped", "count"),
+        "eval_seconds": ("Evaluation time", "s"),
+        "eval_episodes": ("Evaluation episodes", "count"),
+        "eval_return_mean": ("Evaluation return, mean", "reward"),
+        "eval_length_mean": ("Evaluation episode length, mean", "steps"),
+        "eval_success_rate": ("Evaluation success rate", "share"),
+        "eval_parts_placed_fraction": ("Evaluation parts placed, share", "share"),
+    }
+    if key in own:
+        return own[key]
+    name, unit, _ = kpi_info(key)
+    return name, unit or "-"
+
+
+def _video_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--video-size must be WIDTHxHEIGHT, such as 480x360, got {text!r}") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise UsageError(f"--video-size must be 16 to 4096 pixels a side, got {text!r}")
+    return w, h
+
+
 def _env_id(env_id: str, expert: bool = False) -> str:
     """``env_id`` checked (``module:EnvId`` imports the module); ``expert``: it must have an expert."""
     import envs
@@ -88,11 +130,13 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
     failed = []
     t0 = time.perf_counter()
-    for env_id, mode, robot in cases():
+    for env_id, mode, robot, varied in cases():
         t = time.perf_counter()
         label, arm = (f"{mode}, {robot}", f" robot={robot}") if robot else (mode, "")
+        if varied:
+            label, arm = f"{label}, faults, randomized", f"{arm} faults=all randomize=True"
         try:
-            smoke_one(env_id, mode, steps=args.steps, seed=args.seed, robot=robot)
+            smoke_one(env_id, mode, steps=args.steps, seed=args.seed, robot=robot, varied=varied)
         except Exception as exc:  # report and go on: the summary names every failure
             failed.append(f"{env_id} [{label}]: {type(exc).__name__}: {exc}")
             out.print(f"[red]FAIL[/red] {env_id} obs_mode={mode}{arm}: {escape(str(exc))}")
@@ -113,27 +157,57 @@ def cmd_play(args: argparse.Namespace) -> int:
         raise UsageError("--episodes must be at least 1")
     if args.video and not args.video.lower().endswith((".mp4", ".gif")):
         raise UsageError(f"--video must name a .mp4 or .gif file, got {args.video!r}")
+    if args.frame_stride < 1:
+        raise UsageError("--frame-stride must be at least 1")
+    size = _video_size(args.video_size)
     env_kwargs = {"robot": args.robot} if args.robot else {}
+    if args.faults:
+        env_kwargs["faults"] = args.faults if args.faults in ("all", "none") else args.faults.split(",")
+    if args.randomize:
+        env_kwargs["randomize"] = True
     if env_kwargs:
-        _check_env_kwargs(env_id, env_kwargs)  # an arm that is not there, or cannot reach: exit 2
+        _check_env_kwargs(env_id, env_kwargs)  # an arm that is not there, a fault it lacks: exit 2
     with _progress() as prog:
-        task = prog.add_task(escape(f"{env_id} [{args.policy}]"), total=args.episodes, rate="")
-        tick = _episode_ticker(prog, task)
+        # the bar counts control steps (an episode's share of its step limit), so it moves and its
+        # ETA means something even while one long episode renders its video
+        task = prog.add_task(escape(f"{env_id} [{args.policy}]"), total=float(args.episodes), rate="")
+        t0, state = time.perf_counter(), {"episodes": 0, "steps": 0}
+
+        def step(n, limit):
+            state["steps"] += 1
+            frac = min(n / limit, 0.99) if limit else 0.0
+            rate = state["steps"] / (time.perf_counter() - t0)
+            prog.update(task, completed=state["episodes"] + frac, rate=f"{rate:.0f} steps/s")
 
         def done(res):
-            tick()
+            state["episodes"] += 1
+            prog.update(task, completed=state["episodes"])
             if args.verbose:
                 err.print(f"seed {res.seed}: success={res.success} return={res.ret:.2f} steps={res.length}")
 
-        results = run_episodes(
-            env_id, args.policy, args.episodes, args.seed, args.video, on_episode=done, env_kwargs=env_kwargs
-        )
+        try:
+            results = run_episodes(
+                env_id,
+                args.policy,
+                args.episodes,
+                args.seed,
+                args.video,
+                on_episode=done,
+                env_kwargs=env_kwargs,
+                on_step=step,
+                frame_stride=args.frame_stride,
+                video_size=size,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     summary = summarize(results)
     table = Table(title=f"{env_id}: {args.policy} policy, {args.episodes} episode(s) from seed {args.seed}")
     table.add_column("metric")
+    table.add_column("unit")
     table.add_column("value", justify="right")
     for k, v in summary.items():
-        table.add_row(k, _fmt(v))
+        name, unit = _metric(k)
+        table.add_row(name, unit, _fmt(v))
     (err if args.json else out).print(table)  # with --json, stdout carries the JSON alone
     if args.json:
         print(json.dumps({"env": env_id, "policy": args.policy, "seed": args.seed, **summary}))
@@ -270,10 +344,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     table = Table()
     table.add_column("metric")
+    table.add_column("unit")
     table.add_column("value", justify="right")
     for k, v in result.items():
         if k not in ("episodes", "env_id", "algo", "device"):
-            table.add_row(k, _fmt(v))
+            name, unit = _metric(k)
+            table.add_row(name, unit, _fmt(v))
     out.print(table)
     out.print(f"run folder: {args.out} (eval.json, metrics.jsonl, learning_curve.png, checkpoints/)")
     return 0
@@ -352,6 +428,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from agents.evaluation.report import aggregate, clean, encode_video, scorecard_meta, write_report, write_results
     from agents.evaluation.runner import VIDEO_STRIDE, PolicyError, check_policy, policy_spec, run_suite
+    from agents.evaluation.scorecard import load_reference
     from agents.evaluation.store import ResultsError, ResultsFolder
     from agents.evaluation.suite import SuiteError, load_suite
 
@@ -363,6 +440,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("--resume and --overwrite exclude each other")
     try:
         suite = load_suite(args.suite)
+        if args.task:
+            suite = suite.only(args.task)
         spec = policy_spec(args.policy)
         flags = {
             "episode_seconds": args.episode_seconds,
@@ -379,8 +458,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (SuiteError, PolicyError) as exc:
         raise UsageError(str(exc)) from None
     meta = scorecard_meta(suite, spec, args.backend, args.workers)
+    if suite.tasks_run is not None:
+        meta["tasks_run"] = suite.tasks_run
+    try:
+        reference = None if spec.kind == "expert" and not args.reference else load_reference(meta, args.reference)
+    except ValueError as exc:
+        raise UsageError(f"--reference: {exc}") from None
     identity = {k: meta[k] for k in ("suite", "suite_hash", "layout_hashes", "policy")}
     identity |= {"limits": limits.model_dump(), "videos": args.videos}
+    if suite.tasks_run is not None:  # resuming a part of a suite is resuming that part
+        identity["tasks_run"] = suite.tasks_run
     try:
         folder = ResultsFolder(args.out, identity, resume=args.resume, overwrite=args.overwrite)
     except ResultsError as exc:
@@ -443,28 +530,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             write_results(out_dir, rows, aggs, meta)
         except ImportError as exc:
             raise UsageError(f"writing results needs {exc.name}: pip install 'factory-twin[eval]'") from None
-        write_report(out_dir, meta, aggs, rows, folder.videos())
+        write_report(out_dir, meta, aggs, rows, folder.videos(), reference)
     rate = f", {meta['episodes_per_minute']:.1f} episodes/min" if meta["episodes_per_minute"] else ""
-    table = Table(title=f"{suite.suite.name}: {spec.kind} policy, {n} episodes{rate}")
-    for col in ("task", "variant", "episodes", "success", "95% interval", "return", "failures", "errors"):
-        table.add_column(
-            col,
-            justify="left" if col in ("task", "variant") else "right",
-            no_wrap=col == "task",
-            min_width=15 if col == "task" else None,
-        )
-    for a in aggs:
-        table.add_row(
-            a["task"],
-            a["variant"],
-            str(a["episodes"]),
-            f"{a['success_mean']:.3f}",
-            f"[{a['success_ci95_low']:.3f}, {a['success_ci95_high']:.3f}]",
-            _fmt(a.get("return_mean", float("nan"))),
-            str(a["episodes"] - a["successes"]),
-            str(a["errors"]),
-        )
-    out.print(table)
+    out.print(_scorecard_table(f"{suite.suite.name}: {spec.kind} policy, {n} episodes{rate}", aggs, reference))
     out.print(f"wrote {out_dir}/results.json, results.parquet and report.html", highlight=False)
     errors = sum(1 for r in rows if r.get("error"))
     if errors:
@@ -474,6 +542,76 @@ def cmd_eval(args: argparse.Namespace) -> int:
             highlight=False,
         )
         return 1
+    return 0
+
+
+def _pc(v: float) -> str:
+    """A percentage to one decimal, without a trailing .0 (97, 97.5)."""
+    return f"{v:.1f}".removesuffix(".0")
+
+
+def _scorecard_table(title: str, aggs: list[dict], reference: dict | None) -> Table:
+    """The terminal scorecard: success per task and variant, its interval and the robustness
+    ratio (percent and ratios, units in the headers), with the expert's success where known."""
+    from agents.evaluation.scorecard import ROBUSTNESS_VARIANTS, headline
+
+    heads = {h["task"]: h for h in headline(aggs)}
+    refs = {(a["task"], a["variant"]): a for a in reference["aggregates"]} if reference else {}
+    cols = ["task", "variant", "success % [95% CI]", "x nominal"]
+    cols += ["expert %"] if reference else []
+    cols += ["failed"]
+    caption = "success: % of episodes; x nominal: success over the nominal cell's; failed: episodes"
+    table = Table(title=title, caption=caption)
+    for col in cols:
+        table.add_column(
+            col,
+            justify="left" if col in ("task", "variant") else "right",
+            no_wrap=col in ("task", "variant"),
+            # headers wrap between words, never inside one; the success cell stays on one line
+            min_width=14 if col.startswith("success") else max(len(w) for w in col.split()),
+        )
+    for a in aggs:
+        ratio = heads[a["task"]]["robustness"].get(a["variant"]) if a["variant"] in ROBUSTNESS_VARIANTS else None
+        ref = refs.get((a["task"], a["variant"]))
+        pct = [_pc(100 * a[k]) for k in ("success_mean", "success_ci95_low", "success_ci95_high")]
+        row = [
+            a["task"].removesuffix("-v0"),
+            a["variant"],
+            f"{pct[0]} [{pct[1]}-{pct[2]}]",
+            "-" if ratio is None else f"{ratio:.2f}",
+        ]
+        if reference:
+            row.append("-" if ref is None else _pc(100 * ref["success_mean"]))
+        errors = f", {a['errors']} not run" if a["errors"] else ""
+        row.append(f"{a['episodes'] - a['successes']}/{a['episodes']}{errors}")
+        table.add_row(*row)
+    return table
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write an output folder's report.html again from its results (with the current report code
+    and, if given, another expert reference)."""
+    from pathlib import Path
+
+    from agents.evaluation.report import load_results, write_report
+    from agents.evaluation.scorecard import load_reference
+    from agents.evaluation.store import list_videos
+
+    folder = Path(args.folder)
+    try:
+        doc = load_results(folder)
+        meta = doc["scorecard"]
+        is_expert = (meta.get("policy") or {}).get("kind") == "expert"
+        reference = None if is_expert and not args.reference else load_reference(meta, args.reference)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    path = write_report(folder, meta, doc["aggregates"], doc["episodes"], list_videos(folder), reference)
+    out.print(
+        _scorecard_table(
+            f"{meta['suite']}: {(meta.get('policy') or {}).get('kind')} policy", doc["aggregates"], reference
+        )
+    )
+    out.print(f"wrote {path}", highlight=False)
     return 0
 
 
@@ -487,7 +625,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     table = Table(title=f"A = {args.a}   B = {args.b}")
-    for col in ("task", "variant", "success A", "success B", "better", "intervals overlap"):
+    for col in (
+        "task",
+        "variant",
+        "success A (share [95% CI])",
+        "success B (share [95% CI])",
+        "better",
+        "intervals overlap",
+    ):
         table.add_column(
             col,
             justify="left" if col in ("task", "variant") else "right",
@@ -535,6 +680,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--video", metavar="FILE", help="write a .mp4 or .gif of the episodes")
     p.add_argument("--robot", metavar="MODEL", help="arm in place of the layout's: panda or iiwa")
+    p.add_argument(
+        "--faults", metavar="FAMILIES", help="'all', 'none' or comma-separated fault families (e.g. conveyor_jam)"
+    )
+    p.add_argument("--randomize", action="store_true", help="apply the layout's (or the standard) randomisation")
+    p.add_argument("--video-size", default="480x360", metavar="WxH", help="video frame size in pixels (480x360)")
+    p.add_argument(
+        "--frame-stride", type=int, default=2, metavar="K", help="render every K-th control step into the video (2)"
+    )
     p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     p.add_argument("-v", "--verbose", action="store_true", help="print a line per episode")
     p.set_defaults(fn=cmd_play)
@@ -604,7 +757,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--call-seconds", type=float, help="wall-clock limit per policy call (default: the suite's, else 2)")
     p.add_argument("--memory-mb", type=int, help="memory an eval worker may add, MB (default: the suite's, else 4096)")
+    p.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="an expert's twin eval folder to show beside the policy (default: the bundled one for the suite)",
+    )
+    p.add_argument("--task", action="append", metavar="ENV_ID", help="run only this task of the suite (repeatable)")
     p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("report", help="write a twin eval folder's report.html again (e.g. with another reference)")
+    p.add_argument("folder")
+    p.add_argument(
+        "--reference", metavar="DIR", help="an expert's twin eval folder (or reference JSON) to show beside it"
+    )
+    p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("compare", help="compare two twin eval results, task by task")
     p.add_argument("a")

@@ -312,6 +312,7 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     series = {
@@ -321,11 +322,19 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
     if not series:
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.4), squeeze=False)
+    labels = {
+        "return_mean": "episode return, mean (reward)",
+        "success_rate": "success rate (share of episodes)",
+        "loss": "training loss (batch mean)",
+        "val_loss": "validation loss (batch mean)",
+    }
     for ax, (k, pts) in zip(axes[0], series.items(), strict=True):
         xs, ys = zip(*pts, strict=True)
         ax.plot(xs, ys, lw=1.6)
-        ax.set_xlabel("step")
-        ax.set_title(k.replace("_", " "))
+        ax.set_xlabel("env steps" if "loss" not in k else "updates")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: not 100000200000...
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_ylabel(labels[k])
         ax.grid(alpha=0.3)
         if k == "success_rate":
             ax.set_ylim(-0.02, 1.02)

@@ -121,36 +121,43 @@ def plot_success(
     """Success per task/variant with 95% Wilson intervals (several policies side by side when given)."""
     plt = _plt()
     sets = others or [(title, aggregates)]
-    labels = [f"{a['task']}\n{a['variant']}" for a in sets[0][1]]
-    fig, ax = plt.subplots(figsize=(max(4.5, 2.2 * len(labels)), 3.4))
+    labels = [f"{a['task'].removesuffix('-v0')}\n{a['variant']}" for a in sets[0][1]]
+    fig, ax = plt.subplots(figsize=(min(max(4.5, 0.9 * len(labels) + 1.5), 11.5), 3.6))
     width = 0.8 / len(sets)
     for j, (name, aggs) in enumerate(sets):
         x = np.arange(len(aggs)) + (j - (len(sets) - 1) / 2) * width
         m = np.array([a["success_mean"] for a in aggs])
         lo = np.clip(m - np.array([a["success_ci95_low"] for a in aggs]), 0, None)
         hi = np.clip(np.array([a["success_ci95_high"] for a in aggs]) - m, 0, None)
-        ax.bar(x, m, width=width * 0.9, yerr=[lo, hi], capsize=4, label=name)
-    ax.set_xticks(np.arange(len(labels)), labels)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("success rate (95% Wilson)")
+        ax.bar(x, 100 * m, width=width * 0.9, yerr=[100 * lo, 100 * hi], capsize=3, label=name)
+    ax.set_xticks(np.arange(len(labels)), labels, fontsize=7, rotation=60 if len(labels) > 8 else 0, ha="center")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("success (% of episodes, 95% interval)")
     ax.grid(axis="y", alpha=0.3)
     if len(sets) > 1:
-        ax.legend()
+        ax.legend(fontsize=8)
     return _png(fig)
 
 
 def plot_kpis(rows: list[dict[str, Any]]) -> str | None:
+    """Box plots of a few KPIs per task and variant, each axis in its unit."""
+    from agents.evaluation.scorecard import kpi_info
+
     plt = _plt()
     keys = [k for k in ("return", "length", "kpi_energy", "kpi_throughput") if any(_finite(r.get(k)) for r in rows)]
     groups = sorted({(r["task"], r["variant"]) for r in rows})
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    fig, axes = plt.subplots(len(keys), 1, figsize=(min(max(5.0, 0.55 * len(groups) + 1.5), 11.5), 2.6 * len(keys)))
+    axes = np.atleast_1d(axes)
+    for ax, key in zip(axes, keys, strict=True):
         data = [[r[key] for r in rows if (r["task"], r["variant"]) == g and _finite(r.get(key))] for g in groups]
-        ax.boxplot([d or [np.nan] for d in data], tick_labels=[g[0].split("-")[0] for g in groups])
-        ax.set_title(key.removeprefix("kpi_"))
+        ax.boxplot([d or [np.nan] for d in data], tick_labels=[f"{g[0].removesuffix('-v0')}/{g[1]}" for g in groups])
+        name, unit, _ = kpi_info(key.removeprefix("kpi_"))
+        ax.set_ylabel(f"{name} ({unit})", fontsize=8)
+        ax.tick_params(axis="x", labelsize=6, rotation=60)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -167,12 +174,12 @@ def plot_cycle_times(rows: list[dict[str, Any]]) -> str | None:
     vals = {g: v for g, v in vals.items() if v}
     if not vals:
         return None
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for (task, variant), v in vals.items():
         ax.hist(v, bins=20, alpha=0.6, label=f"{task} / {variant}")
     ax.set_xlabel("cycle time per part, episode mean (s)")
-    ax.set_ylabel("episodes")
-    ax.legend()
+    ax.set_ylabel("episodes (count)")
+    ax.legend(fontsize=7, ncols=2)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -193,33 +200,126 @@ def encode_video(frames: list[np.ndarray], fps: int) -> tuple[bytes, str]:
         return data, ".gif"
 
 
+_CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1180px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;margin:.6em 0;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}th{background:#f4f4f4}
+td.l,th.l{text-align:left}td.l:first-child{white-space:nowrap}.ref{color:#777;font-size:11px;display:block}.good{color:#176f2c}.bad{color:#a61b1b}
+img{max-width:100%}video{width:100%}figure{display:inline-block;margin:0 1em 1em 0;width:360px;vertical-align:top}
+figcaption{font-size:12px}code{font-size:12px;word-break:break-all}.note{color:#555;font-size:13px}"""
+
+
+def _cell(text: str, ref: str | None = None, cls: str = "") -> str:
+    refs = f"<span class='ref'>expert {html.escape(ref)}</span>" if ref is not None else ""
+    return f"<td class='{cls}'>{html.escape(text)}{refs}</td>"
+
+
+def _headline_html(aggregates, reference) -> str:
+    from agents.evaluation.scorecard import ROBUSTNESS_VARIANTS, headline, success_text, variant_names
+
+    variants = variant_names(aggregates)
+    ref_rows = {r["task"]: r for r in headline(reference["aggregates"])} if reference else {}
+    head = "<th class='l'>task</th>" + "".join(f"<th>{html.escape(v)}: success (95% interval)</th>" for v in variants)
+    head += "".join(f"<th>robustness: {v} / nominal</th>" for v in ROBUSTNESS_VARIANTS)
+    body = ""
+    for row in headline(aggregates):
+        ref = ref_rows.get(row["task"])
+        cells = f"<td class='l'>{html.escape(row['task'])}</td>"
+        for v in variants:
+            a = row["variants"].get(v)
+            r = success_text(ref["variants"].get(v)) if ref and v in ref["variants"] else None
+            cells += _cell(success_text(a), r)
+        for v in ROBUSTNESS_VARIANTS:
+            ratio = row["robustness"][v]
+            r_ratio = ref["robustness"][v] if ref else None
+            text = "-" if ratio is None else f"{ratio:.2f}"
+            cls = "" if ratio is None else ("good" if ratio >= 0.9 else "bad" if ratio < 0.7 else "")
+            cells += _cell(text, None if ref is None else ("-" if r_ratio is None else f"{r_ratio:.2f}"), cls)
+        body += f"<tr>{cells}</tr>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _kpi_html(aggregates, reference) -> str:
+    from agents.evaluation.scorecard import fmt, kpi_info, kpi_keys, variant_names
+
+    refs = {(a["task"], a["variant"]): a for a in reference["aggregates"]} if reference else {}
+    out = ""
+    for task in dict.fromkeys(a["task"] for a in aggregates):
+        aggs = {a["variant"]: a for a in aggregates if a["task"] == task}
+        variants = [v for v in variant_names(aggregates) if v in aggs]
+        head = "<th class='l'>KPI (unit), episode mean</th>" + "".join(f"<th>{html.escape(v)}</th>" for v in variants)
+        body, hidden = "", 0
+        for key in kpi_keys(aggregates, task):
+            values = [aggs[v].get(f"{key}_mean") for v in variants]
+            if all(x is None or x == 0 for x in values) and key not in ("collisions", "drops"):
+                hidden += 1  # nothing to read: the task has none of it (parts in a reach task)
+                continue
+            name, unit, _ = kpi_info(key)
+            cells = f"<td class='l'>{html.escape(name)} ({html.escape(unit or '-')})</td>"
+            for v in variants:
+                ref = refs.get((task, v))
+                r = fmt(ref.get(f"{key}_mean"), unit) if ref is not None else None
+                cells += _cell(fmt(aggs[v].get(f"{key}_mean"), unit), r)
+            body += f"<tr>{cells}</tr>"
+        note = f"<p class='note'>{hidden} KPIs that are 0 in every variant are left out.</p>" if hidden else ""
+        out += f"<h3>{html.escape(task)}</h3><div class='scroll'><table><tr>{head}</tr>{body}</table></div>{note}"
+    return out
+
+
+def _provenance_html(meta: dict[str, Any], reference) -> str:
+    names = {
+        "suite": "Suite",
+        "suite_file": "Suite file",
+        "suite_hash": "Suite SHA-256",
+        "layout_hashes": "Layout SHA-256s",
+        "policy": "Policy",
+        "package_version": "Factory Twin version",
+        "git_commit": "Git commit",
+        "created": "Created",
+        "backend": "Worker backend",
+        "workers": "Workers",
+        "limits": "Limits per episode",
+        "episodes_per_minute": "Episodes per minute",
+        "resumed_with_episodes": "Episodes kept from an earlier run",
+        "tasks_run": "Tasks run (part of the suite)",
+    }
+    rows = ""
+    for k, v in meta.items():
+        if isinstance(v, dict):
+            text = "<br>".join(f"{html.escape(str(a))}: <code>{html.escape(str(b))}</code>" for a, b in v.items())
+        else:
+            text = f"<code>{html.escape(str(v))}</code>"
+        rows += f"<tr><th class='l'>{html.escape(names.get(k, k))}</th><td class='l'>{text}</td></tr>"
+    if reference is not None:
+        r = reference["scorecard"]
+        rows += (
+            "<tr><th class='l'>Expert reference</th><td class='l'>"
+            f"{html.escape(str(r.get('suite')))} at commit <code>{html.escape(str(r.get('git_commit')))}</code>, "
+            f"{html.escape(str(r.get('created')))}</td></tr>"
+        )
+    return f"<div class='scroll'><table>{rows}</table></div>"
+
+
 def write_report(
     out: Path,
     meta: dict[str, Any],
     aggregates: list[dict[str, Any]],
     rows: list[dict[str, Any]],
     videos: dict[tuple[str, str, int], Path],
+    reference: dict[str, Any] | None = None,
 ) -> Path:
-    """A single self-contained ``report.html``: plots and videos (files from ``encode_video``) are
-    embedded as data URIs."""
-    cols = [
-        "task",
-        "variant",
-        "episodes",
-        "success_mean",
-        "success_ci95_low",
-        "success_ci95_high",
-        "return_mean",
-        "length_mean",
-    ]
-    extra = ["throughput_mean", "cycle_time_mean_mean", "cycle_time_mean_p95", "drops_mean", "energy_mean"]
-    cols += [c for c in extra if any(c in a for a in aggregates)]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(a.get(c)))}</td>" for c in cols) + "</tr>" for a in aggregates
-    )
+    """A single self-contained ``report.html``: the headline per task (success per variant and the
+    robustness ratios), KPI tables with units, plots and episode videos (embedded as data URIs),
+    failed episodes and provenance; ``reference`` (an expert's results) shows beside each figure."""
+    policy = meta.get("policy", {}) or {}
+    kind = policy.get("kind", "")
+    sets = [(f"policy ({kind})", aggregates)]
+    if reference is not None:
+        ref_map = {(a["task"], a["variant"]): a for a in reference["aggregates"]}
+        if all((a["task"], a["variant"]) in ref_map for a in aggregates):
+            sets.append(("expert (reference)", [ref_map[a["task"], a["variant"]] for a in aggregates]))
     figs = [
-        ("Success per task (95% Wilson intervals)", plot_success(aggregates, meta.get("policy", {}).get("kind", ""))),
+        ("Success per task and variant", plot_success(aggregates, kind, others=sets if len(sets) > 1 else None)),
         ("KPI distributions", plot_kpis(rows)),
         ("Cycle times", plot_cycle_times(rows)),
     ]
@@ -231,7 +331,7 @@ def write_report(
         mime = "video/mp4" if path.suffix == ".mp4" else "image/gif"
         data = base64.b64encode(path.read_bytes()).decode()
         tag = (
-            f"<video controls loop muted src='data:{mime};base64,{data}'></video>"
+            f"<video controls loop muted playsinline src='data:{mime};base64,{data}'></video>"
             if mime == "video/mp4"
             else f"<img alt='episode' src='data:{mime};base64,{data}'>"
         )
@@ -240,23 +340,30 @@ def write_report(
         )
     failures = [r for r in rows if r["failure"]]
     fail_html = "".join(
-        f"<tr><td>{html.escape(r['task'])}</td><td>{html.escape(r['variant'])}</td><td>{r['seed']}</td>"
-        f"<td>{html.escape(r['failure'])}</td></tr>"
+        f"<tr><td class='l'>{html.escape(r['task'])}</td><td class='l'>{html.escape(r['variant'])}</td>"
+        f"<td>{r['seed']}</td><td class='l'>{html.escape(r['failure'])}</td></tr>"
         for r in failures[:200]
     )
-    meta_html = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in meta.items()
+    ref_note = (
+        "Grey figures under each number are the scripted expert's on the same suite, for reference."
+        if reference is not None
+        else "No expert reference for this suite (pass <code>--reference</code> with an expert's results folder)."
     )
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>Factory Twin scorecard: {html.escape(meta["suite"])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:14px}}th{{background:#f4f4f4}}
-img,video{{max-width:100%}}figure{{display:inline-block;margin:0 1em 1em 0;width:420px}}</style></head><body>
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Factory Twin scorecard: {html.escape(meta["suite"])}</title><style>{_CSS}</style></head><body>
 <h1>Scorecard: {html.escape(meta["suite"])}</h1>
-<p>Policy: <code>{html.escape(json.dumps(meta.get("policy")))}</code>; {len(rows)} episodes.</p>
-<table><tr>{head}</tr>{body}</table>{fig_html}
-<h2>Episode videos</h2>{vid_html or "<p>none recorded (use --videos K)</p>"}
-<h2>Failed episodes ({len(failures)})</h2><table><tr><th>task</th><th>variant</th><th>seed</th><th>reason</th></tr>{fail_html}</table>
-<h2>Provenance</h2><table>{meta_html}</table></body></html>"""
+<p>Policy: <code>{html.escape(str(policy.get("path") or kind))}</code> ({html.escape(kind)}); {len(rows)} episodes.
+{ref_note}</p>
+<section id="headline"><h2>Headline</h2>
+<p class="note">Success is the share of episodes that met the task's goal, with its 95% Wilson interval. Robustness
+is the success in a variant over the success in the nominal cell (1.00: unaffected).</p>
+{_headline_html(aggregates, reference)}</section>
+<section id="kpis"><h2>KPIs</h2>{_kpi_html(aggregates, reference)}</section>
+<section id="plots">{fig_html}</section>
+<section id="videos"><h2>Episode videos</h2>{vid_html or "<p>none recorded (use --videos K)</p>"}</section>
+<section id="failures"><h2>Failed episodes ({len(failures)})</h2><div class='scroll'><table><tr><th class='l'>task</th>
+<th class='l'>variant</th><th>seed</th><th class='l'>reason</th></tr>{fail_html}</table></div></section>
+<section id="provenance"><h2>Provenance</h2>{_provenance_html(meta, reference)}</section></body></html>"""
     atomic_write_text(out / "report.html", doc)
     return out / "report.html"
 

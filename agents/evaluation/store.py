@@ -150,11 +150,7 @@ class ResultsFolder:
         atomic_write_bytes(self.path / VIDEOS / f"{quote(task, safe=':')}__{variant}__{seed}{suffix}", data)
 
     def videos(self) -> dict[tuple[str, str, int], Path]:
-        out = {}
-        for p in sorted((self.path / VIDEOS).glob("*__*__*.*")):
-            task, variant, seed = p.stem.split("__")
-            out[(unquote(task), variant, int(seed))] = p
-        return out
+        return list_videos(self.path)
 
     def close(self) -> None:
         rows = getattr(self, "_rows", None)
@@ -170,3 +166,12 @@ class ResultsFolder:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def list_videos(folder: Path) -> dict[tuple[str, str, int], Path]:
+    """The episode videos of an output folder by (task, variant, seed)."""
+    out = {}
+    for p in sorted((Path(folder) / VIDEOS).glob("*__*__*.*")):
+        task, variant, seed = p.stem.split("__")
+        out[(unquote(task), variant, int(seed))] = p
+    return out

@@ -145,6 +145,22 @@ class LoadedSuite:
             return str(self.path.parent / p)
         return str(find_layout(ref))
 
+    def only(self, env_ids: list[str]) -> LoadedSuite:
+        """The suite cut down to these tasks (same file, same hash: a part of the same evaluation)."""
+        have = [t.env_id for t in self.suite.tasks]
+        unknown = [e for e in env_ids if e not in have]
+        if unknown:
+            raise SuiteError(
+                str(self.path), [f"--task: {', '.join(unknown)} not in this suite (it has {', '.join(have)})"]
+            )
+        tasks = [t for t in self.suite.tasks if t.env_id in env_ids]
+        part = LoadedSuite(self.suite.model_copy(update={"tasks": tasks}), self.path, self.hash)
+        part.tasks_run = [t.env_id for t in tasks]
+        return part
+
+    tasks_run: list[str] | None = None
+    """The tasks run when only some of the suite's were asked for (``--task``), else None."""
+
     def episodes(self) -> list[tuple[str, str, int]]:
         """(env_id, variant, seed) of every episode, in suite order."""
         return [(t.env_id, v.name, s) for t in self.suite.tasks for v in t.variants for s in t.seeds]

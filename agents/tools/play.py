@@ -51,18 +51,30 @@ def run_episodes(
     video: str | None = None,
     on_episode=None,
     env_kwargs: dict | None = None,
+    on_step=None,
+    frame_stride: int = 1,
+    video_size: tuple[int, int] | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; optionally record a video.
 
     Frames go to the video file as they are rendered, so memory stays flat however many
-    episodes are recorded; the file appears only once it is complete.
+    episodes are recorded; the file appears only once it is complete. ``frame_stride`` renders
+    every k-th control step (the video plays at the control rate over k, in real time);
+    ``video_size`` renders frames of that size (this package's envs). ``on_step(steps, limit)``
+    is called after every step with the episode's steps so far and its step limit (or None).
     """
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be at least 1, got {frame_stride}")
     kwargs = {**(env_kwargs or {}), **({"render_mode": "rgb_array"} if video else {})}  # some envs refuse None
     env = envs.make(env_id, **kwargs)
+    limit = env.spec.max_episode_steps if env.spec is not None else None
     results = []
     try:
+        if video and video_size is not None and hasattr(env.unwrapped, "set_render_size"):
+            env.unwrapped.set_render_size(*video_size)
+        fps = max(1, round(env.metadata["render_fps"] / frame_stride))
         with contextlib.ExitStack() as stack:
-            writer = stack.enter_context(VideoWriter(video, fps=env.metadata["render_fps"])) if video else None
+            writer = stack.enter_context(VideoWriter(video, fps=fps)) if video else None
             pi = make_policy(policy, env, env_id)
             for k in range(episodes):
                 s = seed + k
@@ -76,8 +88,10 @@ def run_episodes(
                     obs, r, term, trunc, info = env.step(pi(obs))
                     ret += r
                     n += 1
-                    if writer:
+                    if writer and (n % frame_stride == 0 or term or trunc):
                         writer.append(env.render())
+                    if on_step:
+                        on_step(n, limit)
                     if term or trunc:
                         break
                 kpis = env.unwrapped.kpis() if hasattr(env.unwrapped, "kpis") else {}

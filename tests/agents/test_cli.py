@@ -84,12 +84,25 @@ def test_play_streams_every_frame_into_an_mp4(tmp_path, capsys):
     import imageio.v2 as imageio
 
     video = tmp_path / "reach.mp4"
-    assert run(["play", "FactoryReach-v0", "--episodes", "2", "--video", str(video), "--json"]) == 0
+    args = ["play", "FactoryReach-v0", "--episodes", "2", "--video", str(video), "--json"]
+    assert run([*args, "--frame-stride", "1", "--video-size", "640x480"]) == 0
     summary = json.loads(next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")))
     with imageio.get_reader(video) as r:
         n_frames = r.count_frames()
         assert r.get_data(0).shape == (480, 640, 3)
     assert n_frames == summary["mean_length"] * 2 + 2  # the reset frame and one per step, per episode
+    # the defaults: every second step (and the last) at 480x360, and a bar that counts steps
+    assert run(["play", "FactoryReach-v0", "--seed", "3", "--video", str(video), "--json"]) == 0
+    captured = capsys.readouterr()
+    steps = json.loads(next(ln for ln in captured.out.splitlines() if ln.startswith("{")))["mean_length"]
+    assert "steps/s" in captured.err and "ETA" in captured.err
+    with imageio.get_reader(video) as r:
+        assert r.get_data(0).shape == (360, 480, 3)
+        assert r.count_frames() == 1 + steps // 2 + (steps % 2)
+    assert run(["play", "FactoryReach-v0", "--video", str(video), "--video-size", "big"]) == 2
+    assert "--video-size must be WIDTHxHEIGHT" in capsys.readouterr().err
+    assert run(["play", "FactoryReach-v0", "--faults", "meteor"]) == 2
+    assert "unknown fault families ['meteor']" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["reach.mp4"]  # no temporary file left behind
 
 

@@ -143,6 +143,14 @@ def test_eval_writes_results_report_and_compares(tmp_path, capsys):
     assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(tmp_path / "cmp.png")]) == 0
     out = capsys.readouterr().out
     assert "FactoryReach-v0" in out and (tmp_path / "cmp.png").stat().st_size > 1000
+    # the expert's results as the reference beside the random policy's, in the report and the terminal
+    assert cli(["report", str(tmp_path / "b"), "--reference", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "expert %" in out and " 100 │" in out  # the expert placed every part
+    report = (tmp_path / "b" / "report.html").read_text()
+    assert "<span class='ref'>expert 100.0% [" in report and "Expert reference" in report
+    assert cli(["report", str(tmp_path / "b"), "--reference", str(tmp_path / "nothing")]) == 2
+    assert "not a twin eval results file or reference" in capsys.readouterr().err
 
 
 def _onnx_policy(path, d_in, d_out, bias=0.0):
@@ -251,3 +259,19 @@ env_kwargs = { reward_type = "sparse" }
     aggs = {a["variant"]: a for a in aggregate(rows)}
     assert set(aggs) == {"dense", "sparse"} and all(a["episodes"] == 2 for a in aggs.values())
     assert aggs["sparse"]["return_mean"] != aggs["dense"]["return_mean"]  # the variant's env kwargs took effect
+
+
+def test_part_of_a_suite_runs_under_the_suites_hash(tmp_path, capsys):
+    out = tmp_path / "reach"
+    assert (
+        cli(["eval", "--policy", "expert", "--suite", "smoke-v2", "--task", "FactoryReach-v0", "--out", str(out)]) == 0
+    )
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["scorecard"]["tasks_run"] == ["FactoryReach-v0"]
+    assert doc["scorecard"]["suite_hash"] == load_suite("smoke-v2").hash
+    assert {(r["task"], r["variant"]) for r in doc["episodes"]} == {
+        ("FactoryReach-v0", v) for v in ("nominal", "randomized", "faults")
+    }
+    assert "x nominal" in capsys.readouterr().out
+    assert cli(["eval", "--policy", "expert", "--suite", "smoke-v2", "--task", "Nope-v0", "--out", str(out)]) == 2
+    assert "--task: Nope-v0 not in this suite" in capsys.readouterr().err
