@@ -340,6 +340,15 @@ class FactoryEnv(gym.Env):
         """Layout entry of the camera the ``rgb`` observation mode uses."""
         return self._camera(self.task.obs_camera).config
 
+    def set_render_size(self, width: int, height: int) -> None:
+        """Render ``rgb_array`` frames at ``width`` x ``height`` pixels instead of the camera's size
+        (smaller frames render faster: the CPU renderer's cost grows with the pixels)."""
+        if self._render_cam is None:
+            raise ValueError("set_render_size needs render_mode='rgb_array'")
+        if not (16 <= width <= 4096 and 16 <= height <= 4096):
+            raise ValueError(f"render size must be 16 to 4096 pixels a side, got {width}x{height}")
+        self._render_cam = self._render_cam.resized(int(width), int(height))
+
     def kpis(self) -> dict[str, float]:
         """Production KPIs of the episode so far: the cell's and the task's own."""
         return {**self.twin.kpis(), **self.task.kpis()}

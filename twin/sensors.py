@@ -85,6 +85,10 @@ class Camera:
         levels) and the fault's own noise stream."""
         self._last: np.ndarray | None = None
 
+    def resized(self, width: int, height: int) -> Camera:
+        """The same camera (pose, field of view, carrier) giving images of another size."""
+        return Camera(self.world, self.config, width, height, carrier=self.carrier)
+
     def set_variation(self, eye_offset=(0.0, 0.0, 0.0), target_offset=(0.0, 0.0, 0.0), light=None) -> None:
         """Move a fixed camera's eye and target by offsets (m) and set the lighting; the defaults
         put it back as the layout has it."""
