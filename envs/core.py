@@ -57,6 +57,12 @@ class Task(ABC):
     render_camera: ClassVar[str] = "overview"
     pending: Sequence[list[float]] = ()
     """Actions sent but not yet applied (control latency), oldest first; set by the env."""
+    fresh_world: ClassVar[bool] = False
+    """Build a new twin (and task) at every reset instead of restoring the saved state. PyBullet's
+    broadphase keeps a history that ``restoreState`` does not undo, so an episode can drift from a
+    fresh process's run of the same seed after many steps; a task as sensitive to it as wafer
+    handling pays a new build (tens of milliseconds) for episodes that depend on their seed alone.
+    Code holding ``env.unwrapped.task`` or ``.twin`` across a reset must read them again."""
 
     def __init__(self, twin: Twin, reward_type: str = "dense") -> None:
         if reward_type not in ("dense", "sparse"):
@@ -229,6 +235,8 @@ class FactoryEnv(gym.Env):
         if varied:
             ref = with_variation(ref, faults, randomize, str(source or "the layout"))
         self.twin = Twin(ref, source=source)
+        self._build = (source, task, reward_type, task_kwargs)
+        self._resets = 0
         rnd = self.twin.layout.randomization
         self._latency_range, self._action_noise = rnd.latency, rnd.action_noise
         self._indicators = self.twin.layout.faults.indicators
@@ -253,6 +261,20 @@ class FactoryEnv(gym.Env):
             self.twin.close()
             raise
 
+    def _rebuild(self) -> None:
+        """A new twin and task in place of the old ones (``Task.fresh_world``)."""
+        source, task_cls, reward_type, task_kwargs = self._build
+        layout = self.twin.layout
+        self.twin.close()
+        self.twin = Twin(layout, source=source)
+        self.task = task_cls(self.twin, reward_type, **task_kwargs)
+        if self._obs_cam is not None:
+            self._obs_cam = self._camera(task_cls.obs_camera)
+            self._extra_cams = {n: self._camera(n) for n in task_cls.extra_obs_cameras}
+        if self._render_cam is not None:
+            size = (self._render_cam.width, self._render_cam.height)
+            self._render_cam = self._camera(task_cls.render_camera).resized(*size)
+
     def _camera(self, name: str):
         try:
             return self.twin.cameras[name]
@@ -260,6 +282,7 @@ class FactoryEnv(gym.Env):
             raise ValueError(f"the layout has no camera named {name!r} (has {sorted(self.twin.cameras)})") from None
 
     def _make_obs_space(self) -> spaces.Space:
+        self._resets += 1
         self.twin.reset(np.random.default_rng(0))
         self.task.reset(np.random.default_rng(0))
         n = self._state().shape[0]
@@ -305,6 +328,9 @@ class FactoryEnv(gym.Env):
             latency = int(draw.integers(lo, hi + 1))
             self._queue = deque([[0.0] * self._action_shape[0]] * latency)
             self._noise_rng = np.random.default_rng(draw.integers(2**63))
+        if self.task.fresh_world and self._resets:
+            self._rebuild()
+        self._resets += 1
         self.task.pending = self._queue
         self.twin.reset(self.np_random)
         self.task.reset(self.np_random)

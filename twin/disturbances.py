@@ -76,7 +76,8 @@ class Disturbances:
         self._furniture: dict[int, list[float]] = {}
         if self.random.color_jitter > 0:
             p = twin.world.p
-            for body, name in twin.world._names.items():
+            for name in twin.world.body_names:
+                body = twin.world.body(name)
                 if name.startswith(FURNITURE) and not name.endswith("-lamp"):
                     shapes = p.getVisualShapeData(body)
                     if shapes:

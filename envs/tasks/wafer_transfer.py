@@ -66,6 +66,7 @@ class WaferTransfer(Task):
     obs_modes = ("state",)
     obs_camera = "overview"
     render_camera = "overview"
+    fresh_world = True  # a wafer on a friction paddle amplifies what PyBullet carries between episodes
     time_scale = 120.0
     default_knobs = {"wafers": 2}
 

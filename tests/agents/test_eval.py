@@ -275,3 +275,19 @@ def test_part_of_a_suite_runs_under_the_suites_hash(tmp_path, capsys):
     assert "x nominal" in capsys.readouterr().out
     assert cli(["eval", "--policy", "expert", "--suite", "smoke-v2", "--task", "Nope-v0", "--out", str(out)]) == 2
     assert "--task: Nope-v0 not in this suite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["smoke-v2", "standard-v2"])
+def test_the_bundled_expert_reference_matches_its_suite(name):
+    from agents.evaluation.scorecard import REFERENCE_DIR, load_reference
+
+    suite = load_suite(name)
+    ref = load_reference({"suite": name, "suite_hash": suite.hash})
+    # a suite edited without evaluating the expert on it again would lose its reference silently
+    assert ref is not None, f"regenerate {REFERENCE_DIR / (name + '-expert.json')} for the edited suite"
+    have = {(a["task"], a["variant"]) for a in ref["aggregates"]}
+    assert have == {(t, v) for t, v, _ in suite.episodes()}
+    assert all(
+        a["episodes"] == len(next(t for t in suite.suite.tasks if t.env_id == a["task"]).seeds)
+        for a in ref["aggregates"]
+    )

@@ -81,6 +81,9 @@ def test_an_episode_does_not_depend_on_the_one_before():
     try:
         observations(used, 4)
         np.testing.assert_array_equal(observations(fresh, 9), observations(used, 9))
+        first_twin = used.unwrapped.twin
+        observations(used, 9)
+        assert used.unwrapped.twin is not first_twin  # each episode in a twin of its own
     finally:
         fresh.close()
         used.close()

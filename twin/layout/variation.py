@@ -214,7 +214,7 @@ class Randomization(_Model):
     action_noise: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     """Standard deviation of Gaussian noise added to every action component (actions span [-1, 1]).
     The standard randomisation leaves it out on a wafer tool, whose servo axes repeat to a tenth of a
-    millimetre: noise of 2% of full speed in its commands is not what such a robot sees."""
+    millimetre: noise of 1% of full speed in its commands is not what such a robot sees."""
     lighting: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     """How far lighting varies in images, 0 to 1: the light's direction turns by up to 90 degrees
     times this, its colour and ambient level vary by up to this share."""
@@ -241,7 +241,7 @@ STANDARD_RANDOMIZATION = Randomization(
     base_position=0.01,
     base_yaw=1.0,
     latency=(0, 1),
-    action_noise=0.02,
+    action_noise=0.01,
     lighting=0.5,
     color_jitter=0.15,
     camera_position=0.02,
