@@ -176,3 +176,27 @@ def load_reference(meta: dict[str, Any], path: str | Path | None = None) -> dict
     if doc["scorecard"].get("suite_hash") != meta.get("suite_hash"):
         return None  # another edition of the suite: its numbers would not compare
     return doc
+
+
+def write_reference(results_dir: str | Path, dest_dir: Path = REFERENCE_DIR) -> Path:
+    """Keep an expert evaluation's scorecard (provenance and aggregates, not the episode rows) as
+    the bundled reference of its suite: ``seeds/reference/<suite>-expert.json``."""
+    from agents.common.checkpoint import atomic_write_text
+
+    doc = json.loads((Path(results_dir) / "results.json").read_text())
+    meta = doc["scorecard"]
+    if (meta.get("policy") or {}).get("kind") != "expert":
+        raise ValueError(f"{results_dir}: a reference is the scripted expert's scorecard, this is {meta.get('policy')}")
+    if meta.get("tasks_run"):
+        raise ValueError(f"{results_dir}: ran only {meta['tasks_run']} of the suite; a reference covers all of it")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / f"{meta['suite']}-expert.json"
+    text = json.dumps({"scorecard": meta, "aggregates": doc["aggregates"]}, indent=1, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+    return path
+
+
+if __name__ == "__main__":  # python -m agents.evaluation.scorecard RESULTS_DIR
+    import sys
+
+    print(write_reference(sys.argv[1]))
