@@ -291,3 +291,13 @@ def test_the_bundled_expert_reference_matches_its_suite(name):
         a["episodes"] == len(next(t for t in suite.suite.tasks if t.env_id == a["task"]).seeds)
         for a in ref["aggregates"]
     )
+
+
+def test_the_fault_family_suite_takes_the_faults_variant_apart():
+    from twin.layout import applicable_families, find_layout, load_layout
+
+    suite = load_suite("faults-v1")
+    assert [t.env_id for t in suite.suite.tasks] == list(envs.ENV_IDS)
+    for t in suite.suite.tasks:
+        fams = applicable_families(load_layout(find_layout(t.layout)))
+        assert [(v.name, v.env_kwargs) for v in t.variants] == [(f, {"faults": [f]}) for f in fams]
