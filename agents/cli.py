@@ -624,29 +624,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rows, notes = compare(args.a, args.b, Path(args.plot) if args.plot else None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    table = Table(title=f"A = {args.a}   B = {args.b}")
-    for col in (
-        "task",
-        "variant",
-        "success A (share [95% CI])",
-        "success B (share [95% CI])",
-        "better",
-        "intervals overlap",
-    ):
+    caption = "success: % of episodes [95% interval]; overlap: yes means the difference is not significant"
+    table = Table(title=f"A = {args.a}   B = {args.b}", caption=caption)
+    for col in ("task", "variant", "success A %", "success B %", "better", "overlap"):
         table.add_column(
             col,
             justify="left" if col in ("task", "variant") else "right",
-            no_wrap=col == "task",
-            min_width=15 if col == "task" else None,
+            no_wrap=col in ("task", "variant"),
+            min_width=14 if col.startswith("success") else None,
         )
     for r in rows:
+        a = [_pc(100 * v) for v in (r["success_a"], *r["ci_a"])]
+        b = [_pc(100 * v) for v in (r["success_b"], *r["ci_b"])]
         table.add_row(
-            r["task"],
+            r["task"].removesuffix("-v0"),
             r["variant"],
-            f"{r['success_a']:.3f} [{r['ci_a'][0]:.2f}, {r['ci_a'][1]:.2f}]",
-            f"{r['success_b']:.3f} [{r['ci_b'][0]:.2f}, {r['ci_b'][1]:.2f}]",
+            f"{a[0]} [{a[1]}-{a[2]}]",
+            f"{b[0]} [{b[1]}-{b[2]}]",
             r["better"],
-            "yes (not significant)" if r["intervals_overlap"] else "no",
+            "yes" if r["intervals_overlap"] else "no",
         )
     out.print(table)
     for note in notes:

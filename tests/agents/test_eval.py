@@ -142,7 +142,7 @@ def test_eval_writes_results_report_and_compares(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(tmp_path / "cmp.png")]) == 0
     out = capsys.readouterr().out
-    assert "FactoryReach-v0" in out and (tmp_path / "cmp.png").stat().st_size > 1000
+    assert "FactoryReach" in out and (tmp_path / "cmp.png").stat().st_size > 1000
     # the expert's results as the reference beside the random policy's, in the report and the terminal
     assert cli(["report", str(tmp_path / "b"), "--reference", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
