@@ -16,6 +16,7 @@ import numpy as np
 from twin.events import EventLog
 from twin.faults import Fault, FaultTimeline, compute_fault_kpis, side_rng
 from twin.layout import CellLayout
+from twin.robots import Arm
 
 if TYPE_CHECKING:
     from twin.cell import Twin
@@ -55,8 +56,9 @@ class Disturbances:
         self.twin = twin
         layout = twin.layout
         self.random = layout.randomization
-        self.levels, self.oos_scale = part_scales(layout)
+        self.levels, _ = part_scales(layout)
         self.oos = layout.faults.out_of_spec
+        self._part_types = sorted({n for f in layout.feeders for n in f.mix})
         fleet, fab = twin.fleet, twin.fab
         arms = [r.name for r in twin.robots]
         wafer_robot = [fab.robot.name] if fab is not None else []
@@ -72,6 +74,14 @@ class Disturbances:
             "scanner_fault": agvs,
         }
         self.timeline = FaultTimeline(layout.faults, targets, self._apply)
+        self._equipment: dict[str, object] = {
+            **{m.name: m for m in twin.machines},
+            **{s.name: s for s in twin.inspections},
+            **({s.name: s for s in fleet.stations} if fleet is not None else {}),
+            **({a.name: a for a in fleet.agvs} if fleet is not None else {}),
+            **{r.name: r for r in twin.robots},
+        }
+        """The equipment a fault names, by its name (belts and cameras are the twin's own dicts)."""
         self._noise = np.random.default_rng(0)
         self._furniture: dict[int, list[float]] = {}
         if self.random.color_jitter > 0:
@@ -91,10 +101,7 @@ class Disturbances:
         self._draw = side_rng(rng, "randomization")
         self._fault_rng = side_rng(rng, "faults")
         self._oos_rng = side_rng(rng, "out_of_spec")
-        self._size = {n: self.levels[int(self._draw.integers(len(self.levels)))] for n in self._part_types()}
-
-    def _part_types(self) -> list[str]:
-        return sorted({n for f in self.twin.layout.feeders for n in f.mix})
+        self._size = {n: self.levels[int(self._draw.integers(len(self.levels)))] for n in self._part_types}
 
     def arrival(self, part_type: str) -> tuple[float, float | None]:
         """The size factor of the next fed part of ``part_type`` and, if it is out of spec, its
@@ -128,7 +135,7 @@ class Disturbances:
                 arm.set_base((base.position[0] + dx, base.position[1] + dy, base.position[2]), yaw)
         for name in sorted(twin.cameras):
             cam = twin.cameras[name]
-            cam._last, cam.fault = None, None
+            cam.clear_fault()
             if cam.config.mount is not None:
                 continue
             d = r.camera_position
@@ -166,16 +173,15 @@ class Disturbances:
         twin, name, family = self.twin, fault.target, fault.family
         c = getattr(twin.layout.faults, family)
         fleet, fab = twin.fleet, twin.fab
-        arms = {r.name: r for r in twin.robots}
+        thing = self._equipment.get(name)  # None for belts, cameras, chambers and the wafer robot
         if family == "conveyor_jam":
             if name in twin.conveyors:
                 twin.conveyors[name].set_running(not on)
             else:
-                next(s for s in fleet.stations if s.name == name).jammed = on
+                thing.jammed = on
         elif family == "machine_breakdown":
-            machine = next((m for m in twin.machines if m.name == name), None)
-            if machine is not None:
-                machine.set_down(twin.sim_time, on, twin.log)
+            if thing is not None:
+                thing.set_down(twin.sim_time, on, twin.log)
             else:
                 fab.cycles[name].down = on
         elif family == "camera_fault":
@@ -183,21 +189,21 @@ class Disturbances:
         elif family == "beam_missed":
             twin.conveyors[name].beam_blind = on
         elif family == "inspection_error":
-            next(s for s in twin.inspections if s.name == name).error = c.error if on else None
+            thing.error = c.error if on else None
         elif family == "grasp_slip":
             scale = c.grip_scale if on else 1.0
-            if name in arms:
-                arms[name].tool.set_grip(scale)
+            if thing is not None:
+                thing.tool.set_grip(scale)
             else:
                 fab.robot.set_grip(scale)
         elif family == "joint_slowdown":
             scale = c.speed_scale if on else 1.0
-            if name in arms:
-                arms[name].set_speed(scale)
-            elif fab is not None and name == fab.robot.name:
+            if thing is None:
                 fab.robot.speed_scale = scale
-            else:
-                next(a for a in fleet.agvs if a.name == name).speed_scale = scale
+            elif isinstance(thing, Arm):
+                thing.set_speed(scale)
+            else:  # an AGV
+                thing.speed_scale = scale
         elif family == "scanner_fault":
             i = next(i for i, a in enumerate(fleet.agvs) if a.name == name)
             if on:

@@ -85,6 +85,10 @@ class Camera:
         levels) and the fault's own noise stream."""
         self._last: np.ndarray | None = None
 
+    def clear_fault(self) -> None:
+        """End a camera fault and forget the last good frame (a new episode starts clean)."""
+        self.fault, self._last = None, None
+
     def resized(self, width: int, height: int) -> Camera:
         """The same camera (pose, field of view, carrier) giving images of another size."""
         return Camera(self.world, self.config, width, height, carrier=self.carrier)

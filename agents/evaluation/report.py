@@ -368,14 +368,6 @@ is the success in a variant over the success in the nominal cell (1.00: unaffect
     return out / "report.html"
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 # -- comparison -------------------------------------------------------------------------------
 
 

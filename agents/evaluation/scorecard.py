@@ -161,8 +161,11 @@ def load_reference(meta: dict[str, Any], path: str | Path | None = None) -> dict
     """The expert's scorecard to show beside a policy's: ``path`` (a ``twin eval`` output folder or
     a reference JSON), else the checked-in one for the same suite when its hash matches."""
     if path is not None:
+        from agents.evaluation.report import load_results
+
         p = Path(path)
-        p = p / "results.json" if p.is_dir() else p
+        if p.is_dir():
+            return load_results(p)
         try:
             doc = json.loads(p.read_text())
             doc["aggregates"], doc["scorecard"]
