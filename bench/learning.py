@@ -34,6 +34,9 @@ class Cell:
     steps: int
     demos: int = 0
     """Expert demonstration episodes recorded for the run (0: none)."""
+    noise: float = 0.1
+    """Gaussian noise on the expert's executed actions while recording (DART); 0 where the
+    expert itself fails under noise (the AGV and the wafer robot)."""
     sets: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -56,6 +59,10 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("BinSort-v0", "sac", 300_000, demos=20),
         Cell("PegInsert-v0", "bc", 30_000, demos=200),
         Cell("PegInsert-v0", "sac", 100_000, demos=20),
+        Cell("AGVDeliver-v0", "bc", 30_000, demos=200, noise=0.0),
+        Cell("AGVDeliver-v0", "sac", 300_000, demos=20, noise=0.0),
+        Cell("WaferTransfer-v0", "bc", 30_000, demos=200, noise=0.0),
+        Cell("WaferTransfer-v0", "sac", 300_000, demos=20, noise=0.0),
     ],
     # The 2-core machine: what fits in minutes.
     "cpu": [
@@ -68,6 +75,10 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("MachineTend-v0", "sac", 20_000, demos=20),
         Cell("PegInsert-v0", "bc", 10_000, demos=50),
         Cell("PegInsert-v0", "sac", 20_000, demos=20),
+        Cell("AGVDeliver-v0", "bc", 10_000, demos=20, noise=0.0),
+        Cell("AGVDeliver-v0", "sac", 20_000, demos=20, noise=0.0),
+        Cell("WaferTransfer-v0", "bc", 10_000, demos=20, noise=0.0),
+        Cell("WaferTransfer-v0", "sac", 20_000, demos=20, noise=0.0),
     ],
 }
 
@@ -94,11 +105,11 @@ def hardware(device: str) -> str:
 
 
 def record_demos(cell: Cell, out: Path, cpus: str | None) -> tuple[Path, float]:
-    path = out / "demos" / f"{cell.env_id.replace(':', '.')}-{cell.demos}.safetensors"
+    path = out / "demos" / f"{cell.env_id.replace(':', '.')}-{cell.demos}-noise{cell.noise:g}.safetensors"
     if path.exists():
         return path, 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["twin", "demos", cell.env_id, "--episodes", str(cell.demos), "--workers", "2", "--noise", "0.1"]
+    cmd = ["twin", "demos", cell.env_id, "--episodes", str(cell.demos), "--workers", "2", "--noise", f"{cell.noise:g}"]
     cmd += ["--out", str(path)]
     t0 = time.perf_counter()
     subprocess.run(_pinned(cmd, cpus), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
