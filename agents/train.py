@@ -20,9 +20,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agents import bc, ppo, sac
+from agents.collect import demos as demos_io
+from agents.collect.curriculum import CurriculumSettings, curriculum_wrappers, tracks_from_demos
 from agents.collect.vec import make_vec_env
 from agents.common import checkpoint as ckpt
-from agents.common.config import ConfigError, TrainConfig, algo_of, from_dict, to_dict
+from agents.common.config import ConfigError, SACConfig, TrainConfig, algo_of, from_dict, to_dict
 from agents.common.runtime import Run, evaluate, plot_learning_curve, resolve_device, share_cores, summarize_eval
 from agents.common.spaces import check_spaces, describe
 
@@ -114,10 +116,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     np.random.seed(cfg.seed % 2**32)
     console = Console(stderr=True)
     bc_only = algo_of(cfg) == "bc"  # behaviour cloning needs the env's spaces only
+    wrappers = curriculum_wrappers_for(cfg)
     vec = make_vec_env(  # workers fork before CUDA starts
         cfg.env_id,
         1 if bc_only else cfg.n_envs,
         cfg.env_kwargs,
+        wrapper=wrappers,
         workers=0 if bc_only else (cfg.workers or None),
         backend="local" if bc_only else cfg.backend,
         double_buffer=cfg.double_buffer,
@@ -179,6 +183,31 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     ckpt.atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
     plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{algo_of(cfg)} on {cfg.env_id}")
     return result
+
+
+def curriculum_wrappers_for(cfg: TrainConfig) -> list | None:
+    """The per-env reverse-curriculum wrappers a SAC run with ``curriculum`` asks for, else None."""
+    if not isinstance(cfg, SACConfig) or not cfg.curriculum:
+        return None
+    tensors, meta = demos_io.load(cfg.demos)
+    if meta["env_id"] != cfg.env_id or meta["env_kwargs"] != cfg.env_kwargs:
+        raise demos_io.DemosError(
+            f"{cfg.demos}: recorded on {meta['env_id']} with env kwargs {meta['env_kwargs']}; the curriculum "
+            f"replays them on {cfg.env_id} with {cfg.env_kwargs}, which would reach other states"
+        )
+    if "taken" not in tensors:
+        raise demos_io.DemosError(f"{cfg.demos}: holds no executed actions (taken); record it again with `twin demos`")
+    tracks = tracks_from_demos(tensors)
+    if not tracks:
+        raise demos_io.DemosError(f"{cfg.demos}: no successful demonstration to start a curriculum from")
+    settings = CurriculumSettings(
+        step_back=cfg.curriculum_step_back,
+        window=cfg.curriculum_window,
+        threshold=cfg.curriculum_threshold,
+        real_starts=cfg.curriculum_real_starts,
+        horizon_ratio=cfg.curriculum_horizon_ratio,
+    )
+    return curriculum_wrappers(tracks, cfg.n_envs, settings)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -32,7 +32,7 @@ def make_vec_env(
     n_envs: int,
     env_kwargs: dict[str, Any] | None = None,
     autoreset: str = "same_step",
-    wrapper: Callable[[gym.Env], gym.Env] | None = None,
+    wrapper: Callable[[gym.Env], gym.Env] | Sequence[Callable[[gym.Env], gym.Env]] | None = None,
     workers: int | None = None,
     backend: str = "local",
     double_buffer: bool = True,
@@ -46,7 +46,7 @@ def make_vec_env(
         autoreset: ``"same_step"`` resets a finished env within the step that ended it and puts
             its last observation in ``final_obs`` (what learners need to bootstrap on
             truncation); ``"disabled"`` leaves resets to the caller (evaluation on fixed seeds).
-        wrapper: Wraps each env inside its worker.
+        wrapper: Wraps each env inside its worker; a sequence gives each env its own.
         workers: Worker processes (Ray actors with ``backend="ray"``); None: one per core, at
             most one per env; 0: every env in this process.
         backend: ``"local"`` (worker processes) or ``"ray"`` (Ray actors, on the cluster at
@@ -57,7 +57,13 @@ def make_vec_env(
         seed: Seeds the fresh envs of replaced workers.
         pin: Bind each local worker process to a core (see ``ProcessPool``).
     """
-    fns = [env_factory(env_id, env_kwargs, wrapper) for _ in range(n_envs)]
+    if wrapper is None or callable(wrapper):
+        wrappers = [wrapper] * n_envs
+    else:
+        wrappers = list(wrapper)
+        if len(wrappers) != n_envs:
+            raise ValueError(f"{len(wrappers)} wrappers for {n_envs} envs")
+    fns = [env_factory(env_id, env_kwargs, w) for w in wrappers]
     common = {"autoreset": autoreset, "notify": notify, "seed": seed}
     if backend == "ray":
         from agents.collect.ray_pool import RayPool

@@ -118,6 +118,22 @@ class SACConfig(TrainConfig):
     demo_ratio: float = 0.5
     critic_layernorm: bool = False
     """LayerNorm in the critics' hidden layers (on by default with ``demos``, as in RLPD)."""
+    curriculum: bool = False
+    """Reverse curriculum over the demos (RFCL): episodes start part-way along a demonstration,
+    near its end, and the start moves back as the agent succeeds from it
+    (``agents.collect.curriculum``). Needs ``demos``; the demos' seeds and executed actions are
+    replayed to reach the starts."""
+    curriculum_step_back: float = 0.1
+    """How far a mastered start moves back, as a fraction of the demonstrations."""
+    curriculum_window: int = 3
+    """Episodes from one start over which its success rate is judged."""
+    curriculum_threshold: float = 0.9
+    """Success rate over ``curriculum_window`` episodes at which a start counts as mastered."""
+    curriculum_real_starts: float = 0.2
+    """Fraction of episodes from the task's real initial states while the curriculum runs."""
+    curriculum_horizon_ratio: float = 3.0
+    """Curriculum episodes end after this many times the steps the demonstration took from the
+    start to its end (at least 50), besides the env's own time limit."""
 
 
 @dataclass
@@ -249,6 +265,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "demo_ratio": (0.0, 1.0),
     "weight_decay": (0.0, 1.0),
     "val_fraction": (0.0, 0.5),
+    "curriculum_step_back": (0.0, 1.0),
+    "curriculum_window": (1, 1000),
+    "curriculum_threshold": (0.0, 1.0),
+    "curriculum_real_starts": (0.0, 1.0),
+    "curriculum_horizon_ratio": (0.0, 1000.0),
 }
 OPEN = {
     "lr": ">",
@@ -262,6 +283,9 @@ OPEN = {
     "her_ratio": "<",
     "demo_ratio": "<>",
     "val_fraction": "<",
+    "curriculum_step_back": ">",
+    "curriculum_threshold": ">",
+    "curriculum_horizon_ratio": ">",
 }
 """Bounds that exclude their end: ``>`` the low end, ``<`` the high end."""
 
@@ -316,6 +340,8 @@ def validate(cfg: TrainConfig) -> None:
         batch = cfg.n_steps * cfg.n_envs
         if batch % cfg.n_minibatches:
             problems.append(f"n_minibatches ({cfg.n_minibatches}) must divide n_steps * n_envs ({batch})")
+    if isinstance(cfg, SACConfig) and cfg.curriculum and not cfg.demos:
+        problems.append("curriculum needs demos (--demos FILE): its starts are states along the demonstrations")
     if isinstance(cfg, SACConfig) and cfg.batch_size > cfg.buffer_size:
         problems.append(f"batch_size ({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})")
     if problems:

@@ -52,6 +52,10 @@ class EpisodeStats:
     """Returns, lengths and successes of the episodes that ended recently.
 
     Episodes lost with a worker that died are counted in ``dropped``, not in the statistics.
+    Episodes a reverse curriculum started part-way along a demonstration (``info
+    ["curriculum_start"] > 0``) are counted apart: ``success_rate``, ``return_mean`` and
+    ``length_mean`` describe episodes from the task's real initial states only, which is what
+    the evaluation measures; ``curriculum_success_rate`` the others.
     """
 
     def __init__(self, n_envs: int, window: int = 100) -> None:
@@ -60,6 +64,9 @@ class EpisodeStats:
         self.returns: deque[float] = deque(maxlen=window)
         self.lengths: deque[int] = deque(maxlen=window)
         self.successes: deque[float] = deque(maxlen=window)
+        self.curriculum_successes: deque[float] = deque(maxlen=window)
+        self.curriculum_starts: deque[float] = deque(maxlen=window)
+        self.curriculum_progress: dict[int, float] = {}
         self.episodes = 0
         self.dropped = 0
 
@@ -72,12 +79,23 @@ class EpisodeStats:
             if batch.dropped[k]:
                 self.dropped += 1
             else:
-                self.returns.append(float(self.ret[i]))
-                self.lengths.append(int(self.len[i]))
                 final = batch.finals.get(int(k))
-                success = final[1].get("is_success") if final is not None else batch.infos[k].get("is_success")
-                if success is not None:
-                    self.successes.append(float(success))
+                info = final[1] if final is not None else batch.infos[k]
+                success = info.get("is_success")
+                start = float(info.get("curriculum_start", 0.0))
+                if "curriculum_progress" in info:
+                    self.curriculum_progress[int(i)] = float(info["curriculum_progress"])
+                if start > 0:
+                    self.curriculum_starts.append(start)
+                    if success is not None:
+                        self.curriculum_successes.append(float(success))
+                else:
+                    self.returns.append(float(self.ret[i]))
+                    self.lengths.append(int(self.len[i]))
+                    if success is not None:
+                        self.successes.append(float(success))
+                    if self.curriculum_progress:
+                        self.curriculum_starts.append(0.0)
                 self.episodes += 1
             self.ret[i], self.len[i] = 0.0, 0
 
@@ -90,6 +108,11 @@ class EpisodeStats:
             out["length_mean"] = float(np.mean(self.lengths))
         if self.successes:
             out["success_rate"] = float(np.mean(self.successes))
+        if self.curriculum_progress:
+            out["curriculum_progress"] = float(np.mean(list(self.curriculum_progress.values())))
+            out["curriculum_start_mean"] = float(np.mean(self.curriculum_starts)) if self.curriculum_starts else 0.0
+        if self.curriculum_successes:
+            out["curriculum_success_rate"] = float(np.mean(self.curriculum_successes))
         return out
 
 
