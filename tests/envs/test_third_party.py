@@ -53,10 +53,12 @@ def test_goal_mode_reward_is_compute_reward_of_the_observed_goals(reward_type):
 def test_stable_baselines3_trains_on_a_factory_env():
     from stable_baselines3 import PPO
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.logger import Logger
 
     env = gym.make("FactoryReach-v0")
     try:
         model = PPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu")
+        model.set_logger(Logger(None, []))  # SB3's default makes a log folder in /tmp on every run
         model.learn(total_timesteps=256)
         mean, _ = evaluate_policy(model, env, n_eval_episodes=2)
         assert np.isfinite(mean) and model.num_timesteps >= 256
