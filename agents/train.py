@@ -181,8 +181,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         )
     result = {**result, "eval_seconds": round(time.perf_counter() - t1, 2), **summarize_eval(rows), "episodes": rows}
     ckpt.atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
-    plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{algo_of(cfg)} on {cfg.env_id}")
+    plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{describe_algo(cfg)} on {cfg.env_id}")
     return result
+
+
+def describe_algo(cfg: TrainConfig) -> str:
+    """The algorithm as a title names it: ``sac + demos + reverse curriculum``."""
+    name = algo_of(cfg)
+    if isinstance(cfg, SACConfig) and cfg.demos:
+        name += " + demos + reverse curriculum" if cfg.curriculum else " + demos (RLPD)"
+    return name
 
 
 def curriculum_wrappers_for(cfg: TrainConfig) -> list | None:

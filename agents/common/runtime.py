@@ -330,7 +330,8 @@ def summarize_eval(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path | None:
-    """Return and success rate against env steps, from ``metrics.jsonl``."""
+    """Return and success rate against env steps, from ``metrics.jsonl``; with a reverse
+    curriculum, a third panel follows it (its progress and its episodes' success rate)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,7 +340,8 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     series = {
-        k: [(r["step"], r[k]) for r in rows if k in r] for k in ("return_mean", "success_rate", "loss", "val_loss")
+        k: [(r["step"], r[k]) for r in rows if k in r]
+        for k in ("return_mean", "success_rate", "curriculum_progress", "loss", "val_loss")
     }
     series = {k: v for k, v in series.items() if v}
     if not series:
@@ -348,18 +350,24 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
     labels = {
         "return_mean": "episode return, mean (reward)",
         "success_rate": "success rate (share of episodes)",
+        "curriculum_progress": "reverse curriculum (share)",
         "loss": "training loss (batch mean)",
         "val_loss": "validation loss (batch mean)",
     }
     for ax, (k, pts) in zip(axes[0], series.items(), strict=True):
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, lw=1.6)
+        ax.plot(xs, ys, lw=1.6, label="progress: demos walked back" if k == "curriculum_progress" else None)
+        if k == "curriculum_progress":
+            cs = [(r["step"], r["curriculum_success_rate"]) for r in rows if "curriculum_success_rate" in r]
+            if cs:
+                ax.plot(*zip(*cs, strict=True), lw=1.2, ls="--", label="success from curriculum starts")
+            ax.legend(loc="lower right", fontsize=8)
         ax.set_xlabel("env steps" if "loss" not in k else "updates")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: not 100000200000...
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_ylabel(labels[k])
         ax.grid(alpha=0.3)
-        if k == "success_rate":
+        if k in ("success_rate", "curriculum_progress"):
             ax.set_ylim(-0.02, 1.02)
     fig.suptitle(title)
     fig.tight_layout()
