@@ -316,6 +316,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.algo not in ("bc", "sac"):
             raise UsageError("--demos is for --algo bc (cloning) and --algo sac (RL from demonstrations)")
         sets["demos"] = args.demos
+    if args.curriculum:
+        if args.algo != "sac" or not args.demos:
+            raise UsageError(
+                "--curriculum is for --algo sac with --demos: its starts are states along the demonstrations"
+            )
+        sets["curriculum"] = "true"
     try:
         cfg = make_config(args.algo, args.env, sets)
         if args.show_config:
@@ -718,6 +724,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument(
         "--demos", help="demonstrations (from `twin demos`): --algo bc clones them, --algo sac learns from them (RLPD)"
+    )
+    p.add_argument(
+        "--curriculum",
+        action="store_true",
+        help="with --algo sac --demos: a reverse curriculum, episodes starting along the demos and moving back",
     )
     p.add_argument("--compile", action="store_true", help="compile the update with torch.compile (falls back to eager)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field; repeatable")

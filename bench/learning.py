@@ -40,8 +40,20 @@ class Cell:
     sets: dict[str, str] = field(default_factory=dict)
 
     @property
+    def curriculum(self) -> bool:
+        return self.sets.get("curriculum") == "true"
+
+    @property
     def name(self) -> str:
-        return f"{self.env_id.replace(':', '.')}-{self.algo}{'-demos' if self.demos else ''}"
+        extra = ("-demos" if self.demos else "") + ("-curriculum" if self.curriculum else "")
+        return f"{self.env_id.replace(':', '.')}-{self.algo}{extra}"
+
+    @property
+    def label(self) -> str:
+        """The algorithm as the table names it."""
+        if self.algo == "sac" and self.demos:
+            return "SAC + demos + reverse curriculum" if self.curriculum else "SAC + demos (RLPD)"
+        return {"sac": "SAC", "ppo": "PPO", "bc": "BC"}.get(self.algo, self.algo)
 
 
 MATRICES: dict[str, list[Cell]] = {
@@ -50,6 +62,7 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("FactoryReach-v0", "sac", 4_500),
         Cell("FactoryReach-v0", "ppo", 200_000),
         Cell("ConveyorPick-v0", "sac", 300_000, demos=20),
+        Cell("ConveyorPick-v0", "sac", 300_000, demos=20, sets={"curriculum": "true"}),
         Cell("ConveyorPick-v0", "sac", 300_000),
         Cell("ConveyorPick-v0", "ppo", 2_000_000),
         Cell("ConveyorPick-v0", "bc", 30_000, demos=200),
@@ -69,6 +82,7 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("FactoryReach-v0", "sac", 4_500),
         Cell("panda_gym:PandaReach-v3", "sac", 5_000),
         Cell("ConveyorPick-v0", "sac", 40_000, demos=20),
+        Cell("ConveyorPick-v0", "sac", 40_000, demos=20, sets={"curriculum": "true"}),
         Cell("BinSort-v0", "bc", 10_000, demos=50),
         Cell("BinSort-v0", "sac", 20_000, demos=20),
         Cell("MachineTend-v0", "bc", 10_000, demos=30),
@@ -125,8 +139,11 @@ def train_command(cell: Cell, seed: int, run_dir: Path, device: str, demos: Path
     cmd += ["--seed", str(seed), "--device", device, "--out", str(run_dir)]
     if demos is not None:
         cmd += ["--demos", str(demos)]
+    if cell.curriculum:
+        cmd += ["--curriculum"]
     for k, v in cell.sets.items():
-        cmd += ["--set", f"{k}={v}"]
+        if k != "curriculum":
+            cmd += ["--set", f"{k}={v}"]
     return cmd
 
 
@@ -272,7 +289,7 @@ def main() -> int:
         reached = [r for r in rs if r["steps_to_90"] is not None]
         row = {
             "task": cell.env_id,
-            "algorithm": cell.algo,
+            "algorithm": cell.label,
             "demos": cell.demos,
             "budget_steps": cell.steps,
             "seeds": len(rs),

@@ -150,3 +150,10 @@ def test_a_curriculum_needs_demos_of_the_same_env(tmp_path, capsys):
     cfg = make_config("sac", "ToyPoint-v0", {"demos": str(demos), "curriculum": "true"})
     with pytest.raises(demos_io.DemosError, match="recorded on ToyFarLine-v0"):
         train(cfg, tmp_path / "run", quiet=True)
+
+
+def test_the_cli_asks_for_demos_with_a_curriculum(tmp_path, capsys):
+    from agents.cli import run as cli
+
+    assert cli(["train", "--env", "ToyFarLine-v0", "--algo", "sac", "--curriculum", "--out", str(tmp_path / "a")]) == 2
+    assert "--curriculum is for --algo sac with --demos" in capsys.readouterr().err
