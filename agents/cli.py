@@ -383,7 +383,18 @@ def cmd_demos(args: argparse.Namespace) -> int:
         f"{info['episodes']} episodes, {info['steps']:,} steps, expert success {info['expert_success_rate']:.3f} "
         f"-> {info['out']}"
     )
+    if info["expert_success_rate"] < LOW_EXPERT_SUCCESS:
+        hint = f"; lower --noise (now {args.noise:g})" if args.noise > 0 else ""
+        err.print(
+            f"[yellow]twin: the expert succeeded in {info['expert_success_rate']:.0%} of these episodes: a policy "
+            f"cloned or learned from them learns its failures{hint}[/yellow]",
+            highlight=False,
+        )
     return 0
+
+
+LOW_EXPERT_SUCCESS = 0.8
+"""Below this expert success rate, ``twin demos`` warns that the demonstrations teach failures."""
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -210,3 +210,13 @@ def test_eval_suite_with_a_module_env_id(tmp_path, capsys):
     assert [r["task"] for r in res["episodes"]] == ["panda_gym:PandaReach-v3"] * 2
     assert run(["eval", "--policy", "expert", "--suite", str(suite), "--out", str(tmp_path / "e")]) == 2
     assert "no scripted expert for panda_gym:PandaReach-v3" in capsys.readouterr().err
+
+
+def test_demos_warn_when_the_noise_makes_the_expert_fail(tmp_path, capsys):
+    # the peg's 1 mm clearance: the expert jams the peg with DART noise of 0.1 on its actions
+    assert run(["demos", "PegInsert-v0", "--episodes", "2", "--noise", "0.1", "--out", str(tmp_path / "p.st")]) == 0
+    captured = capsys.readouterr()
+    assert "expert success 0.000" in captured.out
+    assert "the expert succeeded in 0% of these episodes" in captured.err and "lower --noise" in captured.err
+    assert run(["demos", "PegInsert-v0", "--episodes", "2", "--out", str(tmp_path / "q.st")]) == 0
+    assert "expert succeeded" not in capsys.readouterr().err
