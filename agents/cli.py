@@ -74,6 +74,7 @@ def _metric(key: str) -> tuple[str, str]:
         "train_seconds": ("Training time", "s"),
         "collect_seconds": ("Collecting (of the training time)", "s"),
         "update_seconds": ("Updating (of the training time)", "s"),
+        "progress_eval_seconds": ("Evaluating while training (of the training time)", "s"),
         "workers_restarted": ("Workers restarted", "count"),
         "episodes_dropped": ("Episodes dropped", "count"),
         "eval_seconds": ("Evaluation time", "s"),
@@ -353,7 +354,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     table.add_column("unit")
     table.add_column("value", justify="right")
     for k, v in result.items():
-        if k not in ("episodes", "env_id", "algo", "device"):
+        if k not in ("episodes", "env_id", "algo", "device") and not (k == "progress_eval_seconds" and not v):
             name, unit = _metric(k)
             table.add_row(name, unit, _fmt(v))
     out.print(table)

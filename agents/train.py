@@ -25,7 +25,15 @@ from agents.collect.curriculum import CurriculumSettings, curriculum_wrappers, t
 from agents.collect.vec import make_vec_env
 from agents.common import checkpoint as ckpt
 from agents.common.config import ConfigError, SACConfig, TrainConfig, algo_of, from_dict, to_dict
-from agents.common.runtime import Run, evaluate, plot_learning_curve, resolve_device, share_cores, summarize_eval
+from agents.common.runtime import (
+    PROGRESS_SEED_BASE,
+    Run,
+    evaluate,
+    plot_learning_curve,
+    resolve_device,
+    share_cores,
+    summarize_eval,
+)
 from agents.common.spaces import check_spaces, describe
 
 ALGOS = {"ppo": ppo, "sac": sac, "bc": bc}
@@ -76,6 +84,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[t
 
 RESUMABLE_CHANGES = (
     "total_steps",
+    "eval_every",
+    "progress_episodes",
     "device",
     "compile",
     "workers",
@@ -145,6 +155,24 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         run = Run(out, cfg.total_steps, start=start, quiet=quiet, console=console)
         if state:
             run.timers.update(state["doc"].get("timers", {}))
+        workers = 0 if bc_only and cfg.n_envs == 1 else (cfg.workers or None)
+        # Evaluation episodes are independent (each seed's row does not depend on how many envs run
+        # them), so they use every core, whatever the training used.
+        n_eval = max(cfg.n_envs, 1) if workers == 0 else max(cfg.n_envs, os.cpu_count() or 1, 1)
+        if not bc_only:
+            run.schedule_evals(
+                cfg.eval_every,
+                lambda policy: evaluate(
+                    policy,
+                    cfg.env_id,
+                    cfg.env_kwargs,
+                    cfg.progress_episodes,
+                    min(n_eval, cfg.progress_episodes),
+                    device,
+                    seed_base=PROGRESS_SEED_BASE,
+                    workers=workers,
+                ),
+            )
         t0 = time.perf_counter()
         try:
             with run.stop:
@@ -164,6 +192,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         "train_seconds": round(train_s, 2),
         "collect_seconds": round(run.timers["collect"], 2),
         "update_seconds": round(run.timers["update"], 2),
+        "progress_eval_seconds": round(run.timers.get("eval", 0.0), 2),
         "workers_restarted": restarts,
         "episodes_dropped": dropped,
     }
@@ -171,10 +200,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         return {**result, "stopped": run.stop.requested, "episodes": []}
     policy = agent.policy().eval()
     t1 = time.perf_counter()
-    workers = 0 if bc_only and cfg.n_envs == 1 else (cfg.workers or None)
-    # Evaluation episodes are independent (each seed's row does not depend on how many envs run
-    # them), so they use every core, whatever the training used.
-    n_eval = max(cfg.n_envs, 1) if workers == 0 else max(cfg.n_envs, os.cpu_count() or 1, 1)
     with _eval_progress(console, cfg.eval_episodes, quiet) as tick:
         rows = evaluate(
             policy, cfg.env_id, cfg.env_kwargs, cfg.eval_episodes, n_eval, device, workers=workers, on_episode=tick

@@ -53,6 +53,13 @@ class TrainConfig:
     """Compile the update step with ``torch.compile`` (falls back to eager where unsupported)."""
     eval_episodes: int = 100
     """Episodes of the final evaluation, on the fixed evaluation seeds."""
+    eval_every: int = 0
+    """Env steps between evaluations of the deterministic policy during training (0: none). They
+    run ``progress_episodes`` episodes on held-out seeds (not the final evaluation's) and log
+    ``progress_success_rate``: the curve of what the policy can do, where the training success
+    rate shows the exploring policy's episodes."""
+    progress_episodes: int = 20
+    """Episodes of each evaluation during training."""
     checkpoint_every: int = 50_000
     """Steps between checkpoints (one is always written at the end)."""
     log_every: int = 2_000
@@ -241,6 +248,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "net_width": (1, 8192),
     "net_depth": (1, 32),
     "eval_episodes": (0, 100_000),
+    "eval_every": (0, 10**12),
+    "progress_episodes": (1, 100_000),
     "checkpoint_every": (1, 10**12),
     "log_every": (1, 10**12),
     "lr": (0.0, 1.0),

@@ -21,6 +21,8 @@ from agents.collect.vec import SeedQueue, make_vec_env
 from agents.common.spaces import flatten_batch
 
 EVAL_SEED_BASE = 1_000_000
+PROGRESS_SEED_BASE = 2_000_000
+"""Seeds of the evaluations during training (``eval_every``): apart from the final evaluation's."""
 """Evaluation episodes use seeds ``EVAL_SEED_BASE + k``: fixed, and apart from training seeds."""
 
 
@@ -189,6 +191,11 @@ class Run:
         self.start = start
         self.timers = {"collect": 0.0, "update": 0.0}
         self.stop = StopRequest(self.console)
+        self.evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]] | None = None
+        """Runs a policy on the held-out progress seeds (set by ``train``; None: no evaluations)."""
+        self.eval_every = 0
+        self._next_eval = 0
+        self._evaluated_at = -1
         self._progress = None
         if not quiet:
             self._progress = Progress(
@@ -197,13 +204,14 @@ class Run:
                 TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
                 TextColumn("{task.fields[rate]}"),
                 TextColumn("{task.fields[success]}"),
+                TextColumn("{task.fields[eval]}"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 console=self.console,
             )
             self._progress.start()
-            self._task = self._progress.add_task("train", total=total, completed=start, rate="", success="")
+            self._task = self._progress.add_task("train", total=total, completed=start, rate="", success="", eval="")
 
     def _truncate_metrics(self, start: int) -> None:
         """Keep the metric lines up to the step this run starts from (its checkpoint's): a resumed
@@ -237,6 +245,45 @@ class Run:
             rate=f"{rate:,.0f} steps/s",
             success="" if success is None else f"success {success:.2f}",
         )
+
+    def schedule_evals(self, every: int, evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]]) -> None:
+        """Evaluate the policy every ``every`` env steps (0: never) with ``evaluator``."""
+        self.eval_every, self.evaluator = every, evaluator
+        self._next_eval = (self.start // every + 1) * every if every > 0 else 0
+
+    def maybe_evaluate(self, step: int, policy: Callable[[], torch.nn.Module], last: bool = False) -> None:
+        """Run the scheduled evaluation when ``step`` has reached it (or on the ``last`` step).
+
+        ``policy()`` gives the deterministic policy; its success rate and mean return on the
+        progress seeds are logged as ``progress_success_rate`` and ``progress_return_mean``, with
+        the seconds the evaluation took (training time excludes them: ``time`` in the metrics
+        counts from the start of the run, ``eval_s`` is what evaluating cost so far).
+        """
+        if self.evaluator is None or self.eval_every <= 0 or self._evaluated_at == step:
+            return
+        if step < self._next_eval and not last:
+            return
+        self._evaluated_at = step
+        while self._next_eval <= step:
+            self._next_eval += self.eval_every
+        t0 = time.perf_counter()
+        net = policy()
+        was_training = net.training
+        net.eval()
+        try:
+            rows = self.evaluator(net)
+        finally:
+            net.train(was_training)
+        self.timers["eval"] = self.timers.get("eval", 0.0) + time.perf_counter() - t0
+        summary = summarize_eval(rows)
+        row = {"progress_episodes": summary.get("eval_episodes", 0.0), "eval_s": self.timers["eval"]}
+        if "eval_return_mean" in summary:
+            row["progress_return_mean"] = summary["eval_return_mean"]
+        if "eval_success_rate" in summary:
+            row["progress_success_rate"] = summary["eval_success_rate"]
+            if self._progress is not None:
+                self._progress.update(self._task, eval=f"eval {summary['eval_success_rate']:.2f}")
+        self.log(step, row)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         row = {"step": step, "time": round(time.perf_counter() - self.t0, 3), **values}
@@ -343,7 +390,10 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
         k: [(r["step"], r[k]) for r in rows if k in r]
         for k in ("return_mean", "success_rate", "curriculum_progress", "loss", "val_loss")
     }
-    series = {k: v for k, v in series.items() if v}
+    evals = [(r["step"], r["progress_success_rate"]) for r in rows if "progress_success_rate" in r]
+    if evals and not series["success_rate"]:
+        series["success_rate"] = []
+    series = {k: v for k, v in series.items() if v or (k == "success_rate" and evals)}
     if not series:
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.4), squeeze=False)
@@ -355,8 +405,13 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
         "val_loss": "validation loss (batch mean)",
     }
     for ax, (k, pts) in zip(axes[0], series.items(), strict=True):
-        xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, lw=1.6, label="progress: demos walked back" if k == "curriculum_progress" else None)
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            label = {"curriculum_progress": "progress: demos walked back", "success_rate": "training episodes"}.get(k)
+            ax.plot(xs, ys, lw=1.6, label=label if k != "success_rate" or evals else None)
+        if k == "success_rate" and evals:
+            ax.plot(*zip(*evals, strict=True), "o-", lw=1.6, ms=4, label="deterministic policy, held-out seeds")
+            ax.legend(loc="upper left", fontsize=8)
         if k == "curriculum_progress":
             cs = [(r["step"], r["curriculum_success_rate"]) for r in rows if "curriculum_success_rate" in r]
             if cs:

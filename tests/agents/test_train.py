@@ -396,3 +396,18 @@ def test_rl_from_demos_refuses_demos_it_cannot_use(tmp_path, capsys):
         == 2
     )
     assert "--demos is for --algo bc" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_evaluations_during_training_log_the_deterministic_policy(tmp_path, algo):
+    out = tmp_path / algo
+    extra = {"n_steps": 64} if algo == "ppo" else {}
+    cfg = _cfg(algo, "ToyPoint-v0", total_steps=640, eval_every=256, progress_episodes=3, **extra)
+    result = train(cfg, out, quiet=True)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "progress_success_rate" in r]
+    # at the first step past 256 and 512, and once more at the end
+    assert len(evals) == 3 and evals[-1]["step"] == result["step"]
+    assert all(r["progress_episodes"] == 3 and 0.0 <= r["progress_success_rate"] <= 1.0 for r in evals)
+    assert 0 < result["progress_eval_seconds"] <= result["train_seconds"]
+    assert (out / "learning_curve.png").stat().st_size > 0
