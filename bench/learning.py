@@ -11,7 +11,7 @@ training episodes' success rate measures the exploring policy, which on Conveyor
 where the deterministic policy succeeds in 0.86 of the fixed seeds. BC runs have no such curve. Runs may share the machine: ``--parallel P`` runs P at once,
 each pinned to its own share of the cores (``taskset``), as on a 16-core machine split four ways.
 
-Usage: python bench/learning.py [--matrix full|cpu] [--seeds 3] [--parallel 1] [--device auto]
+Usage: python bench/learning.py [--matrix full|cpu] [--seeds 3] [--first-seed 0] [--parallel 1] [--device auto]
        [--only ENV_ID ...] [--algos ALGO ...] [--out bench-out/learning]
 """
 
@@ -188,14 +188,15 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     from matplotlib.ticker import EngFormatter
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {}
+    colours: dict[str, str] = {}
     for r in results:
         key = r["cell"]
+        first = key not in colours
         c = colours.setdefault(key, f"C{len(colours)}")
         steps = [p[0] for p in r["curve"]]
         secs = [p[1] for p in r["curve"]]
         succ = [p[2] for p in r["curve"]]
-        a.plot(secs, succ, color=c, alpha=0.8, label=key if r["seed"] == 0 else None)
+        a.plot(secs, succ, color=c, alpha=0.8, label=key if first else None)
         b.plot(steps, succ, color=c, alpha=0.8)
     a.set_xlabel("wall-clock (s)")
     b.set_xlabel("env steps")
@@ -215,6 +216,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", choices=sorted(MATRICES), default="cpu")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run from here (add seeds to an earlier table)")
     ap.add_argument("--parallel", type=int, default=1, help="runs at once, each on its own share of the cores")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", nargs="*", help="only these env ids")
@@ -238,7 +240,7 @@ def main() -> int:
     jobs = []
     for cell in cells:
         demos, demo_s = record_demos(cell, out, None) if cell.demos else (None, 0.0)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             run_dir = out / "runs" / f"{cell.name}-s{seed}"
             if run_dir.exists():
                 subprocess.run(["rm", "-rf", str(run_dir)], check=True)
