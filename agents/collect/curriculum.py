@@ -11,19 +11,19 @@ demonstration's seed and its executed actions are replayed (the envs are determi
 state and nothing beyond the demos file. The replay happens inside ``reset``: the learner sees
 the episode from its start state only.
 
-Each env keeps its own curriculum over its own demonstrations (demonstration ``i`` goes to env
-``i % n_envs``), so the curriculum needs no state shared between worker processes. Unlike
-RFCL's one start per demonstration, an env moves all of its demonstrations back together: its
-start is a fraction of the way along each, and moves back once the last ``window`` episodes from
-it (on any of its demonstrations) succeeded at ``threshold``. Each success so counts towards
-every demonstration, which matters where an episode costs seconds of simulation. A share of
-episodes (``real_starts``), and every episode once the env's start has reached the
-demonstrations' beginning and been mastered there, begin from the task's real initial states on
-fresh seeds: what the agent is finally evaluated on.
+Unlike RFCL's one start per demonstration, the run has one start, a fraction of the way along
+every demonstration, shared by all its envs (``SharedStart``: a few numbers in shared memory that
+forked worker processes inherit, and that survive a worker's replacement). It moves back once
+the last ``window`` episodes from it, on any env and demonstration, succeeded at ``threshold``.
+Each success so counts towards every demonstration and every env, which matters where an episode
+costs seconds of simulation and the envs are many. A share of episodes (``real_starts``), and
+every episode once the start has reached the demonstrations' beginning and been mastered there,
+begin from the task's real initial states on fresh seeds: what the agent is finally evaluated on.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +52,9 @@ class Track:
 class CurriculumSettings:
     step_back: float = 0.1
     """How far the start moves back once mastered, as a fraction of the demonstrations."""
-    window: int = 3
+    window: int = 8
     """Episodes from the current start over which its success rate is judged."""
-    threshold: float = 0.9
+    threshold: float = 0.75
     """Success rate over ``window`` episodes at which a start is mastered."""
     real_starts: float = 0.2
     """Fraction of episodes that begin from a real initial state while the curriculum runs."""
@@ -80,14 +80,46 @@ def tracks_from_demos(tensors: dict[str, Any], success_only: bool = True) -> lis
     return tracks
 
 
-def assign(tracks: Sequence[Track], n_envs: int) -> list[list[Track]]:
-    """Each env's demonstrations: ``i % n_envs``; with more envs than demonstrations they repeat."""
-    if not tracks:
-        return [[] for _ in range(n_envs)]
-    per_env: list[list[Track]] = [[] for _ in range(n_envs)]
-    for i in range(max(len(tracks), n_envs)):
-        per_env[i % n_envs].append(tracks[i % len(tracks)])
-    return per_env
+class SharedStart:
+    """Where episodes start, shared by every env of a run: the start's fraction of the way along
+    the demonstrations, whether the curriculum is done, and the outcomes of the episodes from the
+    current start (shared memory under a lock; worker processes forked after it inherit it)."""
+
+    def __init__(self, settings: CurriculumSettings) -> None:
+        self.settings = settings
+        self._a = mp.RawArray("d", 3 + settings.window)  # fraction, done, outcomes seen, outcomes
+        self._a[0] = max(0.0, 1.0 - settings.step_back)
+        self._lock = mp.Lock()
+
+    @property
+    def fraction(self) -> float:
+        return float(self._a[0])
+
+    @property
+    def done(self) -> bool:
+        return self._a[1] > 0
+
+    @property
+    def progress(self) -> float:
+        """How much of the demonstrations the start has walked back: 1 when done."""
+        return 1.0 if self.done else 1.0 - self.fraction
+
+    def record(self, fraction: float, success: bool) -> None:
+        """The outcome of an episode that started at ``fraction`` (ignored if the start has moved)."""
+        s, a = self.settings, self._a
+        with self._lock:
+            if a[1] > 0 or fraction != a[0]:
+                return
+            n = int(a[2])
+            a[3 + n % s.window] = float(success)
+            a[2] = n + 1
+            if n + 1 < s.window or sum(a[3 : 3 + s.window]) / s.window < s.threshold:
+                return
+            if a[0] <= 0.0:
+                a[1] = 1.0
+            else:
+                a[0] = max(0.0, a[0] - s.step_back)
+            a[2] = 0
 
 
 class ReverseCurriculum(gym.Wrapper):
@@ -95,42 +127,42 @@ class ReverseCurriculum(gym.Wrapper):
 
     Every step's ``info`` carries ``curriculum_start``: how far along its demonstration the
     episode began (0: a real initial state), and ``curriculum_progress``: how much of the
-    demonstrations this env's start has walked back (1 once it is done).
+    demonstrations the run's start has walked back (1 once it is done).
     """
 
-    def __init__(self, env: gym.Env, tracks: list[Track], settings: CurriculumSettings | None = None) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        tracks: list[Track],
+        settings: CurriculumSettings | None = None,
+        shared: SharedStart | None = None,
+    ) -> None:
         super().__init__(env)
+        if not tracks:
+            raise ValueError("a reverse curriculum needs at least one demonstration")
         self.tracks = tracks
-        self.settings = settings or CurriculumSettings()
-        self.fraction = max(0.0, 1.0 - self.settings.step_back)
-        """Where along the demonstrations episodes start now (0: their initial states)."""
-        self.done = not tracks
-        """The start reached the demonstrations' beginning and was mastered there."""
-        self.outcomes: list[bool] = []
+        self.settings = settings or (shared.settings if shared is not None else CurriculumSettings())
+        self.shared = shared or SharedStart(self.settings)
         self._rng = np.random.default_rng(0)
         self._from_demo = False
+        self._fraction = 0.0
         self._start = 0.0
         self._steps = 0
         self._limit: int | None = None
 
-    # -- the curriculum --------------------------------------------------------------------
+    @property
+    def fraction(self) -> float:
+        """Where along the demonstrations episodes start now (0: their initial states)."""
+        return self.shared.fraction
+
+    @property
+    def done(self) -> bool:
+        """The start reached the demonstrations' beginning and was mastered there."""
+        return self.shared.done
 
     @property
     def progress(self) -> float:
-        """How much of the demonstrations the start has walked back: 1 when done."""
-        return 1.0 if self.done else 1.0 - self.fraction
-
-    def _record(self, success: bool) -> None:
-        s = self.settings
-        self.outcomes.append(success)
-        if len(self.outcomes) < s.window:
-            return
-        if np.mean(self.outcomes[-s.window :]) >= s.threshold:
-            if self.fraction <= 0.0:
-                self.done = True
-            else:
-                self.fraction = max(0.0, self.fraction - s.step_back)
-            self.outcomes.clear()
+        return self.shared.progress
 
     # -- gym.Wrapper ----------------------------------------------------------------------
 
@@ -143,7 +175,8 @@ class ReverseCurriculum(gym.Wrapper):
             obs, info = self.env.reset(seed=int(self._rng.integers(2**31)), options=options)
             return obs, self._info(info)
         t = self.tracks[int(self._rng.integers(len(self.tracks)))]
-        start = t.start_at(self.fraction)
+        self._fraction = self.shared.fraction
+        start = t.start_at(self._fraction)
         obs, info = self.env.reset(seed=t.seed, options=options)
         for k in range(start):
             obs, _, term, trunc, info = self.env.step(t.actions[k])
@@ -163,7 +196,7 @@ class ReverseCurriculum(gym.Wrapper):
         if self._limit is not None and self._steps >= self._limit:
             truncated = True
         if (terminated or truncated) and self._from_demo:
-            self._record(bool(info.get("is_success", False)))
+            self.shared.record(self._fraction, bool(info.get("is_success", False)))
         return obs, reward, terminated, truncated, self._info(info)
 
     def _info(self, info: dict[str, Any]) -> dict[str, Any]:
@@ -173,10 +206,10 @@ class ReverseCurriculum(gym.Wrapper):
 def curriculum_wrappers(
     tracks: Sequence[Track], n_envs: int, settings: CurriculumSettings
 ) -> list[Callable[[gym.Env], gym.Env]]:
-    """One wrapper per env of a vector env, each with its share of the demonstrations."""
-    shares = assign(tracks, n_envs)
+    """One wrapper per env of a vector env, all on every demonstration and one shared start.
 
-    def wrap(share: list[Track]) -> Callable[[gym.Env], gym.Env]:
-        return lambda env: ReverseCurriculum(env, share, settings)
-
-    return [wrap(share) for share in shares]
+    Call it before the worker processes start (they inherit the shared start by forking).
+    """
+    shared = SharedStart(settings)
+    tracks = list(tracks)
+    return [lambda env: ReverseCurriculum(env, tracks, settings, shared) for _ in range(n_envs)]

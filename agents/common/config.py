@@ -132,9 +132,9 @@ class SACConfig(TrainConfig):
     replayed to reach the starts."""
     curriculum_step_back: float = 0.1
     """How far a mastered start moves back, as a fraction of the demonstrations."""
-    curriculum_window: int = 3
-    """Episodes from one start over which its success rate is judged."""
-    curriculum_threshold: float = 0.9
+    curriculum_window: int = 8
+    """Episodes from the current start (on any env) over which its success rate is judged."""
+    curriculum_threshold: float = 0.75
     """Success rate over ``curriculum_window`` episodes at which a start counts as mastered."""
     curriculum_real_starts: float = 0.2
     """Fraction of episodes from the task's real initial states while the curriculum runs."""
@@ -351,6 +351,8 @@ def validate(cfg: TrainConfig) -> None:
             problems.append(f"n_minibatches ({cfg.n_minibatches}) must divide n_steps * n_envs ({batch})")
     if isinstance(cfg, SACConfig) and cfg.curriculum and not cfg.demos:
         problems.append("curriculum needs demos (--demos FILE): its starts are states along the demonstrations")
+    if isinstance(cfg, SACConfig) and cfg.curriculum and cfg.backend == "ray":
+        problems.append("curriculum runs on local workers (they share its start in shared memory), not backend=ray")
     if isinstance(cfg, SACConfig) and cfg.batch_size > cfg.buffer_size:
         problems.append(f"batch_size ({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})")
     if problems:

@@ -14,8 +14,9 @@ from agents.collect import demos as demos_io  # noqa: E402
 from agents.collect.curriculum import (  # noqa: E402
     CurriculumSettings,
     ReverseCurriculum,
+    SharedStart,
     Track,
-    assign,
+    curriculum_wrappers,
     tracks_from_demos,
 )
 from agents.collect.pool import StepBatch  # noqa: E402
@@ -80,27 +81,58 @@ def test_episodes_start_on_the_demonstrations_states_and_move_back_as_the_agent_
 def test_a_start_the_agent_fails_from_stays_and_its_episodes_are_cut_short(tmp_path):
     _, tensors = _far_line(tmp_path, episodes=1)
     (track,) = tracks_from_demos(tensors)
-    settings = CurriculumSettings(step_back=0.25, window=2, real_starts=0.0, horizon_ratio=1.0, min_horizon=3)
+    settings = CurriculumSettings(
+        step_back=0.25, window=2, threshold=1.0, real_starts=0.0, horizon_ratio=1.0, min_horizon=3
+    )
     env = ReverseCurriculum(gym.make("ToyFarLine-v0"), [Track(track.seed, track.actions)], settings)
     start = track.start_at(env.fraction)
     for _ in range(4):
         _, success, steps, truncated = _episode(env, lambda obs: np.array([-1.0], np.float32))
         assert not success and truncated
         assert steps == max(3, track.length - start)  # the demonstration's remaining steps, times 1
-    assert env.fraction == 0.75 and not env.outcomes[-1]
+    assert env.fraction == 0.75
 
 
-def test_real_starts_mix_in_and_each_env_keeps_its_own_demonstrations(tmp_path):
+def test_the_envs_of_a_run_share_one_start_and_mix_in_real_starts(tmp_path):
     _, tensors = _far_line(tmp_path, episodes=5)
     tracks = tracks_from_demos(tensors)
-    shares = assign(tracks, 2)
-    assert [[t.seed for t in s] for s in shares] == [[0, 2, 4], [1, 3]]
-    assert [len(s) for s in assign(tracks, 8)] == [1] * 8  # more envs than demonstrations: they repeat
-    env = ReverseCurriculum(gym.make("ToyFarLine-v0"), shares[0], CurriculumSettings(real_starts=0.5))
-    env.reset(seed=1)
-    starts = [_episode(env, lambda obs: np.array([0.0], np.float32))[0] for _ in range(60)]
+    settings = CurriculumSettings(step_back=0.25, window=4, threshold=0.75, real_starts=0.0)
+    a, b = (wrap(gym.make("ToyFarLine-v0")) for wrap in curriculum_wrappers(tracks, 2, settings))
+    assert a.shared is b.shared and a.fraction == 0.75
+    a.reset(seed=1)
+    b.reset(seed=2)
+    for _ in range(2):  # two successes on each env make the four the start needs
+        _episode(a, _push_right)
+        _episode(b, _push_right)
+    assert a.fraction == b.fraction == 0.5
+    # an episode that began at the old start does not count towards the new one
+    shared = SharedStart(settings)
+    shared.record(0.5, True)
+    assert shared.fraction == 0.75 and shared.progress == 0.25
+
+    mixed = ReverseCurriculum(gym.make("ToyFarLine-v0"), tracks, CurriculumSettings(real_starts=0.5))
+    mixed.reset(seed=1)
+    starts = [_episode(mixed, lambda obs: np.array([0.0], np.float32))[0] for _ in range(60)]
     real = sum(s == 0.0 for s in starts) / len(starts)
     assert 0.3 < real < 0.7
+
+
+def test_workers_in_other_processes_move_the_same_start(tmp_path):
+    from agents.collect.vec import make_vec_env
+
+    _, tensors = _far_line(tmp_path, episodes=3)
+    settings = CurriculumSettings(step_back=0.5, window=2, threshold=1.0, real_starts=0.0)
+    wrappers = curriculum_wrappers(tracks_from_demos(tensors), 2, settings)
+    vec = make_vec_env("ToyFarLine-v0", 2, wrapper=wrappers, workers=2)
+    try:
+        vec.reset(seed=0)
+        progress = []
+        for _ in range(60):
+            _, _, _, _, info = vec.step(np.ones((2, 1), np.float32))
+            progress.append(float(np.max(info["curriculum_progress"])))
+        assert progress[-1] == 1.0  # walked back to the beginning and mastered there, across processes
+    finally:
+        vec.close()
 
 
 def test_the_replay_reaches_the_recorded_state_on_a_factory_task(tmp_path):
@@ -108,10 +140,8 @@ def test_the_replay_reaches_the_recorded_state_on_a_factory_task(tmp_path):
     demos_io.record("ConveyorPick-v0", 1, path, seed=3, noise=0.1)
     tensors, _ = demos_io.load(path)
     (track,) = tracks_from_demos(tensors)
-    env = ReverseCurriculum(
-        gym.make("ConveyorPick-v0"), [Track(track.seed, track.actions)], CurriculumSettings(real_starts=0.0)
-    )
-    env.fraction = 0.5  # mid-episode: parts on the belt, one maybe in the gripper
+    settings = CurriculumSettings(step_back=0.5, real_starts=0.0)  # mid-episode: parts on the belt
+    env = ReverseCurriculum(gym.make("ConveyorPick-v0"), [Track(track.seed, track.actions)], settings)
     obs, _ = env.reset(seed=0)
     np.testing.assert_allclose(obs, tensors["obs"].numpy()[track.start_at(0.5)], atol=1e-5)
     env.close()
@@ -146,6 +176,8 @@ def test_a_tiny_curriculum_run_logs_its_progress(tmp_path):
 def test_a_curriculum_needs_demos_of_the_same_env(tmp_path, capsys):
     with pytest.raises(ConfigError, match="curriculum needs demos"):
         make_config("sac", "ToyFarLine-v0", {"curriculum": "true"})
+    with pytest.raises(ConfigError, match="not backend=ray"):
+        make_config("sac", "ToyFarLine-v0", {"curriculum": "true", "demos": "x", "backend": "ray"})
     demos, _ = _far_line(tmp_path, episodes=1)
     cfg = make_config("sac", "ToyPoint-v0", {"demos": str(demos), "curriculum": "true"})
     with pytest.raises(demos_io.DemosError, match="recorded on ToyFarLine-v0"):
