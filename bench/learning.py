@@ -8,7 +8,8 @@ and seed) and each run's folder under ``runs/``. Prints one
 ``name value unit`` line per figure. The curves and the "to 90%" columns come from evaluations of
 the deterministic policy on 20 held-out seeds, 8 times in each RL run (``eval_every``): the
 training episodes' success rate measures the exploring policy, which on ConveyorPick reads 0.05
-where the deterministic policy succeeds in 0.86 of the fixed seeds. BC runs have no such curve. Runs may share the machine: ``--parallel P`` runs P at once,
+where the deterministic policy succeeds in 0.86 of the fixed seeds. BC runs have no such curve.
+Seconds (the curves, "to 90%", "training") leave those evaluations out. Runs may share the machine: ``--parallel P`` runs P at once,
 each pinned to its own share of the cores (``taskset``), as on a 16-core machine split four ways.
 
 Usage: python bench/learning.py [--matrix full|cpu] [--seeds 3] [--first-seed 0] [--parallel 1] [--device auto]
@@ -166,8 +167,9 @@ def curve(run_dir: Path) -> list[tuple[int, float, float]]:
         d = json.loads(line)
         if d.get("time") is None:
             continue
-        if d.get("progress_success_rate") is not None:
-            rows.append((int(d["step"]), float(d["time"]), float(d["progress_success_rate"])))
+        if d.get("progress_success_rate") is not None:  # seconds of training, the evaluations left out
+            secs = float(d["time"]) - float(d.get("eval_s", 0.0))
+            rows.append((int(d["step"]), secs, float(d["progress_success_rate"])))
         elif d.get("success_rate") is not None:
             training.append((int(d["step"]), float(d["time"]), float(d["success_rate"])))
     return rows or training
@@ -286,7 +288,7 @@ def main() -> int:
                     "budget_steps": cell.steps,
                     "success": ev["eval_success_rate"],
                     "parts_placed": ev.get("eval_parts_placed_fraction"),
-                    "train_seconds": ev["train_seconds"],
+                    "train_seconds": ev["train_seconds"] - ev.get("progress_eval_seconds", 0.0),
                     "command_seconds": wall,
                     "demo_seconds": demo_s,
                     "steps_to_90": steps90,
