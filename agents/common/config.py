@@ -54,7 +54,7 @@ class TrainConfig:
     eval_episodes: int = 100
     """Episodes of the final evaluation, on the fixed evaluation seeds."""
     eval_every: int = 0
-    """Env steps between evaluations of the deterministic policy during training (0: none). They
+    """Env steps between evaluations of the deterministic policy while training PPO or SAC (0: none). They
     run ``progress_episodes`` episodes on held-out seeds (not the final evaluation's) and log
     ``progress_success_rate``: the curve of what the policy can do, where the training success
     rate shows the exploring policy's episodes."""

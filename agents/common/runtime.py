@@ -21,9 +21,9 @@ from agents.collect.vec import SeedQueue, make_vec_env
 from agents.common.spaces import flatten_batch
 
 EVAL_SEED_BASE = 1_000_000
+"""Evaluation episodes use seeds ``EVAL_SEED_BASE + k``: fixed, and apart from training seeds."""
 PROGRESS_SEED_BASE = 2_000_000
 """Seeds of the evaluations during training (``eval_every``): apart from the final evaluation's."""
-"""Evaluation episodes use seeds ``EVAL_SEED_BASE + k``: fixed, and apart from training seeds."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -256,8 +256,8 @@ class Run:
 
         ``policy()`` gives the deterministic policy; its success rate and mean return on the
         progress seeds are logged as ``progress_success_rate`` and ``progress_return_mean``, with
-        the seconds the evaluation took (training time excludes them: ``time`` in the metrics
-        counts from the start of the run, ``eval_s`` is what evaluating cost so far).
+        ``eval_s``, the seconds evaluating has cost so far (``time`` in the metrics counts from the
+        start of the run, evaluations included).
         """
         if self.evaluator is None or self.eval_every <= 0 or self._evaluated_at == step:
             return
@@ -391,8 +391,6 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
         for k in ("return_mean", "success_rate", "curriculum_progress", "loss", "val_loss")
     }
     evals = [(r["step"], r["progress_success_rate"]) for r in rows if "progress_success_rate" in r]
-    if evals and not series["success_rate"]:
-        series["success_rate"] = []
     series = {k: v for k, v in series.items() if v or (k == "success_rate" and evals)}
     if not series:
         return None
