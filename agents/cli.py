@@ -71,6 +71,7 @@ def _metric(key: str) -> tuple[str, str]:
         "parts_arrived_total": ("Parts arrived, all episodes", "parts"),
         "parts_placed_fraction": ("Parts placed, share", "share"),
         "step": ("Training steps", "env steps"),
+        "policy_step": ("Policy evaluated, from step", "env steps"),
         "train_seconds": ("Training time", "s"),
         "collect_seconds": ("Collecting (of the training time)", "s"),
         "update_seconds": ("Updating (of the training time)", "s"),
@@ -354,10 +355,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     table.add_column("unit")
     table.add_column("value", justify="right")
     for k, v in result.items():
-        if k not in ("episodes", "env_id", "algo", "device") and not (k == "progress_eval_seconds" and not v):
+        if k not in ("episodes", "env_id", "algo", "device", "best") and not (k == "progress_eval_seconds" and not v):
             name, unit = _metric(k)
             table.add_row(name, unit, _fmt(v))
     out.print(table)
+    best = result.get("best")
+    if best and best["step"] != result["step"]:
+        out.print(
+            f"evaluated: the best policy of the evaluations during training, from step {best['step']:,} "
+            f"(success {best.get('progress_success_rate', float('nan')):.2f} on the held-out seeds), kept in "
+            f"checkpoints/best; the final weights are checkpoints/latest",
+            highlight=False,
+        )
     out.print(f"run folder: {args.out} (eval.json, metrics.jsonl, learning_curve.png, checkpoints/)")
     return 0
 

@@ -272,7 +272,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                     "workers_restarted": float(getattr(vec, "worker_restarts", 0)),
                 },
             )
-        run.maybe_evaluate(step, agent.policy, last=done_iters >= total_iters)
+        run.maybe_evaluate(step, agent, last=done_iters >= total_iters)
         if step >= next_ckpt or done_iters >= total_iters:
             next_ckpt += cfg.checkpoint_every
             save(run, cfg, agent, opt, rng, step, vec)

@@ -357,7 +357,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                     critic, actor, alpha, q = update.losses.cpu().tolist()
                     row.update(critic_loss=critic, actor_loss=actor, alpha=alpha, q_mean=q)
                 run.log(step, row)
-            run.maybe_evaluate(step, agent.policy, last=step >= cfg.total_steps)
+            run.maybe_evaluate(step, agent, last=step >= cfg.total_steps)
             if step >= next_ckpt or step >= cfg.total_steps:
                 next_ckpt += cfg.checkpoint_every
                 save(run, cfg, agent, update, rng, step, vec, buffer)

@@ -54,8 +54,9 @@ def _flatdim(desc: dict[str, Any]) -> int:
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The deterministic policy (flat obs -> actions, normalisation inside) of a checkpoint or run."""
-    folder = ckpt.resolve_checkpoint(path)
+    """The deterministic policy (flat obs -> actions, normalisation inside) of a checkpoint, or of a
+    run: its best policy where it kept one (``keep_best``), else its latest checkpoint's."""
+    folder = ckpt.resolve_policy(path)
     doc = ckpt.read_sidecar(folder)
     try:
         cfg = from_dict(doc["config"])
@@ -86,6 +87,7 @@ RESUMABLE_CHANGES = (
     "total_steps",
     "eval_every",
     "progress_episodes",
+    "keep_best",
     "device",
     "compile",
     "workers",
@@ -159,6 +161,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         # Evaluation episodes are independent (each seed's row does not depend on how many envs run
         # them), so they use every core, whatever the training used.
         n_eval = max(cfg.n_envs, 1) if workers == 0 else max(cfg.n_envs, os.cpu_count() or 1, 1)
+        keep, best = _best_keeper(cfg, out, vec, start, bc_only)
         if not bc_only:
             run.schedule_evals(
                 cfg.eval_every,
@@ -172,6 +175,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
                     seed_base=PROGRESS_SEED_BASE,
                     workers=workers,
                 ),
+                keep=keep,
+                best=best,
             )
         t0 = time.perf_counter()
         try:
@@ -199,6 +204,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     if run.stop.requested is not None:
         return {**result, "stopped": run.stop.requested, "episodes": []}
     policy = agent.policy().eval()
+    result["policy_step"] = step
+    if keep is not None and run.best is not None:
+        result["policy_step"] = int(run.best["step"])
+        result["best"] = run.best
+        if run.best["step"] != step:  # an earlier policy scored better on the held-out seeds
+            policy, _ = load_policy(out, device)
     t1 = time.perf_counter()
     with _eval_progress(console, cfg.eval_episodes, quiet) as tick:
         rows = evaluate(
@@ -208,6 +219,35 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     ckpt.atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
     plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{describe_algo(cfg)} on {cfg.env_id}")
     return result
+
+
+def _best_keeper(cfg: TrainConfig, out: Path, vec, start: int, bc_only: bool):
+    """What keeps the run's best policy (``keep_best``), and the best score so far.
+
+    A resumed run keeps the best policy it had up to the checkpoint it resumes from; one chosen
+    after that step (by a run killed before its next checkpoint) is dropped with the steps that led
+    to it. A run without evaluations, or with ``keep_best`` off, keeps none, so that the run stands
+    for its final weights.
+    """
+    if bc_only or not cfg.keep_best or cfg.eval_every <= 0:
+        ckpt.forget_best(out)
+        return None, None
+    best = None
+    try:
+        folder = ckpt.best_checkpoint(out) if start > 0 else None
+        doc = ckpt.read_sidecar(folder) if folder is not None else {}
+    except ckpt.CheckpointError:  # a damaged best policy is chosen again by the next evaluations
+        doc = {}
+    if doc and int(doc["step"]) <= start and isinstance(doc.get("best"), dict):
+        best = {**doc["best"], "step": int(doc["step"])}
+    if best is None:
+        ckpt.forget_best(out)
+    root = out / "checkpoints"
+
+    def keep(agent: torch.nn.Module, step: int, score: dict[str, float]) -> None:
+        ckpt.write_best(root, cfg, vec, step, agent, score)
+
+    return keep, best
 
 
 def describe_algo(cfg: TrainConfig) -> str:

@@ -43,6 +43,8 @@ SIDECAR = "checkpoint.json"
 MODEL = "model.safetensors"
 REPLAY = "replay.safetensors"
 KEEP_CHECKPOINTS = 2
+BEST = "best"
+"""The pointer file (beside ``latest``) naming the run's best-policy checkpoint."""
 IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 
 
@@ -381,19 +383,11 @@ def write_checkpoint(
         tensors.update(t)
     rng_t, rng_meta = rng_state(np_rng)
     tensors.update(rng_t)
-    act = vec.single_action_space
     sidecar = {
-        "algo": algo_of(cfg),
-        "config": to_dict(cfg),
-        "env_id": cfg.env_id,
-        "env_kwargs": cfg.env_kwargs,
-        "obs_space": describe(vec.single_observation_space),
-        "action_space": {**describe(act), "low": act.low.tolist(), "high": act.high.tolist()},
-        "step": step,
+        **_policy_sidecar(cfg, vec, step),
         "rng": rng_meta,
         "optim": {name: meta for name, (_, meta) in optim.items()},
         "timers": dict(run.timers),
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     root = run.out / "checkpoints"
     folder = root / f"step-{step:010d}"
@@ -411,6 +405,56 @@ def write_checkpoint(
     return folder
 
 
+def _policy_sidecar(cfg: TrainConfig, vec, step: int) -> dict[str, Any]:
+    """What loading a policy needs to know: the algorithm, its config, the env and its spaces."""
+    act = vec.single_action_space
+    return {
+        "algo": algo_of(cfg),
+        "config": to_dict(cfg),
+        "env_id": cfg.env_id,
+        "env_kwargs": cfg.env_kwargs,
+        "obs_space": describe(vec.single_observation_space),
+        "action_space": {**describe(act), "low": act.low.tolist(), "high": act.high.tolist()},
+        "step": step,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def write_best(root: Path, cfg: TrainConfig, vec, step: int, model: torch.nn.Module, score: dict[str, float]) -> Path:
+    """Keep ``model`` as the run's best policy: ``root/best-step-N`` (its weights and a sidecar with
+    the ``score`` that chose it) written completely, then the ``root/best`` pointer moved to it and
+    the previous best removed. Loads like any checkpoint; holds no optimiser or replay state."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    folder = root / f"best-step-{step:010d}"
+    _discard(folder)
+    folder.mkdir(parents=True)
+    save_checkpoint(folder, tensors, {**_policy_sidecar(cfg, vec, step), "best": score})
+    atomic_write_text(root / BEST, folder.name + "\n")
+    for old in root.glob("best-step-*"):
+        if old != folder:
+            _discard(old)
+    return folder
+
+
+def best_checkpoint(run_dir: str | Path) -> Path | None:
+    """The run's best-policy checkpoint (``checkpoints/best``), or None when it has none."""
+    pointer = Path(run_dir) / "checkpoints" / BEST
+    if not pointer.is_file():
+        return None
+    folder = pointer.parent / pointer.read_text().strip()
+    if not folder.name.startswith("best-step-") or not (folder / SIDECAR).is_file():
+        raise CheckpointError(f"{pointer}: names {folder.name!r}, which is not a complete best-policy checkpoint")
+    return folder
+
+
+def forget_best(run_dir: str | Path) -> None:
+    """Remove the run's best-policy checkpoint (the pointer first)."""
+    root = Path(run_dir) / "checkpoints"
+    (root / BEST).unlink(missing_ok=True)
+    for old in root.glob("best-step-*"):
+        _discard(old)
+
+
 def _discard(folder: Path) -> None:
     """Remove a checkpoint folder so that no kill leaves it looking complete: it is first renamed
     out of the ``step-*`` names in one step, then deleted."""
@@ -419,6 +463,17 @@ def _discard(folder: Path) -> None:
     trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
     os.replace(folder, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def resolve_policy(path: str | Path) -> Path:
+    """The checkpoint whose policy a run stands for: a checkpoint folder itself, else the run's best
+    policy (``checkpoints/best``, kept by ``keep_best``) where it has one, else its latest checkpoint."""
+    path = Path(path)
+    if not (path / SIDECAR).is_file():
+        best = best_checkpoint(path)
+        if best is not None:
+            return best
+    return resolve_checkpoint(path)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

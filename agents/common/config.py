@@ -60,6 +60,11 @@ class TrainConfig:
     rate shows the exploring policy's episodes."""
     progress_episodes: int = 20
     """Episodes of each evaluation during training."""
+    keep_best: bool = True
+    """With ``eval_every``: keep the policy that scored best in the evaluations during training
+    (success rate, then mean return; the final weights are evaluated too) as ``checkpoints/best``.
+    The final evaluation, ``twin eval RUN`` and ``twin export RUN`` then use it; ``latest`` stays
+    the checkpoint a run resumes from. False: the run stands for its final weights."""
     checkpoint_every: int = 50_000
     """Steps between checkpoints (one is always written at the end)."""
     log_every: int = 2_000

@@ -194,6 +194,9 @@ class Run:
         self.evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]] | None = None
         """Runs a policy on the held-out progress seeds (set by ``train``; None: no evaluations)."""
         self.eval_every = 0
+        self._keep: Callable[[torch.nn.Module, int, dict[str, float]], None] | None = None
+        self.best: dict[str, float] | None = None
+        """The best evaluation so far (``progress_success_rate``, ``progress_return_mean``, ``step``)."""
         self._next_eval = 0
         self._evaluated_at = -1
         self._progress = None
@@ -246,15 +249,27 @@ class Run:
             success="" if success is None else f"success {success:.2f}",
         )
 
-    def schedule_evals(self, every: int, evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]]) -> None:
-        """Evaluate the policy every ``every`` env steps (0: never) with ``evaluator``."""
-        self.eval_every, self.evaluator = every, evaluator
+    def schedule_evals(
+        self,
+        every: int,
+        evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]],
+        keep: Callable[[torch.nn.Module, int, dict[str, float]], None] | None = None,
+        best: dict[str, float] | None = None,
+    ) -> None:
+        """Evaluate the policy every ``every`` env steps (0: never) with ``evaluator``.
+
+        ``keep(agent, step, score)`` is called whenever an evaluation scores at least as well as the
+        best so far (``best``: the score a resumed run starts from), ranked by success rate, then
+        mean return; a later evaluation wins a tie.
+        """
+        self.eval_every, self.evaluator, self._keep = every, evaluator, keep
+        self.best = best
         self._next_eval = (self.start // every + 1) * every if every > 0 else 0
 
-    def maybe_evaluate(self, step: int, policy: Callable[[], torch.nn.Module], last: bool = False) -> None:
+    def maybe_evaluate(self, step: int, agent: Any, last: bool = False) -> None:
         """Run the scheduled evaluation when ``step`` has reached it (or on the ``last`` step).
 
-        ``policy()`` gives the deterministic policy; its success rate and mean return on the
+        ``agent.policy()`` gives the deterministic policy; its success rate and mean return on the
         progress seeds are logged as ``progress_success_rate`` and ``progress_return_mean``, with
         ``eval_s``, the seconds evaluating has cost so far (``time`` in the metrics counts from the
         start of the run, evaluations included).
@@ -267,22 +282,28 @@ class Run:
         while self._next_eval <= step:
             self._next_eval += self.eval_every
         t0 = time.perf_counter()
-        net = policy()
+        net = agent.policy()
         was_training = net.training
         net.eval()
         try:
             rows = self.evaluator(net)
         finally:
             net.train(was_training)
-        self.timers["eval"] = self.timers.get("eval", 0.0) + time.perf_counter() - t0
         summary = summarize_eval(rows)
-        row = {"progress_episodes": summary.get("eval_episodes", 0.0), "eval_s": self.timers["eval"]}
+        row: dict[str, float] = {"progress_episodes": summary.get("eval_episodes", 0.0)}
         if "eval_return_mean" in summary:
             row["progress_return_mean"] = summary["eval_return_mean"]
         if "eval_success_rate" in summary:
             row["progress_success_rate"] = summary["eval_success_rate"]
             if self._progress is not None:
                 self._progress.update(self._task, eval=f"eval {summary['eval_success_rate']:.2f}")
+        score = {k: row[k] for k in ("progress_success_rate", "progress_return_mean") if k in row}
+        if self._keep is not None and score and (self.best is None or _rank(score) >= _rank(self.best)):
+            self._keep(agent, step, score)
+            self.best = {**score, "step": step}
+            row["best"] = 1.0
+        self.timers["eval"] = self.timers.get("eval", 0.0) + time.perf_counter() - t0
+        row["eval_s"] = self.timers["eval"]
         self.log(step, row)
 
     def log(self, step: int, values: dict[str, float]) -> None:
@@ -301,6 +322,10 @@ class Run:
         self._metrics.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _rank(score: dict[str, float]) -> tuple[float, float]:
+    return (score.get("progress_success_rate", -math.inf), score.get("progress_return_mean", -math.inf))
 
 
 @torch.no_grad()

@@ -65,10 +65,10 @@ def policy_spec(policy: str) -> PolicySpec:
     if not p.exists():
         raise PolicyError(f"{policy}: no such file or folder; --policy takes {ACCEPTED}")
     if p.is_dir():
-        from agents.common.checkpoint import SIDECAR, CheckpointError, file_sha256, resolve_checkpoint
+        from agents.common.checkpoint import SIDECAR, CheckpointError, file_sha256, resolve_policy
 
         try:
-            folder = resolve_checkpoint(p)
+            folder = resolve_policy(p)
             digest = file_sha256(folder / SIDECAR)  # names the sha256 of every tensor file
         except CheckpointError as exc:
             raise PolicyError(f"{exc}; --policy takes {ACCEPTED}") from None

@@ -411,3 +411,103 @@ def test_evaluations_during_training_log_the_deterministic_policy(tmp_path, algo
     assert all(r["progress_episodes"] == 3 and 0.0 <= r["progress_success_rate"] <= 1.0 for r in evals)
     assert 0 < result["progress_eval_seconds"] <= result["train_seconds"]
     assert (out / "learning_curve.png").stat().st_size > 0
+
+
+def test_the_best_policy_of_the_evaluations_is_kept_and_stands_for_the_run(tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg("sac", "ToyPoint-v0", total_steps=768, eval_every=128, progress_episodes=3, learning_starts=64)
+    result = train(cfg, out, quiet=True)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "progress_success_rate" in r]
+    # the best: highest success, then return; a later evaluation wins a tie
+    top = max(evals, key=lambda r: (r["progress_success_rate"], r["progress_return_mean"], r["step"]))
+    assert result["policy_step"] == result["best"]["step"] == top["step"]
+    assert result["best"]["progress_return_mean"] == top["progress_return_mean"]
+    folder = ckpt.resolve_policy(out)
+    assert folder.name == f"best-step-{top['step']:010d}" and ckpt.best_checkpoint(out) == folder
+    assert len(list((out / "checkpoints").glob("best-step-*"))) == 1
+    assert ckpt.read_sidecar(folder)["best"]["progress_success_rate"] == top["progress_success_rate"]
+    assert resolve_checkpoint(out).name.startswith("step-")  # a resume goes on from the latest weights
+    # the kept weights are the policy loaded for the run, for `twin eval` and `twin export` too
+    policy, doc = load_policy(out)
+    assert doc["step"] == top["step"]
+    from agents.evaluation.runner import policy_spec
+
+    assert policy_spec(str(out)).path == str(folder.resolve())
+    export_onnx(out, tmp_path / "best.onnx")
+    # the final evaluation is the kept policy's: the same episodes again
+    again = evaluate(policy, "ToyPoint-v0", {}, 10, 1, torch.device("cpu"))
+    assert [r["return"] for r in again] == pytest.approx([r["return"] for r in result["episodes"]], abs=1e-4)
+
+
+def test_keep_best_off_or_no_evaluations_leaves_the_final_weights(tmp_path):
+    off = train(
+        _cfg("sac", "ToyPoint-v0", total_steps=384, eval_every=128, progress_episodes=2, keep_best="false"),
+        tmp_path / "off",
+        quiet=True,
+    )
+    assert off["policy_step"] == off["step"] and "best" not in off
+    assert ckpt.best_checkpoint(tmp_path / "off") is None
+    assert ckpt.resolve_policy(tmp_path / "off") == resolve_checkpoint(tmp_path / "off")
+
+
+def test_a_run_s_best_is_ranked_by_success_then_return_and_later_wins_ties(tmp_path):
+    from agents.common.runtime import Run
+
+    scores = iter([(0.5, 1.0), (0.9, 0.0), (0.2, 9.0), (0.9, 0.0), (0.9, -1.0)])
+    kept = []
+
+    class Agent:
+        def policy(self):
+            return torch.nn.Linear(1, 1)
+
+    def evaluator(net):
+        success, ret = next(scores)
+        return [{"success": success, "return": ret, "length": 1}]
+
+    run = Run(tmp_path, 500, quiet=True)
+    run.schedule_evals(100, evaluator, keep=lambda agent, step, score: kept.append((step, score)))
+    for step in (100, 200, 300, 400, 500):
+        run.maybe_evaluate(step, Agent())
+    run.close()
+    assert [step for step, _ in kept] == [100, 200, 400]
+    assert run.best == {"progress_success_rate": 0.9, "progress_return_mean": 0.0, "step": 400}
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("best", 0.0) for r in rows] == [1.0, 1.0, 0.0, 1.0, 0.0]
+
+
+def test_a_resumed_run_keeps_the_best_of_the_steps_it_resumes_from(tmp_path):
+    out = tmp_path / "run"
+    settings = {"eval_every": 128, "progress_episodes": 2, "learning_starts": 64, "checkpoint_every": 256}
+    train(_cfg("sac", "ToyPoint-v0", total_steps=256, **settings), out, quiet=True)
+    first = ckpt.read_sidecar(ckpt.best_checkpoint(out))
+    # a best chosen after the checkpoint (a run killed before its next one) is dropped on resume
+    late = tmp_path / "late"
+    import shutil
+
+    shutil.copytree(ckpt.best_checkpoint(out), late)
+    doc = json.loads((late / ckpt.SIDECAR).read_text())
+    doc["step"] = 10_000
+    (late / ckpt.SIDECAR).write_text(json.dumps(doc))
+    shutil.rmtree(ckpt.best_checkpoint(out))
+    shutil.copytree(late, out / "checkpoints" / "best-step-0000010000")
+    (out / "checkpoints" / "best").write_text("best-step-0000010000\n")
+    resumed = train(_cfg("sac", "ToyPoint-v0", total_steps=384, **settings), out, resume=True, quiet=True)
+    assert resumed["best"]["step"] in (256, 384) and resumed["best"]["step"] != 10_000
+    assert not (out / "checkpoints" / "best-step-0000010000").exists()
+    # a best from before the checkpoint is kept, and the resumed evaluations must beat it
+    out2 = tmp_path / "run2"
+    train(_cfg("sac", "ToyPoint-v0", total_steps=256, **settings), out2, quiet=True)
+    before = ckpt.read_sidecar(ckpt.best_checkpoint(out2))
+    resumed2 = train(_cfg("sac", "ToyPoint-v0", total_steps=384, **settings), out2, resume=True, quiet=True)
+    rows = [json.loads(line) for line in (out2 / "metrics.jsonl").read_text().splitlines()]
+    after = [r for r in rows if "progress_success_rate" in r and r["step"] > 256]
+    beaten = [
+        r
+        for r in after
+        if (r["progress_success_rate"], r["progress_return_mean"])
+        >= (before["best"]["progress_success_rate"], before["best"]["progress_return_mean"])
+    ]
+    want = beaten[-1]["step"] if beaten else before["step"]
+    assert resumed2["best"]["step"] == want
+    assert first["best"] and before["best"]
