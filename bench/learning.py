@@ -9,7 +9,9 @@ and seed) and each run's folder under ``runs/``. Prints one
 the deterministic policy on 20 held-out seeds, 8 times in each RL run (``eval_every``): the
 training episodes' success rate measures the exploring policy, which on ConveyorPick reads 0.05
 where the deterministic policy succeeds in 0.86 of the fixed seeds. BC runs have no such curve.
-Seconds (the curves, "to 90%", "training") leave those evaluations out. Runs may share the machine: ``--parallel P`` runs P at once,
+Seconds (the curves, "to 90%", "training") leave those evaluations out. An RL run's row is
+its best policy of those evaluations (``keep_best``; "policy from" gives its step), evaluated
+on the 100 fixed seeds, which the held-out seeds never overlap. Runs may share the machine: ``--parallel P`` runs P at once,
 each pinned to its own share of the cores (``taskset``), as on a 16-core machine split four ways.
 
 Usage: python bench/learning.py [--matrix full|cpu] [--seeds 3] [--first-seed 0] [--parallel 1] [--device auto]
@@ -91,6 +93,8 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("panda_gym:PandaReach-v3", "sac", 5_000),
         Cell("ConveyorPick-v0", "sac", 40_000, demos=20),
         Cell("ConveyorPick-v0", "sac", 40_000, demos=20, sets={"curriculum": "true"}),
+        Cell("ConveyorPick-v0", "sac", 60_000),
+        Cell("ConveyorPick-v0", "ppo", 300_000),
         Cell("BinSort-v0", "bc", 10_000, demos=50),
         Cell("BinSort-v0", "sac", 20_000, demos=20),
         Cell("MachineTend-v0", "bc", 10_000, demos=30),
@@ -287,6 +291,7 @@ def main() -> int:
                     "seed": seed,
                     "budget_steps": cell.steps,
                     "success": ev["eval_success_rate"],
+                    "policy_step": ev.get("policy_step", ev.get("step")),
                     "parts_placed": ev.get("eval_parts_placed_fraction"),
                     "train_seconds": ev["train_seconds"] - ev.get("progress_eval_seconds", 0.0),
                     "command_seconds": wall,
@@ -323,6 +328,7 @@ def main() -> int:
             "seconds_to_90_median": statistics.median(r["seconds_to_90"] for r in reached) if reached else None,
             "reached_90": f"{len(reached)}/{len(rs)}",
             "train_seconds_median": statistics.median(r["train_seconds"] for r in rs),
+            "policy_steps": [r["policy_step"] for r in rs],
             "hardware": f"{hw}; {len(rs[0]['cpus'].split(',')) if rs[0]['cpus'] != 'all' else len(cores)} cores per run",
             "command": rs[0]["command"].replace(str(out), "OUT"),
         }
@@ -337,8 +343,8 @@ def main() -> int:
     (out / "table.json").write_text(json.dumps({"rows": table, "runs": results}, indent=2) + "\n")
     md = [
         "| task | algorithm | demos | budget (env steps) | seeds | success (mean, min-max) | parts placed | "
-        "to 90% (env steps) | to 90% (s) | training (s) | hardware | command |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "policy from (env steps) | to 90% (env steps) | to 90% (s) | training (s) | hardware | command |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | --- |",
     ]
     for r in table:
         s90 = "-" if r["steps_to_90_median"] is None else f"{r['steps_to_90_median']:,.0f} ({r['reached_90']})"
@@ -346,7 +352,8 @@ def main() -> int:
         placed = "-" if r["parts_placed_mean"] is None else f"{r['parts_placed_mean']:.2f}"
         md.append(
             f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {r['budget_steps']:,} | {r['seeds']} | "
-            f"{r['success_mean']:.2f} ({r['success_min']:.2f}-{r['success_max']:.2f}) | {placed} | {s90} | {t90} | "
+            f"{r['success_mean']:.2f} ({r['success_min']:.2f}-{r['success_max']:.2f}) | {placed} | "
+            f"{', '.join(f'{p:,}' for p in r['policy_steps'] if p is not None) or '-'} | {s90} | {t90} | "
             f"{r['train_seconds_median']:.0f} | {r['hardware']} | `{r['command']}` |"
         )
     (out / "table.md").write_text("\n".join(md) + "\n")
