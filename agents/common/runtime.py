@@ -430,10 +430,23 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
     for ax, (k, pts) in zip(axes[0], series.items(), strict=True):
         if pts:
             xs, ys = zip(*pts, strict=True)
-            label = {"curriculum_progress": "progress: demos walked back", "success_rate": "training episodes"}.get(k)
-            ax.plot(xs, ys, lw=1.6, label=label if k != "success_rate" or evals else None)
+            label = {
+                "curriculum_progress": "progress: demos walked back",
+                "success_rate": "training episodes",
+                "return_mean": "training episodes",
+            }.get(k)
+            ax.plot(xs, ys, lw=1.6, label=label if k not in ("success_rate", "return_mean") or evals else None)
+        eval_returns = [(r["step"], r["progress_return_mean"]) for r in rows if "progress_return_mean" in r]
+        if k == "return_mean" and eval_returns:
+            ax.plot(*zip(*eval_returns, strict=True), "o-", lw=1.6, ms=4, label="deterministic policy, held-out seeds")
+            ax.legend(loc="upper left", fontsize=8)
         if k == "success_rate" and evals:
             ax.plot(*zip(*evals, strict=True), "o-", lw=1.6, ms=4, label="deterministic policy, held-out seeds")
+            kept = [
+                (r["step"], r["progress_success_rate"]) for r in rows if r.get("best") and "progress_success_rate" in r
+            ]
+            if kept:  # the last best is the policy the run keeps (keep_best)
+                ax.plot(*kept[-1], "*", ms=13, color="C3", label="kept as the run's policy (best)")
             ax.legend(loc="upper left", fontsize=8)
         if k == "curriculum_progress":
             cs = [(r["step"], r["curriculum_success_rate"]) for r in rows if "curriculum_success_rate" in r]
