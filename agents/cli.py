@@ -420,7 +420,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 1
     out.print(
         f"wrote {info['onnx']}: input obs \\[batch, {info['obs_dim']}] -> action \\[batch, {info['act_dim']}]; "
-        f"max |onnx - torch| = {info['max_abs_diff']:.2e} on random observations"
+        f"max |onnx - torch| = {info['max_abs_diff']:.2e} on random observations; the policy of step {info['step']:,}"
+        + (" (the run's kept best)" if info["best"] else "")
     )
     return 0
 

@@ -348,6 +348,8 @@ def export_onnx(
         "obs_dim": obs_dim,
         "act_dim": int(doc["action_space"]["shape"][0]),
         "max_abs_diff": diff,
+        "step": int(doc["step"]),
+        "best": "best" in doc,
     }
 
 

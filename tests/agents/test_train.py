@@ -434,7 +434,8 @@ def test_the_best_policy_of_the_evaluations_is_kept_and_stands_for_the_run(tmp_p
     from agents.evaluation.runner import policy_spec
 
     assert policy_spec(str(out)).path == str(folder.resolve())
-    export_onnx(out, tmp_path / "best.onnx")
+    info = export_onnx(out, tmp_path / "best.onnx")
+    assert info["best"] and info["step"] == top["step"]
     # the final evaluation is the kept policy's: the same episodes again
     again = evaluate(policy, "ToyPoint-v0", {}, 10, 1, torch.device("cpu"))
     assert [r["return"] for r in again] == pytest.approx([r["return"] for r in result["episodes"]], abs=1e-4)
