@@ -73,6 +73,8 @@ def _metric(key: str) -> tuple[str, str]:
         "step": ("Training steps", "env steps"),
         "policy_step": ("Policy evaluated, from step", "env steps"),
         "train_seconds": ("Training time", "s"),
+        "run_seconds": ("Run time against max_seconds (all lives of the run)", "s"),
+        "ended_by": ("Training ended by", "budget"),
         "collect_seconds": ("Collecting (of the training time)", "s"),
         "update_seconds": ("Updating (of the training time)", "s"),
         "progress_eval_seconds": ("Evaluating while training (of the training time)", "s"),

@@ -253,7 +253,8 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
 
         summary = stats.summary()
         run.progress(step, summary.get("success_rate"))
-        if step >= next_log or done_iters == total_iters:
+        last = done_iters >= total_iters or run.out_of_time()
+        if step >= next_log or last:
             next_log = step + cfg.log_every
             wall = run.timers["collect"] + run.timers["update"]
             run.log(
@@ -272,10 +273,12 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
                     "workers_restarted": float(getattr(vec, "worker_restarts", 0)),
                 },
             )
-        run.maybe_evaluate(step, agent, last=done_iters >= total_iters)
-        if step >= next_ckpt or done_iters >= total_iters:
+        run.maybe_evaluate(step, agent, last=last)
+        if step >= next_ckpt or last:
             next_ckpt += cfg.checkpoint_every
             save(run, cfg, agent, opt, rng, step, vec)
+        if last:
+            break
     return agent, step
 
 

@@ -299,8 +299,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     D = obs_dim
     pending_norm: list[torch.Tensor] = []
     pending_rows = 0
+    last = step >= cfg.total_steps
     try:
-        while step < cfg.total_steps and not run.stop_requested:
+        while not last and not run.stop_requested:
             t_collect = time.perf_counter()
             b = vec.recv(min_envs)
             ids, keep = b.env_ids, ~b.dropped
@@ -345,7 +346,8 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
 
             summary = stats.summary()
             run.progress(step, summary.get("success_rate"))
-            if step >= next_log or step >= cfg.total_steps:
+            last = step >= cfg.total_steps or run.out_of_time()
+            if step >= next_log or last:
                 next_log = step + cfg.log_every
                 row = {
                     **summary,
@@ -357,11 +359,11 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                     critic, actor, alpha, q = update.losses.cpu().tolist()
                     row.update(critic_loss=critic, actor_loss=actor, alpha=alpha, q_mean=q)
                 run.log(step, row)
-            run.maybe_evaluate(step, agent, last=step >= cfg.total_steps)
-            if step >= next_ckpt or step >= cfg.total_steps:
+            run.maybe_evaluate(step, agent, last=last)
+            if step >= next_ckpt or last:
                 next_ckpt += cfg.checkpoint_every
                 save(run, cfg, agent, update, rng, step, vec, buffer)
-        if run.stop_requested and step < cfg.total_steps:
+        if run.stop_requested and not last:
             save(run, cfg, agent, update, rng, step, vec, buffer)
     finally:
         if probe is not None:

@@ -88,6 +88,7 @@ RESUMABLE_CHANGES = (
     "eval_every",
     "progress_episodes",
     "keep_best",
+    "max_seconds",
     "device",
     "compile",
     "workers",
@@ -157,6 +158,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         run = Run(out, cfg.total_steps, start=start, quiet=quiet, console=console)
         if state:
             run.timers.update(state["doc"].get("timers", {}))
+        run.max_seconds = cfg.max_seconds
         workers = 0 if bc_only and cfg.n_envs == 1 else (cfg.workers or None)
         # Evaluation episodes are independent (each seed's row does not depend on how many envs run
         # them), so they use every core, whatever the training used.
@@ -184,7 +186,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
                 agent, step = ALGOS[algo_of(cfg)].train(cfg, vec, run, device, state)
         finally:
             run.close()
-        train_s = time.perf_counter() - t0
+        train_s, run_s = time.perf_counter() - t0, run.elapsed()
         restarts, dropped = getattr(vec, "worker_restarts", 0), getattr(vec, "episodes_dropped", 0)
     finally:
         vec.close()
@@ -201,6 +203,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         "workers_restarted": restarts,
         "episodes_dropped": dropped,
     }
+    if cfg.max_seconds > 0 and not bc_only:
+        result["run_seconds"] = round(run_s, 2)
+        result["ended_by"] = "max_seconds" if step < cfg.total_steps and run.stop.requested is None else "total_steps"
     if run.stop.requested is not None:
         return {**result, "stopped": run.stop.requested, "episodes": []}
     policy = agent.policy().eval()

@@ -387,7 +387,7 @@ def write_checkpoint(
         **_policy_sidecar(cfg, vec, step),
         "rng": rng_meta,
         "optim": {name: meta for name, (_, meta) in optim.items()},
-        "timers": dict(run.timers),
+        "timers": {**run.timers, "wall": run.elapsed()},
     }
     root = run.out / "checkpoints"
     folder = root / f"step-{step:010d}"

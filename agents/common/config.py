@@ -60,6 +60,11 @@ class TrainConfig:
     rate shows the exploring policy's episodes."""
     progress_episodes: int = 20
     """Episodes of each evaluation during training."""
+    max_seconds: float = 0.0
+    """A wall-clock budget for PPO and SAC (0: none): training ends at the first step past it, as if
+    the step budget had been reached (the last evaluation during training, a checkpoint, then the
+    final evaluation, which the budget does not include). It counts the whole run, evaluations
+    during training and earlier lives of a resumed run included."""
     keep_best: bool = True
     """With ``eval_every``: keep the policy that scored best in the evaluations during training
     (success rate, then mean return; the final weights are evaluated too) as ``checkpoints/best``.
@@ -272,6 +277,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "net_depth": (1, 32),
     "eval_episodes": (0, 100_000),
     "eval_every": (0, 10**12),
+    "max_seconds": (0.0, 1e9),
     "progress_episodes": (1, 100_000),
     "checkpoint_every": (1, 10**12),
     "log_every": (1, 10**12),

@@ -190,6 +190,8 @@ class Run:
         self.t0 = time.perf_counter()
         self.start = start
         self.timers = {"collect": 0.0, "update": 0.0}
+        self.max_seconds = 0.0
+        """The run's wall-clock budget (``max_seconds``; 0: none)."""
         self.stop = StopRequest(self.console)
         self.evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]] | None = None
         """Runs a policy on the held-out progress seeds (set by ``train``; None: no evaluations)."""
@@ -233,6 +235,14 @@ class Run:
         from agents.common.checkpoint import atomic_write_text
 
         atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+    def elapsed(self) -> float:
+        """Seconds of the run: this life's, plus the earlier lives' of a resumed run."""
+        return self.timers.get("wall", 0.0) + time.perf_counter() - self.t0
+
+    def out_of_time(self) -> bool:
+        """The wall-clock budget (``max_seconds``) is spent."""
+        return self.max_seconds > 0 and self.elapsed() >= self.max_seconds
 
     @property
     def stop_requested(self) -> bool:

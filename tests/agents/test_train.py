@@ -512,3 +512,24 @@ def test_a_resumed_run_keeps_the_best_of_the_steps_it_resumes_from(tmp_path):
     want = beaten[-1]["step"] if beaten else before["step"]
     assert resumed2["best"]["step"] == want
     assert first["best"] and before["best"]
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_a_wall_clock_budget_ends_training_like_the_step_budget(tmp_path, algo):
+    out = tmp_path / algo
+    extra = {"n_steps": 64} if algo == "ppo" else {"learning_starts": 64}
+    cfg = _cfg(algo, "ToyPoint-v0", total_steps=10**9, max_seconds=3, eval_every=10**8, progress_episodes=2, **extra)
+    t0 = time.perf_counter()
+    result = train(cfg, out, quiet=True)
+    assert time.perf_counter() - t0 < 60
+    assert result["ended_by"] == "max_seconds" and 3 <= result["run_seconds"] < 30
+    assert 0 < result["step"] < 10**9 and result["eval_episodes"] == 10  # the final evaluation ran
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == result["step"] and "progress_success_rate" in rows[-1]  # the last evaluation
+    doc = ckpt.read_sidecar(resolve_checkpoint(out))
+    assert doc["step"] == result["step"] and doc["timers"]["wall"] >= 3
+    # resumed, the budget counts the run's earlier life: nothing is left of it
+    again = train(_cfg(algo, "ToyPoint-v0", total_steps=10**9, max_seconds=3, **extra), out, resume=True, quiet=True)
+    assert again["ended_by"] == "max_seconds" and again["run_seconds"] >= doc["timers"]["wall"]
+    per_iter = 64 if algo == "ppo" else 1
+    assert again["step"] - result["step"] <= per_iter
