@@ -326,6 +326,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--curriculum is for --algo sac with --demos: its starts are states along the demonstrations"
             )
         sets["curriculum"] = "true"
+    if args.difficulty_curriculum:
+        sets["difficulty_curriculum"] = "true"
     try:
         cfg = make_config(args.algo, args.env, sets)
         if args.show_config:
@@ -753,6 +755,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--curriculum",
         action="store_true",
         help="with --algo sac --demos: a reverse curriculum, episodes starting along the demos and moving back",
+    )
+    p.add_argument(
+        "--difficulty-curriculum",
+        action="store_true",
+        help="train on the task's easier knob settings first (ConveyorPick: 1 part on a slow belt, 1, 2), then the task",
     )
     p.add_argument("--compile", action="store_true", help="compile the update with torch.compile (falls back to eager)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field; repeatable")

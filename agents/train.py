@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from agents import bc, ppo, sac
 from agents.collect import demos as demos_io
 from agents.collect.curriculum import CurriculumSettings, curriculum_wrappers, tracks_from_demos
+from agents.collect.difficulty import DifficultySettings, difficulty_wrappers
 from agents.collect.vec import make_vec_env
 from agents.common import checkpoint as ckpt
 from agents.common.config import ConfigError, SACConfig, TrainConfig, algo_of, from_dict, to_dict
@@ -129,7 +130,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     np.random.seed(cfg.seed % 2**32)
     console = Console(stderr=True)
     bc_only = algo_of(cfg) == "bc"  # behaviour cloning needs the env's spaces only
-    wrappers = curriculum_wrappers_for(cfg)
+    wrappers = curriculum_wrappers_for(cfg) or difficulty_wrappers_for(cfg)
     vec = make_vec_env(  # workers fork before CUDA starts
         cfg.env_id,
         1 if bc_only else cfg.n_envs,
@@ -260,6 +261,8 @@ def describe_algo(cfg: TrainConfig) -> str:
     name = algo_of(cfg)
     if isinstance(cfg, SACConfig) and cfg.demos:
         name += " + demos + reverse curriculum" if cfg.curriculum else " + demos (RLPD)"
+    if cfg.difficulty_curriculum:
+        name += " + difficulty curriculum"
     return name
 
 
@@ -286,6 +289,23 @@ def curriculum_wrappers_for(cfg: TrainConfig) -> list | None:
         horizon_ratio=cfg.curriculum_horizon_ratio,
     )
     return curriculum_wrappers(tracks, cfg.n_envs, settings)
+
+
+def difficulty_wrappers_for(cfg: TrainConfig) -> list | None:
+    """The per-env difficulty-curriculum wrappers a run with ``difficulty_curriculum`` asks for, else None."""
+    if not cfg.difficulty_curriculum:
+        return None
+    import envs
+
+    task = envs.TASKS.get(cfg.env_id)
+    if task is None or not task.curriculum_stages:
+        listed = [e for e in envs.ENV_IDS if envs.TASKS[e].curriculum_stages]
+        raise TrainError(
+            f"{cfg.env_id} lists no easier settings for a difficulty curriculum (Task.curriculum_stages); "
+            f"these do: {', '.join(listed)}"
+        )
+    settings = DifficultySettings(window=cfg.difficulty_window, threshold=cfg.difficulty_threshold)
+    return difficulty_wrappers(cfg.env_id, cfg.env_kwargs, task.curriculum_stages, cfg.n_envs, settings)
 
 
 @contextlib.contextmanager

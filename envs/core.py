@@ -49,6 +49,9 @@ class Task(ABC):
     """Bounds (low, high) of the tool target, metres, world frame."""
     default_knobs: ClassVar[dict[str, Any]] = {}
     """Difficulty knobs applied when the env is made without them."""
+    curriculum_stages: ClassVar[tuple[dict[str, Any], ...]] = ()
+    """Easier settings of the knobs, easiest first, for a difficulty curriculum
+    (``agents.collect.difficulty``); the task as made comes after the last."""
     task_knobs: ClassVar[tuple[str, ...]] = ()
     """Env kwargs that set the task itself (passed to its constructor), not the layout."""
     obs_camera: ClassVar[str] = "top"

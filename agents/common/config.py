@@ -72,6 +72,15 @@ class TrainConfig:
     the checkpoint a run resumes from. False: the run stands for its final weights."""
     checkpoint_every: int = 50_000
     """Steps between checkpoints (one is always written at the end)."""
+    difficulty_curriculum: bool = False
+    """PPO and SAC: train through the task's easier knob settings first (``Task.curriculum_stages``;
+    ConveyorPick: one part on a belt at half speed, one part, two parts), all envs moving on together
+    once the last ``difficulty_window`` episodes at a stage succeeded at ``difficulty_threshold``;
+    the evaluations always play the task as made (``agents.collect.difficulty``). Local workers."""
+    difficulty_window: int = 16
+    """Episodes at a stage (on any env) over which its success rate is judged."""
+    difficulty_threshold: float = 0.5
+    """Success rate at a stage over ``difficulty_window`` episodes at which the run moves on."""
     log_every: int = 2_000
     """Steps between metric lines."""
 
@@ -303,6 +312,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "demo_ratio": (0.0, 1.0),
     "weight_decay": (0.0, 1.0),
     "val_fraction": (0.0, 0.5),
+    "difficulty_window": (1, 1000),
+    "difficulty_threshold": (0.0, 1.0),
     "curriculum_step_back": (0.0, 1.0),
     "curriculum_window": (1, 1000),
     "curriculum_threshold": (0.0, 1.0),
@@ -323,6 +334,7 @@ OPEN = {
     "val_fraction": "<",
     "curriculum_step_back": ">",
     "curriculum_threshold": ">",
+    "difficulty_threshold": ">",
     "curriculum_horizon_ratio": ">",
 }
 """Bounds that exclude their end: ``>`` the low end, ``<`` the high end."""
@@ -382,6 +394,17 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("curriculum needs demos (--demos FILE): its starts are states along the demonstrations")
     if isinstance(cfg, SACConfig) and cfg.curriculum and cfg.backend == "ray":
         problems.append("curriculum runs on local workers (they share its start in shared memory), not backend=ray")
+    if cfg.difficulty_curriculum and isinstance(cfg, BCConfig):
+        problems.append("difficulty_curriculum is for PPO and SAC (BC learns from recorded demos)")
+    if cfg.difficulty_curriculum and cfg.backend == "ray":
+        problems.append(
+            "difficulty_curriculum runs on local workers (they share its stage in shared memory), not backend=ray"
+        )
+    if cfg.difficulty_curriculum and isinstance(cfg, SACConfig) and cfg.curriculum:
+        problems.append(
+            "difficulty_curriculum and curriculum do not mix: the reverse curriculum replays demos that were "
+            "recorded with the run's own env kwargs"
+        )
     if isinstance(cfg, SACConfig) and cfg.batch_size > cfg.buffer_size:
         problems.append(f"batch_size ({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})")
     if problems:

@@ -57,7 +57,9 @@ class EpisodeStats:
     Episodes a reverse curriculum started part-way along a demonstration (``info
     ["curriculum_start"] > 0``) are counted apart: ``success_rate``, ``return_mean`` and
     ``length_mean`` describe episodes from the task's real initial states only, which is what
-    the evaluation measures; ``curriculum_success_rate`` the others.
+    the evaluation measures; ``curriculum_success_rate`` the others. So are episodes a difficulty
+    curriculum played at an eased stage (``info["difficulty_stage"] < info["difficulty_stages"]``):
+    ``eased_success_rate``, with ``difficulty_progress`` the share of the stages passed.
     """
 
     def __init__(self, n_envs: int, window: int = 100) -> None:
@@ -69,6 +71,8 @@ class EpisodeStats:
         self.curriculum_successes: deque[float] = deque(maxlen=window)
         self.curriculum_starts: deque[float] = deque(maxlen=window)
         self.curriculum_progress: dict[int, float] = {}
+        self.eased_successes: deque[float] = deque(maxlen=window)
+        self.difficulty_progress: dict[int, float] = {}
         self.episodes = 0
         self.dropped = 0
 
@@ -87,7 +91,14 @@ class EpisodeStats:
                 start = float(info.get("curriculum_start", 0.0))
                 if "curriculum_progress" in info:
                     self.curriculum_progress[int(i)] = float(info["curriculum_progress"])
-                if start > 0:
+                stages = int(info.get("difficulty_stages", 0))
+                eased = stages > 0 and int(info.get("difficulty_stage", stages)) < stages
+                if stages:
+                    self.difficulty_progress[int(i)] = min(int(info.get("difficulty_stage", stages)) / stages, 1.0)
+                if eased:
+                    if success is not None:
+                        self.eased_successes.append(float(success))
+                elif start > 0:
                     self.curriculum_starts.append(start)
                     if success is not None:
                         self.curriculum_successes.append(float(success))
@@ -115,6 +126,10 @@ class EpisodeStats:
             out["curriculum_start_mean"] = float(np.mean(self.curriculum_starts)) if self.curriculum_starts else 0.0
         if self.curriculum_successes:
             out["curriculum_success_rate"] = float(np.mean(self.curriculum_successes))
+        if self.difficulty_progress:
+            out["difficulty_progress"] = float(np.mean(list(self.difficulty_progress.values())))
+        if self.eased_successes:
+            out["eased_success_rate"] = float(np.mean(self.eased_successes))
         return out
 
 
@@ -412,7 +427,7 @@ def summarize_eval(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path | None:
-    """Return and success rate against env steps, from ``metrics.jsonl``; with a reverse
+    """Return and success rate against env steps, from ``metrics.jsonl``; with a reverse or difficulty
     curriculum, a third panel follows it (its progress and its episodes' success rate)."""
     import matplotlib
 
@@ -423,7 +438,7 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     series = {
         k: [(r["step"], r[k]) for r in rows if k in r]
-        for k in ("return_mean", "success_rate", "curriculum_progress", "loss", "val_loss")
+        for k in ("return_mean", "success_rate", "curriculum_progress", "difficulty_progress", "loss", "val_loss")
     }
     evals = [(r["step"], r["progress_success_rate"]) for r in rows if "progress_success_rate" in r]
     series = {k: v for k, v in series.items() if v or (k == "success_rate" and evals)}
@@ -434,6 +449,7 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
         "return_mean": "episode return, mean (reward)",
         "success_rate": "success rate (share of episodes)",
         "curriculum_progress": "reverse curriculum (share)",
+        "difficulty_progress": "difficulty curriculum (share)",
         "loss": "training loss (batch mean)",
         "val_loss": "validation loss (batch mean)",
     }
@@ -442,6 +458,7 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
             xs, ys = zip(*pts, strict=True)
             label = {
                 "curriculum_progress": "progress: demos walked back",
+                "difficulty_progress": "progress: eased stages passed",
                 "success_rate": "training episodes",
                 "return_mean": "training episodes",
             }.get(k)
@@ -458,17 +475,21 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
             if kept:  # the last best is the policy the run keeps (keep_best)
                 ax.plot(*kept[-1], "*", ms=13, color="C3", label="kept as the run's policy (best)")
             ax.legend(loc="upper left", fontsize=8)
-        if k == "curriculum_progress":
-            cs = [(r["step"], r["curriculum_success_rate"]) for r in rows if "curriculum_success_rate" in r]
+        if k in ("curriculum_progress", "difficulty_progress"):
+            key, text = {
+                "curriculum_progress": ("curriculum_success_rate", "success from curriculum starts"),
+                "difficulty_progress": ("eased_success_rate", "success at the eased stages"),
+            }[k]
+            cs = [(r["step"], r[key]) for r in rows if key in r]
             if cs:
-                ax.plot(*zip(*cs, strict=True), lw=1.2, ls="--", label="success from curriculum starts")
+                ax.plot(*zip(*cs, strict=True), lw=1.2, ls="--", label=text)
             ax.legend(loc="lower right", fontsize=8)
         ax.set_xlabel("env steps" if "loss" not in k else "updates")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: not 100000200000...
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_ylabel(labels[k])
         ax.grid(alpha=0.3)
-        if k in ("success_rate", "curriculum_progress"):
+        if k in ("success_rate", "curriculum_progress", "difficulty_progress"):
             ax.set_ylim(-0.02, 1.02)
     fig.suptitle(title)
     fig.tight_layout()

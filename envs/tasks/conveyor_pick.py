@@ -83,6 +83,8 @@ class ConveyorPick(Task):
     obs_modes = ("state", "rgb")
     workspace = ((-0.7, -0.7, 0.755), (0.75, 0.3, 1.25))
     knob_names = ("parts", "belt_speed", "arrival_interval")
+    curriculum_stages = ({"parts": 1, "belt_speed": 0.05}, {"parts": 1}, {"parts": 2})
+    """One part on a belt at half speed, one part, two parts; then the task as made."""
 
     def __init__(self, twin, reward_type: str = "dense") -> None:
         super().__init__(twin, reward_type)

@@ -56,6 +56,8 @@ class PegInsert(Task):
     layout = "assembly"
     obs_modes = ("state", "rgb")
     max_step = 0.03
+    curriculum_stages = ({"clearance": 0.004}, {"clearance": 0.002})
+    """4 mm of clearance, then 2 mm; then the task as made."""
 
     def __init__(self, twin, reward_type: str = "dense") -> None:
         super().__init__(twin, reward_type)

@@ -67,6 +67,8 @@ class WaferTransfer(Task):
     obs_camera = "overview"
     render_camera = "overview"
     fresh_world = True  # a wafer on a friction paddle amplifies what PyBullet carries between episodes
+    curriculum_stages = ({"wafers": 1},)
+    """One wafer round the tool; then the task as made."""
     time_scale = 120.0
     default_knobs = {"wafers": 2}
 
