@@ -441,7 +441,9 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path |
         for k in ("return_mean", "success_rate", "curriculum_progress", "difficulty_progress", "loss", "val_loss")
     }
     evals = [(r["step"], r["progress_success_rate"]) for r in rows if "progress_success_rate" in r]
-    series = {k: v for k, v in series.items() if v or (k == "success_rate" and evals)}
+    # the held-out evaluations fill the return and success panels where no training episode did
+    # (a difficulty curriculum's eased episodes are not the task's)
+    series = {k: v for k, v in series.items() if v or (k in ("return_mean", "success_rate") and evals)}
     if not series:
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.4), squeeze=False)
