@@ -441,9 +441,10 @@ def best_checkpoint(run_dir: str | Path) -> Path | None:
     pointer = Path(run_dir) / "checkpoints" / BEST
     if not pointer.is_file():
         return None
-    folder = pointer.parent / pointer.read_text().strip()
-    if not folder.name.startswith("best-step-") or not (folder / SIDECAR).is_file():
-        raise CheckpointError(f"{pointer}: names {folder.name!r}, which is not a complete best-policy checkpoint")
+    name = pointer.read_text(errors="replace").strip()
+    folder = pointer.parent / name
+    if "/" in name or not name.startswith("best-step-") or not (folder / SIDECAR).is_file():
+        raise CheckpointError(f"{pointer}: names {name[:100]!r}, which is not a complete best-policy checkpoint")
     return folder
 
 

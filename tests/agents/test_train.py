@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -439,6 +440,16 @@ def test_the_best_policy_of_the_evaluations_is_kept_and_stands_for_the_run(tmp_p
     # the final evaluation is the kept policy's: the same episodes again
     again = evaluate(policy, "ToyPoint-v0", {}, 10, 1, torch.device("cpu"))
     assert [r["return"] for r in again] == pytest.approx([r["return"] for r in result["episodes"]], abs=1e-4)
+    # a damaged pointer is named, not followed
+    from agents.evaluation.runner import PolicyError
+
+    (out / "checkpoints" / "best").write_text("../../elsewhere\n")
+    with pytest.raises(
+        PolicyError, match=re.escape("checkpoints/best: names '../../elsewhere', which is not a complete best-policy")
+    ):
+        policy_spec(str(out))
+    with pytest.raises(ckpt.CheckpointError, match="not a complete best-policy checkpoint"):
+        load_policy(out)
 
 
 def test_keep_best_off_or_no_evaluations_leaves_the_final_weights(tmp_path):
