@@ -96,9 +96,10 @@ class DifficultyCurriculum(gym.Wrapper):
             env = self._make(**self.kwargs_for(stage))
             if env.observation_space != self.observation_space or env.action_space != self.action_space:
                 env.close()
+                name = self.spec.id if self.spec else "the env"
                 raise ValueError(
-                    f"{self.spec.id if self.spec else 'the env'}: difficulty stage {stage} ({self.stages[stage]}) changes the observation or "
-                    "action space; a curriculum stage may change the task's difficulty only"
+                    f"{name}: difficulty stage {stage} ({self.stages[stage]}) changes the observation or action "
+                    "space; a curriculum stage may change the task's difficulty only"
                 )
             self.env.close()
             self.env, self._built = env, stage
