@@ -80,6 +80,19 @@ def tracks_from_demos(tensors: dict[str, Any], success_only: bool = True) -> lis
     return tracks
 
 
+def window_mastered(a, at: int, window: int, threshold: float, success: bool) -> bool:
+    """Add an outcome to a rolling window kept in shared array ``a`` (``a[at]``: outcomes seen,
+    the ``window`` outcomes after it); True, with the count restarted, once the window is full and
+    its success rate reaches ``threshold``. The caller holds the array's lock."""
+    n = int(a[at])
+    a[at + 1 + n % window] = float(success)
+    a[at] = n + 1
+    if n + 1 < window or sum(a[at + 1 : at + 1 + window]) / window < threshold:
+        return False
+    a[at] = 0
+    return True
+
+
 class SharedStart:
     """Where episodes start, shared by every env of a run: the start's fraction of the way along
     the demonstrations, whether the curriculum is done, and the outcomes of the episodes from the
@@ -108,18 +121,12 @@ class SharedStart:
         """The outcome of an episode that started at ``fraction`` (ignored if the start has moved)."""
         s, a = self.settings, self._a
         with self._lock:
-            if a[1] > 0 or fraction != a[0]:
-                return
-            n = int(a[2])
-            a[3 + n % s.window] = float(success)
-            a[2] = n + 1
-            if n + 1 < s.window or sum(a[3 : 3 + s.window]) / s.window < s.threshold:
+            if a[1] > 0 or fraction != a[0] or not window_mastered(a, 2, s.window, s.threshold, success):
                 return
             if a[0] <= 0.0:
                 a[1] = 1.0
             else:
                 a[0] = max(0.0, a[0] - s.step_back)
-            a[2] = 0
 
 
 class ReverseCurriculum(gym.Wrapper):

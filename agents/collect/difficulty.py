@@ -23,6 +23,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from agents.collect.curriculum import window_mastered
+
 
 @dataclass
 class DifficultySettings:
@@ -56,12 +58,8 @@ class SharedStage:
         with self._lock:
             if stage != int(a[0]) or stage >= self.stages:
                 return
-            n = int(a[1])
-            a[2 + n % s.window] = float(success)
-            a[1] = n + 1
-            if n + 1 >= s.window and sum(a[2 : 2 + s.window]) / s.window >= s.threshold:
+            if window_mastered(a, 1, s.window, s.threshold, success):
                 a[0] = stage + 1
-                a[1] = 0
 
 
 class DifficultyCurriculum(gym.Wrapper):
