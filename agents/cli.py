@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,6 +26,26 @@ err = Console(stderr=True)
 
 class UsageError(Exception):
     """Bad input from the user: printed without a traceback, exit status 2."""
+
+
+def _require_command(command: str) -> None:
+    """Refuse ``twin COMMAND`` when what it needs is not installed (one line, exit 2)."""
+    from agents.extras import MissingExtra, require_command
+
+    try:
+        require_command(command)
+    except MissingExtra as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _require(what: str, extra: str, modules: list[str]) -> None:
+    """Refuse a command whose optional dependency is not installed (one line, exit 2)."""
+    from agents.extras import MissingExtra, require
+
+    try:
+        require(what, extra, modules)
+    except MissingExtra as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _progress() -> Progress:
@@ -91,6 +113,63 @@ def _metric(key: str) -> tuple[str, str]:
         return own[key]
     name, unit, _ = kpi_info(key)
     return name, unit or "-"
+
+
+MAX_SEED = 2**63 - 1
+
+
+def _seed(text: str) -> int:
+    """A ``--seed``: a whole number from 0 (Gymnasium refuses negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED:,}, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED:,}, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (what was wrong, and where the help is), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _out_file(flag: str, path: str) -> None:
+    """Refuse an output file whose folder cannot be made or written, before any work is done."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; name a file")
+    _out_dir(flag, path, target.parent, "its folder ")
+
+
+def _out_dir(flag: str, path: str, folder: Path | None = None, what: str = "") -> None:
+    """Refuse an output folder (or a file's ``folder``) that cannot be made or written, before any
+    work is done and without making anything: a refused command leaves no trace."""
+    folder = Path(path) if folder is None else folder
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: cannot create {what}{folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write into {existing}")
+
+
+def _in_path(flag: str, path: str, kind: str = "file or folder") -> None:
+    """Refuse an input that does not exist, naming the argument."""
+    if not Path(path).exists():
+        raise UsageError(f"{flag} {path}: no such {kind}")
+
+
+def _suite_exists(suite: str) -> None:
+    """Refuse a ``--suite`` that is neither a file nor a bundled suite's name, naming both."""
+    from agents.evaluation.suite import SEEDS_DIR, find_suite
+
+    if not find_suite(suite).exists():
+        names = ", ".join(sorted(p.stem for p in SEEDS_DIR.glob("*.toml")))
+        raise UsageError(f"--suite {suite}: no such suite file, nor a bundled suite ({names})")
 
 
 def _video_size(text: str) -> tuple[int, int]:
@@ -164,6 +243,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     if args.frame_stride < 1:
         raise UsageError("--frame-stride must be at least 1")
     size = _video_size(args.video_size)
+    if args.video:
+        _out_file("--video", args.video)
     env_kwargs = {"robot": args.robot} if args.robot else {}
     if args.faults:
         env_kwargs["faults"] = args.faults if args.faults in ("all", "none") else args.faults.split(",")
@@ -223,6 +304,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 def cmd_layout_check(args: argparse.Namespace) -> int:
     from twin.layout import LayoutError, load_layout
 
+    _in_path("FILE", args.file, "layout file")
     try:
         layout = load_layout(args.file)
     except (LayoutError, FileNotFoundError) as exc:
@@ -292,7 +374,9 @@ def _check_env_kwargs(env_id: str, kwargs: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-
+    _require_command("train")
+    if args.backend == "ray":
+        _require("twin train --backend ray", "ray", ["ray"])
     import envs  # noqa: F401  (registers the ids)
     from agents.collect.demos import DemosError
     from agents.common.checkpoint import CheckpointError
@@ -301,6 +385,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.train import TrainError, train
 
     _env_id(args.env)  # raises with the closest ids; imports the module of a module:EnvId
+    if args.demos:
+        _in_path("--demos", args.demos, "demonstrations file")
+    if not args.show_config:
+        _out_dir("--out", args.out)
     sets = _parse_sets(args.set or [])
     flags = (
         ("steps", "total_steps"),
@@ -376,11 +464,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demos(args: argparse.Namespace) -> int:
+    _require_command("demos")
     from agents.collect.demos import record
 
     env_id = _env_id(args.env_id, expert=True)
     if args.episodes < 1:
         raise UsageError("--episodes must be at least 1")
+    _out_file("--out", args.out)
     if args.noise < 0:
         raise UsageError("--noise must be >= 0")
     kwargs = {}
@@ -412,6 +502,9 @@ LOW_EXPERT_SUCCESS = 0.8
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _require_command("export")
+    _in_path("RUN", args.run, "run or checkpoint folder")
+    _out_file("--onnx", args.onnx)
     from agents.common.checkpoint import CheckpointError
     from agents.train import export_onnx
 
@@ -430,147 +523,74 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-class _TermAsInterrupt:
-    """SIGTERM (what a scheduler sends) stops the command like Ctrl-C does."""
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self.old, self.terminated = None, False
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, self._raise)
-        return self
-
-    def _raise(self, signum, frame):
-        self.terminated = True
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from agents.common.signals import StopRequest
+    from agents.evaluation.api import EvalError, EvalInterrupted, evaluate
 
-    from pydantic import ValidationError
+    _require_command("eval")
+    if args.policy.lower().endswith(".onnx"):
+        _require("twin eval of an ONNX policy", "eval", ["onnxruntime"])
+    if args.backend == "ray":
+        _require("twin eval --backend ray", "ray", ["ray"])
+    if args.policy not in ("expert", "random"):
+        _in_path("--policy", args.policy, "policy file or folder")
+    _suite_exists(args.suite)
+    if args.reference:
+        _in_path("--reference", args.reference, "reference file or folder")
+    _out_dir("--out", args.out)
+    with _progress() as prog:
+        bar: dict = {}
 
-    from agents.evaluation.report import aggregate, clean, encode_video, scorecard_meta, write_report, write_results
-    from agents.evaluation.runner import VIDEO_STRIDE, PolicyError, check_policy, policy_spec, run_suite
-    from agents.evaluation.scorecard import load_reference
-    from agents.evaluation.store import ResultsError, ResultsFolder
-    from agents.evaluation.suite import SuiteError, load_suite
-
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if args.videos < 0:
-        raise UsageError("--videos must be >= 0")
-    if args.resume and args.overwrite:
-        raise UsageError("--resume and --overwrite exclude each other")
-    try:
-        suite = load_suite(args.suite)
-        if args.task:
-            suite = suite.only(args.task)
-        spec = policy_spec(args.policy)
-        flags = {
-            "episode_seconds": args.episode_seconds,
-            "call_seconds": args.call_seconds,
-            "memory_mb": args.memory_mb,
-        }
-        limits = type(suite.suite.limits).model_validate(
-            {**suite.suite.limits.model_dump(), **{k: v for k, v in flags.items() if v is not None}}
-        )
-        check_policy(spec, suite)  # every variant's env built once; shapes against every task's spaces
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    except (SuiteError, PolicyError) as exc:
-        raise UsageError(str(exc)) from None
-    meta = scorecard_meta(suite, spec, args.backend, args.workers)
-    if suite.tasks_run is not None:
-        meta["tasks_run"] = suite.tasks_run
-    try:
-        reference = None if spec.kind == "expert" and not args.reference else load_reference(meta, args.reference)
-    except ValueError as exc:
-        raise UsageError(f"--reference: {exc}") from None
-    identity = {k: meta[k] for k in ("suite", "suite_hash", "layout_hashes", "policy")}
-    identity |= {"limits": limits.model_dump(), "videos": args.videos}
-    if suite.tasks_run is not None:  # resuming a part of a suite is resuming that part
-        identity["tasks_run"] = suite.tasks_run
-    try:
-        folder = ResultsFolder(args.out, identity, resume=args.resume, overwrite=args.overwrite)
-    except ResultsError as exc:
-        raise UsageError(str(exc)) from None
-    out_dir = Path(args.out)
-    episodes = suite.episodes()
-    n = len(episodes)
-    fps = 20 // VIDEO_STRIDE
-    with folder, _progress() as prog:
-        kept = len(folder.done)
-        if kept:
-            err.print(f"resuming: {kept} of {n} episodes already in {out_dir}/episodes.jsonl", highlight=False)
-        task = prog.add_task(escape(f"eval {suite.suite.name} [{spec.kind}]"), total=n, completed=kept, rate="")
-        t0 = time.perf_counter()
-        tick = _episode_ticker(prog, task, per_minute=True)
-
-        def done(res):
-            row = res["row"]
-            folder.add(row)
-            if res["frames"]:
-                data, suffix = encode_video(res["frames"], fps)
-                folder.add_video((row["task"], row["variant"], row["seed"]), data, suffix)
-            tick()
+        def start(total: int, kept: int) -> None:
+            if kept:
+                err.print(f"resuming: {kept} of {total} episodes already in {args.out}/episodes.jsonl", highlight=False)
+            bar["task"] = prog.add_task(
+                escape(f"eval {args.suite} [{args.policy}]"), total=total, completed=kept, rate=""
+            )
+            bar["tick"] = _episode_ticker(prog, bar["task"], per_minute=True)
 
         def notify(line: str) -> None:
             err.print(f"twin: {line}", markup=False, highlight=False, soft_wrap=True)
 
-        term = _TermAsInterrupt()
+        stop = StopRequest(immediate=True)
         try:
-            with term:
-                run_suite(
-                    spec,
-                    suite,
-                    args.workers,
-                    args.backend,
-                    args.videos,
-                    on_episode=done,
-                    limits=limits,
-                    skip=set(folder.done),
+            with stop:
+                ev = evaluate(
+                    args.policy,
+                    args.suite,
+                    args.out,
+                    workers=args.workers,
+                    backend=args.backend,
+                    videos=args.videos,
+                    tasks=args.task,
+                    resume=args.resume,
+                    overwrite=args.overwrite,
+                    episode_seconds=args.episode_seconds,
+                    call_seconds=args.call_seconds,
+                    memory_mb=args.memory_mb,
+                    reference=args.reference,
+                    on_start=start,
+                    on_episode=lambda _row: bar["tick"](),
                     notify=notify,
                 )
-        except KeyboardInterrupt:
-            prog.stop()
-            err.print(
-                f"interrupted: {len(folder.done)} of {n} episodes are kept in {out_dir}/episodes.jsonl; finish them "
-                f"with the same command and --resume",
-                highlight=False,
-            )
-            return 143 if term.terminated else 130
-        except PolicyError as exc:
+        except EvalError as exc:
             raise UsageError(str(exc)) from None
-        elapsed = time.perf_counter() - t0
-        rows = clean([folder.done[ep] for ep in episodes])
-        aggs = aggregate(rows)
-        meta["limits"] = limits.model_dump()
-        meta["episodes_per_minute"] = round(60 * (n - kept) / elapsed, 2) if n > kept else None
-        if kept:
-            meta["resumed_with_episodes"] = kept
-        try:
-            write_results(out_dir, rows, aggs, meta)
-        except ImportError as exc:
-            raise UsageError(f"writing results needs {exc.name}: pip install 'factory-twin[eval]'") from None
-        write_report(out_dir, meta, aggs, rows, folder.videos(), reference)
-    rate = f", {meta['episodes_per_minute']:.1f} episodes/min" if meta["episodes_per_minute"] else ""
-    out.print(_scorecard_table(f"{suite.suite.name}: {spec.kind} policy, {n} episodes{rate}", aggs, reference))
-    out.print(f"wrote {out_dir}/results.json, results.parquet and report.html", highlight=False)
-    errors = sum(1 for r in rows if r.get("error"))
-    if errors:
+        except EvalInterrupted as exc:
+            prog.stop()
+            err.print(str(exc), highlight=False)
+            return stop.exit_code
+    rate = ev.meta["episodes_per_minute"]
+    rate = f", {rate:.1f} episodes/min" if rate else ""
+    out.print(
+        _scorecard_table(
+            f"{ev.suite}: {ev.policy.kind} policy, {ev.episodes} episodes{rate}", ev.aggregates, ev.reference
+        )
+    )
+    out.print(f"wrote {ev.out}/results.json, results.parquet and report.html", highlight=False)
+    if ev.errors:
         err.print(
-            f"twin: {errors} of {n} episode(s) could not run to their end (policy faults, limits, dead workers); "
-            f"their reasons are in the failure column and the report",
+            f"twin: {ev.errors} of {ev.episodes} episode(s) could not run to their end (policy faults, limits, dead "
+            f"workers); their reasons are in the failure column and the report",
             highlight=False,
         )
         return 1
@@ -623,6 +643,10 @@ def _scorecard_table(title: str, aggs: list[dict], reference: dict | None) -> Ta
 def cmd_report(args: argparse.Namespace) -> int:
     """Write an output folder's report.html again from its results (with the current report code
     and, if given, another expert reference)."""
+    _require_command("report")
+    _in_path("FOLDER", args.folder, "twin eval folder")
+    if args.reference:
+        _in_path("--reference", args.reference, "reference file or folder")
     from pathlib import Path
 
     from agents.evaluation.report import load_results, write_report
@@ -648,6 +672,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.plot:
+        _require("twin compare --plot", "eval", ["matplotlib"])
+        _out_file("--plot", args.plot)
+    _in_path("A", args.a, "twin eval folder")
+    _in_path("B", args.b, "twin eval folder")
     from pathlib import Path
 
     from agents.evaluation.report import compare
@@ -688,9 +717,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="twin", description="Factory Twin: digital twins of factory cells for physical AI."
-    )
+    ap = _Parser(prog="twin", description="Factory Twin: digital twins of factory cells for physical AI.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("envs", help="list the environments")
@@ -698,14 +725,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("smoke", help="run every env and observation mode (and every env with each arm) for a few steps")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(fn=cmd_smoke)
 
     p = sub.add_parser("play", help="run episodes with the expert or a random policy; print KPIs, write a video")
     p.add_argument("env_id")
     p.add_argument("--policy", choices=["expert", "random"], default="expert")
     p.add_argument("--episodes", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--video", metavar="FILE", help="write a .mp4 or .gif of the episodes")
     p.add_argument("--robot", metavar="MODEL", help="arm in place of the layout's: panda or iiwa")
     p.add_argument(
@@ -744,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, help="parallel envs; default per task")
     p.add_argument("--workers", type=int, help="env worker processes (default: one per core, at most one per env)")
     p.add_argument("--backend", choices=["local", "ray"], help="local worker processes (default) or Ray actors")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed)
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -770,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env_id")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", required=True, help="output .safetensors file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--workers", type=int, default=1, help="env processes")
     p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on executed actions (DART)")
     p.add_argument("--env-kwargs", help='JSON keyword arguments for gym.make, e.g. \'{"robot": "iiwa"}\'')
@@ -819,11 +846,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> int:
+    from agents.extras import from_import_error
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except UsageError as exc:
         err.print(f"twin: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency a command reached for: name the extra
+        missing = from_import_error(f"twin {args.command}", exc)
+        if missing is None:
+            raise
+        err.print(f"twin: error: {missing}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -379,14 +379,26 @@ def export_onnx(
 
 
 def _torch_export(policy: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
+    import contextlib
+    import io
+    import logging
     import warnings
 
     names = {"input_names": ["obs"], "output_names": ["action"]}
-    with warnings.catch_warnings():
+    # the exporter narrates each pass on stdout and logs every torchvision op it cannot register;
+    # the command prints its own one-line summary (and any failure) instead
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             batch = torch.export.Dim("batch", min=1)
-            torch.onnx.export(policy, (example,), str(out), dynamic_shapes=({0: batch},), dynamo=True, **names)
+            torch.onnx.export(
+                policy, (example,), str(out), dynamic_shapes=({0: batch},), dynamo=True, verbose=False, **names
+            )
         except Exception:  # older torch or no onnxscript: the TorchScript exporter
             dynamic = {"obs": {0: "batch"}, "action": {0: "batch"}}
             torch.onnx.export(policy, (example,), str(out), dynamic_axes=dynamic, dynamo=False, **names)
+        finally:
+            quiet.setLevel(level)

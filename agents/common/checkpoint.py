@@ -15,14 +15,11 @@ raises CheckpointError naming the file and what is wrong.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,6 +29,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from agents.common.config import algo_of, to_dict
+from agents.common.files import (
+    atomic_write_text,
+    file_sha256,
+    git_commit,
+    package_version,
+    umask_mode,
+)
 from agents.common.spaces import describe
 
 if TYPE_CHECKING:
@@ -49,61 +53,18 @@ IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, or does not fit what it is loaded into."""
+    """A checkpoint that is missing, corrupt, or does not fit what it is loaded into.
 
+    The message quotes what was found in the file, which may be anything: it is cut to
+    ``MAX_MESSAGE`` characters, keeping its start (the file and field) and its end."""
 
-def package_version() -> str:
-    try:
-        return metadata.version("factory-twin")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    MAX_MESSAGE = 600
 
-
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _umask_mode() -> int:
-    """File mode a plain ``open()`` would give (temporary files start at 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    def __init__(self, message: str) -> None:
+        if len(message) > self.MAX_MESSAGE:
+            half = self.MAX_MESSAGE // 2
+            message = f"{message[:half]} [... {len(message) - 2 * half:,} characters ...] {message[-half:]}"
+        super().__init__(message)
 
 
 def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> str:
@@ -112,7 +73,7 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dic
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, umask_mode())
         digest = file_sha256(Path(tmp))
         os.replace(tmp, path)
     except BaseException:

@@ -2,6 +2,9 @@
 
 ``make_config(algo, env_id, overrides)`` starts from the dataclass defaults, applies the per-task
 defaults in ``TASK_DEFAULTS`` and then the user's ``key=value`` overrides (``twin train --set``).
+The dataclasses are pydantic's: each value is parsed from its text by the field's type (integers
+exactly, however many digits; ``1e6`` is an integer too), and checked against the bounds in the
+field's annotation, with every problem in one :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -9,58 +12,90 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+import annotated_types
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
 
 
 class ConfigError(ValueError):
     """A bad ``--set`` key or value."""
 
 
-@dataclass
+_STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, arbitrary_types_allowed=False)
+
+
+def _from_text(value: Any, info) -> Any:
+    """``--set`` values arrive as text: integers are parsed exactly (``1e6`` and ``2_000`` too) and
+    objects as JSON; everything else is left to the field's own type."""
+    if not isinstance(value, str):
+        return value
+    kind = _kind(info.config, info.field_name)
+    if kind == "int":
+        try:
+            d = Decimal(value.strip().replace("_", ""))
+        except InvalidOperation:
+            return value
+        return int(d) if d.is_finite() and d == d.to_integral_value() else value
+    if kind == "dict":
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed
+    return value
+
+
+def _kind(_config: Any, name: str | None) -> str:
+    return _KINDS.get(name or "", "")
+
+
+@dataclass(config=_STRICT)
 class TrainConfig:
     """Settings every algorithm shares."""
 
-    env_id: str = "FactoryReach-v0"
+    env_id: Annotated[str, Field(min_length=1)] = "FactoryReach-v0"
     """Gymnasium id of the env to train on (any registered id, not only this package's)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for ``gym.make`` (e.g. ``{"obs_mode": "goal"}``)."""
-    total_steps: int = 100_000
+    total_steps: Annotated[int, Field(ge=1, le=10**12)] = 100_000
     """Env steps to train for, summed over all envs (BC: gradient steps)."""
-    n_envs: int = 1
+    n_envs: Annotated[int, Field(ge=1, le=4096)] = 1
     """Parallel envs, spread over the worker processes."""
-    workers: int = 0
+    workers: Annotated[int, Field(ge=0, le=1024)] = 0
     """Env worker processes (Ray actors with ``backend=ray``); 0: one per CPU core, at most one per env."""
     double_buffer: bool = True
     """Each worker steps half its envs while the learner acts on the other half."""
     pin_workers: bool = True
     """Bind each local env worker to a core of those this process may use (give concurrent runs
     their own cores with ``taskset -c``, or turn this off)."""
-    collect: str = "async"
+    collect: Literal["async", "sync"] = "async"
     """``async``: act on the envs of whichever workers have finished, so none waits for the
     slowest; ``sync``: step every env in lock-step (bit-reproducible runs, slower)."""
-    backend: str = "local"
+    backend: Literal["local", "ray"] = "local"
     """``local`` worker processes, or ``ray`` actors (the cluster at ``RAY_ADDRESS``, else a local one)."""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
-    net_width: int = 256
+    net_width: Annotated[int, Field(ge=1, le=8192)] = 256
     """Units per hidden layer of every network."""
-    net_depth: int = 2
+    net_depth: Annotated[int, Field(ge=1, le=32)] = 2
     """Hidden layers of every network."""
     compile: bool = False
     """Compile the update step with ``torch.compile`` (falls back to eager where unsupported)."""
-    eval_episodes: int = 100
+    eval_episodes: Annotated[int, Field(ge=0, le=100_000)] = 100
     """Episodes of the final evaluation, on the fixed evaluation seeds."""
-    eval_every: int = 0
+    eval_every: Annotated[int, Field(ge=0, le=10**12)] = 0
     """Env steps between evaluations of the deterministic policy while training PPO or SAC (0: none). They
     run ``progress_episodes`` episodes on held-out seeds (not the final evaluation's) and log
     ``progress_success_rate``: the curve of what the policy can do, where the training success
     rate shows the exploring policy's episodes."""
-    progress_episodes: int = 20
+    progress_episodes: Annotated[int, Field(ge=1, le=100_000)] = 20
     """Episodes of each evaluation during training."""
-    max_seconds: float = 0.0
+    max_seconds: Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)] = 0.0
     """A wall-clock budget for PPO and SAC (0: none): training ends at the first step past it, as if
     the step budget had been reached (the last evaluation during training, a checkpoint, then the
     final evaluation, which the budget does not include). It counts the whole run, evaluations
@@ -70,66 +105,68 @@ class TrainConfig:
     (success rate, then mean return; the final weights are evaluated too) as ``checkpoints/best``.
     The final evaluation, ``twin eval RUN`` and ``twin export RUN`` then use it; ``latest`` stays
     the checkpoint a run resumes from. False: the run stands for its final weights."""
-    checkpoint_every: int = 50_000
+    checkpoint_every: Annotated[int, Field(ge=1, le=10**12)] = 50_000
     """Steps between checkpoints (one is always written at the end)."""
     difficulty_curriculum: bool = False
     """PPO and SAC: train through the task's easier knob settings first (``Task.curriculum_stages``;
     ConveyorPick: one part on a belt at half speed, one part, two parts), all envs moving on together
     once the last ``difficulty_window`` episodes at a stage succeeded at ``difficulty_threshold``;
     the evaluations always play the task as made (``agents.collect.difficulty``). Local workers."""
-    difficulty_window: int = 16
+    difficulty_window: Annotated[int, Field(ge=1, le=1000)] = 16
     """Episodes at a stage (on any env) over which its success rate is judged."""
-    difficulty_threshold: float = 0.5
+    difficulty_threshold: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.5
     """Success rate at a stage over ``difficulty_window`` episodes at which the run moves on."""
-    log_every: int = 2_000
+    log_every: Annotated[int, Field(ge=1, le=10**12)] = 2_000
     """Steps between metric lines."""
 
+    _text = field_validator("*", mode="before")(_from_text)
 
-@dataclass
+
+@dataclass(config=_STRICT)
 class PPOConfig(TrainConfig):
     """Proximal Policy Optimisation for continuous actions (clipped objective, GAE)."""
 
-    lr: float = 3e-4
+    lr: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 3e-4
     anneal_lr: bool = True
     """Decay the learning rate linearly to zero over training."""
-    n_steps: int = 128
+    n_steps: Annotated[int, Field(ge=1, le=100_000)] = 128
     """Rollout length per env between updates."""
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    n_minibatches: int = 4
-    update_epochs: int = 10
-    clip_coef: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    init_log_std: float = -0.5
+    gamma: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.99
+    gae_lambda: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.95
+    n_minibatches: Annotated[int, Field(ge=1, le=100_000)] = 4
+    update_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
+    clip_coef: Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)] = 0.2
+    ent_coef: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)] = 0.0
+    vf_coef: Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)] = 0.5
+    max_grad_norm: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)] = 0.5
+    init_log_std: Annotated[float, Field(ge=-20.0, le=2.0, allow_inf_nan=False)] = -0.5
     """Initial log standard deviation of the Gaussian policy."""
     norm_obs: bool = True
     """Normalise observations with running statistics (updated once per rollout, saved with the
     model, frozen at evaluation)."""
-    reward_scale: float = 1.0
+    reward_scale: Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)] = 1.0
     cuda_graph: bool = True
     """On CUDA, replay the acting step and the whole update (GAE and every minibatch step) as
     captured CUDA graphs."""
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class SACConfig(TrainConfig):
     """Soft Actor-Critic, with hindsight goal relabelling (HER) on goal-dict envs."""
 
-    lr: float = 1e-3
-    buffer_size: int = 1_000_000
-    batch_size: int = 256
-    gamma: float = 0.95
-    tau: float = 0.05
+    lr: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1e-3
+    buffer_size: Annotated[int, Field(ge=1, le=10**9)] = 1_000_000
+    batch_size: Annotated[int, Field(ge=1, le=10**6)] = 256
+    gamma: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.95
+    tau: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.05
     """Polyak factor of the target critics."""
-    learning_starts: int = 1_000
+    learning_starts: Annotated[int, Field(ge=0, le=10**12)] = 1_000
     """Env steps of uniform random actions before learning."""
-    updates_per_step: float = 0.5
+    updates_per_step: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 0.5
     """Gradient updates per env step (per sub-env step)."""
-    her_ratio: float = 0.8
+    her_ratio: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] = 0.8
     """Fraction of sampled transitions whose goal is relabelled with a future achieved goal (goal envs)."""
-    init_alpha: float = 0.1
+    init_alpha: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 0.1
     autotune_alpha: bool = True
     norm_obs: bool = True
     overlap_updates: bool = True
@@ -141,7 +178,7 @@ class SACConfig(TrainConfig):
     demos: str = ""
     """Demonstrations file (``twin demos``) for RL from demonstrations (RLPD): every batch takes
     ``demo_ratio`` of its transitions from the demos, the rest from the replay buffer."""
-    demo_ratio: float = 0.5
+    demo_ratio: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] = 0.5
     critic_layernorm: bool = False
     """LayerNorm in the critics' hidden layers (on by default with ``demos``, as in RLPD)."""
     curriculum: bool = False
@@ -149,34 +186,34 @@ class SACConfig(TrainConfig):
     near its end, and the start moves back as the agent succeeds from it
     (``agents.collect.curriculum``). Needs ``demos``; the demos' seeds and executed actions are
     replayed to reach the starts."""
-    curriculum_step_back: float = 0.1
+    curriculum_step_back: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.1
     """How far a mastered start moves back, as a fraction of the demonstrations."""
-    curriculum_window: int = 8
+    curriculum_window: Annotated[int, Field(ge=1, le=1000)] = 8
     """Episodes from the current start (on any env) over which its success rate is judged."""
-    curriculum_threshold: float = 0.75
+    curriculum_threshold: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.75
     """Success rate over ``curriculum_window`` episodes at which a start counts as mastered."""
-    curriculum_real_starts: float = 0.2
+    curriculum_real_starts: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.2
     """Fraction of episodes from the task's real initial states while the curriculum runs."""
-    curriculum_horizon_ratio: float = 3.0
+    curriculum_horizon_ratio: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 3.0
     """Curriculum episodes end after this many times the steps the demonstration took from the
     start to its end (at least 50), besides the env's own time limit."""
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class BCConfig(TrainConfig):
     """Behaviour cloning: regress the expert's actions from its observations."""
 
     demos: str = ""
     """Demonstrations file written by ``twin demos``."""
-    total_steps: int = 20_000
-    lr: float = 1e-3
-    batch_size: int = 512
-    weight_decay: float = 1e-5
-    val_fraction: float = 0.05
+    total_steps: Annotated[int, Field(ge=1, le=10**12)] = 20_000
+    lr: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1e-3
+    batch_size: Annotated[int, Field(ge=1, le=10**6)] = 512
+    weight_decay: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 1e-5
+    val_fraction: Annotated[float, Field(ge=0.0, lt=0.5, allow_inf_nan=False)] = 0.05
     """Share of demo episodes held out to report a validation loss."""
     norm_obs: bool = True
-    log_every: int = 500
-    checkpoint_every: int = 5_000
+    log_every: Annotated[int, Field(ge=1, le=10**12)] = 500
+    checkpoint_every: Annotated[int, Field(ge=1, le=10**12)] = 5_000
 
 
 CONFIGS: dict[str, type[TrainConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "bc": BCConfig}
@@ -229,163 +266,102 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def _coerce(name: str, f: dataclasses.Field, raw: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+def _kinds() -> dict[str, str]:
+    """Each setting's kind (``int``, ``float``, ``bool``, ``str``, ``dict``), over every algorithm."""
+    out: dict[str, str] = {}
+    for cls in CONFIGS.values():
+        for name, info in cls.__pydantic_fields__.items():
+            ann = info.annotation
+            out[name] = next(
+                (k for t, k in ((bool, "bool"), (int, "int"), (float, "float"), (dict, "dict")) if ann is t), ""
+            ) or ("dict" if getattr(ann, "__origin__", None) is dict else "str")
+    return out
+
+
+_KINDS = _kinds()
+
+
+def _bounds(cls: type[TrainConfig], name: str) -> str:
+    """A setting's bounds as ``[low, high]`` (a round bracket where an end is excluded)."""
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in cls.__pydantic_fields__[name].metadata:
+        if isinstance(m, annotated_types.Ge):
+            lo = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lo, lo_open = m.gt, True
+        elif isinstance(m, annotated_types.Le):
+            hi = m.le
+        elif isinstance(m, annotated_types.Lt):
+            hi, hi_open = m.lt, True
+    show = lambda v: f"{v:,}" if isinstance(v, int) else f"{v:g}"  # noqa: E731
+    return f"{'(' if lo_open else '['}{show(lo)}, {show(hi)}{')' if hi_open else ']'}"
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A value as the error shows it: its repr, cut short when long (a value may be anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
+_WANTS = {"int": "an int", "float": "a float", "bool": "true or false", "str": "a string", "dict": "a JSON object"}
+
+
+def _problems(cls: type[TrainConfig], exc: ValidationError) -> list[str]:
+    """pydantic's errors as one line each, naming the setting, what it takes and what it got."""
+    out = []
+    for e in exc.errors(include_url=False):
+        name = str(e["loc"][0]) if e["loc"] else "config"
+        got = e.get("input")
+        kind = e["type"]
+        if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            out.append(f"{name} must be in {_bounds(cls, name)}, got {_show(got)}")
+        elif kind == "finite_number":
+            out.append(f"{name} must be a finite number, got {_show(got)}")
+        elif kind == "literal_error":
+            out.append(f"{name}: {e['msg'].replace('Input should be', 'expected')}, got {_show(got)}")
+        elif kind.endswith(("_parsing", "_type", "_from_float")) and name in _KINDS:
+            out.append(f"{name}: expected {_WANTS[_KINDS[name]] if _KINDS[name] else _KINDS[name]}, got {_show(got)}")
+        else:
+            out.append(f"{name}: {e['msg']}, got {_show(got)}")
+    return out
+
+
+def _build(cls: type[TrainConfig], values: dict[str, Any]) -> TrainConfig:
     try:
-        if kind == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if kind == "int":
-            return int(float(raw)) if float(raw).is_integer() else int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind.startswith("dict"):
-            value = json.loads(raw)
-            if not isinstance(value, dict):
-                raise ValueError
-            return value
-        return raw
-    except ValueError:
-        raise ConfigError(f"{name}: expected {kind}, got {raw!r}") from None
+        cfg = cls(**values)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_problems(cls, exc))) from None
+    validate(cfg)
+    return cfg
 
 
 def make_config(algo: str, env_id: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Dataclass defaults, then per-task defaults, then ``overrides`` (strings are parsed by field type)."""
+    """Dataclass defaults, then per-task defaults, then ``overrides`` (text is parsed by field type)."""
     if algo not in CONFIGS:
         raise ConfigError(f"unknown algorithm {algo!r}: expected one of {sorted(CONFIGS)}")
     cls = CONFIGS[algo]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {"env_id": env_id, **TASK_DEFAULTS.get((env_id, algo), {})}
     for key, raw in (overrides or {}).items():
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=2)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            raise ConfigError(f"{algo} has no setting {key!r}{hint} (settings: {', '.join(sorted(fields))})")
-        values[key] = _coerce(key, fields[key], raw) if isinstance(raw, str) else raw
+            raise ConfigError(f"{algo} has no setting {_show(key)}{hint} (settings: {', '.join(sorted(fields))})")
+        values[key] = raw
     if algo == "sac" and values.get("demos"):  # RL from demonstrations: RLPD's settings
         demo_defaults = {"critic_layernorm": True, **TASK_DEFAULTS.get((env_id, "sac+demos"), {})}
         for key, value in demo_defaults.items():
             if key not in (overrides or {}):
                 values[key] = value
-    cfg = cls(**values)
-    validate(cfg)
-    return cfg
-
-
-# Bounds of every numeric setting: (low, high), both inclusive; open ends marked by ``>`` / ``<``
-# in OPEN. A value outside is refused before anything is allocated or started.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "total_steps": (1, 10**12),
-    "n_envs": (1, 4096),
-    "workers": (0, 1024),
-    "seed": (0, 2**63 - 1),
-    "net_width": (1, 8192),
-    "net_depth": (1, 32),
-    "eval_episodes": (0, 100_000),
-    "eval_every": (0, 10**12),
-    "max_seconds": (0.0, 1e9),
-    "progress_episodes": (1, 100_000),
-    "checkpoint_every": (1, 10**12),
-    "log_every": (1, 10**12),
-    "lr": (0.0, 1.0),
-    "n_steps": (1, 100_000),
-    "gamma": (0.0, 1.0),
-    "gae_lambda": (0.0, 1.0),
-    "n_minibatches": (1, 100_000),
-    "update_epochs": (1, 1000),
-    "clip_coef": (0.0, 10.0),
-    "ent_coef": (0.0, 10.0),
-    "vf_coef": (0.0, 100.0),
-    "max_grad_norm": (0.0, 1e6),
-    "init_log_std": (-20.0, 2.0),
-    "reward_scale": (0.0, 1e6),
-    "buffer_size": (1, 10**9),
-    "batch_size": (1, 1_000_000),
-    "tau": (0.0, 1.0),
-    "learning_starts": (0, 10**12),
-    "updates_per_step": (0.0, 1000.0),
-    "her_ratio": (0.0, 1.0),
-    "init_alpha": (0.0, 1e3),
-    "demo_ratio": (0.0, 1.0),
-    "weight_decay": (0.0, 1.0),
-    "val_fraction": (0.0, 0.5),
-    "difficulty_window": (1, 1000),
-    "difficulty_threshold": (0.0, 1.0),
-    "curriculum_step_back": (0.0, 1.0),
-    "curriculum_window": (1, 1000),
-    "curriculum_threshold": (0.0, 1.0),
-    "curriculum_real_starts": (0.0, 1.0),
-    "curriculum_horizon_ratio": (0.0, 1000.0),
-}
-OPEN = {
-    "lr": ">",
-    "gamma": ">",
-    "clip_coef": ">",
-    "max_grad_norm": ">",
-    "reward_scale": ">",
-    "tau": ">",
-    "updates_per_step": ">",
-    "init_alpha": ">",
-    "her_ratio": "<",
-    "demo_ratio": "<>",
-    "val_fraction": "<",
-    "curriculum_step_back": ">",
-    "curriculum_threshold": ">",
-    "difficulty_threshold": ">",
-    "curriculum_horizon_ratio": ">",
-}
-"""Bounds that exclude their end: ``>`` the low end, ``<`` the high end."""
-
-
-def _bound_text(name: str) -> str:
-    lo, hi = BOUNDS[name]
-    open_ = OPEN.get(name, "")
-    show = lambda v: f"{v:,}" if isinstance(v, int) else f"{v:g}"  # noqa: E731
-    return f"{'(' if '>' in open_ else '['}{show(lo)}, {show(hi)}{')' if '<' in open_ else ']'}"
+    return _build(cls, values)
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Every setting of the right type, finite and within its bounds; the problems in one error."""
+    """What the field types cannot say: settings that must agree with each other."""
     problems = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if kind in ("int", "float"):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if ok and kind == "int" and not isinstance(value, int):
-                ok = False
-            if not ok:
-                problems.append(f"{f.name} must be a{'n' * (kind == 'int')} {kind}, got {value!r}")
-                continue
-            if not math.isfinite(value):
-                problems.append(f"{f.name} must be a finite number, got {value!r}")
-                continue
-            if f.name in BOUNDS:
-                lo, hi = BOUNDS[f.name]
-                open_ = OPEN.get(f.name, "")
-                below = value <= lo if ">" in open_ else value < lo
-                above = value >= hi if "<" in open_ else value > hi
-                if below or above:
-                    problems.append(f"{f.name} must be in {_bound_text(f.name)}, got {value!r}")
-        elif kind == "bool" and not isinstance(value, bool):
-            problems.append(f"{f.name} must be true or false, got {value!r}")
-        elif kind == "str" and not isinstance(value, str):
-            problems.append(f"{f.name} must be a string, got {value!r}")
-        elif kind.startswith("dict") and not isinstance(value, dict):
-            problems.append(f"{f.name} must be a JSON object, got {value!r}")
-    if problems:
-        raise ConfigError("; ".join(problems))
-    if cfg.collect not in ("async", "sync"):
-        problems.append(f"collect must be async or sync, got {cfg.collect!r}")
-    if cfg.backend not in ("local", "ray"):
-        problems.append(f"backend must be local or ray, got {cfg.backend!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         problems.append(f"device must be auto, cpu or cuda, got {cfg.device!r}")
-    if not isinstance(cfg.env_id, str) or not cfg.env_id:
-        problems.append(f"env_id must be a non-empty string, got {cfg.env_id!r}")
     if isinstance(cfg, PPOConfig):
         batch = cfg.n_steps * cfg.n_envs
         if batch % cfg.n_minibatches:
@@ -423,12 +399,10 @@ def from_dict(d: dict[str, Any]) -> TrainConfig:
     d = dict(d)
     algo = d.pop("algo", None)
     if algo not in CONFIGS:
-        raise ConfigError(f"unknown algorithm {algo!r} in a saved config")
+        raise ConfigError(f"unknown algorithm {_show(algo)} in a saved config")
     cls = CONFIGS[algo]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise ConfigError(f"saved config has unknown settings {sorted(unknown)} for {algo}")
-    cfg = cls(**d)
-    validate(cfg)
-    return cfg
+        raise ConfigError(f"saved config has unknown settings {_show(sorted(unknown))} for {algo}")
+    return _build(cls, d)

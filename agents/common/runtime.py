@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from agents.collect.pool import StepBatch
 from agents.collect.vec import SeedQueue, make_vec_env
+from agents.common.signals import StopRequest
 from agents.common.spaces import flatten_batch
 
 EVAL_SEED_BASE = 1_000_000
@@ -133,49 +134,6 @@ class EpisodeStats:
         return out
 
 
-class StopRequest:
-    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop at the next safe point.
-
-    Training loops check ``requested`` once per iteration and end with a final checkpoint; a
-    second Ctrl-C stops at once. Outside the main thread (where Python allows no handlers) it
-    does nothing.
-    """
-
-    def __init__(self, console: Console | None = None) -> None:
-        self.requested: str | None = None
-        self.console = console
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequest:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        import signal
-
-        if self.requested is not None:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        if self.console is not None:
-            self.console.print(
-                f"[yellow]{self.requested}: stopping after this step and writing a checkpoint "
-                f"(Ctrl-C again to stop at once)[/yellow]"
-            )
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc: Any) -> None:
-        import signal
-
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
 class Run:
     """A run folder: ``metrics.jsonl``, TensorBoard events, checkpoints, plots, the final evaluation.
 
@@ -247,7 +205,7 @@ class Run:
                         kept.append(line)
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut off by a kill
-        from agents.common.checkpoint import atomic_write_text
+        from agents.common.files import atomic_write_text
 
         atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 

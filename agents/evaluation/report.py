@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.common.checkpoint import atomic_write_bytes, atomic_write_text
+from agents.common.files import atomic_write_bytes, atomic_write_text
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -426,7 +426,7 @@ def compare(
 
 
 def scorecard_meta(suite, spec, backend: str, workers: int) -> dict[str, Any]:
-    from agents.common.checkpoint import git_commit, package_version
+    from agents.common.files import git_commit, package_version
 
     return {
         "suite": suite.suite.name,

@@ -65,6 +65,12 @@ def policy_spec(policy: str) -> PolicySpec:
     if not p.exists():
         raise PolicyError(f"{policy}: no such file or folder; --policy takes {ACCEPTED}")
     if p.is_dir():
+        from agents.extras import MissingExtra, require
+
+        try:
+            require(f"{policy}: loading a torch checkpoint", "train", ["torch", "safetensors"])
+        except MissingExtra as exc:
+            raise PolicyError(str(exc)) from None
         from agents.common.checkpoint import SIDECAR, CheckpointError, file_sha256, resolve_policy
 
         try:
@@ -75,7 +81,7 @@ def policy_spec(policy: str) -> PolicySpec:
         except OSError as exc:
             raise PolicyError(f"{folder}: cannot read the checkpoint: {exc.strerror}") from None
         return PolicySpec("checkpoint", str(folder.resolve()), digest)
-    from agents.common.checkpoint import file_sha256
+    from agents.common.files import file_sha256
 
     if not p.is_file():
         raise PolicyError(f"{policy}: not a regular file (a device, a pipe or a socket); --policy takes {ACCEPTED}")
@@ -92,6 +98,12 @@ def policy_spec(policy: str) -> PolicySpec:
         )
     if suffix != ".onnx":
         raise PolicyError(f"{policy}: unrecognised policy file; accepted: {ACCEPTED}")
+    from agents.extras import MissingExtra, require
+
+    try:
+        require(f"{policy}: an ONNX policy", "eval", ["onnxruntime"])
+    except MissingExtra as exc:
+        raise PolicyError(str(exc)) from None
     size = p.stat().st_size
     if size > MAX_POLICY_BYTES:
         raise PolicyError(f"{policy}: {size:,} bytes, over the {MAX_POLICY_BYTES:,}-byte limit for ONNX policies")
@@ -414,7 +426,11 @@ def suite_limits(suite) -> Limits:
 
 
 def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable, limits: Limits | None = None) -> None:
-    """Run the episodes as Ray tasks: on the cluster at RAY_ADDRESS, else on a local one bound to loopback."""
+    """Run the episodes as Ray tasks: on the cluster at RAY_ADDRESS, else on a local one bound to loopback.
+
+    A task that fails (an exception in the task, its worker process killed, a node lost) fails
+    its episodes with the reason, as a dead local worker does; the evaluation goes on.
+    """
     from agents.collect.ray_pool import ensure_ray
 
     try:
@@ -424,12 +440,26 @@ def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable, l
     import ray
 
     try:
-        remote = ray.remote(num_cpus=1)(_run_many)
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_many)
         size = max(1, min(4, len(jobs) // (max(workers, 1) * 4) or 1))
-        pending = [remote.remote(spec, chunk, limits) for chunk in _chunks(jobs, size)]
+        chunks = {}
+        for chunk in _chunks(jobs, size):
+            chunks[remote.remote(spec, chunk, limits)] = chunk
+        pending = list(chunks)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            collect(ray.get(done[0]))
+            try:
+                results = ray.get(done[0])
+            except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError...
+                reason = f"the Ray task running it failed: {type(exc).__name__}: {_short(_ray_cause(exc))}"
+                results = [episode_error(job, reason) for job in chunks[done[0]]]
+            collect(results)
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_cause(exc: BaseException) -> BaseException:
+    """The exception a task raised, where Ray wraps it (RayTaskError.cause), else ``exc``."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from agents.common.checkpoint import atomic_write_bytes, atomic_write_text
+from agents.common.files import atomic_write_bytes, atomic_write_text
 from agents.evaluation.report import clean
 
 RUN = "run.json"

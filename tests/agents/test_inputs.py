@@ -9,6 +9,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agents.cli import run as cli
@@ -364,8 +365,8 @@ def test_damaged_checkpoint_folders_are_refused_by_eval_export_and_resume(tmp_pa
     print(f"checkpoints: {len(damages)} damaged folders x eval, export, resume: 0 tracebacks")
 
 
-def test_mutated_sidecars_never_give_a_traceback(tmp_path, trained):
-    from agents.train import load_policy
+def test_mutated_sidecars_are_refused_clearly_or_load_as_a_working_policy(tmp_path, trained):
+    from agents.train import _flatdim, load_policy
 
     _, folder = trained
     doc = _sidecar(folder)
@@ -392,12 +393,26 @@ def test_mutated_sidecars_never_give_a_traceback(tmp_path, trained):
             target[path[-1]] = value
             (ck / "checkpoint.json").write_text(json.dumps(mutant))
             cases += 1
+            where = ".".join(str(p) for p in path)
             try:
-                load_policy(ck)
-                loaded += 1
-            except CheckpointError:
-                pass
-    assert cases > 200
+                policy, loaded_doc = load_policy(ck)
+            except CheckpointError as exc:
+                # refused clearly: the file and the field (or the tensor file it names) in one message
+                msg = str(exc)
+                assert str(ck) in msg, (where, value, msg)
+                assert any(str(p) in msg for p in path if isinstance(p, str)) or "safetensors" in msg, (where, msg)
+                assert "Traceback" not in msg and len(msg) < 2000
+                continue
+            # or loaded as a checkpoint that works: the policy acts on the declared observation
+            loaded += 1
+            obs_dim = _flatdim(loaded_doc["obs_space"])
+            act_shape = list(loaded_doc["action_space"]["shape"])
+            import torch
+
+            with torch.no_grad():
+                action = policy(torch.zeros(1, obs_dim)).numpy()
+            assert list(action.shape) == [1, *act_shape] and np.isfinite(action).all(), (where, value)
+    assert cases > 200 and cases - loaded > 100
     print(f"checkpoints: {cases} mutated sidecars, {cases - loaded} refused, {loaded} loaded, 0 tracebacks")
 
 

@@ -246,7 +246,7 @@ def test_corrupt_or_missing_checkpoints_are_refused(tmp_path, capsys):
 def test_bad_settings_and_spaces_are_refused(tmp_path, capsys):
     with pytest.raises(ConfigError, match="did you mean lr"):
         make_config("ppo", "ToyPoint-v0", {"lrr": "1"})
-    with pytest.raises(ConfigError, match="gamma: expected float"):
+    with pytest.raises(ConfigError, match="gamma: expected a float"):
         make_config("ppo", "ToyPoint-v0", {"gamma": "high"})
     with pytest.raises(UnsupportedSpaceError, match="image observations"):
         train(_cfg("ppo", "ToyImage-v0"), tmp_path / "img", quiet=True)
