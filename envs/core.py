@@ -23,6 +23,13 @@ from twin.faults import side_rng
 from twin.layout import CellLayout, find_layout, load_layout, with_robot, with_variation
 from twin.robots import can_reach, reach_coverage
 
+OBS_BOUND = 1000.0
+"""Every feature of a state (and goal) observation lies in [-OBS_BOUND, OBS_BOUND], in its own
+units, and observations are clipped to it. No feature comes near it in operation (metres within
+a cell at most 100 m across, m/s, newtons, seconds to the next part, shares; the largest seen
+over expert and random episodes of every task is 10.9), so clipping changes nothing a policy
+sees; the bound makes the spaces finite, as checkers and normalisers expect."""
+
 OBS_MODES = ("state", "goal", "rgb")
 
 
@@ -289,7 +296,7 @@ class FactoryEnv(gym.Env):
         self.twin.reset(np.random.default_rng(0))
         self.task.reset(np.random.default_rng(0))
         n = self._state().shape[0]
-        state = spaces.Box(-np.inf, np.inf, (n,), np.float32)
+        state = spaces.Box(-OBS_BOUND, OBS_BOUND, (n,), np.float32)
         if self.obs_mode == "state":
             return state
         if self.obs_mode == "goal":
@@ -297,8 +304,8 @@ class FactoryEnv(gym.Env):
             return spaces.Dict(
                 {
                     "observation": state,
-                    "achieved_goal": spaces.Box(-np.inf, np.inf, (g,), np.float32),
-                    "desired_goal": spaces.Box(-np.inf, np.inf, (g,), np.float32),
+                    "achieved_goal": spaces.Box(-OBS_BOUND, OBS_BOUND, (g,), np.float32),
+                    "desired_goal": spaces.Box(-OBS_BOUND, OBS_BOUND, (g,), np.float32),
                 }
             )
         images = {"rgb": self._obs_cam, **self._extra_cams}
@@ -309,7 +316,7 @@ class FactoryEnv(gym.Env):
         state = self.task.observe().astype(np.float32, copy=False)
         if self._indicators:  # the layout lets the policy see which fault families are on
             state = np.concatenate([state, self.twin.fault_flags()])
-        return state
+        return np.clip(state, -OBS_BOUND, OBS_BOUND)
 
     def _obs(self) -> Any:
         state = self._state()
@@ -318,8 +325,8 @@ class FactoryEnv(gym.Env):
         if self.obs_mode == "goal":
             return {
                 "observation": state,
-                "achieved_goal": self.task.achieved_goal().astype(np.float32),
-                "desired_goal": self.task.desired_goal().astype(np.float32),
+                "achieved_goal": np.clip(self.task.achieved_goal().astype(np.float32), -OBS_BOUND, OBS_BOUND),
+                "desired_goal": np.clip(self.task.desired_goal().astype(np.float32), -OBS_BOUND, OBS_BOUND),
             }
         return {"rgb": self._obs_cam.rgb(), **{k: c.rgb() for k, c in self._extra_cams.items()}, "state": state}
 

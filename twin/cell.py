@@ -389,7 +389,7 @@ class Twin:
         out = compute_kpis(self.log, self.sim_time, self.energy)
         oee = compute_oee(self.log, self.sim_time, {m.name: m.config.pri for m in self.machines})
         for name, figures in oee.items():
-            for key in ("oee", "availability", "performance", "quality", "idle_time", "produced"):
+            for key in ("oee", "availability", "performance", "quality", "idle_time", "produced", "scrap"):
                 out[f"{name}_{key}"] = figures[key]
         for s in self.insertions:
             picked = next((e.t for e in self.log.events if e.kind == "picked" and e.part == s.peg.name), math.nan)

@@ -179,27 +179,40 @@ def state_times(log: EventLog, station: str, sim_time: float) -> dict[str, float
     return times
 
 
+LOST_AFTER = frozenset({"dropped", "missed"})
+"""Events that make a part produced before them scrap (an inspection's ``reject`` does too)."""
+
+
 def compute_oee(log: EventLog, sim_time: float, ideal_cycle_time: dict[str, float]) -> dict[str, dict[str, float]]:
     """ISO 22400-2 time model and OEE per machine, from the event log alone.
 
     With no planned downtime in an episode, the planned busy time (PBT) is the whole span
     ``sim_time``; the actual production time (APT) is the time spent ``processing``; the actual
     unit down time (ADOT) the time spent ``down``. ``produced`` events count the produced
-    quantity (PQ) and, with detail ``good``, the good quantity (GQ). ``ideal_cycle_time`` is the
-    planned run time per item (PRI) of each machine, in seconds.
+    quantity (PQ). The good quantity (GQ) counts the produced parts that turned out good: made
+    from a sound blank (detail ``good``, not ``defective``), and not, after they were produced,
+    dropped outside a receptacle, missed at a belt's end or rejected by an inspection (``scrap``
+    counts those). ``ideal_cycle_time`` is the planned run time per item (PRI) of each machine,
+    in seconds.
 
     Returns per machine: ``planned_busy_time``, ``actual_production_time``, ``down_time``,
-    ``idle_time`` (idle, loaded, done and blocked), ``produced``, ``good``,
+    ``idle_time`` (idle, loaded, done and blocked), ``produced``, ``good``, ``scrap``,
     ``ideal_cycle_time``, ``availability`` = APT / PBT, ``performance`` = PRI x PQ / APT,
     ``quality`` = GQ / PQ and ``oee`` = availability x performance x quality (NaN where a
     denominator is 0).
     """
     nan = float("nan")
     out = {}
+    lost_at: dict[str, list[tuple[float, int]]] = {}  # when each part met what makes a produced part bad
+    for i, e in enumerate(log.events):
+        if e.part is not None and (e.kind in LOST_AFTER or (e.kind == "inspected" and e.detail == "reject")):
+            lost_at.setdefault(e.part, []).append((e.t, i))
     for station, pri in ideal_cycle_time.items():
         times = state_times(log, station, sim_time)
-        produced = [e for e in log.events if e.kind == "produced" and e.station == station]
-        pq, gq = len(produced), sum(e.detail == "good" for e in produced)
+        produced = [(i, e) for i, e in enumerate(log.events) if e.kind == "produced" and e.station == station]
+        pq = len(produced)
+        gq = sum(e.detail == "good" and not any(at > (e.t, i) for at in lost_at.get(e.part, ())) for i, e in produced)
+        scrap = sum(e.detail == "good" for _, e in produced) - gq
         pbt, apt = float(sim_time), times["processing"]
         availability = apt / pbt if pbt > 0 else nan
         performance = pri * pq / apt if apt > 0 else nan
@@ -211,6 +224,7 @@ def compute_oee(log: EventLog, sim_time: float, ideal_cycle_time: dict[str, floa
             "idle_time": times["idle"] + times["loaded"] + times["done"] + times["blocked"],
             "produced": float(pq),
             "good": float(gq),
+            "scrap": float(scrap),
             "ideal_cycle_time": float(pri),
             "availability": availability,
             "performance": performance,

@@ -83,7 +83,7 @@ class Camera:
         self.fault: tuple[str, float, np.random.Generator] | None = None
         """A camera fault while on: its mode (``dropped``, ``frozen``, ``noisy``), its noise (8-bit
         levels) and the fault's own noise stream."""
-        self._last: np.ndarray | None = None
+        self._last: CameraImages | None = None
 
     def clear_fault(self) -> None:
         """End a camera fault and forget the last good frame (a new episode starts clean)."""
@@ -137,29 +137,57 @@ class Camera:
 
     def rgb(self) -> np.ndarray:
         """An RGB frame, uint8 (H, W, 3); while a camera fault is on, what the faulty camera gives."""
-        mode = self.fault[0] if self.fault is not None else None
-        if mode == "dropped":
-            return np.zeros((self.height, self.width, 3), dtype=np.uint8)
-        if mode == "frozen" and self._last is not None:
-            return self._last.copy()
-        _, _, px, _, _ = self._capture(pb.ER_NO_SEGMENTATION_MASK)
-        frame = np.asarray(px, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3]
-        if mode == "noisy":
-            noise = self.fault[2].normal(0.0, self.fault[1], frame.shape)
-            return np.clip(frame + noise, 0, 255).astype(np.uint8)
-        if mode is None:
-            self._last = frame
-        return frame
+        return self.capture(rgb_only=True).rgb
 
-    def capture(self) -> CameraImages:
-        """RGB, metric depth and segmentation in one render."""
-        _, _, px, depth_buf, seg = self._capture(0)
-        rgb = np.asarray(px, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3]
-        z = np.asarray(depth_buf, dtype=np.float32).reshape(self.height, self.width)
-        near, far = self.config.near, self.config.far
-        depth = far * near / (far - (far - near) * z)
-        seg_ids = np.asarray(seg, dtype=np.int32).reshape(self.height, self.width)  # body ids, -1 background
-        return CameraImages(rgb=rgb, depth=depth.astype(np.float32), segmentation=seg_ids)
+    def capture(self, rgb_only: bool = False) -> CameraImages:
+        """RGB, metric depth and segmentation in one render, as the camera delivers them: while a
+        camera fault is on, a ``dropped`` frame is black with no depth (every pixel at ``far``) and
+        no segmentation (-1), a ``frozen`` one repeats the last good frame, and a ``noisy`` one has
+        Gaussian noise on its RGB (the fault's 8-bit levels) and on its depth (the same share of
+        each pixel's range). ``rgb_only`` skips the depth and segmentation buffers (cheaper); their
+        arrays are then empty. A frozen camera whose last good frame was RGB only gives no depth
+        (``far``) and no segmentation (-1) beside the repeated RGB."""
+        mode = self.fault[0] if self.fault is not None else None
+        h, w = self.height, self.width
+        blank = (0, 0) if rgb_only else (h, w)
+        if mode == "dropped":
+            return CameraImages(
+                rgb=np.zeros((h, w, 3), dtype=np.uint8),
+                depth=np.full(blank, self.config.far, dtype=np.float32),
+                segmentation=np.full(blank, -1, dtype=np.int32),
+            )
+        if mode == "frozen" and self._last is not None:
+            last = self._last
+            if rgb_only or last.depth.size:
+                return CameraImages(
+                    last.rgb.copy(),
+                    last.depth[: blank[0], : blank[1]].copy(),
+                    last.segmentation[: blank[0], : blank[1]].copy(),
+                )
+            # the last good frame had no depth taken: the frozen camera has none to repeat
+            return CameraImages(
+                last.rgb.copy(), np.full(blank, self.config.far, np.float32), np.full(blank, -1, np.int32)
+            )
+        flags = pb.ER_NO_SEGMENTATION_MASK if rgb_only else 0
+        _, _, px, depth_buf, seg = self._capture(flags)
+        rgb = np.asarray(px, dtype=np.uint8).reshape(h, w, 4)[..., :3]
+        if rgb_only:
+            depth, seg_ids = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int32)
+        else:
+            z = np.asarray(depth_buf, dtype=np.float32).reshape(h, w)
+            near, far = self.config.near, self.config.far
+            depth = (far * near / (far - (far - near) * z)).astype(np.float32)
+            seg_ids = np.asarray(seg, dtype=np.int32).reshape(h, w)  # body ids, -1 background
+        images = CameraImages(rgb=rgb, depth=depth, segmentation=seg_ids)
+        if mode == "noisy":
+            stream, level = self.fault[2], self.fault[1]
+            rgb = np.clip(rgb + stream.normal(0.0, level, rgb.shape), 0, 255).astype(np.uint8)
+            if depth.size:
+                depth = (depth * (1.0 + stream.normal(0.0, level / 255.0, depth.shape))).astype(np.float32)
+            return CameraImages(rgb=rgb, depth=depth, segmentation=seg_ids)
+        if mode is None:
+            self._last = images
+        return images
 
 
 class BeamBreak:

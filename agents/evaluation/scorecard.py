@@ -78,6 +78,7 @@ _PER_STATION = {
     "quality": ("quality", "share", 1),
     "idle_time": ("idle time", "s", -1),
     "produced": ("produced", "parts", 1),
+    "scrap": ("scrap (produced, then lost or rejected)", "parts", -1),
     "insertion_time": ("insertion time", "s", -1),
     "peak_force": ("peak force", "N", -1),
     "jams": ("jams", "events", -1),
@@ -184,7 +185,7 @@ def load_reference(meta: dict[str, Any], path: str | Path | None = None) -> dict
 def write_reference(results_dir: str | Path, dest_dir: Path = REFERENCE_DIR) -> Path:
     """Keep an expert evaluation's scorecard (provenance and aggregates, not the episode rows) as
     the bundled reference of its suite: ``seeds/reference/<suite>-expert.json``."""
-    from agents.common.checkpoint import atomic_write_text
+    from agents.common.files import atomic_write_text
 
     doc = json.loads((Path(results_dir) / "results.json").read_text())
     meta = doc["scorecard"]

@@ -151,6 +151,36 @@ def test_camera_faults_drop_freeze_and_add_noise():
         twin.close()
 
 
+def test_camera_faults_reach_every_frame_that_leaves_the_camera():
+    """capture() (RGB, depth, segmentation) gives what the faulty camera gives, as rgb() does."""
+    twin = Twin(_with("default"))
+    try:
+        twin.reset(np.random.default_rng(0))
+        cam = next(iter(twin.cameras.values()))
+        clean = cam.capture()
+        assert (clean.segmentation >= 0).any() and clean.depth.min() < cam.config.far
+        cam.fault = ("dropped", 25.0, np.random.default_rng(0))
+        shot = cam.capture()
+        assert not shot.rgb.any() and (shot.depth == cam.config.far).all() and (shot.segmentation == -1).all()
+        cam.fault = ("frozen", 25.0, np.random.default_rng(0))
+        _run(twin, 2.0)  # the arm and the parts move; the frozen camera does not see it
+        shot = cam.capture()
+        for got, want in zip(shot.__dict__.values(), clean.__dict__.values(), strict=True):
+            assert np.array_equal(got, want)
+        assert not np.array_equal(cam.rgb(), np.zeros_like(clean.rgb))  # rgb() freezes on the same frame
+        assert np.array_equal(cam.rgb(), clean.rgb)
+        cam.fault = ("noisy", 25.0, np.random.default_rng(0))
+        shot = cam.capture()
+        cam.fault = None
+        now = cam.capture()
+        assert 10 < np.abs(shot.rgb.astype(int) - now.rgb.astype(int)).mean() < 40
+        rel = np.abs(shot.depth / now.depth - 1.0)
+        assert 0.02 < rel.mean() < 0.2  # 25 of 255 levels: about 10% of each depth
+        assert np.array_equal(shot.segmentation, now.segmentation)  # labels are the simulator's, not a sensor's
+    finally:
+        twin.close()
+
+
 def test_grip_and_drive_faults_change_the_physics_and_are_undone():
     twin = Twin(_with("workbench", {"grasp_slip": {"rate": 60, "duration": [2, 2], "grip_scale": 0.25}}))
     try:

@@ -51,6 +51,46 @@ def _set_down(twin: Twin, name: str, dx: float = 0.0):
     return part
 
 
+def test_a_defective_blank_comes_out_a_defective_part_and_costs_quality(tmp_path):
+    flawed = (
+        MACHINE
+        + """
+[[defects]]
+name = "stain"
+kind = "mark"
+"""
+    )
+    text = (
+        (LAYOUTS_DIR / "default.toml")
+        .read_text()
+        .replace("lateral_jitter", "defect_rate = 0.5\ndefects = { stain = 1.0 }\nlateral_jitter")
+    )
+    path = tmp_path / "flawed.toml"
+    path.write_text(text + flawed)
+    twin = Twin(load_layout(path))
+    try:
+        twin.reset(np.random.default_rng(3))
+        m = twin.machines[0]
+        for want in ("stain", None):
+            part = next(p for p in twin.parts if p.spec.name == "cube" and p.state == "parked" and p.defect == want)
+            unpark(twin.world, part)
+            pos = [*m.fixture_xy, m.top_z + part.spec.half_height + 0.002]
+            twin.world.p.resetBasePositionAndOrientation(part.id, pos, [0, 0, 0, 1])
+            part.state, part.pos = "loose", pos
+            for _ in range(100):
+                twin.step()
+                if m.state == "done":
+                    break
+            twin.world.p.resetBasePositionAndOrientation(part.id, [1.5, 1.5, 0.05], [0, 0, 0, 1])
+            twin.step()
+        made = [(e.detail, e.defect) for e in twin.log.events if e.kind == "produced"]
+        assert made == [("defective", "stain"), ("good", None)]
+        k = twin.kpis()
+        assert k["machine-0_produced"] == 2.0 and k["machine-0_quality"] == 0.5
+    finally:
+        twin.close()
+
+
 def _states(twin: Twin) -> list[str]:
     return [e.detail for e in twin.log.events if e.kind == "machine_state"]
 

@@ -48,3 +48,23 @@ def test_a_machine_that_never_ran_has_undefined_rates():
     k = compute_oee(EventLog(), 60.0, {"machine-0": 8.0})["machine-0"]
     assert k["availability"] == 0.0 and k["idle_time"] == 60.0
     assert math.isnan(k["performance"]) and math.isnan(k["quality"]) and math.isnan(k["oee"])
+
+
+def test_quality_counts_what_became_of_each_produced_part():
+    log = EventLog()
+    m = "machine-0"
+    for k in range(5):  # five cycles of 2 s, one after the other
+        t = 10.0 * k
+        log.add(t, "machine_state", f"p{k}", detail="processing", station=m)
+        log.add(t + 2, "produced", f"p{k}", detail="defective" if k == 1 else "good", station=m)
+        log.add(t + 2, "machine_state", f"p{k}", detail="done", station=m)
+        log.add(t + 3, "machine_state", f"p{k}", detail="idle", station=m)
+    log.add(3.5, "placed", "p0", detail="tray-1")  # delivered: good
+    log.add(13.5, "placed", "p1", detail="tray-1")  # a defective blank machined: bad however delivered
+    log.add(23.5, "dropped", "p2", detail="released outside a bin")  # dropped after it was made: scrap
+    log.add(33.5, "inspected", "p3", detail="reject", station="inspection-0")  # rejected downstream
+    log.add(43.5, "inspected", "p4", detail="pass", station="inspection-0")
+    log.add(1.0, "dropped", "p4")  # a drop before it was produced does not spoil the finished part
+    k = compute_oee(log, 50.0, {m: 2.0})[m]
+    assert k["produced"] == 5.0 and k["good"] == 2.0 and k["scrap"] == 2.0  # p0, p4 good; p2, p3 scrap
+    assert k["quality"] == pytest.approx(2 / 5)

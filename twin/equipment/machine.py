@@ -2,8 +2,10 @@
 
 A part is physically put on the fixture and physically taken off; the machine only watches the
 fixture and, when a cycle ends, changes the part's type and colour. Every state change is a
-``machine_state`` event and every finished cycle a ``produced`` event, so OEE comes from the
-event log alone (``twin.events.compute_oee``).
+``machine_state`` event and every finished cycle a ``produced`` event (``defective`` when the
+blank carried a defect or was out of spec), so OEE comes from the event log alone
+(``twin.events.compute_oee``, which also counts a produced part as bad when it is later dropped,
+missed or rejected by an inspection).
 """
 
 from __future__ import annotations
@@ -130,7 +132,9 @@ class Machine:
             self._set(t, "processing", log)
         elif self.state == "processing" and t + 1e-9 >= self.cycle_end:
             part = self.part
+            # a defective or out-of-spec blank makes a defective part, however well it is machined
+            flaw = part.defect or ("out_of_spec" if part.out_of_spec else None)
             part.spec = self.finished
             self.world.p.changeVisualShape(part.id, -1, rgbaColor=list(self.finished.color))
-            log.add(t, "produced", part.name, detail="good", station=self.name)
+            log.add(t, "produced", part.name, detail="defective" if flaw else "good", station=self.name, defect=flaw)
             self._set(t, "done", log)

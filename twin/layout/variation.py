@@ -17,11 +17,11 @@ from twin.layout.base import _Model
 if TYPE_CHECKING:
     from twin.layout.schema import CellLayout
 
-RatePerMinute = Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)]
+RatePerMinute = Annotated[float, Field(ge=0, le=60, allow_inf_nan=False, json_schema_extra={"unit": "1/min"})]
 """Faults per minute of simulated time, per piece of equipment (0 switches the family off)."""
-FaultSeconds = Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)]
+FaultSeconds = Annotated[float, Field(gt=0, le=600, allow_inf_nan=False, json_schema_extra={"unit": "s"})]
 """A fault's length in seconds, above 0 and at most 10 minutes."""
-Scale = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Scale = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False, json_schema_extra={"unit": "x nominal"})]
 """A factor in (0, 1] that a fault scales something down by."""
 
 
@@ -80,8 +80,11 @@ class CameraFault(_RateFault):
 
 
 class BeamMissed(_RateFault):
-    """A conveyor's beam-break sees nothing: a part that reaches the end of the belt is noticed
-    only once the fault ends. Acts on conveyors with a ``beam_break``."""
+    """A conveyor's beam-break sees nothing. A part that passes the beam while it is blind is never
+    logged as missed: it waits at the end stop (or falls off an open end), still in play, so the
+    tasks keep it as the part they observe and a robot may still take it; the episode does not end
+    on it. A part that comes to rest in the beam is logged missed once the fault ends. Acts on
+    conveyors with a ``beam_break``."""
 
 
 class InspectionError(_RateFault):
