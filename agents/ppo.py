@@ -41,7 +41,8 @@ class PPOAgent(nn.Module):
         return self.critic(x).squeeze(-1)
 
     def dist(self, x: torch.Tensor) -> torch.distributions.Normal:
-        return torch.distributions.Normal(self.actor(x), self.log_std.exp().expand(x.shape[0], -1))
+        # no argument validation: it reads the scale back to the host, which a CUDA graph cannot capture
+        return torch.distributions.Normal(self.actor(x), self.log_std.exp().expand(x.shape[0], -1), validate_args=False)
 
     def policy(self) -> DeterministicPolicy:
         return DeterministicPolicy(self.norm, self.actor, self.scale, SQUASH)
@@ -161,7 +162,9 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
     graph = cfg.cuda_graph and device.type == "cuda"
-    note = lambda line: run.console.print(f"[yellow]{line}[/yellow]")  # noqa: E731
+    note = lambda line: run.console.print(  # noqa: E731
+        line, style="bold red" if line.startswith("WARNING") else "yellow", markup=False, highlight=False
+    )
     loss_fn = compiled(ppo_loss, run.console) if cfg.compile and not graph else ppo_loss
     T = cfg.n_steps
     ro = Rollout(T, n, obs_dim, act_dim, device)

@@ -212,7 +212,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
-    note = lambda line: run.console.print(f"[yellow]{line}[/yellow]")  # noqa: E731
+    note = lambda line: run.console.print(  # noqa: E731
+        line, style="bold red" if line.startswith("WARNING") else "yellow", markup=False, highlight=False
+    )
     goal = is_goal_space(obs_space) and cfg.her_ratio > 0
     reward_fn, reward_on_device, probe = None, True, None
     if goal:

@@ -9,10 +9,13 @@ overwritten by the next replay. Where capture fails the step runs eagerly, with 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+_SAID: set[str] = set()
 
 
 def capture(
@@ -36,9 +39,18 @@ def capture(
     try:
         with torch.cuda.graph(graph):
             captured = fn()
-    except Exception as exc:  # an op that cannot be captured: stay eager
-        if note is not None:
-            note(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); running this step eagerly")
+    except Exception as exc:  # an op that cannot be captured: stay eager, and say so
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        message = (
+            f"WARNING: CUDA graph capture of {getattr(fn, '__qualname__', 'a step')} failed ({text}); this run "
+            f"does that step eagerly, one kernel launch at a time (slower). Set --set cuda_graph=false to "
+            f"silence this, or report it."
+        )
+        if message not in _SAID:  # once per step and cause, loudly: on the console and in the log
+            _SAID.add(message)
+            logging.getLogger("agents").warning(message)
+            if note is not None:
+                note(message)
         torch.cuda.synchronize(device)
         return None, None, out
     return graph, captured, out

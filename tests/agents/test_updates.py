@@ -68,32 +68,47 @@ def _close(a: torch.nn.Module, b: torch.nn.Module, atol: float = 1e-5) -> None:
         torch.testing.assert_close(x, y, atol=atol, rtol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 
 
+def _filled_buffer(dev, reward_fn):
+    """A goal-env replay buffer on ``dev`` holding 3 episodes of 20 steps in each of 2 envs."""
+    from agents.common.buffers import ReplayBuffer
+    from agents.common.spaces import goal_slices
+
+    space = toy_envs.PointGoalEnv().observation_space
+    buf = ReplayBuffer(512, 2, 6, 2, dev, goal_slices=goal_slices(space), her_ratio=0.8, reward_fn=reward_fn)
+    g = torch.Generator(device=dev).manual_seed(1)
+    ids = np.arange(2)
+    for step in range(60):
+        obs, next_obs = (torch.randn(2, 6, device=dev, generator=g) for _ in range(2))
+        act = torch.rand(2, 2, device=dev, generator=g) * 2 - 1
+        rew = -(torch.rand(2, device=dev, generator=g) < 0.9).float()
+        buf.add(ids, obs, next_obs, act, rew, torch.zeros(2, device=dev), np.full(2, step % 20 == 19))
+    return buf
+
+
 @pytest.mark.gpu
 def test_sac_cuda_graph_update_equals_the_eager_update():
+    """The whole captured update (sampling from the device buffer, HER relabelling with the device
+    reward, critic, actor, temperature and target steps) against the same update run eagerly."""
+    from agents.common.rewards import device_reward
     from agents.sac import SACAgent, Updater
 
     dev = torch.device("cuda")
     cfg = make_config("sac", "ToyPointGoal-v0", {"batch_size": "64", "net_width": "32"})
+    reward = device_reward({"type": "goal_distance", "threshold": 0.15, "reward_type": "sparse"})
+    buf_graph, buf_eager = _filled_buffer(dev, reward), _filled_buffer(dev, reward)
     torch.manual_seed(0)
     graphed = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2)).to(dev)
-    g = torch.Generator(device=dev).manual_seed(1)
-    batch = (
-        torch.randn(64, 6, device=dev, generator=g),
-        torch.rand(64, 2, device=dev, generator=g) * 2 - 1,
-        -torch.rand(64, device=dev, generator=g),
-        torch.randn(64, 6, device=dev, generator=g),
-        torch.zeros(64, device=dev),
-    )
-    up_graph = Updater(graphed, cfg, -2.0, lambda: batch, dev, graph=True, sample_in_graph=True)
+    up_graph = Updater(graphed, cfg, -2.0, lambda: buf_graph.sample(64), dev, graph=True, sample_in_graph=True)
     assert up_graph() == Updater.WARMUP and up_graph._graph is not None  # warm-up updates, then capture
-    # the same weights and optimiser state, updated eagerly with the same random numbers
+    # the same weights and optimiser state, updated eagerly from the same buffer with the same random numbers
     eager = copy.deepcopy(graphed)
-    up_eager = Updater(eager, cfg, -2.0, lambda: batch, dev, graph=False)
+    up_eager = Updater(eager, cfg, -2.0, lambda: buf_eager.sample(64), dev, graph=False)
     for name, opt in up_eager.optimizers().items():
         opt.load_state_dict(up_graph.optimizers()[name].state_dict())
+    assert buf_graph.her_ratio == 0.8 and buf_graph.reward_fn is reward  # relabelling runs inside the graph
     for _ in range(3):
         torch.cuda.manual_seed(7)
-        want = up_eager.step(batch)
+        want = up_eager.step(buf_eager.sample(64))
         torch.cuda.manual_seed(7)
         assert up_graph() == 1
         torch.testing.assert_close(up_graph.losses, want, atol=1e-5, rtol=1e-4)
