@@ -31,7 +31,8 @@ def line(name: str, value: float, unit: str) -> None:
 
 def twin_run(env_id: str, steps: int | None, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["twin", "train", "--env", env_id, "--algo", "sac", "--seed", str(seed), "--device", "cpu"]
+        cmd = [sys.executable, "-m", "agents.cli", "train", "--env", env_id, "--algo", "sac", "--seed", str(seed)]
+        cmd += ["--device", "cpu"]
         cmd += ["--out", str(Path(tmp) / "run")] + (["--steps", str(steps)] if steps else [])
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

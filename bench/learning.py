@@ -162,6 +162,10 @@ def record_demos(cell: Cell, out: Path, cpus: str | None) -> tuple[Path, float]:
 
 
 def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
+    """``cmd`` (a ``twin ...`` command as a user types it) run with this interpreter's package,
+    whatever is on PATH, pinned to ``cpus`` where given."""
+    if cmd and cmd[0] == "twin":
+        cmd = [sys.executable, "-m", "agents.cli", *cmd[1:]]
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
 
 

@@ -159,8 +159,14 @@ def test_learning_bench_writes_its_table_and_curves(tmp_path):
     assert proc.returncode == 0, proc.stderr
     figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
     assert figures["FactoryReach-v0-sac.success_mean"] >= 0.9
+    rows = json.loads((tmp_path / "table.json").read_text())["rows"]
+    (row,) = [r for r in rows if r["task"] == "FactoryReach-v0"]
+    assert (row["algorithm"], row["demos"], row["budget_steps"], row["seeds"]) == ("SAC", 0, 4500, 1)
+    assert row["success_mean"] == figures["FactoryReach-v0-sac.success_mean"]
     table = (tmp_path / "table.md").read_text()
-    assert "| FactoryReach-v0 | sac | - | 4,500 | 1 |" in table and "twin train --env FactoryReach-v0" in table
+    assert (
+        "| FactoryReach-v0 | SAC | - | 4,500 env steps | 1 |" in table and "twin train --env FactoryReach-v0" in table
+    )
     assert (tmp_path / "curves_FactoryReach-v0.png").stat().st_size > 10_000
 
 

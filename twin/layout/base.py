@@ -16,27 +16,28 @@ MAX_URDF_BYTES = 16 * 2**20
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Coord = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]
+Coord = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False, json_schema_extra={"unit": "m"})]
 """A coordinate in metres, within the largest floor."""
-Length = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+Length = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False, json_schema_extra={"unit": "m"})]
 """A length in metres, at most the largest floor."""
-Friction = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
-Degrees = Annotated[float, Field(ge=-360, le=360, allow_inf_nan=False)]
-Seconds = Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)]
-Force = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+Friction = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False, json_schema_extra={"unit": "coefficient"})]
+Degrees = Annotated[float, Field(ge=-360, le=360, allow_inf_nan=False, json_schema_extra={"unit": "deg"})]
+Seconds = Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False, json_schema_extra={"unit": "s"})]
+Force = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False, json_schema_extra={"unit": "N"})]
 """Newtons."""
 Vec2 = tuple[Coord, Coord]
 Vec3 = tuple[Coord, Coord, Coord]
 Size3 = tuple[Length, Length, Length]
-Unit = Annotated[float, Field(ge=0, le=1)]
+Unit = Annotated[float, Field(ge=0, le=1, json_schema_extra={"unit": "0-1"})]
 Rgba = tuple[Unit, Unit, Unit, Unit]
-Gravity = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]
+Gravity = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False, json_schema_extra={"unit": "m/s²"})]
 """m/s^2 along one axis (Earth: 9.81)."""
-Radians = Annotated[float, Field(ge=-6.3, le=6.3, allow_inf_nan=False)]
+Radians = Annotated[float, Field(ge=-6.3, le=6.3, allow_inf_nan=False, json_schema_extra={"unit": "rad"})]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # the docstring under each field is its description in the JSON Schema and the layout reference
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class LayoutError(ValueError):

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from twin.layout.base import Degrees, Seconds, Vec2, _Model
 
-Height = Annotated[float, Field(gt=0, le=3, allow_inf_nan=False)]
+Height = Annotated[float, Field(gt=0, le=3, allow_inf_nan=False, json_schema_extra={"unit": "m"})]
 """Metres above the floor."""
 
 

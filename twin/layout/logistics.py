@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from twin.layout.base import Degrees, Length, Seconds, Size3, Vec2, _Model
 
-Speed = Annotated[float, Field(gt=0, le=5, allow_inf_nan=False)]
+Speed = Annotated[float, Field(gt=0, le=5, allow_inf_nan=False, json_schema_extra={"unit": "m/s"})]
 """Metres per second."""
 
 

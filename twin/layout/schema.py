@@ -32,34 +32,63 @@ class CellLayout(_Model):
     """A factory cell: what stands where, and how the physics runs."""
 
     name: Annotated[str, Field(max_length=200)]
+    """The cell's name (shown in reports)."""
     description: Annotated[str, Field(max_length=10_000)] = ""
+    """What the cell is, in a sentence or two."""
     floor: Floor = Floor()
+    """The floor the cell stands on."""
     physics: Physics = Physics()
+    """Physics and control rates, gravity and the solver."""
     robots: list[Robot] = Field([], max_length=8)
+    """Robot arms, named `MODEL-INDEX` (`panda-0`, `iiwa-1`) in the order given."""
     conveyors: list[Conveyor] = Field([], max_length=16)
+    """Belts (`conveyor-0`, ...): parts ride them by contact."""
     parts: list[Part] = Field([], max_length=64)
+    """The part catalogue: every part a feeder sends, a tray holds or a machine makes."""
     defects: list[Defect] = Field([], max_length=16)
+    """Defect types that feeders may give parts (for inspection and sorting)."""
     feeders: list[Feeder] = Field([], max_length=16)
+    """Seeded part streams onto the conveyors."""
     bins: list[Bin] = Field([], max_length=32)
+    """Open boxes parts are placed in (`bin-0`, ...)."""
     tables: list[Table] = Field([], max_length=64)
+    """Work tables (static boxes)."""
     trays: list[Tray] = Field([], max_length=32)
+    """Trays with a grid of slots: input trays filled at reset, output trays."""
     machines: list[Machine] = Field([], max_length=32)
+    """Machine stations with a load fixture (`machine-0`, ...)."""
     inspections: list[Inspection] = Field([], max_length=16)
+    """Inspection stations over a belt."""
     insertions: list[Insertion] = Field([], max_length=8)
+    """Peg-in-hole assembly stations."""
     fixtures: list[Fixture] = Field([], max_length=256)
+    """Any URDF, placed in the cell."""
     cameras: list[Camera] = Field([], max_length=16)
+    """Cameras, fixed or on a robot's tool."""
     agvs: list[AGV] = Field([], max_length=8)
+    """AGVs on a logistics floor (`agv-0` is the task's; others shuttle)."""
     walls: list[Wall] = Field([], max_length=256)
+    """Walls of a logistics floor."""
     racks: list[Rack] = Field([], max_length=256)
+    """Racks of a logistics floor."""
     stations: list[Station] = Field([], max_length=32)
+    """Roller stations where totes change hands."""
     tote: Tote = Tote()
+    """The tote the AGVs carry."""
     people: list[Person] = Field([], max_length=32)
+    """People walking the floor's aisles."""
     wafer: Wafer = Wafer()
+    """The wafers of a cluster tool."""
     cassettes: list[Cassette] = Field([], max_length=8)
+    """Wafer cassettes (FOUPs)."""
     chambers: list[Chamber] = Field([], max_length=16)
+    """Load locks and process chambers."""
     wafer_robot: WaferRobot | None = None
+    """The R-theta-Z wafer robot."""
     faults: Faults = Faults()
+    """Seeded fault families (off unless named)."""
     randomization: Randomization = Randomization()
+    """Per-episode variation (none by default)."""
 
     @model_validator(mode="after")
     def _references(self) -> CellLayout:
