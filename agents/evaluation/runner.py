@@ -367,7 +367,16 @@ def episode_error(job: tuple, reason: str) -> dict[str, Any]:
 def _run_many(
     spec: PolicySpec, jobs: list[tuple[str, str, int, dict[str, Any], bool]], limits: Limits | None = None
 ) -> list[dict[str, Any]]:
-    return [run_episode(spec, *job, limits=limits) for job in jobs]
+    """The episodes of one Ray task; one that raises fails with the reason, as in a local worker."""
+    out = []
+    for job in jobs:
+        try:
+            out.append(run_episode(spec, *job, limits=limits))
+        except MemoryError:
+            out.append(episode_error(job, "the episode ran out of memory"))
+        except Exception as exc:  # the env or the policy's loader failed: this episode fails, the run goes on
+            out.append(episode_error(job, f"episode raised {type(exc).__name__}: {_short(exc)}"))
+    return out
 
 
 def _chunks(jobs: list, size: int) -> Iterator[list]:
@@ -450,8 +459,8 @@ def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable, l
             done, pending = ray.wait(pending, num_returns=1)
             try:
                 results = ray.get(done[0])
-            except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError...
-                reason = f"the Ray task running it failed: {type(exc).__name__}: {_short(_ray_cause(exc))}"
+            except Exception as exc:  # WorkerCrashedError, NodeDiedError, a task killed for memory...
+                reason = f"the Ray task running it failed: {type(exc).__name__}: {_ray_reason(exc)}"
                 results = [episode_error(job, reason) for job in chunks[done[0]]]
             collect(results)
     finally:
@@ -459,7 +468,11 @@ def collect_ray(spec: PolicySpec, jobs: list, workers: int, collect: Callable, l
             ray.shutdown()
 
 
-def _ray_cause(exc: BaseException) -> BaseException:
-    """The exception a task raised, where Ray wraps it (RayTaskError.cause), else ``exc``."""
+def _ray_reason(exc: BaseException) -> str:
+    """What Ray says went wrong, in one line: its first line, without colour codes or traceback."""
+    import re
+
     cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
+    text = str(cause if isinstance(cause, BaseException) else exc)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+    return _short(text.splitlines()[0] if text else type(exc).__name__)

@@ -219,6 +219,19 @@ def test_ray_backend_gives_the_local_rows(tmp_path):
     assert remote == local
 
 
+def test_a_ray_task_that_fails_fails_its_episodes_with_the_reason():
+    pytest.importorskip("ray")
+    from agents.evaluation.runner import collect_ray
+
+    jobs = [("FactoryReach-v0", "nominal", 3, {"robot": "ur5"}, False)]  # gym.make raises inside the task
+    got = []
+    collect_ray(policy_spec("random"), jobs, 1, got.extend)
+    (res,) = got
+    row = res["row"]
+    assert row["error"] and not row["success"] and (row["task"], row["seed"]) == ("FactoryReach-v0", 3)
+    assert row["failure"].startswith("episode raised LayoutError:") and "ur5" in row["failure"]
+
+
 def test_a_checkpoint_folder_is_evaluated_and_checked_against_the_suite(tmp_path):
     pytest.importorskip("torch")
     from agents.common.config import make_config
