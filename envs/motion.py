@@ -1,9 +1,7 @@
 """Motion helpers the scripted experts share: tool-delta actions, a detour around the robot's
-base, and a follower of pick-and-place waypoints."""
+base, and stateless pick and place."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +17,14 @@ def planned_ee(task) -> np.ndarray:
     for a in task.pending:
         ee += np.asarray(a[:3]) * task.max_step
     return ee
+
+
+def planned_tool(task) -> bool:
+    """Whether the tool will be closed (suction on) once the actions still in flight take effect:
+    under control latency the last command sent decides, not the tool's state now."""
+    if task.pending:
+        return float(task.pending[-1][3]) > 0
+    return bool(task.robot.tool_active)
 
 
 def act_towards(ee, target, close: bool, max_step: float, speed: float = 1.0) -> np.ndarray:
@@ -40,52 +46,95 @@ def via_around_base(ee, goal, base, clearance: float = 0.4, radius: float = 0.55
     return np.array([*(base + radius * np.array([np.cos(ang), np.sin(ang)])), goal[2]])
 
 
-@dataclass
-class Waypoint:
-    xyz: np.ndarray
-    """Tool centre point target, world frame, metres."""
-    close: bool
-    """Tool command on the way there."""
-    tol: float = 0.01
-    """Metres from the target that count as reached."""
-    dwell: int = 0
-    """Control steps to stay once reached (for the tool to close or open)."""
-    speed: float = 1.0
-    """Fraction of a full step the tool may move per control step."""
-    detour: bool = False
-    """Go around the robot's base when the straight path passes too close to it."""
+# -- stateless pick and place -----------------------------------------------------------------
+#
+# The experts below remember nothing between calls: each works out from the twin's state where a
+# pick or a place stands (what the tool grips, whether it is told to close, how long since it was
+# switched, where the tool is against its target, with hysteresis bands on those distances), so
+# an expert can be asked at any state, as DAgger asks it of the states a learner visits.
+
+SETTLE = 0.25
+"""Seconds the fingers close on a part before it is lifted (the grip builds up)."""
+OPENING = 0.3
+"""Seconds the fingers take to open clear of a part they held."""
+OPENED = 0.035
+"""Metres between the fingers that count as open (fully open: 0.08)."""
 
 
-class WaypointFollower:
-    """Drives the tool through a list of waypoints; gives up on one that takes too long."""
-
-    def __init__(self, task, timeout: int = 80) -> None:
-        self.task, self.timeout = task, timeout
-        self.points: list[Waypoint] = []
-        self._steps = self._dwelt = 0
-
-    def set(self, points: list[Waypoint]) -> None:
-        self.points, self._steps, self._dwelt = list(points), 0, 0
-
-    @property
-    def done(self) -> bool:
-        return not self.points
-
-    def __call__(self, ee: np.ndarray) -> np.ndarray | None:
-        """The next action, or None once the plan is done (or a waypoint timed out: plan again)."""
-        while self.points:
-            wp = self.points[0]
-            self._steps += 1
-            reached = np.linalg.norm(ee - wp.xyz) < wp.tol
-            if reached and self._dwelt >= wp.dwell:
-                self.points.pop(0)
-                self._steps = self._dwelt = 0
-                continue
-            if self._steps > self.timeout + wp.dwell:
-                self.points.clear()
-                return None
-            if reached:
-                self._dwelt += 1
-            goal = via_around_base(ee, wp.xyz, self.task.robot.base_position) if wp.detour else wp.xyz
-            return act_towards(ee, goal, wp.close, self.task.max_step, wp.speed)
+def tool_busy(task) -> np.ndarray | None:
+    """Hold still while the tool is still opening (its fingers round a part just let go); None
+    otherwise. A suction cup lets go at once."""
+    robot = task.robot
+    if not robot.tool.joints or planned_tool(task):
         return None
+    if robot.finger_width() < OPENED or robot.tool_switched_s < OPENING:
+        ee = planned_ee(task)
+        return act_towards(ee, ee, False, task.max_step)
+    return None
+
+
+def gripped(task, part) -> bool:
+    """Whether the tool grips ``part`` and is (still) told to close on it."""
+    return part is not None and task.robot.gripping == part.id and planned_tool(task)
+
+
+def settling(task, part) -> bool:
+    """Whether the fingers have only just closed on ``part`` (not yet lifted): wait for the grip."""
+    robot = task.robot
+    return bool(robot.tool.joints) and part.state != "held" and robot.tool_switched_s < SETTLE
+
+
+def pick_action(
+    task, part, grasp: np.ndarray, safe_z: float, *, tol: float = 0.006, speed: float = 0.6, lift: float | None = None
+) -> np.ndarray:
+    """The action that picks ``part`` up at ``grasp`` (tool centre point), from wherever the tool
+    is: up clear of the cell, over the part at ``safe_z``, down, close, wait for the grip, and
+    lift to ``lift`` (``safe_z`` if None). Going down and closing keep to bands: the tool goes
+    down once within 1.5 cm of over the part and carries on while within 2.5 cm."""
+    ee = planned_ee(task)
+    max_step = task.max_step
+    lift = safe_z if lift is None else lift
+    if gripped(task, part):
+        if settling(task, part):
+            return act_towards(ee, ee, True, max_step)
+        return act_towards(ee, np.array([ee[0], ee[1], lift]), True, max_step, 0.7)
+    if planned_tool(task):  # closing, or closed on nothing
+        if np.linalg.norm(ee - grasp) < 0.02 and (not task.robot.tool.joints or task.robot.finger_width() > 0.004):
+            return act_towards(ee, grasp, True, max_step)
+        return act_towards(ee, ee, False, max_step)  # missed: let go, then try again
+    busy = tool_busy(task)
+    if busy is not None:
+        return busy
+    if np.linalg.norm(ee - grasp) < tol:
+        return act_towards(ee, grasp, True, max_step)
+    xy = float(np.hypot(ee[0] - grasp[0], ee[1] - grasp[1]))
+    if xy < 0.015 or (xy < 0.025 and ee[2] < safe_z - 0.02):
+        return act_towards(ee, grasp, False, max_step, speed)
+    if ee[2] < safe_z - 0.03 and xy > 0.03:  # low beside something: straight up first
+        return act_towards(ee, np.array([ee[0], ee[1], safe_z]), False, max_step)
+    above = np.array([grasp[0], grasp[1], safe_z])
+    return act_towards(ee, via_around_base(ee, above, task.robot.base_position), False, max_step)
+
+
+def place_action(task, part, point: np.ndarray, safe_z: float, *, tol: float = 0.006) -> np.ndarray:
+    """The action that sets the gripped ``part`` down with the tool at ``point``: up to ``safe_z``,
+    over the point, down slowly, open. The tool goes down once within 1 cm of over the point and
+    carries on while within 3 cm."""
+    ee = planned_ee(task)
+    max_step = task.max_step
+    point = np.array(point, dtype=float)
+    xy = float(np.hypot(ee[0] - point[0], ee[1] - point[1]))
+    if xy < 0.01 or (xy < 0.03 and ee[2] < safe_z - 0.02):
+        if np.linalg.norm(ee - point) < tol:
+            return act_towards(ee, ee, False, max_step)
+        return act_towards(ee, point, True, max_step, 0.5)
+    if ee[2] < safe_z - 0.03 and xy > 0.05:
+        return act_towards(ee, np.array([ee[0], ee[1], safe_z]), True, max_step, 0.7)
+    above = np.array([point[0], point[1], safe_z])
+    return act_towards(ee, via_around_base(ee, above, task.robot.base_position), True, max_step, 0.8)
+
+
+def let_go(task) -> np.ndarray:
+    """Open the tool where it is (closed on nothing, or on a part it should not hold)."""
+    ee = planned_ee(task)
+    return act_towards(ee, ee, False, task.max_step)

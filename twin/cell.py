@@ -281,6 +281,7 @@ class Twin:
                     touching.add((robot.id, other))
             robot.update(dt, tool_contacts)
             holding = robot.holding(tool_contacts)
+            robot.gripping = holding
             if holding is not None:
                 held[holding] = robot
         for pair in touching - self._touching:

@@ -248,21 +248,35 @@ class AGVDeliverExpert:
 
     def __init__(self, env) -> None:
         self.env = env.unwrapped
-        self.reset()
+        self._paths_for: tuple[int, list] | None = None  # the walking paths' points, a cache of the layout
 
     def reset(self) -> None:
-        self._goal: tuple[str, tuple[float, float, float]] | None = None
-        self._phase = "travel"
-        self._leave_from: tuple[float, float, float] | None = None
-        self._leave_dir = 1.0
-        self._paths: list | None = None
-        self._path: list[tuple[float, float]] = []
+        """Nothing to forget: the expert keeps no state between calls."""
+
+    def _line(self, pose: tuple[float, float, float]) -> tuple[float, float, float]:
+        """Where the AGV stands against a dock pose: along and across its dock line (m), heading error (rad)."""
+        x, y, th = self.env.task.agv.pose
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        along = (x - pose[0]) * c + (y - pose[1]) * s
+        across = -(x - pose[0]) * s + (y - pose[1]) * c
+        return along, across, math.atan2(math.sin(pose[2] - th), math.cos(pose[2] - th))
+
+    def _on_line(self, pose) -> bool:
+        """On the final approach of ``pose``: on its line (a band), between the pre-dock point and
+        the dock, heading along it."""
+        along, across, herr = self._line(pose)
+        return abs(across) < 0.15 and -PREDOCK - 0.3 < along < 0.05 and abs(herr) < math.radians(15)
 
     def _choose_dock(self, task: AGVDeliver, name: str) -> tuple[float, float, float]:
-        """The dock heading whose approach starts nearer along the floor."""
+        """The dock heading whose final approach the AGV is on, else the one whose approach starts
+        nearer along the floor."""
+        docks = task.docks(name)
+        for pose in docks:
+            if self._on_line(pose):
+                return pose
         xy = task.agv.pose[:2]
         best = None
-        for pose in task.docks(name):
+        for pose in docks:
             pre = (pose[0] - PREDOCK * math.cos(pose[2]), pose[1] - PREDOCK * math.sin(pose[2]))
             ij = task.map.cell(pre)
             if not task.map.free[ij]:
@@ -270,16 +284,52 @@ class AGVDeliverExpert:
             d = task.map.distance(xy, pre)
             if best is None or d < best[0]:
                 best = (d, pose)
-        return best[1] if best is not None else task.docks(name)[0]
+        return best[1] if best is not None else docks[0]
 
-    def _rollout(self, task: AGVDeliver, v: float, w: float, horizon: float, brake_after: float | None):
+    def _left_from(self, task: AGVDeliver) -> str | None:
+        """The station of the AGV's last transfer (the pickup while it carries a tote, else where it
+        last unloaded one), read from the event log."""
+        if task.carrying() is not None:
+            return task.pickup
+        last = next(
+            (e for e in reversed(task.twin.log.events) if e.kind == "unloaded" and e.robot == task.agv.name), None
+        )
+        if last is None:
+            return None
+        return next((s.config.name for s in task.fleet.stations if s.name == last.station), None)
+
+    def _leaving(self, task: AGVDeliver, name: str) -> float | None:
+        """Driving straight out of the dock of the last transfer, before turning: the speed
+        (m/s, signed) while the AGV is still within ``LEAVE`` of that dock on its line; else None.
+        It leaves away from the dock, on the side nearer the next goal when it stands at it."""
+        last = self._left_from(task)
+        if last is None or last == name:
+            return None
+        dock = task.fleet.docks[last]
+        x, y, th = task.agv.pose
+        c, s = math.cos(dock[2]), math.sin(dock[2])
+        along = (x - dock[0]) * c + (y - dock[1]) * s  # on the dock's line
+        across = -(x - dock[0]) * s + (y - dock[1]) * c
+        herr = math.atan2(math.sin(dock[2] - th), math.cos(dock[2] - th))
+        aligned = min(abs(herr), math.pi - abs(herr)) < math.radians(30)
+        if not aligned or abs(across) > 0.3 or abs(along) >= LEAVE:
+            return None
+        if abs(along) < 0.05:  # still at the dock: out on the side nearer the next goal
+            gx, gy = task.map.lookahead(task.agv.pose[:2], task.fleet.docks[name][:2], ahead=2.0)
+            away = 1.0 if (gx - dock[0]) * c + (gy - dock[1]) * s >= 0 else -1.0
+        else:
+            away = 1.0 if along > 0 else -1.0
+        forward = math.cos(th) * c + math.sin(th) * s  # the AGV's heading along the line (+-1)
+        return 0.5 * away * (1.0 if forward >= 0 else -1.0)
+
+    def _rollout(self, task: AGVDeliver, v: float, w: float, horizon: float, brake_after: float | None, path: list):
         """Poses (t, (x, y, heading)) every 0.25 s if the AGV heads for speed ``v`` within its
         acceleration limit, and from ``brake_after`` seconds on brakes to a stop. Driving, it
-        follows its planned path (``self._path``, or straight on if none); turning on the spot
-        (``v`` 0) it turns at ``w`` for ``COMMIT`` seconds."""
+        follows ``path`` (or straight on if empty); turning on the spot (``v`` 0) it turns at ``w``
+        for ``COMMIT`` seconds."""
         x, y, th = task.agv.pose
         speed, accel = task.agv.vel[0], task.agv.config.max_accel
-        pts = self._path if (self._path and v > 0) else [(x, y), (x + 20 * math.cos(th), y + 20 * math.sin(th))]
+        pts = path if (path and v > 0) else [(x, y), (x + 20 * math.cos(th), y + 20 * math.sin(th))]
         if v < 0:
             pts = [(x, y), (x - 20 * math.cos(th), y - 20 * math.sin(th))]
         seg = [math.dist(a, b) for a, b in itertools.pairwise(pts)]
@@ -320,31 +370,30 @@ class AGVDeliverExpert:
     def _static_gap(self, task: AGVDeliver, pose) -> float:
         """Smallest gap (m) between the AGV standing at ``pose`` and any point of a walking path."""
         half = (SPEC.length / 2, SPEC.width / 2)
-        if self._paths is None:
-            self._paths = []
+        if self._paths_for is None or self._paths_for[0] != id(task.fleet):  # the floor's walking paths, once
+            paths = []
             for person in task.fleet.people:
                 n = max(2, int(person.total / 0.1) + 1)
-                self._paths.append(
-                    (person.config.radius, [person.position_at(s) for s in np.linspace(0, person.total, n)])
-                )
-        return min((rect_gap(pose, half, xy, r) for r, pts in self._paths for xy in pts), default=math.inf)
+                paths.append((person.config.radius, [person.position_at(s) for s in np.linspace(0, person.total, n)]))
+            self._paths_for = (id(task.fleet), paths)
+        return min((rect_gap(pose, half, xy, r) for r, pts in self._paths_for[1] for xy in pts), default=math.inf)
 
-    def _safe_to_go(self, task: AGVDeliver, v: float, w: float) -> bool:
+    def _safe_to_go(self, task: AGVDeliver, v: float, w: float, path: list) -> bool:
         """Whether driving at ``v``, ``w`` keeps every person outside the safety radius (plus
         ``MARGIN``): if it can still brake to a stop somewhere no walking path comes near, the
         people it meets until then; if that stop would be on or beside a walking path (crossing
         an aisle), the people it meets while it carries on across."""
         safe = task.agv.config.safety_radius + self.MARGIN
-        braked = self._rollout(task, v, w, self.HORIZON, self.COMMIT)
+        braked = self._rollout(task, v, w, self.HORIZON, self.COMMIT, path)
         if self._static_gap(task, braked[-1][1]) >= safe + self.STOP_MARGIN:
             go = self._dynamic_gap(task, braked)
             if go >= safe:
                 return True
         else:  # a crossing: it starts one only with room to spare (its plan of the crossing is rough)
-            go = self._dynamic_gap(task, self._rollout(task, v, w, self.CROSS_HORIZON, None))
+            go = self._dynamic_gap(task, self._rollout(task, v, w, self.CROSS_HORIZON, None, path))
             if go >= safe + self.CROSS_MARGIN:
                 return True
-        stop = self._rollout(task, 0.0, 0.0, self.CROSS_HORIZON, 0.0)
+        stop = self._rollout(task, 0.0, 0.0, self.CROSS_HORIZON, 0.0, path)
         if self._static_gap(task, stop[-1][1]) < safe + self.STOP_MARGIN:  # braking now ends beside a path: no refuge
             return go >= self._dynamic_gap(task, stop)
         return False
@@ -362,56 +411,44 @@ class AGVDeliverExpert:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         task: AGVDeliver = self.env.task
         agv, fleet = task.agv, task.fleet
+        cfg = agv.config
         name = task.target()
-        if self._goal is None or self._goal[0] != name:
-            if self._goal is not None and math.dist(agv.pose[:2], fleet.docks[self._goal[0]][:2]) < 0.15:
-                # leave the dock along its line, whichever way is nearer the next goal
-                self._leave_from = agv.pose
-                gx, _ = agv.to_local(task.map.lookahead(agv.pose[:2], task.fleet.docks[name][:2], ahead=2.0))
-                self._leave_dir = 1.0 if gx >= 0 else -1.0
-            self._goal, self._phase = (name, self._choose_dock(task, name)), "travel"
-        dock = self._goal[1]
-        x, y, th = agv.pose
         transfer = any(q.state in ("loading", "unloading") and q.agv == 0 for q in fleet.totes)
         if transfer or fleet.docked_at(agv) == name:
             return np.zeros(2, dtype=np.float32)
-        if self._leave_from is not None:  # pull straight out of the last dock before turning
-            lx, _ = agv.to_local(self._leave_from[:2])
-            if abs(lx) < LEAVE:
-                back = self._leave_dir
-                return np.array([back * 0.5 / agv.config.max_speed, 0.0], dtype=np.float32)
-            self._leave_from = None
-        c, s = math.cos(dock[2]), math.sin(dock[2])
-        pre = (dock[0] - PREDOCK * c, dock[1] - PREDOCK * s)
-        # along and across the dock line
-        along = (x - dock[0]) * c + (y - dock[1]) * s
-        across = -(x - dock[0]) * s + (y - dock[1]) * c
-        herr = math.atan2(math.sin(dock[2] - th), math.cos(dock[2] - th))
-        if self._phase == "travel" and math.dist((x, y), pre) < 0.12:
-            self._phase = "turn"
-        if self._phase == "turn" and abs(herr) < math.radians(2):
-            self._phase = "approach"
-        if self._phase == "approach" and (abs(across) > 0.15 or along < -PREDOCK - 0.3):
-            self._phase = "travel"  # pushed off the line: go round again
-        cfg = agv.config
-        self._path = task.map.path((x, y), pre, 8.0) if self._phase == "travel" else [(x, y), (dock[0], dock[1])]
-        if self._phase == "travel":
-            gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
-            err = math.atan2(gy - y, gx - x) - th
-            err = math.atan2(math.sin(err), math.cos(err))
-            dist = math.dist((x, y), pre)
-            v = 0.0 if abs(err) > 0.6 else cfg.max_speed * math.cos(err) * min(1.0, 0.2 + 0.8 * dist)
-            w = 2.5 * err
-        elif self._phase == "turn":
-            v, w = 0.0, 2.0 * herr
+        x, y, th = agv.pose
+        leave = self._leaving(task, name)
+        if leave is not None:  # pull straight out of the last dock before turning
+            v, w, path = leave, 0.0, []
         else:
-            v = min(0.4, max(0.06, 0.8 * -along))
-            w = 2.0 * herr - 3.0 * across * (1 if v >= 0 else -1)
-            if along > -0.008:
-                v, w = 0.0, 0.0
+            dock = self._choose_dock(task, name)
+            along, across, herr = self._line(dock)
+            c, s = math.cos(dock[2]), math.sin(dock[2])
+            pre = (dock[0] - PREDOCK * c, dock[1] - PREDOCK * s)
+            if self._on_line(dock) and (abs(herr) < math.radians(2) or along > -PREDOCK + 0.1):
+                phase = "approach"  # on the line, straightened (or already under way along it)
+            elif math.dist((x, y), pre) < 0.12 or (math.dist((x, y), pre) < 0.25 and abs(agv.vel[0]) < 0.05):
+                phase = "turn"
+            else:
+                phase = "travel"
+            path = task.map.path((x, y), pre, 8.0) if phase == "travel" else [(x, y), (dock[0], dock[1])]
+            if phase == "travel":
+                gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
+                err = math.atan2(gy - y, gx - x) - th
+                err = math.atan2(math.sin(err), math.cos(err))
+                dist = math.dist((x, y), pre)
+                v = 0.0 if abs(err) > 0.6 else cfg.max_speed * math.cos(err) * min(1.0, 0.2 + 0.8 * dist)
+                w = 2.5 * err
+            elif phase == "turn":
+                v, w = 0.0, 2.0 * herr
+            else:
+                v = min(0.4, max(0.06, 0.8 * -along))
+                w = 2.0 * herr - 3.0 * across * (1 if v >= 0 else -1)
+                if along > -0.008:
+                    v, w = 0.0, 0.0
         w = max(-cfg.max_turn_rate, min(cfg.max_turn_rate, w))
         v = max(-cfg.max_speed, min(cfg.max_speed, v))
-        if fleet.people and (v != 0 or w != 0) and not self._safe_to_go(task, v, w):
+        if fleet.people and (v != 0 or w != 0) and not self._safe_to_go(task, v, w, path):
             v, w = 0.0, 0.0
         if v > 0 and self._agv_ahead(task, v):
             v = 0.0

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
-from envs.motion import act_towards, planned_ee, via_around_base
+from envs.motion import act_towards, planned_ee, planned_tool, via_around_base
 from twin.parts import TERMINAL, Part
 
 _NO_PART = (0.0,) * 11  # the target-part block of the observation when no part is in play
@@ -320,20 +320,28 @@ def _range(value: Any, name: str) -> tuple[float, float]:
 
 
 class ConveyorPickExpert:
-    """A scripted picker: intercept the part on the belt, grasp, lift, carry to the bin, release."""
+    """A scripted picker: intercept the part on the belt, grasp, lift, carry to the bin, release.
+
+    It remembers nothing between calls: each call works out from the twin's state where the pick
+    stands (what the tool grips, whether the gripper is closed or still opening, where the tool is
+    against the part and the bin, with hysteresis bands on those distances), so it can be asked at
+    any state, as DAgger asks it of the states a learner visits.
+    """
 
     HOVER = 0.07  # metres above the part before descending
     MIN_GRASP = 0.028  # lowest grasp point above the belt: the fingertips, 11 mm below it, stay clear
     # of the belt even when the arm overshoots its descent by a centimetre
     LIFT_Z = 0.93
     RELEASE_Z = 0.84
+    OPENED = 0.035  # metres between the fingers that count as open (fully open: 0.08)
+    SETTLE = 0.25  # seconds the fingers close on a part before it is lifted
+    OPENING = 0.3  # seconds the fingers take to open clear of a part they held
 
     def __init__(self, env) -> None:
         self.task: ConveyorPick = env.unwrapped.task
-        self.reset()
 
     def reset(self) -> None:
-        self.phase, self.timer, self.part, self.grasp_y = "wait", 0, None, 0.0
+        """Nothing to forget: the expert keeps no state between calls."""
 
     def _act(self, ee: np.ndarray, target: np.ndarray, close: bool, speed: float = 1.0) -> np.ndarray:
         return act_towards(ee, target, close, self.task.max_step, speed)
@@ -341,64 +349,79 @@ class ConveyorPickExpert:
     def _via(self, ee: np.ndarray, goal: np.ndarray) -> np.ndarray:
         return via_around_base(ee, goal, self.task.robot.base_position)
 
-    def __call__(self, obs: Any) -> np.ndarray:
+    def grasp_point(self, part: Part) -> np.ndarray:
+        """Where the fingers close on ``part``: leading the moving part by the controller's lag of
+        about two control steps (and the actions in flight), a little above its centre so the
+        fingertips stay clear of the belt."""
         task = self.task
-        ee = planned_ee(task)
-        part = task.target_part()
-        if self.phase in ("approach", "descend", "grasp", "lift") and (part is None or part is not self.part):
-            self.phase = "wait"  # the part we were after is gone (missed, or fell)
-        if self.phase == "wait":
-            # only parts riding the belt: a part just released is still in play until it settles
-            # in the bin, and chasing it there would drive the fingers into the cell
-            reachable = (
-                part is not None and part.state == "on_conveyor" and float(part.pos @ task.conveyor.direction) > -0.5
-            )
-            if not reachable:
-                waiting = task.conveyor.center + np.array([-0.25, 0.0, 0.0])
-                waiting[2] = self.LIFT_Z
-                return self._act(ee, waiting, close=False)
-            self.phase, self.part = "approach", part
-        drop = task.drop_for(self.part) if self.part is not None else task.drop_point
-        above_bin = np.array([*drop[:2], self.LIFT_Z])
-        if self.phase == "carry":
-            if np.linalg.norm((ee - above_bin)[:2]) < 0.02:
-                self.phase = "lower"
-            return self._act(ee, self._via(ee, above_bin), close=True, speed=0.7)
-        if self.phase == "lower":
-            low = np.array([*drop[:2], self.RELEASE_Z])
-            if ee[2] < self.RELEASE_Z + 0.01:
-                self.phase, self.timer = "release", 0
-            return self._act(ee, low, close=True, speed=0.7)
-        if self.phase == "release":
-            self.timer += 1
-            if self.timer > 6:
-                self.phase = "wait"
-            return self._act(ee, ee, close=False)
-        # lead the moving part by the controller's lag of about two control steps (and the actions
-        # in flight); grip a little above the centre so the fingertips stay clear of the belt
         lead = (2 + len(task.pending)) * task.twin.control_dt
         grasp = part.pos + part.vel * lead + np.array([0.0, 0.0, 0.006])
         if part.spec.half_height < self.MIN_GRASP - 0.006:  # a small part: keep the fingertips off the belt
             grasp[2] = max(grasp[2], task.conveyor.surface_z + self.MIN_GRASP)
-        if self.phase == "approach":
-            hover = grasp + np.array([0.0, 0.0, self.HOVER])
-            if np.linalg.norm((ee - hover)[:2]) < 0.01 and abs(ee[2] - hover[2]) < 0.03:
-                self.phase, self.grasp_y = "descend", grasp[1]
-            return self._act(ee, hover, close=False)
-        grasp[1] = self.grasp_y  # fingers close across the belt: do not chase the part sideways
-        if self.phase == "descend":
-            if np.linalg.norm(ee - grasp) < 0.008:
-                self.phase, self.timer = "grasp", 0
-            return self._act(ee, grasp, close=False)
-        if self.phase == "grasp":
-            self.timer += 1
-            if self.timer > 4:
-                self.phase = "lift"
+        return grasp
+
+    def _with_belt(self, ee: np.ndarray) -> np.ndarray:
+        """The tool's target a step ahead while it rides along with the belt (closing on a part)."""
+        task = self.task
+        lead = (1 + len(task.pending)) * task.twin.control_dt
+        return ee + task.conveyor.velocity * lead
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        task = self.task
+        robot = task.robot
+        ee = planned_ee(task)
+        part = task.target_part()
+        gripped = robot.gripping
+        suction = not robot.tool.joints
+        closed = planned_tool(task)
+        if part is not None and gripped == part.id and closed:
+            if not suction and part.state != "held" and robot.tool_switched_s < self.SETTLE:
+                return self._act(ee, self._with_belt(ee), close=True)  # let the grip build up
+            return self._carry(ee, part)
+        if closed:  # closed (or suction on, or about to be) without a part in it
+            closing = (
+                part is not None
+                and part.state == "on_conveyor"
+                and np.linalg.norm(ee - part.pos - (0.0, 0.0, 0.006))
+                < 0.025  # not led: the part jolts as it is gripped
+                and (suction or robot.finger_width() > 0.004)
+            )
+            if closing:  # the fingers are on their way round the part: ride along with the belt
+                return self._act(ee, self._with_belt(ee), close=True)
+            return self._act(ee, ee, close=False)  # missed, slipped or released: let go first
+        if not suction and (robot.finger_width() < self.OPENED or robot.tool_switched_s < self.OPENING):
+            return self._act(ee, ee, close=False)  # still opening: let the fingers clear the part
+        # only parts riding the belt: a part just released is still in play until it settles in the
+        # bin, and chasing it there would drive the fingers into the cell
+        if part is None or part.state != "on_conveyor" or float(part.pos @ task.conveyor.direction) <= -0.5:
+            waiting = task.conveyor.center + np.array([-0.25, 0.0, 0.0])
+            waiting[2] = self.LIFT_Z
+            return self._act(ee, waiting, close=False)
+        grasp = self.grasp_point(part)
+        if np.linalg.norm(ee - grasp) < 0.008:
             return self._act(ee, grasp, close=True)
-        # lift straight up
-        if part.state != "held" and ee[2] > part.pos[2] + 0.05:
-            self.phase = "wait"  # slipped out: try again
-            return self._act(ee, ee, close=False)
-        if ee[2] > self.LIFT_Z - 0.03:
-            self.phase = "carry"
-        return self._act(ee, np.array([ee[0], ee[1], self.LIFT_Z]), close=True)
+        hover = grasp + np.array([0.0, 0.0, self.HOVER])
+        xy = float(np.linalg.norm((ee - grasp)[:2]))
+        # over the part (a slowed drive trails a moving part by more than a centimetre), or on the way down
+        over = xy < 0.015 and abs(ee[2] - hover[2]) < 0.03
+        descending = xy < 0.02 and ee[2] < hover[2] - 0.01
+        if over or descending:  # down onto the part, slower over the last centimetres (the arm lags)
+            return self._act(ee, grasp, close=False, speed=1.0 if ee[2] > grasp[2] + 0.04 else 0.5)
+        return self._act(ee, hover, close=False)
+
+    def _carry(self, ee: np.ndarray, part: Part) -> np.ndarray:
+        """The part is in the fingers: lift it straight up, carry it over its bin, lower, release.
+        The part, not the tool, goes over the bin's centre: a part held off-centre in the fingers
+        would otherwise land on the rim."""
+        drop = np.array(self.task.drop_for(part), dtype=float)
+        if part.state == "held":
+            drop[:2] -= np.asarray(part.xyz[:2]) - np.asarray(self.task.robot.ee_xyz()[:2])
+        xy = float(np.hypot(ee[0] - drop[0], ee[1] - drop[1]))
+        if xy < 0.02 or (xy < 0.04 and ee[2] < self.LIFT_Z - 0.01):  # over the bin: lower, then let go
+            if ee[2] < self.RELEASE_Z + 0.01 and xy < 0.015:
+                return self._act(ee, ee, close=False)
+            return self._act(ee, np.array([drop[0], drop[1], self.RELEASE_Z]), close=True, speed=0.7)
+        if part.state != "held" or ee[2] < self.LIFT_Z - 0.03:  # lift straight up, clear of the belt
+            return self._act(ee, np.array([ee[0], ee[1], self.LIFT_Z]), close=True)
+        above_bin = np.array([drop[0], drop[1], self.LIFT_Z])
+        return self._act(ee, self._via(ee, above_bin), close=True, speed=0.7)

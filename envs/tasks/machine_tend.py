@@ -8,7 +8,17 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
-from envs.motion import Waypoint, WaypointFollower, act_towards, planned_ee
+from envs.motion import (
+    act_towards,
+    gripped,
+    let_go,
+    pick_action,
+    place_action,
+    planned_ee,
+    planned_tool,
+    tool_busy,
+    via_around_base,
+)
 from twin.parts import Part
 
 _STATES = ("idle", "busy", "done", "blocked")  # one-hot of a machine's state in the observation
@@ -204,56 +214,41 @@ class MachineTend(Task):
 
 class MachineTendExpert:
     """A scripted tender: unload a finished part first, else load a blank into the fastest free
-    machine, else wait above the machine that finishes next."""
+    machine, else wait above the machine that finishes next. It keeps no state between calls
+    (see ``envs.motion``'s stateless pick and place)."""
 
     def __init__(self, env) -> None:
         self.task: MachineTend = env.unwrapped.task
-        self.follow = WaypointFollower(self.task)
 
     def reset(self) -> None:
-        self.follow.set([])
-
-    def _pick(self, part: Part) -> list[Waypoint]:
-        grasp = part.pos + np.array([0.0, 0.0, 0.005])
-        above = np.array([*grasp[:2], self.task.safe_z])
-        return [
-            Waypoint(above, close=False, tol=0.015, detour=True),
-            Waypoint(grasp, close=False, tol=0.006, speed=0.6),
-            Waypoint(grasp, close=True, tol=0.02, dwell=5),
-            Waypoint(above, close=True, tol=0.02, speed=0.7),
-        ]
-
-    def _place(self, point: np.ndarray) -> list[Waypoint]:
-        above = np.array([*point[:2], self.task.safe_z])
-        return [
-            Waypoint(above, close=True, tol=0.01, speed=0.8, detour=True),
-            Waypoint(point, close=True, tol=0.006, speed=0.5),
-            Waypoint(point, close=False, tol=0.03, dwell=6),
-            Waypoint(above, close=False, tol=0.03),
-        ]
-
-    def _plan(self) -> list[Waypoint]:
-        task = self.task
-        held = task.held()
-        if held is not None:
-            if held.spec.name in task.finished:
-                return self._place(task.output_slot())
-            free = sorted(task.free_machines(), key=lambda m: m.config.process_time[1])
-            return self._place(task.drop_point(free[0])) if free else []
-        target = task.next_pick()
-        if target is not None:
-            return self._pick(target)
-        busy = [m for m in task.machines if m.state == "processing"]
-        if busy:  # wait above the machine that finishes first
-            m = min(busy, key=lambda m: m.cycle_end)
-            return [Waypoint(np.array([*task.drop_point(m)[:2], task.safe_z]), close=False, tol=0.02, detour=True)]
-        return []
+        """Nothing to forget: the expert keeps no state between calls."""
 
     def __call__(self, obs: Any) -> np.ndarray:
-        ee = planned_ee(self.task)
-        for _ in range(2):
-            action = self.follow(ee)
-            if action is not None:
-                return action
-            self.follow.set(self._plan())
-        return act_towards(ee, ee, close=self.task.held() is not None, max_step=self.task.max_step)
+        task = self.task
+        ee = planned_ee(task)
+        grip = next((p for p in task.parts if gripped(task, p)), None)
+        if grip is not None:
+            if grip.state != "held":  # still on its tray or fixture: finish the pick (settle, lift)
+                return pick_action(task, grip, grip.pos + np.array([0.0, 0.0, 0.005]), task.safe_z)
+            if grip.spec.name in task.finished:
+                return place_action(task, grip, task.output_slot(), task.safe_z)
+            free = sorted(task.free_machines(), key=lambda m: m.config.process_time[1])
+            if free:
+                return place_action(task, grip, task.drop_point(free[0]), task.safe_z)
+            return act_towards(ee, ee, True, task.max_step)  # nowhere to put it yet: hold on
+        target = task.next_pick()
+        if target is not None:
+            return pick_action(task, target, target.pos + np.array([0.0, 0.0, 0.005]), task.safe_z)
+        if planned_tool(task):
+            return let_go(task)
+        busy = tool_busy(task)
+        if busy is not None:
+            return busy
+        running = [m for m in task.machines if m.state == "processing"]
+        if running:  # wait above the machine that finishes first
+            m = min(running, key=lambda m: m.cycle_end)
+            wait = np.array([*task.drop_point(m)[:2], task.safe_z])
+            if ee[2] < task.safe_z - 0.03 and np.hypot(*(ee - wait)[:2]) > 0.03:
+                wait = np.array([ee[0], ee[1], task.safe_z])  # straight up first
+            return act_towards(ee, via_around_base(ee, wait, task.robot.base_position), False, task.max_step)
+        return act_towards(ee, ee, False, task.max_step)

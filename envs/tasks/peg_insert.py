@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.core import Task
-from envs.motion import Waypoint, WaypointFollower, act_towards, planned_ee
+from envs.motion import act_towards, pick_action, planned_ee
 
 # The stages of the insertion as shares of the progress (an insertion to depth is 1).
 APPROACH = 0.2  # tool nearing the peg: APPROACH * (1 - tanh(5 * distance to the grasp point))
@@ -149,7 +149,10 @@ class PegInsert(Task):
 
 class PegInsertExpert:
     """A scripted fitter: grasp the peg, hover its tip over the hole, centre it there, then push
-    down slowly while correcting the tip's horizontal error, backing off when the force rises."""
+    down slowly while correcting the tip's horizontal error, backing off when the force rises.
+
+    It keeps no state between calls: the stage is read off the peg (held or not), the tip's height
+    above the hole's mouth and its horizontal error, with hysteresis bands (see ``envs.motion``)."""
 
     CLEAR = 0.04  # metres of the tip above the block's top face while carrying the peg over
     HOVER = 0.008  # metres of the tip above the block's top face while centring
@@ -158,52 +161,38 @@ class PegInsertExpert:
 
     def __init__(self, env) -> None:
         self.task: PegInsert = env.unwrapped.task
-        self.follow = WaypointFollower(self.task)
-        self.reset()
 
     def reset(self) -> None:
-        self.follow.set([])
-        self.phase = "pick"
+        """Nothing to forget: the expert keeps no state between calls."""
 
     def __call__(self, obs: Any) -> np.ndarray:
         task, st = self.task, self.task.station
         ee = planned_ee(task)
-        if self.phase == "pick":
-            if self.follow.done:
-                g = task.grasp_point()
-                above = g + np.array([0.0, 0.0, 0.1])
-                lift = g + np.array([0.0, 0.0, st.config.peg_length + 0.04])
-                self.follow.set(
-                    [
-                        Waypoint(above, close=False, tol=0.01),
-                        Waypoint(g, close=False, tol=0.003, speed=0.5),
-                        Waypoint(g, close=True, tol=0.02, dwell=6),
-                        Waypoint(lift, close=True, tol=0.01, speed=0.7),
-                    ]
-                )
-            action = self.follow(ee)
-            if action is not None:
-                return action
-            self.phase = "carry" if task.held() else "pick"
-        if not task.held():
-            self.phase = "pick"
-            return act_towards(ee, ee + np.array([0.0, 0.0, 0.05]), close=False, max_step=task.max_step)
+        peg = task.peg
+        if not task.held():  # pick it off its stand and lift it until its tip clears the block
+            g = task.grasp_point()
+            lift = st.top_z + self.CLEAR + st.config.peg_length
+            return pick_action(task, peg, g, g[2] + 0.1, tol=0.003, speed=0.5, lift=lift)
         tip = np.array(st.peg_tip())
         hx, hy, hz = st.hole_top
         err = np.array([hx - tip[0], hy - tip[1]])
-        if self.phase == "carry":  # over the hole with the tip well clear of the block
-            if np.linalg.norm(err) < 0.01:
-                self.phase = "centre"
-            step = np.clip(np.array([*err, hz + self.CLEAR - tip[2]]), -0.015, 0.015)
+        off = float(np.linalg.norm(err))
+        height = tip[2] - hz
+        if height < self.HOVER - 0.0015 and off < 0.003:  # in the mouth: push home
+            down = -self.DESCENT if st.contact_force() < st.config.jam_force / 2 else 0.002
+            step = np.array([*np.clip(self.GAIN * err, -0.002, 0.002), down])
             return act_towards(ee, ee + step, close=True, max_step=task.max_step)
-        if self.phase == "centre":  # down to just above the mouth, centring finely
-            want_z = hz + self.HOVER - tip[2]
+        centring = off < 0.01 or (off < 0.025 and height < self.CLEAR - 0.005)  # a band: no hunting between the two
+        if centring and height < self.CLEAR + 0.01:  # over the hole: down to just above the mouth, centring
+            want_z = self.HOVER - height
             still = np.linalg.norm(task.robot.ee_vel_xyz()) < 0.01
-            if np.linalg.norm(err) < 0.0007 and abs(want_z) < 0.002 and still:
-                self.phase = "insert"
+            if off < 0.0007 and abs(want_z) < 0.002 and still:
+                want_z = -self.DESCENT  # centred and still: start in
             # a gain under 1: the arm follows its target a step or two late, and full steps ring
             step = np.array([*np.clip(self.GAIN * err, -0.003, 0.003), np.clip(self.GAIN * want_z, -0.006, 0.006)])
+            if want_z == -self.DESCENT:
+                step[2] = want_z
             return act_towards(ee, ee + step, close=True, max_step=task.max_step)
-        down = -self.DESCENT if st.contact_force() < st.config.jam_force / 2 else 0.002
-        step = np.array([*np.clip(self.GAIN * err, -0.002, 0.002), down])
+        # carry over the hole with the tip well clear of the block
+        step = np.clip(np.array([*err, self.CLEAR - height]), -0.015, 0.015)
         return act_towards(ee, ee + step, close=True, max_step=task.max_step)

@@ -191,7 +191,11 @@ class WaferTransferExpert:
     height just under the wafer (or just over the ledges), extend, lift with the vacuum on (or
     lower and let go), retract; every axis on a smooth profile within accelerations the vacuum
     holds (extension 1.5 m/s^2, turn 4 rad/s^2, lift 0.5 m/s^2), and it waits for a chamber's
-    cycle to end before it reaches in."""
+    cycle to end before it reaches in.
+
+    It keeps no state between calls: which move of the transfer is under way is read off the
+    wafer (held, resting where, or between) and the axes' set-points against the two stations,
+    and the rates it last commanded are the robot's own (``WaferRobot.rates``)."""
 
     ACCEL = (4.0, 1.5, 0.5)
     PAUSE_ACCEL = 0.15  # share of ACCEL it brakes with while the vacuum is weak
@@ -202,76 +206,154 @@ class WaferTransferExpert:
 
     def __init__(self, env) -> None:
         self.env = env.unwrapped
-        self.reset()
 
     def reset(self) -> None:
-        self._plan: list[tuple[tuple[float | None, float | None, float | None], bool, str | None]] = []
-        self._rates = [0.0, 0.0, 0.0]
+        """Nothing to forget: the expert keeps no state between calls."""
 
     def _station(self, task: WaferTransfer, place: tuple[str, int]) -> tuple[float, float, float]:
         s = task.fab.by_name[place[0]]
         rx, ry = task.handler.config.position
         return math.atan2(s.xy[1] - ry, s.xy[0] - rx), math.hypot(s.xy[0] - rx, s.xy[1] - ry), s.heights[place[1]]
 
-    def _make_plan(self, task: WaferTransfer, w) -> None:
-        spec = task.handler.spec
-        r0 = spec.min_reach
-        th_a, d_a, h_a = self._station(task, w.place)
-        th_b, d_b, h_b = self._station(task, task.fab.next_place(w))
-        src = w.place[0] if w.place[0] in task.fab.cycles else None
-        dst = task.fab.next_place(w)[0]
-        dst = dst if dst in task.fab.cycles else None
-        self._plan = [
-            ((None, r0, None), False, None),
-            ((th_a, r0, h_a - self.UNDER), False, src),  # waits for the source chamber's cycle to end
-            ((th_a, d_a, h_a - self.UNDER), False, None),
-            ((th_a, d_a, h_a + self.OVER), True, None),
-            ((th_a, r0, h_a + self.OVER), True, None),
-            ((th_b, r0, h_b + self.OVER), True, dst),  # and for the destination to be free
-            ((th_b, d_b, h_b + self.OVER), True, None),
-            ((th_b, d_b, h_b - self.UNDER), False, None),
-            ((th_b, r0, h_b - self.UNDER), False, None),
-        ]
-
     def _axis_rate(self, k: int, err: float, prev: float, vmax: float, dt: float) -> float:
         a = self.ACCEL[k]
         want = math.copysign(min(vmax, math.sqrt(2 * 0.6 * a * abs(err)), abs(err) / dt), err)  # brakes early
         return min(max(want, prev - a * dt), prev + a * dt)
+
+    def _on_paddle(self, task: WaferTransfer, w) -> bool:
+        """Held, or lying on the pads between two contact readings (the vacuum holds it either way)."""
+        if w.held:
+            return True
+        if w.place is not None:
+            return False
+        x, y, z = task.handler.to_paddle(w.xyz)
+        return math.hypot(x, y) < 0.05 and -0.001 < z < 0.006
+
+    def _nearest(self, task: WaferTransfer, w) -> tuple[str, int]:
+        """The place nearest a wafer between paddle and ledges (set down or lifted this moment)."""
+        best = None
+        for st in task.fab.stations:
+            a, c = st.local(w.xyz)
+            for k, hgt in enumerate(st.heights):
+                d = math.hypot(a, c) + abs(w.xyz[2] - hgt)
+                if best is None or d < best[0]:
+                    best = (d, (st.name, k))
+        return best[1]
+
+    def _source(self, task: WaferTransfer, w) -> tuple[str, int]:
+        """Where the current wafer's transfer starts: the place its stage says it rests at."""
+        return w.home if w.stage == 0 else (task.fab.route_stations[w.stage - 1], 0)
+
+    def _set_down(self, task: WaferTransfer, q, vac_now: bool):
+        """Finishing a set-down: the paddle still in under a wafer it has just let go (any wafer:
+        the one it set down may be home and no longer the current one), not yet below its ledges.
+        The move that takes it down clear, or None."""
+        spec, tol_z = task.handler.spec, self.ARRIVED[2]
+        if vac_now or q[1] <= spec.min_reach + self.ARRIVED[1]:
+            return None
+        for x in task.fab.wafers:
+            if x.place is None or x.held:
+                continue
+            th, d, hgt = self._station(task, x.place)
+            facing = abs(math.atan2(math.sin(q[0] - th), math.cos(q[0] - th))) < 0.05
+            if facing and q[1] > d - 0.02 and hgt - self.UNDER + tol_z < q[2] < hgt + self.OVER - 0.0005:
+                return (th, d, hgt - self.UNDER), False, None
+        return None
+
+    def _move(
+        self, task, w, q, vac_now: bool, prev=(0.0, 0.0, 0.0)
+    ) -> tuple[tuple[float | None, ...], bool, str | None]:
+        """The move under way: a goal for each axis (None: keep it), the vacuum, and the chamber
+        whose cycle it must wait for there (or None)."""
+        fab, spec = task.fab, task.handler.spec
+        r0, (tol_th, tol_r, tol_z) = spec.min_reach, self.ARRIVED
+        if w is None:
+            return self._set_down(task, q, vac_now) or ((None, r0, None), False, None)
+        src, dst = self._source(task, w), fab.next_place(w)
+        th_a, d_a, h_a = self._station(task, src)
+        th_b, d_b, h_b = self._station(task, dst)
+        carried = self._on_paddle(task, w)
+        if not carried and w.place == src:  # under the wafer where it actually lies, not its slot's centre
+            rx, ry = task.handler.config.position
+            th_a, d_a = math.atan2(w.xyz[1] - ry, w.xyz[0] - rx), math.hypot(w.xyz[0] - rx, w.xyz[1] - ry)
+        if carried:  # set it down centred: the pad goes where the wafer's offset on the paddle says
+            ox, oy, _ = task.handler.to_paddle(w.xyz)
+            d_b, th_b = d_b - ox, th_b - oy / d_b
+        under_a, over_a, under_b, over_b = h_a - self.UNDER, h_a + self.OVER, h_b - self.UNDER, h_b + self.OVER
+
+        def facing(th: float, tol: float = 0.05) -> bool:
+            return abs(math.atan2(math.sin(q[0] - th), math.cos(q[0] - th))) < tol
+
+        inside = q[1] > r0 + tol_r  # the paddle reaches into a station
+        src_chamber = src[0] if src[0] in fab.cycles else None
+        dst_chamber = dst[0] if dst[0] in fab.cycles else None
+        if carried:  # carrying it from the source to the destination
+            if inside and facing(th_a) and not facing(th_b):
+                if q[2] < over_a - tol_z and q[1] > d_a - 0.01:
+                    return (th_a, d_a, over_a), True, None  # lift it off its ledges
+                return (th_a, r0, over_a), True, None  # out of the source
+            if inside and facing(th_b):
+                # there, and still: a wafer let go while the paddle still moves slides on off its place
+                there = abs(q[1] - d_b) < tol_r and facing(th_b, tol_th) and abs(prev[1]) < 0.03
+                if not there and q[2] > over_b - tol_z:  # (once going down, it keeps going down)
+                    return (th_b, d_b, over_b), True, None  # in over the destination's ledges
+                return (th_b, d_b, under_b), False, None  # down onto them, letting go
+            there = facing(th_b, 2 * tol_th) and abs(q[2] - over_b) < 2 * tol_z and abs(q[1] - r0) < 2 * tol_r
+            if there and (dst_chamber is None or fab.cycles[dst_chamber].state == "empty"):
+                return (th_b, d_b, over_b), True, None  # in over the destination's ledges
+            return (th_b, r0, over_b), True, dst_chamber  # round and up (or down) to the destination
+        # not held: it rests at the source, or is between paddle and ledges
+        down = self._set_down(task, q, vac_now)
+        if down is not None:
+            return down
+        at = w.place if w.place is not None else self._nearest(task, w)
+        th_s, d_s, h_s = self._station(task, at)
+        ready = src_chamber is None or fab.cycles[src_chamber].state == "done"
+        if inside and facing(th_s) and q[1] > d_s - 0.02:  # under the wafer, at its place
+            if vac_now and ready:  # lifting it (the vacuum says which way it was going): carry on
+                return (th_s, d_s, h_s + self.OVER), True, None
+            if q[2] > h_s - self.UNDER + tol_z:
+                return (th_s, d_s, h_s - self.UNDER), False, None  # setting it down: carry on, below it
+        if inside and facing(th_a) and abs(q[2] - under_a) < 2 * tol_z:
+            if not ready:
+                return (th_a, r0, under_a), False, None  # out, so that its chamber cycles
+            if q[1] < d_a - tol_r:
+                return (th_a, d_a, under_a), False, None  # in under it
+            return (th_a, d_a, over_a), True, None  # up, vacuum on: pick it up
+        if inside:
+            return (None, r0, None), False, None  # out of wherever it is before turning
+        if facing(th_a, 2 * tol_th) and abs(q[2] - under_a) < 2 * tol_z and ready:
+            return (th_a, d_a, under_a), False, None
+        return (th_a, r0, under_a), False, src_chamber  # round and to the height under it; wait
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         task: WaferTransfer = self.env.task
         h, fab = task.handler, task.fab
         dt = task.twin.control_dt
         w = task.current()
-        if w is None:
-            return np.zeros(4, dtype=np.float32)
-        if not self._plan and w.place is not None and not w.held:  # the last transfer's moves are done
-            self._make_plan(task, w)
-        if not self._plan:
-            return np.array([0, 0, 0, -1.0], dtype=np.float32)
-        goal, vac, wait = self._plan[0]
-        if h.grip < 1.0 and (vac or w.held):
-            # the vacuum gauge reads low: brake gently (within what the weak grip holds) and hold
-            # still, the wafer on the paddle, until the vacuum is back
-            a = [k * self.PAUSE_ACCEL for k in self.ACCEL]
-            self._rates = [min(max(0.0, r - a[k] * dt), r + a[k] * dt) for k, r in enumerate(self._rates)]
-            rates = [r / m for r, m in zip(self._rates, h.spec.max_rates, strict=True)]
-            return np.array([*rates, 1.0 if vac else -1.0], dtype=np.float32)
+        prev = [a * m for a, m in zip(task.pending[-1][:3], h.spec.max_rates, strict=True)] if task.pending else h.rates
+        vac_now = float(task.pending[-1][3]) > 0 if task.pending else h.vacuum_on
         q = list(h.q_target)
         for a in task.pending:  # where the actions in flight (control latency) will take the set-points
             for k in range(3):
                 q[k] += a[k] * h.spec.max_rates[k] * h.speed_scale * dt
+        goal, vac, wait = self._move(task, w, q, vac_now, prev)
+        if h.grip < 1.0 and w is not None and (vac or self._on_paddle(task, w)):
+            # the vacuum gauge reads low: brake gently (within what the weak grip holds) and hold
+            # still, the wafer on the paddle, until the vacuum is back
+            a = [k * self.PAUSE_ACCEL for k in self.ACCEL]
+            rates = [min(max(0.0, r - a[k] * dt), r + a[k] * dt) for k, r in enumerate(prev)]
+            return np.array(
+                [*(r / m for r, m in zip(rates, h.spec.max_rates, strict=True)), 1.0 if vac else -1.0], dtype=np.float32
+            )
         target = [q[k] if goal[k] is None else goal[k] for k in range(3)]
         target[0] = q[0] + math.atan2(math.sin(target[0] - q[0]), math.cos(target[0] - q[0]))
         errs = [target[k] - q[k] for k in range(3)]
-        rates = [self._axis_rate(k, errs[k], self._rates[k], h.spec.max_rates[k], dt) for k in range(3)]
-        arrived = all(abs(e) < tol for e, tol in zip(errs, self.ARRIVED, strict=True))
-        if arrived and wait is not None:
+        if wait is not None and all(abs(e) < tol for e, tol in zip(errs, self.ARRIVED, strict=True)):
             cyc = fab.cycles[wait]
-            busy = cyc.state != "done" if wait == (w.place[0] if w.place else None) else cyc.state != "empty"
-            if busy:
-                arrived = False
-        if arrived:
-            self._plan.pop(0)
-        self._rates = rates
+            src = self._source(task, w)
+            busy = cyc.state != "done" if wait == src[0] else cyc.state != "empty"
+            if busy:  # there: wait for the chamber, braking to a stop
+                errs = [0.0, 0.0, 0.0]
+        rates = [self._axis_rate(k, errs[k], prev[k], h.spec.max_rates[k], dt) for k in range(3)]
         return np.array([rates[k] / h.spec.max_rates[k] for k in range(3)] + [1.0 if vac else -1.0], dtype=np.float32)

@@ -165,6 +165,9 @@ class Arm:
         self._joint_cache: tuple | None = None
         self._reset_at = self.world.steps
         self.tool.reset()
+        self.gripping: int | None = None
+        """The part the tool grips after the last control step (both fingers on it while closed, or
+        sealed by suction), or None; set by the twin."""
         self.energy = 0.0
         self._gains = list(self.spec.gains)
         self._q_target = self.home_q.tolist()
@@ -276,6 +279,12 @@ class Arm:
     def tool_active(self) -> bool:
         """Whether the gripper is closed or the suction on."""
         return self.tool.active
+
+    @property
+    def tool_switched_s(self) -> float:
+        """Seconds since the tool was last told to close or open (on or off): how long its
+        fingers have had to close on a part, or to let it go."""
+        return (self.world.steps - self.tool.switched_at) * self.world.control_dt
 
     @property
     def held_part(self) -> int | None:

@@ -76,6 +76,8 @@ class ParallelGripper:
             self.arm.world.p.resetJointState(self.arm.id, j, FINGER_OPEN, 0.0)
         self.closed = False
         self._commanded = False
+        self.switched_at = self.arm.world.steps
+        """The control step (``World.steps``) at which the fingers were last told to close or open."""
 
     @property
     def active(self) -> bool:
@@ -84,6 +86,8 @@ class ParallelGripper:
     def command(self, close: bool) -> None:
         if close == self.closed and self._commanded:
             return  # the finger motors keep their last target
+        if close != self.closed:
+            self.switched_at = self.arm.world.steps
         self.closed, self._commanded = close, True
         target = 0.0 if close else FINGER_OPEN
         self.arm.world.p.setJointMotorControlArray(

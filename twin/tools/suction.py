@@ -100,12 +100,16 @@ class SuctionCup:
         self.grip = 1.0
         self.release()
         self.on = False
+        self.switched_at = self.arm.world.steps
+        """The control step (``World.steps``) at which the suction was last switched on or off."""
 
     @property
     def active(self) -> bool:
         return self.on
 
     def command(self, close: bool) -> None:
+        if close != self.on:
+            self.switched_at = self.arm.world.steps
         self.on = close
         if not close:
             self.release()

@@ -1,0 +1,51 @@
+"""Every scripted expert is a function of the twin's state: asked afresh at each step (a new
+expert object every step, as DAgger asks it of states a learner reached), it acts as the one
+that ran the whole episode, and asking it changes nothing it holds."""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+
+# short settings where a task has them, so each episode stays a few seconds of wall-clock
+SHORT = {
+    "ConveyorPick-v0": {"parts": 1},
+    "BinSort-v0": {"parts": 2},
+    "AGVDeliver-v0": {"deliveries": 1},
+    "WaferTransfer-v0": {"wafers": 1},
+}
+
+
+def _episode(env_id: str, fresh: bool, seed: int = 1001) -> tuple[bool, np.ndarray]:
+    env = gym.make(env_id, **SHORT.get(env_id, {}))
+    try:
+        obs, _ = env.reset(seed=seed)
+        kept = envs.make_expert(env_id, env)
+        actions = []
+        while True:
+            expert = envs.make_expert(env_id, env) if fresh else kept
+            before = copy.copy(vars(expert))
+            a = np.asarray(expert(obs), dtype=np.float32)
+            assert vars(expert).keys() == before.keys()
+            for key, value in vars(expert).items():  # caches of the layout aside, nothing changes
+                if not key.endswith("_for"):
+                    assert value is before[key], f"{env_id}: the expert changed {key!r} while acting"
+            actions.append(a)
+            obs, _, term, trunc, info = env.step(a)
+            if term or trunc:
+                return bool(info["is_success"]), np.stack(actions)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_the_expert_asked_afresh_at_every_step_acts_as_the_one_kept(env_id):
+    kept_success, kept = _episode(env_id, fresh=False)
+    fresh_success, fresh = _episode(env_id, fresh=True)
+    assert kept_success and fresh_success
+    np.testing.assert_array_equal(fresh, kept)
