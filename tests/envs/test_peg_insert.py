@@ -46,6 +46,7 @@ def test_pushing_the_peg_onto_the_block_jams_and_fails():
         expert = envs.make_expert("PegInsert-v0", env)
         task = env.unwrapped.task
         obs = env.unwrapped._obs()
+
         def over_the_hole() -> bool:  # carried over the hole, as the expert brings it before centring
             tip, (hx, hy, _) = task.station.peg_tip(), task.station.hole_top
             return task.held() and np.hypot(hx - tip[0], hy - tip[1]) < 0.01
