@@ -149,6 +149,7 @@ class Walker:
         self.s = float(rng.uniform(0.0, self.total))
         self.direction = 1 if rng.random() < 0.5 else -1
         self.wait = 0.0
+        self.velocity = (0.0, 0.0)  # as a tracker sees a person on its first frame
         self._place()
 
     def step(self, dt: float, rng: np.random.Generator) -> None:
