@@ -20,7 +20,7 @@ from gymnasium import spaces
 
 from twin import Twin
 from twin.faults import side_rng
-from twin.layout import CellLayout, find_layout, load_layout, with_robot, with_variation
+from twin.layout import FAULT_FAMILIES, CellLayout, find_layout, load_layout, with_robot, with_variation
 from twin.robots import can_reach, reach_coverage
 
 OBS_BOUND = 1000.0
@@ -31,6 +31,24 @@ over expert and random episodes of every task is 10.9), so clipping changes noth
 sees; the bound makes the spaces finite, as checkers and normalisers expect."""
 
 OBS_MODES = ("state", "goal", "rgb")
+
+Feature = tuple[str, str, float, float]
+"""One number of a state observation: its name, its unit, and the range it lies in (low, high)."""
+
+
+def tool_features() -> list[Feature]:
+    """What an arm's tool tells its controller: told to close (or suction on), for how long (or
+    open, for how long), and whether it grips a part (both fingers on it, or a sealed cup)."""
+    return [
+        ("tool_closed", "0/1", 0.0, 1.0),
+        ("tool_switched_s", "s (capped at 1)", 0.0, 1.0),
+        ("tool_gripping", "0/1", 0.0, 1.0),
+    ]
+
+
+def tool_state(robot) -> tuple[float, float, float]:
+    """The numbers of ``tool_features`` for ``robot`` now."""
+    return (float(robot.tool_active), min(robot.tool_switched_s, 1.0), float(robot.gripping is not None))
 
 
 class Task(ABC):
@@ -125,6 +143,24 @@ class Task(ABC):
         """A box (low, high corners) the task draws tool targets from, or None; the env refuses an
         arm that reaches less than ``MIN_REGION_COVERAGE`` of it."""
         return None
+
+    def observation_features(self) -> list[Feature] | None:
+        """The state observation's numbers, in order: name, unit, range (low, high). None for the
+        tasks that do not declare them (the ``-v0`` ones): their numbers lie in +-``OBS_BOUND``.
+        Where declared, the observation space's bounds are these ranges and observations are
+        clipped to them."""
+        return None
+
+    settles_at_time_limit: ClassVar[bool] = False
+    """Whether the dense reward takes back, on the step the registered time limit ends the
+    episode, the progress of work not finished (a part still held, a wafer half-way): nothing is
+    earned by holding on to it until the clock runs out. (A different limit given to
+    ``gym.make`` truncates where it says, settling only if it is the registered one.)"""
+
+    def unsettled(self) -> float:
+        """The progress banked in the dense reward for work not finished yet (see
+        ``settles_at_time_limit``)."""
+        return 0.0
 
     def achieved_goal(self) -> np.ndarray:
         raise NotImplementedError
@@ -296,7 +332,22 @@ class FactoryEnv(gym.Env):
         self.twin.reset(np.random.default_rng(0))
         self.task.reset(np.random.default_rng(0))
         n = self._state().shape[0]
-        state = spaces.Box(-OBS_BOUND, OBS_BOUND, (n,), np.float32)
+        features = self.task.observation_features()
+        if features is not None:
+            if self._indicators:
+                features = features + [(f"fault_{f}", "0/1", 0.0, 1.0) for f in FAULT_FAMILIES]
+            if len(features) != n:
+                raise ValueError(
+                    f"{type(self.task).__name__} declares {len(features)} observation features, observes {n}"
+                )
+            self.state_features = features
+            self._obs_low = np.array([f[2] for f in features], dtype=np.float32)
+            self._obs_high = np.array([f[3] for f in features], dtype=np.float32)
+        else:
+            self.state_features = None
+            self._obs_low = np.full(n, -OBS_BOUND, dtype=np.float32)
+            self._obs_high = np.full(n, OBS_BOUND, dtype=np.float32)
+        state = spaces.Box(self._obs_low, self._obs_high, (n,), np.float32)
         if self.obs_mode == "state":
             return state
         if self.obs_mode == "goal":
@@ -316,7 +367,10 @@ class FactoryEnv(gym.Env):
         state = self.task.observe().astype(np.float32, copy=False)
         if self._indicators:  # the layout lets the policy see which fault families are on
             state = np.concatenate([state, self.twin.fault_flags()])
-        return np.clip(state, -OBS_BOUND, OBS_BOUND)
+        low = getattr(self, "_obs_low", None)
+        if low is None:  # while the space is being made
+            return np.clip(state, -OBS_BOUND, OBS_BOUND)
+        return np.clip(state, low, self._obs_high)
 
     def _obs(self) -> Any:
         state = self._state()
@@ -344,6 +398,7 @@ class FactoryEnv(gym.Env):
         self.task.pending = self._queue
         self.twin.reset(self.np_random)
         self.task.reset(self.np_random)
+        self._elapsed = 0
         return self._obs(), {"is_success": False}
 
     def _actuate(self, a: list[float]) -> list[float]:
@@ -370,7 +425,23 @@ class FactoryEnv(gym.Env):
         twin.step()
         ev = task.evaluate()
         info = {"is_success": bool(ev["success"]), **ev.get("info", {})}
-        return self._obs(), float(task.reward(ev)), task.terminated(ev), False, info
+        reward, terminated = float(task.reward(ev)), task.terminated(ev)
+        self._elapsed = getattr(self, "_elapsed", 0) + 1
+        limit = self._time_limit()
+        if task.settles_at_time_limit and limit and self._elapsed >= limit and not terminated:
+            taken = task.unsettled()  # the time limit ends it now: unfinished work earns nothing
+            reward -= taken
+            info["taken_back"] = taken
+        return self._obs(), reward, terminated, False, info
+
+    def _time_limit(self) -> int | None:
+        """The registered time limit in steps (``gym.make`` sets the unwrapped env's spec without it)."""
+        if getattr(self, "_limit", False) is False:
+            try:
+                self._limit = gym.spec(self.spec.id).max_episode_steps if self.spec is not None else None
+            except gym.error.Error:
+                self._limit = None
+        return self._limit
 
     def task_camera_config(self):
         """Layout entry of the camera the ``rgb`` observation mode uses."""

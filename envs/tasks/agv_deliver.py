@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Task
+from envs.core import Feature, Task
 from envs.navigation import FloorMap, rect_gap
 from twin.robots.agv import SPEC
 
@@ -74,6 +74,11 @@ class AGVDeliver(Task):
     render_camera = "overview"
     time_scale = 180.0
     default_knobs = {"fleet": 1}
+    shares: ClassVar[dict[str, float]] = {"to_pickup": TO_PICKUP, "loaded": LOADED, "to_dropoff": TO_DROPOFF}
+    """A delivery's stages as shares of its progress (see the reward table)."""
+    failure_cost: ClassVar[float | None] = None
+    """What a failure (a collision, a person in the safety field, a dropped or misdelivered tote)
+    costs beyond the progress it takes back (None: ``-v0``'s penalties, progress kept)."""
 
     def __init__(self, twin, reward_type: str = "dense") -> None:
         super().__init__(twin, reward_type)
@@ -174,13 +179,14 @@ class AGVDeliver(Task):
     def delivery_progress(self) -> float:
         tote = self.carrying()
         xy = self.agv.pose[:2]
+        sh = self.shares
         if tote is None:
             d = self.map.distance(xy, self.fleet.docks[self.pickup][:2])
-            return TO_PICKUP * (1.0 - math.tanh(DIST_SCALE * d))
+            return sh["to_pickup"] * (1.0 - math.tanh(DIST_SCALE * d))
         if tote.state == "loading":
-            return TO_PICKUP
+            return sh["to_pickup"]
         d = self.map.distance(xy, self.fleet.docks[tote.target][:2])
-        return TO_PICKUP + LOADED + TO_DROPOFF * (1.0 - math.tanh(DIST_SCALE * d))
+        return sh["to_pickup"] + sh["loaded"] + sh["to_dropoff"] * (1.0 - math.tanh(DIST_SCALE * d))
 
     def evaluate(self) -> dict[str, Any]:
         events = self.twin.log.events
@@ -197,7 +203,8 @@ class AGVDeliver(Task):
             if success
             else (delivered + (0.0 if delivered == self.n_totes else self.delivery_progress())) / self.n_totes
         )
-        gained = 0.0 if self._progress is None else progress - self._progress
+        before = self._progress
+        gained = 0.0 if before is None else progress - before
         self._progress = progress
         new_collisions, self._collisions = collisions - self._collisions, collisions
         inside = bool(self.fleet.people) and self.fleet.min_person_gap < self.agv.config.safety_radius
@@ -208,12 +215,10 @@ class AGVDeliver(Task):
         info: dict[str, Any] = {"deliveries": delivered, "progress": progress}
         if done:
             info["kpis"] = self.twin.kpis()
-        return {
-            "success": success,
-            "done": done,
-            "gained": gained - COLLISION_PENALTY * new_collisions - SAFETY_PENALTY * now_inside,
-            "info": info,
-        }
+        gained -= COLLISION_PENALTY * new_collisions + SAFETY_PENALTY * now_inside
+        if (failed or unsafe) and not success and self.failure_cost is not None:
+            gained = -(before or 0.0) - self.failure_cost  # the banked progress back, and more
+        return {"success": success, "done": done, "gained": gained, "info": info}
 
     def reward(self, ev: dict[str, Any]) -> float:
         if self.reward_type == "sparse":
@@ -222,6 +227,133 @@ class AGVDeliver(Task):
 
     def terminated(self, ev: dict[str, Any]) -> bool:
         return bool(ev["done"])
+
+
+PEOPLE_TRACKED = 2
+"""People the ``-v1`` observation tracks (the nearest first)."""
+
+
+class AGVDeliverV1(AGVDeliver):
+    """AGVDeliver, version 1: what an AGV's localisation and safety scanner stack give it, the
+    dock it is to use, rewards that teach.
+
+    **Task description, randomizations, success conditions and knobs:** as ``AGVDeliver-v0``.
+
+    **Observation** (``state``, 33 + scanner beams; 97 on the bundled AGV):
+
+    ==============================  ============  ===========
+    feature                         unit          range
+    ==============================  ============  ===========
+    pose x, y (localised)           m             [-60, 60]
+    heading cos, sin                -             [-1, 1]
+    speed, turn rate                m/s, rad/s    [-5, 5]
+    dock to use: ahead, left        m             [-120, 120]
+    dock to use: heading cos, sin   -             [-1, 1]
+    target station one-hot          0/1           [0, 1]
+    carrying, transfer, docked      0/1           [0, 1]
+    totes left, time                share         [0, 2]
+    last transfer's station         0/1           [0, 1]
+    2 nearest people: ahead, left,  m, m/s        [-60, 60]
+    their velocity (2), gap                       (gap [0, 60])
+    scanner ranges                  share         [0, 1]
+    ==============================  ============  ===========
+
+    The pose is the localised one (map matching, as a navigating AGV has), not the drifting
+    wheel odometry of ``-v0``; the people are tracked by the safety scanner stack (positions and
+    velocities relative to the AGV, and the gap to its footprint; a person not on the floor
+    reads far ahead and still); the dock to use is the one the expert uses (the nearer approach
+    along the floor, or the one whose line the AGV is already on), its heading as the AGV must
+    stand; the last transfer's station tells where the AGV must back out from.
+
+    **Dense reward:** each step earns the change in (deliveries + the current one's progress) /
+    totes:
+
+    ==========================  ========================================================
+    stage                       a delivery's progress
+    ==========================  ========================================================
+    to the pickup               0.2 * (1 - tanh(0.25 * floor distance to its dock))
+    tote on the deck            0.5
+    to the drop-off             + 0.2 * (1 - tanh(0.25 * floor distance to its dock))
+    delivered                   1: the largest step of a delivery (+0.3 at least)
+    failure (a collision, a     all the episode's banked progress taken back, and -0.25
+    person in the safety field,
+    a tote dropped or
+    misdelivered: it ends it)
+    time limit                  the current delivery's progress taken back
+    ==========================  ========================================================
+
+    **Sparse reward:** 1 on success.
+    """
+
+    shares: ClassVar[dict[str, float]] = {"to_pickup": 0.2, "loaded": 0.3, "to_dropoff": 0.2}
+    failure_cost = 0.25
+    settles_at_time_limit = True
+
+    def dock_to_use(self) -> tuple[float, float, float]:
+        """The target station's dock pose the AGV is to dock at (the expert's choice)."""
+        return AGVDeliverExpert.choose_dock(self, self.target())
+
+    def last_station(self) -> str | None:
+        return AGVDeliverExpert.left_from(self)
+
+    def observe(self) -> np.ndarray:
+        agv, fleet = self.agv, self.fleet
+        x, y, th = agv.pose
+        c, s = math.cos(th), math.sin(th)
+        name = self.target()
+        dx, dy, dth = self.dock_to_use()
+        rx, ry = dx - x, dy - y
+        herr = dth - th
+        tote = self.carrying()
+        transfer = any(q.state in ("loading", "unloading") and q.agv == 0 for q in fleet.totes)
+        delivered = sum(e.kind == "delivered" for e in self.twin.log.events)
+        last = self.last_station()
+        head = [
+            x, y, c, s, *agv.vel,
+            rx * c + ry * s, -rx * s + ry * c, math.cos(herr), math.sin(herr),
+            *(float(n == name) for n in self.names),
+            float(tote is not None and tote.state == "on_agv"), float(transfer), float(fleet.docked_at(agv) is not None),
+            (self.n_totes - delivered) / self.n_totes, self.twin.sim_time / self.time_scale,
+            *(float(n == last) for n in self.names),
+        ]  # fmt: skip
+        tracked = []
+        for w in fleet.people:
+            px, py = w.xy[0] - x, w.xy[1] - y
+            vx, vy = w.velocity[0] - agv.vel[0] * c, w.velocity[1] - agv.vel[0] * s
+            gap = fleet.person_gap(agv, w)
+            tracked.append((gap, [px * c + py * s, -px * s + py * c, vx * c + vy * s, -vx * s + vy * c, gap]))
+        tracked.sort(key=lambda t: t[0])
+        far = agv.config.scanner.max_range
+        people = [t[1] for t in tracked[:PEOPLE_TRACKED]]
+        people += [[far, 0.0, 0.0, 0.0, far]] * (PEOPLE_TRACKED - len(people))
+        scan = fleet.scans[0] / agv.config.scanner.max_range
+        return np.concatenate(
+            [np.asarray(head, np.float32), np.asarray(people, np.float32).ravel(), scan.astype(np.float32)]
+        )
+
+    def observation_features(self) -> list[Feature]:
+        n_st = len(self.names)
+        out: list[Feature] = [("x", "m", -60.0, 60.0), ("y", "m", -60.0, 60.0)]
+        out += [("heading_cos", "-", -1.0, 1.0), ("heading_sin", "-", -1.0, 1.0)]
+        out += [("speed", "m/s", -5.0, 5.0), ("turn_rate", "rad/s", -5.0, 5.0)]
+        out += [("dock_ahead", "m", -120.0, 120.0), ("dock_left", "m", -120.0, 120.0)]
+        out += [("dock_heading_cos", "-", -1.0, 1.0), ("dock_heading_sin", "-", -1.0, 1.0)]
+        out += [(f"target_{n}", "0/1", 0.0, 1.0) for n in self.names][:n_st]
+        out += [("carrying", "0/1", 0.0, 1.0), ("transfer", "0/1", 0.0, 1.0), ("docked", "0/1", 0.0, 1.0)]
+        out += [("totes_left", "share", 0.0, 1.0), ("time", "share of 180 s", 0.0, 2.0)]
+        out += [(f"last_transfer_{n}", "0/1", 0.0, 1.0) for n in self.names]
+        for k in range(PEOPLE_TRACKED):
+            out += [(f"person{k}_ahead", "m", -60.0, 60.0), (f"person{k}_left", "m", -60.0, 60.0)]
+            out += [(f"person{k}_v_ahead", "m/s", -10.0, 10.0), (f"person{k}_v_left", "m/s", -10.0, 10.0)]
+            out += [(f"person{k}_gap", "m", 0.0, 60.0)]
+        out += [(f"scan_{k}", "share of its range", 0.0, 1.0) for k in range(self.agv.config.scanner.beams)]
+        return out
+
+    def unsettled(self) -> float:
+        if self.reward_type != "dense" or self._progress is None:
+            return 0.0
+        delivered = sum(e.kind == "delivered" for e in self.twin.log.events)
+        return max(0.0, self._progress - delivered / self.n_totes)
 
 
 class AGVDeliverExpert:
@@ -255,24 +387,36 @@ class AGVDeliverExpert:
 
     def _line(self, pose: tuple[float, float, float]) -> tuple[float, float, float]:
         """Where the AGV stands against a dock pose: along and across its dock line (m), heading error (rad)."""
-        x, y, th = self.env.task.agv.pose
+        return self._line_of(self.env.task, pose)
+
+    def _on_line(self, pose) -> bool:
+        return self.on_line(self.env.task, pose)
+
+    @staticmethod
+    def _line_of(task: AGVDeliver, pose) -> tuple[float, float, float]:
+        x, y, th = task.agv.pose
         c, s = math.cos(pose[2]), math.sin(pose[2])
         along = (x - pose[0]) * c + (y - pose[1]) * s
         across = -(x - pose[0]) * s + (y - pose[1]) * c
         return along, across, math.atan2(math.sin(pose[2] - th), math.cos(pose[2] - th))
 
-    def _on_line(self, pose) -> bool:
+    @staticmethod
+    def on_line(task: AGVDeliver, pose) -> bool:
         """On the final approach of ``pose``: on its line (a band), between the pre-dock point and
         the dock, heading along it."""
-        along, across, herr = self._line(pose)
+        along, across, herr = AGVDeliverExpert._line_of(task, pose)
         return abs(across) < 0.15 and -PREDOCK - 0.3 < along < 0.05 and abs(herr) < math.radians(15)
 
     def _choose_dock(self, task: AGVDeliver, name: str) -> tuple[float, float, float]:
+        return self.choose_dock(task, name)
+
+    @staticmethod
+    def choose_dock(task: AGVDeliver, name: str) -> tuple[float, float, float]:
         """The dock heading whose final approach the AGV is on, else the one whose approach starts
         nearer along the floor."""
         docks = task.docks(name)
         for pose in docks:
-            if self._on_line(pose):
+            if AGVDeliverExpert.on_line(task, pose):
                 return pose
         xy = task.agv.pose[:2]
         best = None
@@ -287,6 +431,10 @@ class AGVDeliverExpert:
         return best[1] if best is not None else docks[0]
 
     def _left_from(self, task: AGVDeliver) -> str | None:
+        return self.left_from(task)
+
+    @staticmethod
+    def left_from(task: AGVDeliver) -> str | None:
         """The station of the AGV's last transfer (the pickup while it carries a tote, else where it
         last unloaded one), read from the event log."""
         if task.carrying() is not None:
@@ -448,7 +596,9 @@ class AGVDeliverExpert:
                     v, w = 0.0, 0.0
         w = max(-cfg.max_turn_rate, min(cfg.max_turn_rate, w))
         v = max(-cfg.max_speed, min(cfg.max_speed, v))
-        if fleet.people and (v != 0 or w != 0) and not self._safe_to_go(task, v, w, path):
+        # plan with the speed the drives will give (a slowdown fault caps them below the command)
+        k = agv.speed_scale
+        if fleet.people and (v != 0 or w != 0) and not self._safe_to_go(task, v * k, w * k, path):
             v, w = 0.0, 0.0
         if v > 0 and self._agv_ahead(task, v):
             v = 0.0

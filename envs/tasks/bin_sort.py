@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert
+from envs.core import Feature
+from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert, PickV1, pick_features
 from twin.parts import Part
 
 
@@ -83,6 +84,48 @@ class BinSort(ConveyorPick):
         return (float(seen), float(seen and part.reading == "reject"), rx - ex, ry - ey, rz - ez)
 
 
+class BinSortV1(PickV1, BinSort):
+    """BinSort, version 1: the tool's state in the observation, rewards that teach (as
+    ``ConveyorPick-v1``).
+
+    **Task description, randomizations, success conditions and knobs:** as ``BinSort-v0``.
+
+    **Observation** (``state``, 31 numbers): ``-v0``'s 28 (``ConveyorPick-v1``'s first 23, the
+    sensor's reading of the target part: inspected, read as defective, and the reject bin's drop
+    point relative to the tool), then the tool's state (closed, seconds since switched,
+    gripping). With ``sensor=False`` the two reading numbers are 0.
+
+    **Dense reward:** ``ConveyorPick-v1``'s stages, towards the bin the part belongs in; a part
+    in the wrong bin earns nothing (its progress is taken back when it lands there).
+
+    **Ceiling:** the policy sorts by the sensor, which is wrong at its error rates (3% each way):
+    the scripted expert sorting by the sensor's reading (``observable``) scores the success a
+    perfect student can reach.
+    """
+
+    def base_features(self) -> list[Feature]:
+        return [
+            *pick_features(),
+            ("part_inspected", "0/1", 0.0, 1.0),
+            ("part_read_defective", "0/1", 0.0, 1.0),
+            *[(f"reject_drop_minus_tool_{a}", "m", -10.0, 10.0) for a in "xyz"],
+        ]
+
+
 class BinSortExpert(ConveyorPickExpert):
     """ConveyorPick's picker, releasing each part over the bin it belongs in. It reads the part's
-    true defect, as an inspector looking at the part would; the sensor's reading is for policies."""
+    true defect, as an inspector looking at the part would; the sensor's reading is for policies.
+
+    With ``observable`` it sorts by the inspection sensor's reading instead (a part not yet read
+    counts as good), as a policy that observes the sensor must: the teacher of such a student,
+    and the measure of the ceiling the sensor's errors put on its success."""
+
+    def __init__(self, env) -> None:
+        super().__init__(env)
+        self.observable = False
+
+    def drop_for(self, part: Part) -> list[float]:
+        task: BinSort = self.task
+        if not self.observable:
+            return task.drop_for(part)
+        return task._reject_list if part.reading == "reject" else task._drop_list

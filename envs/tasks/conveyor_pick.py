@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Task
+from envs.core import Feature, Task, tool_features, tool_state
 from envs.motion import act_towards, planned_ee, planned_tool, via_around_base
 from twin.parts import TERMINAL, Part
 
@@ -81,6 +81,16 @@ class ConveyorPick(Task):
 
     layout = "default"
     obs_modes = ("state", "rgb")
+    shares: ClassVar[dict[str, float]] = {
+        "intercept": INTERCEPT,
+        "grasp": GRASP,
+        "lift": LIFT,
+        "carry": CARRY,
+        "release": RELEASED,
+    }
+    """Each stage's share of a part's progress (a placed part is 1; see the reward table)."""
+    grasp_when_gripped: ClassVar[bool] = False
+    """Pay the grasp stage as soon as the fingers grip the part (else once it is lifted off)."""
     workspace = ((-0.7, -0.7, 0.755), (0.75, 0.3, 1.25))
     knob_names = ("parts", "belt_speed", "arrival_interval")
     curriculum_stages = ({"parts": 1, "belt_speed": 0.05}, {"parts": 1}, {"parts": 2})
@@ -287,11 +297,14 @@ class ConveyorPick(Task):
                 lift = min(1.0, max(0.0, (xyz[2] - rest) / LIFT_CLEAR))  # from where it rode on the belt
             carry = 1.0 - math.tanh(5.0 * math.dist(xyz, self.drop_for(part)))
             stage = "carry" if lift >= 1.0 else "lift" if lift > 0.25 else "grasp"
-            return stage, INTERCEPT + GRASP + LIFT * lift + CARRY * carry
+            w = self.shares
+            return stage, w["intercept"] + w["grasp"] + w["lift"] * lift + w["carry"] * carry
         if part.state == "loose" and self.bin_for(part).above(xyz):
-            return "release", RELEASED
+            return "release", self.shares["release"]
         near = 1.0 - math.tanh(5.0 * math.dist(xyz, self.robot.ee_xyz()))
-        return "intercept", INTERCEPT * near
+        if self.robot.gripping == part.id and self.grasp_when_gripped:
+            return "grasp", self.shares["intercept"] + self.shares["grasp"]
+        return "intercept", self.shares["intercept"] * near
 
     def reward(self, ev: dict[str, Any]) -> float:
         if self.reward_type == "sparse":
@@ -317,6 +330,98 @@ def _range(value: Any, name: str) -> tuple[float, float]:
     if not all(map(math.isfinite, pair)):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return pair
+
+
+def pick_features(bins: int = 1) -> list[Feature]:
+    """ConveyorPick's state observation (``-v0``'s numbers; BinSort adds its own after them)."""
+    pos, rel, vel = (-10.0, 10.0), (-10.0, 10.0), (-5.0, 5.0)
+    out: list[Feature] = [(f"tool_{a}", "m", *pos) for a in "xyz"]
+    out += [(f"tool_v{a}", "m/s", *vel) for a in "xyz"]
+    out += [("finger_opening", "m", 0.0, 0.1)]
+    out += [(f"part_{a}", "m", *pos) for a in "xyz"]
+    out += [(f"part_minus_tool_{a}", "m", *rel) for a in "xyz"]
+    out += [(f"part_v{a}", "m/s", *vel) for a in "xyz"]
+    out += [("part_present", "0/1", 0.0, 1.0), ("part_held", "0/1", 0.0, 1.0)]
+    out += [(f"drop_minus_tool_{a}", "m", *rel) for a in "xyz"]
+    out += [("seconds_to_next_part", "s (capped at 10)", 0.0, 10.0), ("parts_left", "share", 0.0, 1.0)]
+    return out
+
+
+class PickV1:
+    """The ``-v1`` changes of the pick-and-place tasks (ConveyorPick, BinSort), over ``-v0``.
+
+    * The observation ends with the tool's state: told to close (0/1), seconds since it was
+      told to close or open (capped at 1), and whether it grips a part (0/1), as a gripper's
+      controller reports them; the scripted expert acts on them, so a student can too.
+    * Rewards that teach: small shaping stages (a grasp counts once the fingers grip), the
+      placement the largest step of all, and the progress on a part still unplaced when the time
+      limit ends the episode taken back on that step.
+    """
+
+    shares: ClassVar[dict[str, float]] = {"intercept": 0.1, "grasp": 0.1, "lift": 0.1, "carry": 0.15, "release": 0.5}
+    grasp_when_gripped = True
+    settles_at_time_limit = True
+
+    def observe(self) -> np.ndarray:
+        return np.concatenate([super().observe(), np.asarray(tool_state(self.robot), dtype=np.float32)])
+
+    def observation_features(self) -> list[Feature]:
+        return self.base_features() + tool_features()
+
+    def base_features(self) -> list[Feature]:
+        return pick_features()
+
+    def unsettled(self) -> float:
+        if self.reward_type != "dense" or self._progress is None:
+            return 0.0
+        return max(0.0, self._progress - self._scan()[4])  # the progress beyond the parts placed
+
+
+class ConveyorPickV1(PickV1, ConveyorPick):
+    """ConveyorPick, version 1: the tool's state in the observation, rewards that teach.
+
+    **Task description, randomizations, success conditions and knobs:** as ``ConveyorPick-v0``.
+
+    **Observation** (``state``, 26 numbers): ``-v0``'s 23, then the tool's state (below). Every
+    number's name, unit and range: ``observation_features()`` (the task reference lists them).
+
+    ==================  ================  ==========
+    feature             unit              range
+    ==================  ================  ==========
+    tool x, y, z        m                 [-10, 10]
+    tool velocity (3)   m/s               [-5, 5]
+    finger opening      m                 [0, 0.1]
+    part x, y, z        m                 [-10, 10]
+    part - tool (3)     m                 [-10, 10]
+    part velocity (3)   m/s               [-5, 5]
+    part present        0/1               [0, 1]
+    part held           0/1               [0, 1]
+    drop - tool (3)     m                 [-10, 10]
+    to next part        s (capped at 10)  [0, 10]
+    parts left          share             [0, 1]
+    tool closed         0/1               [0, 1]
+    tool switched       s (capped at 1)   [0, 1]
+    tool gripping       0/1               [0, 1]
+    ==================  ================  ==========
+
+    **Dense reward:** each step earns the change in progress (parts placed plus the target
+    part's stage), as in ``-v0``, with these stages:
+
+    ====================  ==============================================================
+    stage                 progress on the target part
+    ====================  ==============================================================
+    intercept             0.1 * (1 - tanh(5 * tool-part distance))
+    grasp                 0.2 once the fingers grip the part
+    lift                  + 0.1 * min(1, rise above the belt / 8 cm)
+    carry                 + 0.15 * (1 - tanh(5 * part-drop point distance))
+    release               0.5 while it falls into the bin (letting go there pays)
+    placed                1: the largest step of a part (+0.5)
+    time limit            the target part's progress is taken back on the last step
+    ====================  ==============================================================
+
+    A missed or dropped part's progress is taken back when it is lost. **Sparse reward:** +1 per
+    placement.
+    """
 
 
 class ConveyorPickExpert:
@@ -359,6 +464,10 @@ class ConveyorPickExpert:
         if part.spec.half_height < self.MIN_GRASP - 0.006:  # a small part: keep the fingertips off the belt
             grasp[2] = max(grasp[2], task.conveyor.surface_z + self.MIN_GRASP)
         return grasp
+
+    def drop_for(self, part: Part) -> list[float]:
+        """Where it releases ``part`` (over the bin it belongs in)."""
+        return self.task.drop_for(part)
 
     def _with_belt(self, ee: np.ndarray) -> np.ndarray:
         """The tool's target a step ahead while it rides along with the belt (closing on a part)."""
@@ -413,7 +522,7 @@ class ConveyorPickExpert:
         """The part is in the fingers: lift it straight up, carry it over its bin, lower, release.
         The part, not the tool, goes over the bin's centre: a part held off-centre in the fingers
         would otherwise land on the rim."""
-        drop = np.array(self.task.drop_for(part), dtype=float)
+        drop = np.array(self.drop_for(part), dtype=float)
         if part.state == "held":
             drop[:2] -= np.asarray(part.xyz[:2]) - np.asarray(self.task.robot.ee_xyz()[:2])
         xy = float(np.hypot(ee[0] - drop[0], ee[1] - drop[1]))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Task
+from envs.core import Feature, Task, tool_features, tool_state
 from envs.motion import (
     act_towards,
     gripped,
@@ -53,7 +53,7 @@ class MachineTend(Task):
     terminates on success, or when a part is lost (dropped outside the trays and fixtures, or a
     raw part put in a tray); a 60 s time limit truncates it.
 
-    Observations (``state``, 14 + 8 per machine numbers): tool position (3) and velocity (3),
+    Observations (``state``, 18 + 8 per machine numbers): tool position (3) and velocity (3),
     finger opening (1); held part present and finished (2); the next blank in the input tray
     relative to the tool (3) and present (1); per machine: its fixture's drop point relative to
     the tool (3), state one-hot (idle, busy, done, blocked; 4), seconds of cycle left / 10 (1);
@@ -76,6 +76,17 @@ class MachineTend(Task):
 
     layout = "machine_tending"
     obs_modes = ("state", "rgb")
+    shares: ClassVar[dict[str, float]] = {
+        "approach": APPROACH,
+        "raw_held": RAW_HELD,
+        "raw_carry": RAW_CARRY,
+        "loaded": LOADED,
+        "finished": FINISHED,
+        "done_held": DONE_HELD,
+        "done_carry": DONE_CARRY,
+        "released": RELEASED,
+    }
+    """Each stage's share of a part's progress (a delivered part is 1; see the reward table)."""
 
     def __init__(self, twin, reward_type: str = "dense") -> None:
         super().__init__(twin, reward_type)
@@ -146,19 +157,25 @@ class MachineTend(Task):
         if part.state == "placed":
             return 1.0 if self.delivered(part) else 0.0
         if part.state == "on_station":
-            return FINISHED if finished else LOADED
+            return self.shares["finished"] if finished else self.shares["loaded"]
         if part.state == "held" and finished:
-            return DONE_HELD + DONE_CARRY * (1.0 - math.tanh(5.0 * np.linalg.norm(part.pos - self.output_slot())))
+            w = self.shares
+            return w["done_held"] + w["done_carry"] * (
+                1.0 - math.tanh(5.0 * np.linalg.norm(part.pos - self.output_slot()))
+            )
         if part.state == "held":
             free = self.free_machines() or self.machines
             d = min(np.linalg.norm(part.pos - self.drop_point(m)) for m in free)
-            return RAW_HELD + RAW_CARRY * (1.0 - math.tanh(5.0 * d))
+            return self.shares["raw_held"] + self.shares["raw_carry"] * (1.0 - math.tanh(5.0 * d))
         if part.state == "loose":
             if finished and self.output.above(part.xyz):
-                return RELEASED
+                return self.shares["released"]
             if not finished and any(m.holds(part.xyz) for m in self.machines):
-                return LOADED
+                return self.shares["loaded"]
         return 0.0
+
+    takes_back_on_failure: ClassVar[bool] = False
+    """Whether a failure that ends the episode takes back the progress of unfinished work."""
 
     def next_pick(self) -> Part | None:
         """The part to pick next: a machined part on a fixture, else a blank while a machine is free."""
@@ -172,7 +189,7 @@ class MachineTend(Task):
         progress = sum(self._share(p, ee) for p in self.parts)
         target = self.next_pick() if self.held() is None else None
         if target is not None:
-            progress += APPROACH * (1.0 - math.tanh(5.0 * np.linalg.norm(target.pos - ee)))
+            progress += self.shares["approach"] * (1.0 - math.tanh(5.0 * np.linalg.norm(target.pos - ee)))
         gained = 0.0 if self._progress is None else progress - self._progress
         self._progress = progress
         delivered = sum(map(self.delivered, self.parts))
@@ -180,6 +197,8 @@ class MachineTend(Task):
             p.state in ("lost", "missed") or (p.state == "placed" and not self.delivered(p)) for p in self.parts
         )
         success = delivered == len(self.parts)
+        if spoilt and not success and self.takes_back_on_failure:
+            gained -= progress - delivered  # a lost part ends the episode: its unfinished work is worth nothing
         info: dict[str, Any] = {
             "parts_delivered": delivered,
             "parts_loaded": sum(p.state == "on_station" for p in self.parts),
@@ -212,6 +231,77 @@ class MachineTend(Task):
         return {"parts_in_process_mean": busy / t_end if t_end > 0 else 0.0}
 
 
+class MachineTendV1(MachineTend):
+    """MachineTend, version 1: the tool's state in the observation, rewards that teach, time to
+    finish at a student's pace.
+
+    **Task description, randomizations and success conditions:** as ``MachineTend-v0``, with a
+    90 s time limit (the expert needs about 40 s; ``-v0``'s 60 s left a slightly slower copy of
+    it no time to finish).
+
+    **Observation** (``state``, 37 numbers on the bundled cell): ``-v0``'s (tool position and
+    velocity, finger opening, held part present and finished, next blank relative to the tool
+    and present, per machine its drop point relative to the tool, state one-hot and cycle time
+    left / 10 s, the output slot relative to the tool, blanks left and parts delivered as
+    shares), then the tool's state: told to close (0/1), seconds since switched (capped at 1),
+    gripping a part (0/1). Every number's name, unit and range: ``observation_features()``.
+
+    **Dense reward:** each step earns the change in progress (the sum over parts of each one's
+    stage), with these stages:
+
+    ===========================  ====================================================
+    stage                        a part's progress
+    ===========================  ====================================================
+    approach (nothing held)      0.02 * (1 - tanh(5 * tool distance)) for the next pick
+    raw part held                0.05 + 0.05 * (1 - tanh(5 * distance to a free fixture))
+    on a fixture                 0.15
+    machined                     0.25
+    machined part held           0.3 + 0.1 * (1 - tanh(5 * distance to the output slot))
+    released over the output     0.5
+    delivered                    1: the largest step of a part (+0.5)
+    lost (ends the episode)      every part's unfinished progress taken back
+    time limit                   every part's unfinished progress taken back
+    ===========================  ====================================================
+
+    Waiting out a cycle neither pays nor costs. **Sparse reward:** +1 per part delivered.
+    """
+
+    shares: ClassVar[dict[str, float]] = {
+        "approach": 0.02,
+        "raw_held": 0.05,
+        "raw_carry": 0.05,
+        "loaded": 0.15,
+        "finished": 0.25,
+        "done_held": 0.3,
+        "done_carry": 0.1,
+        "released": 0.5,
+    }
+    settles_at_time_limit = True
+    takes_back_on_failure = True
+
+    def observe(self) -> np.ndarray:
+        return np.concatenate([super().observe(), np.asarray(tool_state(self.robot), dtype=np.float32)])
+
+    def observation_features(self) -> list[Feature]:
+        pos, vel = (-10.0, 10.0), (-5.0, 5.0)
+        out: list[Feature] = [(f"tool_{a}", "m", *pos) for a in "xyz"]
+        out += [(f"tool_v{a}", "m/s", *vel) for a in "xyz"]
+        out += [("finger_opening", "m", 0.0, 0.1), ("holding", "0/1", 0.0, 1.0), ("holding_finished", "0/1", 0.0, 1.0)]
+        out += [(f"blank_minus_tool_{a}", "m", *pos) for a in "xyz"] + [("blank_present", "0/1", 0.0, 1.0)]
+        for k in range(len(self.machines)):
+            out += [(f"machine{k}_drop_minus_tool_{a}", "m", *pos) for a in "xyz"]
+            out += [(f"machine{k}_{s}", "0/1", 0.0, 1.0) for s in _STATES]
+            out += [(f"machine{k}_cycle_left", "s / 10", 0.0, 1.0)]
+        out += [(f"output_slot_minus_tool_{a}", "m", *pos) for a in "xyz"]
+        out += [("blanks_left", "share", 0.0, 1.0), ("delivered", "share", 0.0, 1.0)]
+        return out + tool_features()
+
+    def unsettled(self) -> float:
+        if self.reward_type != "dense" or self._progress is None:
+            return 0.0
+        return max(0.0, self._progress - sum(map(self.delivered, self.parts)))
+
+
 class MachineTendExpert:
     """A scripted tender: unload a finished part first, else load a blank into the fastest free
     machine, else wait above the machine that finishes next. It keeps no state between calls
@@ -233,6 +323,9 @@ class MachineTendExpert:
             if grip.spec.name in task.finished:
                 return place_action(task, grip, task.output_slot(), task.safe_z)
             free = sorted(task.free_machines(), key=lambda m: m.config.process_time[1])
+            # A broken-down machine's empty fixture takes the blank too: it starts when the machine
+            # is back, and the arm is free meanwhile to unload the other.
+            free = free or [m for m in task.machines if m.state == "down" and m.part is None]
             if free:
                 return place_action(task, grip, task.drop_point(free[0]), task.safe_z)
             return act_towards(ee, ee, True, task.max_step)  # nowhere to put it yet: hold on

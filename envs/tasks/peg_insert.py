@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Task
+from envs.core import Feature, Task, tool_features, tool_state
 from envs.motion import act_towards, pick_action, planned_ee
 
 # The stages of the insertion as shares of the progress (an insertion to depth is 1).
@@ -37,7 +37,7 @@ class PegInsert(Task):
     passed the force limit. The episode terminates on success, on passing the force limit, or
     when the peg falls or is left outside the hole; a 20 s time limit truncates it.
 
-    Observations (``state``, 24 numbers): tool position (3) and velocity (3), finger opening (1);
+    Observations (``state``, 23 numbers): tool position (3) and velocity (3), finger opening (1);
     peg position (3) and relative to the tool (3); the peg's tilt (radians, 1); the hole's mouth
     relative to the peg's tip (3); wrist force (3) and torque (3) in the world frame, in units of
     50 N and 50 N m (PyBullet's joint force-torque sensor on the hand joint: it includes the
@@ -56,6 +56,10 @@ class PegInsert(Task):
     layout = "assembly"
     obs_modes = ("state", "rgb")
     max_step = 0.03
+    shares: ClassVar[dict[str, float]] = {"approach": APPROACH, "grasp": GRASP, "align": ALIGN, "insert": INSERT}
+    """Each stage's share of the progress (an insertion to depth is 1; see the reward table)."""
+    failure_cost: ClassVar[float | None] = None
+    """What a crash costs beyond the progress it takes back (None: a failure keeps its progress)."""
     curriculum_stages = ({"clearance": 0.004}, {"clearance": 0.002})
     """4 mm of clearance, then 2 mm; then the task as made."""
 
@@ -119,20 +123,24 @@ class PegInsert(Task):
         crashed = st.peak_force > st.config.force_limit
         success = st.inserted_at < math.inf and not crashed
         lost = self.peg.state in ("lost", "missed") or (self.peg.state == "placed" and not success)
+        w = self.shares
         if success:
             progress = 1.0
         elif self.held():
             tip = st.peg_tip()
             off = math.hypot(tip[0] - st.hole_xy[0], tip[1] - st.hole_xy[1])
-            progress = APPROACH + GRASP + ALIGN * (1.0 - math.tanh(20.0 * off))
-            progress += INSERT * min(1.0, depth / st.config.depth)
+            progress = w["approach"] + w["grasp"] + w["align"] * (1.0 - math.tanh(20.0 * off))
+            progress += w["insert"] * min(1.0, depth / st.config.depth)
         else:
             x, y, z = self.peg.xyz
             d = math.dist((x, y, z + self.peg.spec.half_height - 0.02), self.robot.ee_xyz())
-            progress = APPROACH * (1.0 - math.tanh(5.0 * d))
-        gained = 0.0 if self._progress is None else progress - self._progress
+            progress = w["approach"] * (1.0 - math.tanh(5.0 * d))
+        before = self._progress
+        gained = 0.0 if before is None else progress - before
         self._progress = progress
         done = success or crashed or lost
+        if (crashed or lost) and not success and self.failure_cost is not None:
+            gained = -(before or 0.0) - (self.failure_cost if crashed else 0.0)  # all banked progress, and more
         info: dict[str, Any] = {"depth": depth, "contact_force": force, "progress": progress}
         if done:
             info["kpis"] = self.twin.kpis()
@@ -145,6 +153,81 @@ class PegInsert(Task):
 
     def terminated(self, ev: dict[str, Any]) -> bool:
         return bool(ev["done"])
+
+
+class PegInsertV1(PegInsert):
+    """PegInsert, version 1: a tared wrist sensor, fine moves, rewards that teach.
+
+    **Task description, randomizations, success conditions and knob:** as ``PegInsert-v0``.
+
+    **Action:** tool-position deltas of up to 1 cm per 50 ms step (``-v0``: 3 cm), so that the
+    millimetre moves the insertion needs are a third of the action range, not a hundredth, and
+    the tool command (> 0 closes).
+
+    **Observation** (``state``, 26 numbers):
+
+    ===========================  ==========  ============
+    feature                      unit        range
+    ===========================  ==========  ============
+    tool x, y, z                 m           [-10, 10]
+    tool velocity (3)            m/s         [-5, 5]
+    finger opening               m           [0, 0.1]
+    peg x, y, z                  m           [-10, 10]
+    peg - tool (3)               m           [-10, 10]
+    peg tilt                     rad         [0, 3.2]
+    hole mouth - peg tip (3)     m           [-10, 10]
+    wrist force, tared (3)       N           [-500, 500]
+    wrist torque, tared (3)      N m         [-100, 100]
+    tool closed, switched, grip  0/1, s, 0/1 [0, 1]
+    ===========================  ==========  ============
+
+    The wrist sensor is tared as a real force-torque sensor is: the static load of the hand (and
+    of the peg, once it is lifted) is taken off, so what remains is the contact with the block.
+
+    **Dense reward:** each step earns the change in progress:
+
+    ====================  ===========================================================
+    stage                 progress
+    ====================  ===========================================================
+    approach              0.1 * (1 - tanh(5 * tool distance to the grasp point))
+    held (lifted)         0.2 + 0.2 * (1 - tanh(20 * tip-hole distance))
+                          + 0.2 * min(1, depth / 3 cm)
+    inserted              1: the largest step (+0.4 at least)
+    crash (force limit)   every bit of banked progress taken back, and -0.5
+    peg lost              every bit of banked progress taken back
+    time limit            every bit of banked progress taken back
+    ====================  ===========================================================
+
+    **Sparse reward:** 1 on success.
+    """
+
+    max_step = 0.01
+    shares: ClassVar[dict[str, float]] = {"approach": 0.1, "grasp": 0.1, "align": 0.2, "insert": 0.2}
+    failure_cost = 0.5
+    settles_at_time_limit = True
+
+    def observe(self) -> np.ndarray:
+        obs = super().observe()
+        fx, fy, fz, mx, my, mz = self.robot.wrist_wrench()
+        g = -self.twin.layout.physics.gravity[2]
+        load = (self.robot.tool_mass + (self.peg.spec.mass if self.held() else 0.0)) * g
+        if (fx, fy, fz) != (0.0, 0.0, 0.0):  # (the sensor reads zeros until the first step)
+            fz -= load
+        wrench = np.asarray((fx, fy, fz, mx, my, mz), dtype=np.float32)
+        return np.concatenate([obs[:17], wrench, np.asarray(tool_state(self.robot), np.float32)])
+
+    def observation_features(self) -> list[Feature]:
+        pos, vel = (-10.0, 10.0), (-5.0, 5.0)
+        out: list[Feature] = [(f"tool_{a}", "m", *pos) for a in "xyz"]
+        out += [(f"tool_v{a}", "m/s", *vel) for a in "xyz"] + [("finger_opening", "m", 0.0, 0.1)]
+        out += [(f"peg_{a}", "m", *pos) for a in "xyz"] + [(f"peg_minus_tool_{a}", "m", *pos) for a in "xyz"]
+        out += [("peg_tilt", "rad", 0.0, 3.2)] + [(f"mouth_minus_tip_{a}", "m", *pos) for a in "xyz"]
+        out += [(f"wrist_force_{a}", "N (tared)", -500.0, 500.0) for a in "xyz"]
+        out += [(f"wrist_torque_{a}", "N m (tared)", -100.0, 100.0) for a in "xyz"]
+        return out + tool_features()
+
+    def unsettled(self) -> float:
+        return 0.0 if self.reward_type != "dense" or self._progress is None else self._progress
 
 
 class PegInsertExpert:

@@ -4,11 +4,11 @@ chamber and back, without touching anything."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Task
+from envs.core import Feature, Task
 
 APPROACH = 0.3  # share of a transfer's progress for bringing the paddle under the wafer
 HELD = 0.5  # ... for holding it
@@ -42,7 +42,7 @@ class WaferTransfer(Task):
     none taken out of a chamber mid-cycle. The episode terminates on success or on any of those
     failures; a 120 s time limit truncates it.
 
-    Observations (``state``, 31 numbers): cos and sin of the turn, the extension and the height
+    Observations (``state``, 30 numbers): cos and sin of the turn, the extension and the height
     (m) of the paddle, the commanded rates as shares of the limits (3), the vacuum (1); the pad
     centre (3, m); the current wafer's pick-up or set-down point relative to the pad centre (3, m)
     and which of the two it is (1); the held wafer's offset on the paddle (3, m) and whether one
@@ -71,6 +71,11 @@ class WaferTransfer(Task):
     """One wafer round the tool; then the task as made."""
     time_scale = 120.0
     default_knobs = {"wafers": 2}
+    shares: ClassVar[dict[str, float]] = {"approach": APPROACH, "held": HELD, "carry": CARRY}
+    """A transfer's stages as shares of its progress (see the reward table)."""
+    failure_cost: ClassVar[float | None] = None
+    """What a failure (a contact, a drop, an early pick) costs beyond the progress it takes back
+    (None: it costs ``CONTACT_PENALTY`` per contact and keeps its progress)."""
 
     def __init__(self, twin, reward_type: str = "dense") -> None:
         super().__init__(twin, reward_type)
@@ -120,9 +125,16 @@ class WaferTransfer(Task):
         self._progress: float | None = None
         self._contacts = 0
 
+    def decode(self, action) -> list[float]:
+        """The axis rates (rad/s, m/s, m/s) that an action's first three numbers ask for."""
+        return [a * m for a, m in zip(action[:3], self.handler.spec.max_rates, strict=True)]
+
+    def encode(self, rates) -> list[float]:
+        """The action numbers that ask for ``rates`` (the inverse of ``decode``)."""
+        return [r / m for r, m in zip(rates, self.handler.spec.max_rates, strict=True)]
+
     def act(self, action: list[float]) -> None:
-        rates = self.handler.spec.max_rates
-        self.handler.command(action[0] * rates[0], action[1] * rates[1], action[2] * rates[2])
+        self.handler.command(*self.decode(action))
         self.handler.vacuum(action[3] > 0)
 
     def observe(self) -> np.ndarray:
@@ -155,10 +167,11 @@ class WaferTransfer(Task):
         if w is None:
             return 0.0
         pad, _ = self.handler.pad_pose()
+        sh = self.shares
         if w.held:
             d = math.dist(w.xyz, self.point(self.fab.next_place(w)))
-            return HELD + CARRY * (1.0 - math.tanh(DIST_SCALE * d))
-        return APPROACH * (1.0 - math.tanh(DIST_SCALE * math.dist(pad, w.xyz)))
+            return sh["held"] + sh["carry"] * (1.0 - math.tanh(DIST_SCALE * d))
+        return sh["approach"] * (1.0 - math.tanh(DIST_SCALE * math.dist(pad, w.xyz)))
 
     def evaluate(self) -> dict[str, Any]:
         fab, events = self.fab, self.twin.log.events
@@ -169,13 +182,17 @@ class WaferTransfer(Task):
         transfers = sum(w.stage for w in fab.wafers)
         total = STAGES * len(fab.wafers)
         progress = 1.0 if success else min(1.0, (transfers + self.transfer_progress()) / total)
-        gained = 0.0 if self._progress is None else progress - self._progress
+        before = self._progress
+        gained = 0.0 if before is None else progress - before
         self._progress = progress
         new, self._contacts = contacts - self._contacts, contacts
         info: dict[str, Any] = {"wafers_done": done, "progress": progress}
         if success or failed:
             info["kpis"] = self.twin.kpis()
-        return {"success": success, "done": success or failed, "gained": gained - CONTACT_PENALTY * new, "info": info}
+        gained -= CONTACT_PENALTY * new
+        if failed and self.failure_cost is not None:
+            gained = -(before or 0.0) - self.failure_cost  # the banked progress back, and more
+        return {"success": success, "done": success or failed, "gained": gained, "info": info}
 
     def reward(self, ev: dict[str, Any]) -> float:
         if self.reward_type == "sparse":
@@ -184,6 +201,75 @@ class WaferTransfer(Task):
 
     def terminated(self, ev: dict[str, Any]) -> bool:
         return bool(ev["done"])
+
+
+class WaferTransferV1(WaferTransfer):
+    """WaferTransfer, version 1: the servo set-points observed, fine rates near stillness,
+    rewards that teach.
+
+    **Task description, randomizations, success conditions and knob:** as ``WaferTransfer-v0``.
+
+    **Action:** each axis rate is its limit times ``a * |a|`` (a signed square): full rate at
+    +-1 as before, and fine rates near 0 (a rate of a hundredth of the limit is the action 0.1,
+    not 0.01), as the last tenths of a millimetre at a slot need; then the vacuum (> 0 on).
+
+    **Observation** (``state``, 34 numbers): ``-v0``'s 30, then the axes' servo set-points (the
+    positions the drives are told to hold: cos and sin of the turn, extension and height, m),
+    which lead the measured positions by the drives' lag. Every number's name, unit and range:
+    ``observation_features()``.
+
+    **Dense reward:** each step earns the change in progress (transfers done plus the current
+    one's stage, over 4 per wafer):
+
+    ==========================  ===================================================
+    stage                       progress of a transfer
+    ==========================  ===================================================
+    approach                    0.15 * (1 - tanh(10 * pad-wafer distance))
+    held                        0.3 + 0.25 * (1 - tanh(10 * distance to where it goes))
+    set down where it goes      1: the largest step of a transfer (+0.45)
+    failure (a contact, a drop, all the episode's banked progress taken back, and
+    an early pick: it ends it)  -0.25
+    time limit                  the current transfer's progress taken back
+    ==========================  ===================================================
+
+    **Sparse reward:** 1 on success.
+    """
+
+    shares: ClassVar[dict[str, float]] = {"approach": 0.15, "held": 0.3, "carry": 0.25}
+    failure_cost = 0.25
+    settles_at_time_limit = True
+
+    def decode(self, action) -> list[float]:
+        return [a * abs(a) * m for a, m in zip(action[:3], self.handler.spec.max_rates, strict=True)]
+
+    def encode(self, rates) -> list[float]:
+        return [
+            math.copysign(math.sqrt(abs(r) / m), r) for r, m in zip(rates, self.handler.spec.max_rates, strict=True)
+        ]
+
+    def observe(self) -> np.ndarray:
+        th, r, z = self.handler.q_target
+        return np.concatenate([super().observe(), np.asarray((math.cos(th), math.sin(th), r, z), np.float32)])
+
+    def observation_features(self) -> list[Feature]:
+        rel = (-2.0, 2.0)
+        out: list[Feature] = [("turn_cos", "-", -1.0, 1.0), ("turn_sin", "-", -1.0, 1.0)]
+        out += [("extension", "m", 0.0, 1.0), ("height", "m", 0.0, 2.0)]
+        out += [(f"commanded_rate_{a}", "share of the limit", -1.0, 1.0) for a in ("turn", "extend", "lift")]
+        out += [("vacuum", "0/1", 0.0, 1.0)] + [(f"pad_{a}", "m", -10.0, 10.0) for a in "xyz"]
+        out += [(f"goal_minus_pad_{a}", "m", *rel) for a in "xyz"] + [("goal_is_pick", "0/1", 0.0, 1.0)]
+        out += [(f"wafer_on_paddle_{a}", "m", -0.5, 0.5) for a in "xyz"] + [("wafer_held", "0/1", 0.0, 1.0)]
+        out += [(f"stage_{k}", "0/1", 0.0, 1.0) for k in range(STAGES + 1)]
+        out += [(f"{c}_{s}", "0/1", 0.0, 1.0) for c in ("load_lock", "process") for s in ("cycling", "done")]
+        out += [("wafers_left", "share", 0.0, 1.0), ("time", "share of 120 s", 0.0, 2.0)]
+        out += [("setpoint_turn_cos", "-", -1.0, 1.0), ("setpoint_turn_sin", "-", -1.0, 1.0)]
+        out += [("setpoint_extension", "m", 0.0, 1.0), ("setpoint_height", "m", 0.0, 2.0)]
+        return out
+
+    def unsettled(self) -> float:
+        if self.reward_type != "dense" or self._progress is None:
+            return 0.0
+        return self.transfer_progress() / (STAGES * len(self.fab.wafers))
 
 
 class WaferTransferExpert:
@@ -331,21 +417,19 @@ class WaferTransferExpert:
         h, fab = task.handler, task.fab
         dt = task.twin.control_dt
         w = task.current()
-        prev = [a * m for a, m in zip(task.pending[-1][:3], h.spec.max_rates, strict=True)] if task.pending else h.rates
+        prev = task.decode(task.pending[-1]) if task.pending else h.rates
         vac_now = float(task.pending[-1][3]) > 0 if task.pending else h.vacuum_on
         q = list(h.q_target)
         for a in task.pending:  # where the actions in flight (control latency) will take the set-points
-            for k in range(3):
-                q[k] += a[k] * h.spec.max_rates[k] * h.speed_scale * dt
+            for k, rate in enumerate(task.decode(a)):
+                q[k] += rate * h.speed_scale * dt
         goal, vac, wait = self._move(task, w, q, vac_now, prev)
         if h.grip < 1.0 and w is not None and (vac or self._on_paddle(task, w)):
             # the vacuum gauge reads low: brake gently (within what the weak grip holds) and hold
             # still, the wafer on the paddle, until the vacuum is back
             a = [k * self.PAUSE_ACCEL for k in self.ACCEL]
             rates = [min(max(0.0, r - a[k] * dt), r + a[k] * dt) for k, r in enumerate(prev)]
-            return np.array(
-                [*(r / m for r, m in zip(rates, h.spec.max_rates, strict=True)), 1.0 if vac else -1.0], dtype=np.float32
-            )
+            return np.array([*task.encode(rates), 1.0 if vac else -1.0], dtype=np.float32)
         target = [q[k] if goal[k] is None else goal[k] for k in range(3)]
         target[0] = q[0] + math.atan2(math.sin(target[0] - q[0]), math.cos(target[0] - q[0]))
         errs = [target[k] - q[k] for k in range(3)]
@@ -356,4 +440,4 @@ class WaferTransferExpert:
             if busy:  # there: wait for the chamber, braking to a stop
                 errs = [0.0, 0.0, 0.0]
         rates = [self._axis_rate(k, errs[k], prev[k], h.spec.max_rates[k], dt) for k in range(3)]
-        return np.array([rates[k] / h.spec.max_rates[k] for k in range(3)] + [1.0 if vac else -1.0], dtype=np.float32)
+        return np.array([*task.encode(rates), 1.0 if vac else -1.0], dtype=np.float32)

@@ -283,7 +283,10 @@ class Arm:
     @property
     def tool_switched_s(self) -> float:
         """Seconds since the tool was last told to close or open (on or off): how long its
-        fingers have had to close on a part, or to let it go."""
+        fingers have had to close on a part, or to let it go (infinite when it has not been
+        switched since the reset)."""
+        if self.tool.switched_at is None:
+            return math.inf
         return (self.world.steps - self.tool.switched_at) * self.world.control_dt
 
     @property
@@ -348,6 +351,23 @@ class Arm:
         f = tuple(r[0] * fx + r[1] * fy + r[2] * fz for r in rot)
         t = tuple(r[0] * mx + r[1] * my + r[2] * mz for r in rot)
         return (*f, *t)
+
+    @property
+    def tool_mass(self) -> float:
+        """Kilograms below the wrist force-torque sensor (the tool and its mount), from the model."""
+        if getattr(self, "_tool_mass", None) is None:
+            p = self.world.p
+            parents = {j: p.getJointInfo(self.id, j)[16] for j in range(p.getNumJoints(self.id))}
+
+            def below(j: int) -> bool:
+                while j != -1:
+                    if j == self.wrist_joint:
+                        return True
+                    j = parents[j]
+                return False
+
+            self._tool_mass = sum(p.getDynamicsInfo(self.id, j)[0] for j in parents if below(j))
+        return self._tool_mass
 
     def finger_width(self) -> float:
         """Metres between the gripper's fingers (0 for a suction cup)."""

@@ -76,8 +76,9 @@ class ParallelGripper:
             self.arm.world.p.resetJointState(self.arm.id, j, FINGER_OPEN, 0.0)
         self.closed = False
         self._commanded = False
-        self.switched_at = self.arm.world.steps
-        """The control step (``World.steps``) at which the fingers were last told to close or open."""
+        self.switched_at: int | None = None
+        """The control step (``World.steps``) at which the fingers were last told to close or open; None
+        after a reset (open and at rest, as if switched long ago)."""
 
     @property
     def active(self) -> bool:

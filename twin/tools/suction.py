@@ -100,8 +100,9 @@ class SuctionCup:
         self.grip = 1.0
         self.release()
         self.on = False
-        self.switched_at = self.arm.world.steps
-        """The control step (``World.steps``) at which the suction was last switched on or off."""
+        self.switched_at: int | None = None
+        """The control step (``World.steps``) at which the suction was last switched on or off; None
+        after a reset (open and at rest, as if switched long ago)."""
 
     @property
     def active(self) -> bool:
