@@ -26,7 +26,7 @@ SQUASH = "tanh"
 class BCAgent(nn.Module):
     def __init__(self, cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
         super().__init__()
-        self.norm = RunningNorm(obs_dim) if cfg.norm_obs else Identity()
+        self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
         self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth)
         self.scale = ActionScale(act_low, act_high)
 
@@ -44,7 +44,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
     if not cfg.demos:
         raise demos_io.DemosError("--algo bc needs demonstrations: record them with `twin demos` and pass --demos FILE")
     tensors, meta = demos_io.load(cfg.demos)
-    demos_io.check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space)
+    demos_io.check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space, cfg.env_kwargs)
     obs = tensors["obs"].to(device)
     scale = ActionScale(act_space.low, act_space.high).to(device)
     target = ((tensors["actions"].to(device) - scale.center) / scale.half_range).clamp(-1.0, 1.0)

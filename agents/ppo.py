@@ -31,7 +31,7 @@ SQUASH = "clip"
 class PPOAgent(nn.Module):
     def __init__(self, cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
         super().__init__()
-        self.norm = RunningNorm(obs_dim) if cfg.norm_obs else Identity()
+        self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
         self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=0.01)
         self.critic = mlp(obs_dim, 1, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=1.0)
         self.log_std = nn.Parameter(torch.full((act_dim,), cfg.init_log_std))

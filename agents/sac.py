@@ -54,7 +54,7 @@ class SACAgent(nn.Module):
         super().__init__()
         w, d = cfg.net_width, cfg.net_depth
         self.act_dim = act_dim
-        self.norm = RunningNorm(obs_dim) if cfg.norm_obs else Identity()
+        self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
         self.actor = mlp(obs_dim, 2 * act_dim, w, d)
         ln = cfg.critic_layernorm
         self.q1, self.q2 = (mlp(obs_dim + act_dim, 1, w, d, layer_norm=ln) for _ in range(2))
@@ -376,7 +376,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
 def load_demos(cfg: SACConfig, obs_space, act_space, agent: SACAgent, device: torch.device) -> DemoBuffer:
     """The demos file's transitions on the device; the observation normaliser starts from them."""
     tensors, meta = demos_io.load(cfg.demos)
-    demos_io.check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space)
+    demos_io.check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space, cfg.env_kwargs)
     missing = [k for k in demos_io.TRANSITIONS if k not in tensors]
     if missing:
         raise demos_io.DemosError(

@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from agents import bc, ppo, sac
+from agents import bc, dagger, ppo, sac
 from agents.collect import demos as demos_io
 from agents.collect.curriculum import CurriculumSettings, curriculum_wrappers, tracks_from_demos
 from agents.collect.difficulty import DifficultySettings, difficulty_wrappers
@@ -37,7 +37,7 @@ from agents.common.runtime import (
 )
 from agents.common.spaces import check_spaces, describe
 
-ALGOS = {"ppo": ppo, "sac": sac, "bc": bc}
+ALGOS = {"ppo": ppo, "sac": sac, "bc": bc, "dagger": dagger}
 MAX_POLICY_PARAMS = 500_000_000
 """Largest network a checkpoint may ask to be built (2 GB of float32 weights)."""
 
@@ -130,7 +130,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     np.random.seed(cfg.seed % 2**32)
     console = Console(stderr=True)
     bc_only = algo_of(cfg) == "bc"  # behaviour cloning needs the env's spaces only
-    wrappers = curriculum_wrappers_for(cfg) or difficulty_wrappers_for(cfg)
+    wrappers = curriculum_wrappers_for(cfg) or difficulty_wrappers_for(cfg) or label_wrappers_for(cfg)
     vec = make_vec_env(  # workers fork before CUDA starts
         cfg.env_id,
         1 if bc_only else cfg.n_envs,
@@ -263,7 +263,27 @@ def describe_algo(cfg: TrainConfig) -> str:
         name += " + demos + reverse curriculum" if cfg.curriculum else " + demos (RLPD)"
     if cfg.difficulty_curriculum:
         name += " + difficulty curriculum"
+    if name == "dagger" and getattr(cfg, "demos", ""):
+        name += " + demos"
     return name
+
+
+def label_wrappers_for(cfg: TrainConfig):
+    """The wrapper that has the scripted expert label every observation in the env workers
+    (DAgger), else None; an env without a scripted expert is refused, named."""
+    if algo_of(cfg) != "dagger":
+        return None
+    import envs
+
+    if not envs.is_factory_env(cfg.env_id):
+        raise TrainError(
+            f"--algo dagger needs a scripted expert to label the states the student reaches; {cfg.env_id} has none "
+            f"(this package's envs have one: {', '.join(envs.ENV_IDS)})"
+        )
+    from agents.collect.labels import ExpertLabels
+
+    env_id = cfg.env_id
+    return lambda env: ExpertLabels(env, env_id)
 
 
 def curriculum_wrappers_for(cfg: TrainConfig) -> list | None:

@@ -140,6 +140,7 @@ def record(
     obs_arr, act_arr, taken_arr, rew_arr, next_arr, term_arr = (np.stack(col) for col in zip(*rows, strict=True))
     episode = np.concatenate([np.full(len(ep["steps"]), k, dtype=np.int64) for k, ep in enumerate(finished)])
     success_rate = float(np.mean([ep["success"] for ep in finished]))
+    features = observation_features(env_id, env_kwargs)
     meta = {
         "format": FORMAT,
         "env_id": env_id,
@@ -152,6 +153,8 @@ def record(
         "noise": str(noise),
         "expert_success_rate": str(success_rate),
     }
+    if features is not None:
+        meta["obs_features"] = json.dumps(features)
     tensors = {
         "obs": torch.from_numpy(obs_arr.astype(np.float32)),
         "actions": torch.from_numpy(act_arr.astype(np.float32)),
@@ -184,10 +187,36 @@ def _umask() -> int:
     return mask
 
 
-def check_demos(meta: dict, path: str, env_id: str, obs_space, act_space) -> None:
-    """The demos must come from the env being trained on, with the same spaces."""
+def observation_features(env_id: str, env_kwargs: dict[str, Any] | None = None) -> list[str] | None:
+    """The names of an env's state-observation numbers, in order, where its task declares them."""
+    if not envs.is_factory_env(env_id):
+        return None
+    env = gym.make(env_id, **(env_kwargs or {}))
+    try:
+        feats = env.unwrapped.state_features
+        return None if feats is None else [f[0] for f in feats]
+    finally:
+        env.close()
+
+
+def check_demos(meta: dict, path: str, env_id: str, obs_space, act_space, env_kwargs=None) -> None:
+    """The demos must come from the env being trained on, with the same spaces and the same
+    observation layout (the same numbers in the same order, where the task names them)."""
     if meta["env_id"] != env_id:
         raise DemosError(f"{path}: recorded on {meta['env_id']!r}, training is on {env_id!r}")
+    recorded = meta.get("obs_features")
+    if recorded is not None:
+        now = observation_features(env_id, env_kwargs)
+        if now is not None and now != recorded:
+            k = next(
+                (i for i, (a, b) in enumerate(zip(recorded, now, strict=False)) if a != b), min(len(recorded), len(now))
+            )
+            a = recorded[k] if k < len(recorded) else "(none)"
+            b = now[k] if k < len(now) else "(none)"
+            raise DemosError(
+                f"{path}: recorded with another observation layout: number {k} is {a!r} in the demos, {b!r} in the "
+                f"env (env kwargs {meta.get('env_kwargs')} then, {env_kwargs or {}} now)"
+            )
     if meta["obs_space"] != describe(obs_space):
         raise DemosError(f"{path}: observation space {meta['obs_space']} differs from the env's {describe(obs_space)}")
     want = {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
@@ -222,6 +251,7 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             "obs_space": json.loads(meta["obs_space"]),
             "action_space": json.loads(meta["action_space"]),
             "episodes": int(meta["episodes"]),
+            "obs_features": json.loads(meta["obs_features"]) if "obs_features" in meta else None,
         }
     except (KeyError, ValueError) as exc:
         raise DemosError(f"{path}: bad metadata ({exc})") from None

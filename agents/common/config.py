@@ -84,6 +84,10 @@ class TrainConfig:
     """Units per hidden layer of every network."""
     net_depth: Annotated[int, Field(ge=1, le=32)] = 2
     """Hidden layers of every network."""
+    norm_floor: Annotated[float, Field(ge=0.0, le=1000.0, allow_inf_nan=False)] = 0.01
+    """Smallest spread (standard deviation, in each feature's own units) the observation normaliser
+    divides by: a feature the data never varied (a flag always 0 in the demos) is not scaled up
+    ten-thousandfold and clipped the first time it moves. Runs saved before it existed used 0."""
     compile: bool = False
     """Compile the update step with ``torch.compile`` (falls back to eager where unsupported)."""
     eval_episodes: Annotated[int, Field(ge=0, le=100_000)] = 100
@@ -216,7 +220,35 @@ class BCConfig(TrainConfig):
     checkpoint_every: Annotated[int, Field(ge=1, le=10**12)] = 5_000
 
 
-CONFIGS: dict[str, type[TrainConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "bc": BCConfig}
+@dataclass(config=_STRICT)
+class DAggerConfig(TrainConfig):
+    """DAgger (dataset aggregation): the student drives, the scripted expert labels every state it
+    reaches, and the student is fitted to all the labels gathered so far."""
+
+    total_steps: Annotated[int, Field(ge=1, le=10**12)] = 200_000
+    n_envs: Annotated[int, Field(ge=1, le=4096)] = 8
+    round_steps: Annotated[int, Field(ge=1, le=10**9)] = 4_000
+    """Env steps (over all envs) per round: each round rolls the student out, then fits it."""
+    beta0: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 1.0
+    """The expert's share of control in the first round (each step, each env: the expert's action
+    with this chance, else the student's); 1: the first round is the expert's demonstrations."""
+    beta_decay: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.5
+    """The expert's share is multiplied by this every round."""
+    updates_per_round: Annotated[int, Field(ge=0, le=10**7)] = 1_000
+    """Gradient steps on the aggregate after each round."""
+    lr: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1e-3
+    batch_size: Annotated[int, Field(ge=1, le=10**6)] = 512
+    weight_decay: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 1e-5
+    buffer_size: Annotated[int, Field(ge=1, le=10**9)] = 2_000_000
+    """Labelled states kept (the oldest are dropped beyond it)."""
+    demos: str = ""
+    """Recorded demonstrations (``twin demos``) to start the aggregate with (optional)."""
+    norm_obs: bool = True
+    log_every: Annotated[int, Field(ge=1, le=10**12)] = 4_000
+    checkpoint_every: Annotated[int, Field(ge=1, le=10**12)] = 20_000
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {"ppo": PPOConfig, "sac": SACConfig, "bc": BCConfig, "dagger": DAggerConfig}
 
 # Goal-reaching with SAC + HER, tuned for wall-clock on a 2-core CPU: small networks, two envs in
 # one worker, lock-step; such tasks are solved within a few thousand steps.
@@ -370,8 +402,8 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("curriculum needs demos (--demos FILE): its starts are states along the demonstrations")
     if isinstance(cfg, SACConfig) and cfg.curriculum and cfg.backend == "ray":
         problems.append("curriculum runs on local workers (they share its start in shared memory), not backend=ray")
-    if cfg.difficulty_curriculum and isinstance(cfg, BCConfig):
-        problems.append("difficulty_curriculum is for PPO and SAC (BC learns from recorded demos)")
+    if cfg.difficulty_curriculum and isinstance(cfg, BCConfig | DAggerConfig):
+        problems.append("difficulty_curriculum is for PPO and SAC (BC and DAgger copy the expert on the task itself)")
     if cfg.difficulty_curriculum and cfg.backend == "ray":
         problems.append(
             "difficulty_curriculum runs on local workers (they share its stage in shared memory), not backend=ray"
@@ -405,4 +437,5 @@ def from_dict(d: dict[str, Any]) -> TrainConfig:
     unknown = set(d) - names
     if unknown:
         raise ConfigError(f"saved config has unknown settings {_show(sorted(unknown))} for {algo}")
+    d.setdefault("norm_floor", 0.0)  # saved before the floor existed: their normaliser had none
     return _build(cls, d)

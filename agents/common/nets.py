@@ -37,18 +37,19 @@ def mlp(
 
 
 class RunningNorm(nn.Module):
-    """Running mean and variance of observations; ``forward`` standardises and clips to +-``clip``.
+    """Running mean and variance of observations; ``forward`` standardises and clips to +-``clip``,
+    dividing by at least ``min_std`` (a floor on the spread of features that hardly vary).
 
     Statistics update only through ``update()``, which training calls; evaluation and exported
     policies use them frozen. They are buffers, so they travel with the model's weights.
     """
 
-    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8) -> None:
+    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8, min_std: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("var", torch.ones(dim))
         self.register_buffer("count", torch.tensor(eps, dtype=torch.float64))
-        self.clip, self.eps = clip, eps
+        self.clip, self.eps, self.min_var = clip, eps, min_std * min_std
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
@@ -64,7 +65,8 @@ class RunningNorm(nn.Module):
         self.count.copy_(tot)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+        var = self.var.clamp(min=self.min_var) if self.min_var > 0 else self.var
+        return ((x - self.mean) / torch.sqrt(var + self.eps)).clamp(-self.clip, self.clip)
 
 
 class Identity(nn.Module):
