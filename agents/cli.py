@@ -405,8 +405,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.compile:
         sets["compile"] = "true"
     if args.demos:
-        if args.algo not in ("bc", "sac"):
-            raise UsageError("--demos is for --algo bc (cloning) and --algo sac (RL from demonstrations)")
+        if args.algo not in ("bc", "sac", "dagger"):
+            raise UsageError(
+                "--demos is for --algo bc (cloning), --algo sac (RL from demonstrations) and --algo dagger "
+                "(labelled states to start from)"
+            )
         sets["demos"] = args.demos
     if args.curriculum:
         if args.algo != "sac" or not args.demos:
@@ -532,7 +535,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _require("twin eval of an ONNX policy", "eval", ["onnxruntime"])
     if args.backend == "ray":
         _require("twin eval --backend ray", "ray", ["ray"])
-    if args.policy not in ("expert", "random"):
+    if args.policy not in ("expert", "expert-observed", "random"):
         _in_path("--policy", args.policy, "policy file or folder")
     _suite_exists(args.suite)
     if args.reference:
@@ -563,6 +566,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     backend=args.backend,
                     videos=args.videos,
                     tasks=args.task,
+                    variants=args.variant,
                     resume=args.resume,
                     overwrite=args.overwrite,
                     episode_seconds=args.episode_seconds,
@@ -764,9 +768,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1, help="whole episodes per env for the vector-env figures")
     p.set_defaults(fn=cmd_bench)
 
-    p = sub.add_parser("train", help="train an agent (ppo, sac with HER, bc) and evaluate it on fixed seeds")
+    p = sub.add_parser("train", help="train an agent (ppo, sac with HER, bc, dagger) and evaluate it on fixed seeds")
     p.add_argument("--env", required=True, help="env id (any registered Gymnasium id)")
-    p.add_argument("--algo", choices=["ppo", "sac", "bc"], required=True)
+    p.add_argument("--algo", choices=["ppo", "sac", "bc", "dagger"], required=True)
     p.add_argument("--steps", type=int, help="env steps (bc: gradient steps); default per task")
     p.add_argument("--envs", type=int, help="parallel envs; default per task")
     p.add_argument("--workers", type=int, help="env worker processes (default: one per core, at most one per env)")
@@ -776,7 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument(
-        "--demos", help="demonstrations (from `twin demos`): --algo bc clones them, --algo sac learns from them (RLPD)"
+        "--demos",
+        help="demonstrations (from `twin demos`): --algo bc clones them, --algo sac learns from them (RLPD), "
+        "--algo dagger starts from them",
     )
     p.add_argument(
         "--curriculum",
@@ -809,8 +815,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("eval", help="evaluate a policy on a seed suite: results, scorecard, HTML report")
-    p.add_argument("--policy", required=True, help="expert, random, a checkpoint folder, or FILE.onnx")
-    p.add_argument("--suite", required=True, help="suite file, or a bundled one: smoke-v1, standard-v1")
+    p.add_argument(
+        "--policy",
+        required=True,
+        help="expert, expert-observed (the expert deciding from the observation: BinSort's sorts by the sensor), "
+        "random, a checkpoint folder, or FILE.onnx",
+    )
+    bundled = sorted(f.stem for f in (Path(__file__).resolve().parents[1] / "seeds").glob("*.toml"))
+    p.add_argument("--suite", required=True, help=f"suite file, or a bundled one: {', '.join(bundled)}")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=1, help="parallel episodes")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
@@ -828,6 +840,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an expert's twin eval folder to show beside the policy (default: the bundled one for the suite)",
     )
     p.add_argument("--task", action="append", metavar="ENV_ID", help="run only this task of the suite (repeatable)")
+    p.add_argument("--variant", action="append", metavar="NAME", help="run only this variant of the tasks (repeatable)")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("report", help="write a twin eval folder's report.html again (e.g. with another reference)")

@@ -95,6 +95,7 @@ def evaluate(
     backend: str = "local",
     videos: int = 1,
     tasks: list[str] | None = None,
+    variants: list[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     episode_seconds: float | None = None,
@@ -115,6 +116,7 @@ def evaluate(
         backend: ``local`` or ``ray``.
         videos: Episode videos per task in the report.
         tasks: Run only these tasks of the suite.
+        variants: Run only these variants (of the tasks that have them).
         resume: Finish the evaluation already in ``out`` (only its missing episodes).
         overwrite: Replace the results already in ``out``.
         episode_seconds, call_seconds, memory_mb: Limits over the suite's ``[limits]``.
@@ -141,8 +143,8 @@ def evaluate(
         raise EvalError(f"--backend must be local or ray, got {backend!r}")
     try:
         loaded = suite if isinstance(suite, LoadedSuite) else load_suite(suite)
-        if tasks:
-            loaded = loaded.only(tasks)
+        if tasks or variants:
+            loaded = loaded.only(tasks, variants)
         spec = policy if isinstance(policy, PolicySpec) else policy_spec(policy)
         limits = merge_limits(loaded, episode_seconds=episode_seconds, call_seconds=call_seconds, memory_mb=memory_mb)
         check_policy(spec, loaded)  # every variant's env built once; shapes against every task's spaces
@@ -151,14 +153,17 @@ def evaluate(
     meta = scorecard_meta(loaded, spec, backend, workers)
     if loaded.tasks_run is not None:
         meta["tasks_run"] = loaded.tasks_run
+    if loaded.variants_run is not None:
+        meta["variants_run"] = loaded.variants_run
     try:
         ref = None if spec.kind == "expert" and not reference else load_reference(meta, reference)
     except ValueError as exc:
         raise EvalError(f"--reference: {exc}") from None
     identity = {k: meta[k] for k in ("suite", "suite_hash", "layout_hashes", "policy")}
     identity |= {"limits": limits.model_dump(), "videos": videos}
-    if loaded.tasks_run is not None:  # resuming a part of a suite is resuming that part
-        identity["tasks_run"] = loaded.tasks_run
+    for part in ("tasks_run", "variants_run"):  # resuming a part of a suite is resuming that part
+        if meta.get(part) is not None:
+            identity[part] = meta[part]
     try:
         folder = ResultsFolder(out, identity, resume=resume, overwrite=overwrite)
     except ResultsError as exc:

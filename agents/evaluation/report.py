@@ -282,6 +282,7 @@ def _provenance_html(meta: dict[str, Any], reference) -> str:
         "episodes_per_minute": "Episodes per minute",
         "resumed_with_episodes": "Episodes kept from an earlier run",
         "tasks_run": "Tasks run (part of the suite)",
+        "variants_run": "Variants run (part of the suite)",
     }
     rows = ""
     for k, v in meta.items():

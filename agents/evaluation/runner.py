@@ -24,7 +24,7 @@ from agents.evaluation.workers import EpisodeWorkers, Limits
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".bin")
 ACCEPTED = (
-    "'expert', 'random', a checkpoint folder written by `twin train` (safetensors + checkpoint.json), "
+    "'expert', 'expert-observed', 'random', a checkpoint folder written by `twin train` (safetensors + checkpoint.json), "
     "or an ONNX file (.onnx) following the policy contract"
 )
 VIDEO_STRIDE = 4  # record every 4th control step in episode videos
@@ -36,7 +36,11 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What to load in each worker: kind is expert, random, checkpoint or onnx."""
+    """What to load in each worker: kind is expert, expert-observed, random, checkpoint or onnx.
+
+    ``expert-observed`` is the scripted expert deciding what the observation decides where a task's
+    expert would read hidden state (BinSort's sorts by the inspection sensor, not the true defect):
+    the ceiling a policy learning from observations can reach, and what DAgger labels with."""
 
     kind: str
     path: str | None = None
@@ -59,7 +63,7 @@ def _is_safetensors(path: Path) -> bool:
 def policy_spec(policy: str) -> PolicySpec:
     """Classify a ``--policy`` argument; refuses pickle-based, unknown and oversized files with what
     is accepted, before reading more than a few bytes of them."""
-    if policy in ("expert", "random"):
+    if policy in ("expert", "expert-observed", "random"):
         return PolicySpec(policy)
     p = Path(policy)
     if not p.exists():
@@ -198,7 +202,7 @@ def check_policy(spec: PolicySpec, suite) -> None:
     a network policy must fit every task's spaces and the expert must exist (PolicyError)."""
     from agents.evaluation.suite import SuiteError
 
-    if spec.kind == "expert":
+    if spec.kind in ("expert", "expert-observed"):
         others = sorted({e for e, _, _ in suite.episodes() if not envs.is_factory_env(e)})
         if others:
             raise PolicyError(f"the expert policy has no scripted expert for {', '.join(others)}")
@@ -271,8 +275,9 @@ def run_episode(
     limits = limits or Limits()
     env = _env(env_id, kwargs, video)
     obs, info = env.reset(seed=seed)
-    if spec.kind == "expert":
-        act = envs.make_expert(env_id, env)
+    if spec.kind in ("expert", "expert-observed"):
+        make = envs.make_expert if spec.kind == "expert" else envs.make_student_expert
+        act = make(env_id, env)
         act.reset()
     elif spec.kind == "random":
         env.action_space.seed(seed)

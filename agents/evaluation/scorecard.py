@@ -191,8 +191,9 @@ def write_reference(results_dir: str | Path, dest_dir: Path = REFERENCE_DIR) -> 
     meta = doc["scorecard"]
     if (meta.get("policy") or {}).get("kind") != "expert":
         raise ValueError(f"{results_dir}: a reference is the scripted expert's scorecard, this is {meta.get('policy')}")
-    if meta.get("tasks_run"):
-        raise ValueError(f"{results_dir}: ran only {meta['tasks_run']} of the suite; a reference covers all of it")
+    if meta.get("tasks_run") or meta.get("variants_run"):
+        part = meta.get("tasks_run") or meta.get("variants_run")
+        raise ValueError(f"{results_dir}: ran only {part} of the suite; a reference covers all of it")
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"{meta['suite']}-expert.json"
     text = json.dumps({"scorecard": meta, "aggregates": doc["aggregates"]}, indent=1, allow_nan=False) + "\n"

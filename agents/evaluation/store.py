@@ -31,7 +31,7 @@ RUN = "run.json"
 EPISODES = "episodes.jsonl"
 VIDEOS = "videos"
 OUTPUTS = (RUN, EPISODES, "results.json", "results.parquet", "report.html")
-IDENTITY = ("suite_hash", "layout_hashes", "policy", "limits", "videos")
+IDENTITY = ("suite_hash", "layout_hashes", "policy", "limits", "videos", "tasks_run", "variants_run")
 """What must match for ``--resume`` to continue an evaluation (the rows depend on nothing else)."""
 
 

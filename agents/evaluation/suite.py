@@ -145,21 +145,39 @@ class LoadedSuite:
             return str(self.path.parent / p)
         return str(find_layout(ref))
 
-    def only(self, env_ids: list[str]) -> LoadedSuite:
-        """The suite cut down to these tasks (same file, same hash: a part of the same evaluation)."""
+    def only(self, env_ids: list[str] | None = None, variants: list[str] | None = None) -> LoadedSuite:
+        """The suite cut down to these tasks and variants (same file, same hash: a part of the same
+        evaluation). A task keeps the asked variants it has, and is left out if it has none."""
         have = [t.env_id for t in self.suite.tasks]
-        unknown = [e for e in env_ids if e not in have]
+        unknown = [e for e in env_ids or [] if e not in have]
         if unknown:
             raise SuiteError(
                 str(self.path), [f"--task: {', '.join(unknown)} not in this suite (it has {', '.join(have)})"]
             )
-        tasks = [t for t in self.suite.tasks if t.env_id in env_ids]
+        tasks = [t for t in self.suite.tasks if not env_ids or t.env_id in env_ids]
+        if variants:
+            names = list(dict.fromkeys(v.name for t in tasks for v in t.variants))
+            missing = [v for v in variants if v not in names]
+            if missing:
+                where = "these tasks" if env_ids else "this suite"
+                raise SuiteError(
+                    str(self.path),
+                    [f"--variant: {', '.join(missing)} not in {where} (variants: {', '.join(names)})"],
+                )
+            tasks = [
+                t.model_copy(update={"variants": [v for v in t.variants if v.name in variants]})
+                for t in tasks
+                if any(v.name in variants for v in t.variants)
+            ]
         part = LoadedSuite(self.suite.model_copy(update={"tasks": tasks}), self.path, self.hash)
-        part.tasks_run = [t.env_id for t in tasks]
+        part.tasks_run = [t.env_id for t in tasks] if env_ids else None
+        part.variants_run = list(variants) if variants else None
         return part
 
     tasks_run: list[str] | None = None
     """The tasks run when only some of the suite's were asked for (``--task``), else None."""
+    variants_run: list[str] | None = None
+    """The variants run when only some were asked for (``--variant``), else None."""
 
     def episodes(self) -> list[tuple[str, str, int]]:
         """(env_id, variant, seed) of every episode, in suite order."""

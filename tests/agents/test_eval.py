@@ -47,9 +47,13 @@ def test_v1_suites_are_frozen(name):
     assert load_suite(name).hash == V1_SHA256[name]
 
 
-def test_v2_suites_cover_every_task_with_v1_seeds():
-    smoke, standard = load_suite("smoke-v2"), load_suite("standard-v2")
-    assert [t.env_id for t in standard.suite.tasks] == list(envs.ENV_IDS) == [t.env_id for t in smoke.suite.tasks]
+V0_IDS = [e for e in envs.ENV_IDS if e.endswith("-v0")]
+
+
+@pytest.mark.parametrize(("version", "ids"), [("v2", V0_IDS), ("v3", list(envs.LATEST_IDS))])
+def test_suites_cover_every_task_with_v1_seeds(version, ids):
+    smoke, standard = load_suite(f"smoke-{version}"), load_suite(f"standard-{version}")
+    assert [t.env_id for t in standard.suite.tasks] == ids == [t.env_id for t in smoke.suite.tasks]
     assert all(list(t.seeds) == list(range(1000, 1100)) for t in standard.suite.tasks)
     assert all(list(t.seeds) == [1000, 1001] for t in smoke.suite.tasks)
     varied = [("nominal", {}), ("randomized", {"randomize": True}), ("faults", {"faults": "all"})]
@@ -290,7 +294,26 @@ def test_part_of_a_suite_runs_under_the_suites_hash(tmp_path, capsys):
     assert "--task: Nope-v0 not in this suite" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["smoke-v2", "standard-v2"])
+def test_some_variants_of_a_suite(tmp_path, capsys):
+    out = tmp_path / "reach"
+    argv = ["eval", "--policy", "expert", "--suite", "smoke-v3", "--task", "FactoryReach-v0", "--out", str(out)]
+    assert cli([*argv, "--variant", "nominal", "--variant", "faults"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["scorecard"]["variants_run"] == ["nominal", "faults"]
+    assert [(r["variant"], r["seed"]) for r in doc["episodes"]] == [
+        ("nominal", 1000),
+        ("nominal", 1001),
+        ("faults", 1000),
+        ("faults", 1001),
+    ]
+    capsys.readouterr()
+    assert cli([*argv, "--variant", "iiwa", "--overwrite"]) == 2  # FactoryReach runs with the panda only
+    assert "--variant: iiwa not in these tasks (variants: nominal, randomized, faults)" in capsys.readouterr().err
+    assert cli([*argv, "--variant", "randomized", "--resume"]) == 2  # another part: not a resume of this one
+    assert json.loads((out / "results.json").read_text()) == doc
+
+
+@pytest.mark.parametrize("name", ["smoke-v2", "standard-v2", "smoke-v3"])
 def test_the_bundled_expert_reference_matches_its_suite(name):
     from agents.evaluation.scorecard import REFERENCE_DIR, load_reference
 
@@ -310,7 +333,7 @@ def test_the_fault_family_suite_takes_the_faults_variant_apart():
     from twin.layout import applicable_families, find_layout, load_layout
 
     suite = load_suite("faults-v1")
-    assert [t.env_id for t in suite.suite.tasks] == list(envs.ENV_IDS)
+    assert [t.env_id for t in suite.suite.tasks] == V0_IDS
     for t in suite.suite.tasks:
         fams = applicable_families(load_layout(find_layout(t.layout)))
         assert [(v.name, v.env_kwargs) for v in t.variants] == [(f, {"faults": [f]}) for f in fams]
