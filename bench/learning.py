@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from provenance import hardware
 
 EVALS_PER_RUN = 8
 """Evaluations of the deterministic policy during each RL run (20 held-out seeds each)."""
@@ -122,27 +123,6 @@ MATRICES: dict[str, list[Cell]] = {
         Cell("WaferTransfer-v0", "sac", 20_000, demos=20, noise=0.0),
     ],
 }
-
-
-def hardware(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = ""
-    if device != "cpu":
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                gpu = f", {torch.cuda.get_device_name(0)}"
-        except ImportError:
-            pass
-    return f"{os.cpu_count()} x {cpu}{gpu}"
 
 
 def record_demos(cell: Cell, out: Path, cpus: str | None) -> tuple[Path, float]:
