@@ -31,7 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provenance import hardware
+from provenance import hardware, stamp
+
+from agents.tools.docs import imitation_table
 
 EVALS_PER_RUN = 8
 """Evaluations of the deterministic policy during each RL run (20 held-out seeds each)."""
@@ -52,6 +54,10 @@ class Cell:
     """A wall-clock budget for training (``max_seconds``; 0: the step budget alone): the issue's
     "within 8 minutes" figures, whose end-to-end seconds (demos, training, final evaluation)
     the table gives beside it."""
+    suite: str = ""
+    """Where set, the final evaluation is ``twin eval --policy RUN --suite SUITE --task ENV`` on
+    the suite's nominal, randomized and faults variants (its fixed seeds, as every policy is
+    scored), beside the expert's on the same episodes; else ``twin train``'s own final evaluation."""
 
     @property
     def curriculum(self) -> bool:
@@ -68,10 +74,41 @@ class Cell:
         """The algorithm as the table names it."""
         if self.algo == "sac" and self.demos:
             return "SAC + demos + reverse curriculum" if self.curriculum else "SAC + demos (RLPD)"
-        return {"sac": "SAC", "ppo": "PPO", "bc": "BC"}.get(self.algo, self.algo)
+        return {"sac": "SAC", "ppo": "PPO", "bc": "BC", "dagger": "DAgger"}.get(self.algo, self.algo)
+
+
+IMITATION_SUITE = "standard-v3"
+# The imitation cells: each task's expert episode length (env steps, the smoke-v3 reference's
+# nominal mean) and DAgger's env-step budget. BC beside it records as many labelled states (demos
+# of as many expert steps) and takes as many gradient updates as DAgger's rounds do.
+_IMITATION = {
+    "FactoryReach-v0": (8, 20_000),
+    "ConveyorPick-v1": (376, 60_000),
+    "BinSort-v1": (484, 80_000),
+    "PegInsert-v1": (90, 40_000),
+    "MachineTend-v1": (784, 160_000),
+    "AGVDeliver-v1": (888, 160_000),
+    "WaferTransfer-v1": (1414, 160_000),
+}
+DAGGER_ROUND_STEPS, DAGGER_UPDATES = 4_000, 1_000
+"""DAgger's defaults (``DAggerConfig``): env steps per round, gradient updates after each."""
+
+
+def _imitation() -> list[Cell]:
+    cells = []
+    for env_id, (length, steps) in _IMITATION.items():
+        sets = {"eval_every": str(steps // 4), "eval_episodes": "0"}
+        cells.append(Cell(env_id, "dagger", steps, seconds=1200, sets=sets, suite=IMITATION_SUITE))
+        updates = -(-steps // DAGGER_ROUND_STEPS) * DAGGER_UPDATES
+        demos = max(2, round(steps / length))
+        cells.append(Cell(env_id, "bc", updates, demos=demos, sets={"eval_episodes": "0"}, suite=IMITATION_SUITE))
+    return cells
 
 
 MATRICES: dict[str, list[Cell]] = {
+    # Every task imitated from its scripted expert, on 2 cores: DAgger within 20 minutes of
+    # wall-clock, and BC from recorded demos at the same budget.
+    "imitation": _imitation(),
     # The GPU machine (16 cores): the issue's budgets; every task, every algorithm.
     "full": [
         Cell("FactoryReach-v0", "sac", 4_500),
@@ -166,6 +203,45 @@ def train_command(cell: Cell, seed: int, run_dir: Path, device: str, demos: Path
     return cmd
 
 
+VARIANTS = ("nominal", "randomized", "faults")
+
+
+def suite_eval(policy: str, env_id: str, suite: str, out_dir: Path, variants=VARIANTS) -> tuple[dict, float]:
+    """``twin eval`` of ``policy`` on the task's ``variants`` of ``suite``, as a user runs it
+    (resumed where ``out_dir`` holds a part of it): success per variant, and the seconds it took."""
+    workers = str(len(os.sched_getaffinity(0)))
+    cmd = ["twin", "eval", "--policy", policy, "--suite", suite, "--task", env_id, "--out", str(out_dir)]
+    cmd += ["--workers", workers, "--videos", "0", *(a for v in variants for a in ("--variant", v))]
+    if (out_dir / "episodes.jsonl").exists():
+        cmd.append("--resume")
+    t0 = time.perf_counter()
+    subprocess.run(_pinned(cmd, None), check=True, stdout=subprocess.DEVNULL)
+    doc = json.loads((out_dir / "results.json").read_text())
+    return {a["variant"]: a["success_mean"] for a in doc["aggregates"]}, time.perf_counter() - t0
+
+
+def expert_rows(env_ids: list[str], suite: str, out: Path, variants=VARIANTS) -> dict[str, dict]:
+    """The scripted expert's success per variant on the same episodes (``expert``), and where the
+    task's observation caps a policy (BinSort's defect sensor), the same expert acting on the
+    observation only (``ceiling``: ``--policy expert-observed``)."""
+    import envs
+
+    rows = {}
+    for env_id in env_ids:
+        tag = env_id.replace(":", ".")
+        part = "-".join(variants)  # a folder per part of the suite, each resumable
+        row = {"expert": suite_eval("expert", env_id, suite, out / "expert" / tag / part, variants)[0]}
+        if hasattr(envs.EXPERTS.get(env_id), "observable"):  # it can act on the observation alone
+            row["ceiling"] = suite_eval(
+                "expert-observed", env_id, suite, out / "expert-observed" / tag / part, variants
+            )[0]
+        rows[env_id] = row
+        for kind, by_variant in row.items():
+            for v, x in by_variant.items():
+                print(f"{tag}.{kind}.{v}.success {x:.3g} fraction", flush=True)
+    return rows
+
+
 def curve(run_dir: Path) -> list[tuple[int, float, float]]:
     """(env steps, seconds, success rate) of each evaluation during training: the deterministic
     policy on held-out seeds (``progress_success_rate``); runs without them (BC) fall back to
@@ -230,7 +306,10 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=1, help="runs at once, each on its own share of the cores")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", nargs="*", help="only these env ids")
-    ap.add_argument("--algos", nargs="*", help="only these algorithms (bc, sac, ppo)")
+    ap.add_argument("--algos", nargs="*", help="only these algorithms (bc, sac, ppo, dagger)")
+    ap.add_argument(
+        "--variants", nargs="*", default=list(VARIANTS), help="suite variants the imitation cells are scored on"
+    )
     ap.add_argument("--out", default="bench-out/learning")
     args = ap.parse_args()
     if args.seeds < 1 or args.parallel < 1:
@@ -284,6 +363,11 @@ def main() -> int:
                 print(f"# FAILED ({proc.returncode}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
                 continue
             ev = json.loads((run_dir / "eval.json").read_text())
+            variants: dict[str, float] = {}
+            if cell.suite:  # scored on the suite's fixed seeds, as every policy is
+                variants, suite_s = suite_eval(str(run_dir), cell.env_id, cell.suite, run_dir / "suite", args.variants)
+                ev["eval_success_rate"] = variants["nominal"]
+                wall += suite_s
             rows = curve(run_dir)
             steps90, secs90 = to_90(rows)
             results.append(
@@ -302,6 +386,7 @@ def main() -> int:
                     "train_seconds": ev["train_seconds"] - ev.get("progress_eval_seconds", 0.0),
                     "command_seconds": wall,
                     "demo_seconds": demo_s,
+                    "variants": variants,
                     "steps_to_90": steps90,
                     "seconds_to_90": secs90,
                     "curve": rows,
@@ -311,8 +396,21 @@ def main() -> int:
             )
             print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
 
+    # runs of cells not run this time stay in the table (a matrix run task by task, --only)
+    earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
+    ran = {(r["cell"], r["seed"]) for r in results} | {(c.name, j[1]) for c in cells for j in jobs if j[0] is c}
+    results = [r for r in earlier.get("runs", []) if (r["cell"], r["seed"]) not in ran] + results
+    names = [c.name for c in MATRICES[args.matrix]]
+    results.sort(key=lambda r: (names.index(r["cell"]) if r["cell"] in names else len(names), r["seed"]))
+    suite_tasks = list(dict.fromkeys(r["env_id"] for r in results if r.get("variants")))
+    experts = dict(earlier.get("experts", {}))
+    if suite_tasks:
+        now = {c.env_id for c in cells if c.suite}  # these tasks' experts on this run's variants
+        todo = [t for t in suite_tasks if t not in experts or t in now]
+        experts.update(expert_rows(todo, IMITATION_SUITE, out, args.variants))
+
     table = []
-    for cell in cells:
+    for cell in MATRICES[args.matrix]:
         rs = [r for r in results if r["cell"] == cell.name]
         if not rs:
             continue
@@ -341,6 +439,14 @@ def main() -> int:
             "hardware": f"{hw}; {len(rs[0]['cpus'].split(',')) if rs[0]['cpus'] != 'all' else len(cores)} cores per run",
             "command": rs[0]["command"].replace(str(out), "OUT"),
         }
+        if rs[0].get("variants"):
+            row["success_median"] = statistics.median(succ)
+            row["variants_median"] = {v: statistics.median(r["variants"][v] for r in rs) for v in rs[0]["variants"]}
+            ex = experts.get(cell.env_id, {})
+            row["expert"] = ex.get("expert")
+            row["ceiling"] = ex.get("ceiling")
+            nominal = (ex.get("ceiling") or ex.get("expert") or {}).get("nominal")
+            row["of_expert"] = None if not nominal else row["success_median"] / nominal
         table.append(row)
         tag = cell.name
         print(f"{tag}.success_mean {row['success_mean']:.3g} fraction", flush=True)
@@ -349,7 +455,12 @@ def main() -> int:
             print(f"{tag}.seconds_to_90 {row['seconds_to_90_median']:.4g} s", flush=True)
             print(f"{tag}.steps_to_90 {row['steps_to_90_median']:.4g} steps", flush=True)
         print(f"{tag}.train_seconds {row['train_seconds_median']:.4g} s", flush=True)
-    (out / "table.json").write_text(json.dumps({"rows": table, "runs": results}, indent=2) + "\n")
+        for v, x in row.get("variants_median", {}).items():
+            print(f"{tag}.{v}.success_median {x:.3g} fraction", flush=True)
+        if row.get("of_expert") is not None:
+            print(f"{tag}.of_expert {row['of_expert']:.3g} ratio", flush=True)
+    doc = {**stamp(args.device), "suite": IMITATION_SUITE, "rows": table, "experts": experts, "runs": results}
+    (out / "table.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = [
         "| task | algorithm | demos | budget | seeds | success (mean, min-max) | parts placed | "
         "policy from (env steps) | to 90% (env steps) | to 90% (s) | training (s) | end to end (s) | hardware | command |",
@@ -368,6 +479,7 @@ def main() -> int:
             f"{', '.join(f'{p:,}' for p in r['policy_steps'] if p is not None) or '-'} | {s90} | {t90} | "
             f"{r['train_seconds_median']:.0f} | {r['end_to_end_seconds_median']:.0f} | {r['hardware']} | `{r['command']}` |"
         )
+    md += ["", *imitation_table(table)]
     (out / "table.md").write_text("\n".join(md) + "\n")
     for task in dict.fromkeys(r["env_id"] for r in results):
         plot(task, [r for r in results if r["env_id"] == task], out / f"curves_{task.replace(':', '.')}.png")

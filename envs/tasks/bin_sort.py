@@ -120,9 +120,7 @@ class BinSortExpert(ConveyorPickExpert):
     counts as good), as a policy that observes the sensor must: the teacher of such a student,
     and the measure of the ceiling the sensor's errors put on its success."""
 
-    def __init__(self, env) -> None:
-        super().__init__(env)
-        self.observable = False
+    observable: bool = False
 
     def drop_for(self, part: Part) -> list[float]:
         task: BinSort = self.task

@@ -171,6 +171,33 @@ def test_learning_bench_writes_its_table_and_curves(tmp_path):
 
 
 @pytest.mark.slow
+def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(tmp_path):
+    cmd = [sys.executable, "bench/learning.py", "--matrix", "imitation", "--seeds", "1", "--only", "FactoryReach-v0"]
+    cmd += ["--algos", "dagger", "--variants", "nominal", "--device", "cpu", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
+    doc = json.loads((tmp_path / "table.json").read_text())
+    assert doc["suite"] == "standard-v3" and doc["commit"] and doc["machine"]
+    (row,) = doc["rows"]
+    assert (row["task"], row["algorithm"], row["seeds"]) == ("FactoryReach-v0", "DAgger", 1)
+    # scored by twin eval on the suite's 100 nominal seeds, the expert on the same episodes
+    episodes = [
+        json.loads(ln)
+        for ln in (tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0" / "suite" / "episodes.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    assert len(episodes) == 100 and {e["variant"] for e in episodes} == {"nominal"}
+    assert row["success_median"] == sum(e["success"] for e in episodes) / 100
+    assert row["success_median"] >= 0.9
+    assert row["expert"] == {"nominal": figures["FactoryReach-v0.expert.nominal.success"]}
+    assert row["of_expert"] == pytest.approx(row["success_median"] / row["expert"]["nominal"])
+    assert figures["FactoryReach-v0-dagger-1200s.of_expert"] == pytest.approx(row["of_expert"], abs=1e-3)
+    assert "| FactoryReach-v0 | DAgger |" in (tmp_path / "table.md").read_text()
+
+
+@pytest.mark.slow
 def test_training_bench_prints_its_figures():
     import subprocess
     import sys
