@@ -3,6 +3,8 @@ needs are declared."""
 
 from __future__ import annotations
 
+import pytest
+
 from agents.tools.docs import PAGES, REFERENCE, stale
 
 
@@ -36,3 +38,15 @@ def test_every_command_declares_what_it_needs():
             assert m in names[extra], (command, m, extra)
     for m, extra in MODULE_EXTRA.items():
         assert m in names[extra], (m, extra)
+
+
+def test_the_generated_tables_in_hand_written_pages_are_made_from_their_sources():
+    from agents.tools.docs import BLOCKS, README, with_blocks
+
+    text = README.read_text()
+    assert with_blocks(README, text) == text
+    edited = text.replace("| DAgger |", "| DAgger (typed in) |").replace("No imitation results", "Some results")
+    assert edited != text and with_blocks(README, edited) == text  # a hand edit is made over
+    assert any(name == "expert-scorecard" for _, name in BLOCKS)
+    with pytest.raises(ValueError, match="no <!-- baselines"):
+        with_blocks(README, "a README without its table")

@@ -100,7 +100,7 @@ class TrainConfig:
     progress_episodes: Annotated[int, Field(ge=1, le=100_000)] = 20
     """Episodes of each evaluation during training."""
     max_seconds: Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)] = 0.0
-    """A wall-clock budget for PPO and SAC (0: none): training ends at the first step past it, as if
+    """A wall-clock budget for PPO, SAC and DAgger (0: none): training ends at the first step past it, as if
     the step budget had been reached (the last evaluation during training, a checkpoint, then the
     final evaluation, which the budget does not include). It counts the whole run, evaluations
     during training and earlier lives of a resumed run included."""
