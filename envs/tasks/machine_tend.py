@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Feature, Task, tool_features, tool_state
+from envs.core import Feature, Task, near, near_features, tool_features, tool_state
 from envs.motion import (
     act_towards,
     gripped,
@@ -239,12 +239,15 @@ class MachineTendV1(MachineTend):
     90 s time limit (the expert needs about 40 s; ``-v0``'s 60 s left a slightly slower copy of
     it no time to finish).
 
-    **Observation** (``state``, 37 numbers on the bundled cell): ``-v0``'s (tool position and
+    **Observation** (``state``, 49 numbers on the bundled cell): ``-v0``'s (tool position and
     velocity, finger opening, held part present and finished, next blank relative to the tool
     and present, per machine its drop point relative to the tool, state one-hot and cycle time
     left / 10 s, the output slot relative to the tool, blanks left and parts delivered as
     shares), then the tool's state: told to close (0/1), seconds since switched (capped at 1),
-    gripping a part (0/1). Every number's name, unit and range: ``observation_features()``.
+    gripping a part (0/1), then the last centimetres magnified: tanh(offset / 2 cm) per axis from
+    the tool to the next blank, to each machine's part (its drop point when empty) and to the
+    output slot (``envs.core.near``). Every number's name, unit and range:
+    ``observation_features()``.
 
     **Dense reward:** each step earns the change in progress (the sum over parts of each one's
     stage), with these stages:
@@ -280,7 +283,14 @@ class MachineTendV1(MachineTend):
     takes_back_on_failure = True
 
     def observe(self) -> np.ndarray:
-        return np.concatenate([super().observe(), np.asarray(tool_state(self.robot), dtype=np.float32)])
+        ee = np.array(self.robot.ee_xyz())
+        blank = self.next_blank()
+        fine = near(blank.pos - ee) if blank is not None else [0.0, 0.0, 0.0]
+        for m in self.machines:  # the part in the fixture where there is one, else the drop point
+            fine += near((m.part.pos if m.part is not None else self.drop_point(m)) - ee)
+        fine += near(self.output_slot() - ee)
+        tail = np.asarray([*tool_state(self.robot), *fine], dtype=np.float32)
+        return np.concatenate([super().observe(), tail])
 
     def observation_features(self) -> list[Feature]:
         pos, vel = (-10.0, 10.0), (-5.0, 5.0)
@@ -294,7 +304,10 @@ class MachineTendV1(MachineTend):
             out += [(f"machine{k}_cycle_left", "s / 10", 0.0, 1.0)]
         out += [(f"output_slot_minus_tool_{a}", "m", *pos) for a in "xyz"]
         out += [("blanks_left", "share", 0.0, 1.0), ("delivered", "share", 0.0, 1.0)]
-        return out + tool_features()
+        out += tool_features() + near_features("blank")
+        for k in range(len(self.machines)):
+            out += near_features(f"machine{k}_part_or_drop")
+        return out + near_features("output_slot")
 
     def unsettled(self) -> float:
         if self.reward_type != "dense" or self._progress is None:

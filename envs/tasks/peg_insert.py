@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Feature, Task, tool_features, tool_state
+from envs.core import Feature, Task, near, near_features, tool_features, tool_state
 from envs.motion import act_towards, pick_action, planned_ee
 
 # The stages of the insertion as shares of the progress (an insertion to depth is 1).
@@ -155,6 +155,11 @@ class PegInsert(Task):
         return bool(ev["done"])
 
 
+MOUTH_SCALE = 0.005
+"""Metres at which the magnified hole-mouth offset of ``-v1`` reads tanh(1): the peg's 0.5 mm of
+clearance per side is a tenth of its range."""
+
+
 class PegInsertV1(PegInsert):
     """PegInsert, version 1: a tared wrist sensor, fine moves, rewards that teach.
 
@@ -164,7 +169,7 @@ class PegInsertV1(PegInsert):
     millimetre moves the insertion needs are a third of the action range, not a hundredth, and
     the tool command (> 0 closes).
 
-    **Observation** (``state``, 26 numbers):
+    **Observation** (``state``, 32 numbers):
 
     ===========================  ==========  ============
     feature                      unit        range
@@ -179,9 +184,13 @@ class PegInsertV1(PegInsert):
     wrist force, tared (3)       N           [-500, 500]
     wrist torque, tared (3)      N m         [-100, 100]
     tool closed, switched, grip  0/1, s, 0/1 [0, 1]
+    peg - tool, magnified (3)    tanh(m/2cm) [-1, 1]
+    mouth - tip, magnified (3)   tanh(m/5mm) [-1, 1]
     ===========================  ==========  ============
 
-    The wrist sensor is tared as a real force-torque sensor is: the static load of the hand (and
+    The magnified offsets (``envs.core.near``) resolve the last centimetres of the grasp and the
+    last millimetres over the hole, where the raw offsets' running spread would make them
+    indistinguishable to a network. The wrist sensor is tared as a real force-torque sensor is: the static load of the hand (and
     of the peg, once it is lifted) is taken off, so what remains is the contact with the block.
 
     **Dense reward:** each step earns the change in progress:
@@ -214,7 +223,8 @@ class PegInsertV1(PegInsert):
         if (fx, fy, fz) != (0.0, 0.0, 0.0):  # (the sensor reads zeros until the first step)
             fz -= load
         wrench = np.asarray((fx, fy, fz, mx, my, mz), dtype=np.float32)
-        return np.concatenate([obs[:17], wrench, np.asarray(tool_state(self.robot), np.float32)])
+        fine = near(obs[10:13]) + near(obs[14:17], MOUTH_SCALE)  # peg - tool, mouth - tip
+        return np.concatenate([obs[:17], wrench, np.asarray([*tool_state(self.robot), *fine], np.float32)])
 
     def observation_features(self) -> list[Feature]:
         pos, vel = (-10.0, 10.0), (-5.0, 5.0)
@@ -224,7 +234,7 @@ class PegInsertV1(PegInsert):
         out += [("peg_tilt", "rad", 0.0, 3.2)] + [(f"mouth_minus_tip_{a}", "m", *pos) for a in "xyz"]
         out += [(f"wrist_force_{a}", "N (tared)", -500.0, 500.0) for a in "xyz"]
         out += [(f"wrist_torque_{a}", "N m (tared)", -100.0, 100.0) for a in "xyz"]
-        return out + tool_features()
+        return out + tool_features() + near_features("peg_minus_tool") + near_features("mouth_minus_tip", MOUTH_SCALE)
 
     def unsettled(self) -> float:
         return 0.0 if self.reward_type != "dense" or self._progress is None else self._progress

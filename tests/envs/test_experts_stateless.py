@@ -49,3 +49,32 @@ def test_the_expert_asked_afresh_at_every_step_acts_as_the_one_kept(env_id):
     fresh_success, fresh = _episode(env_id, fresh=True)
     assert kept_success and fresh_success
     np.testing.assert_array_equal(fresh, kept)
+
+
+@pytest.mark.parametrize("env_id", ["MachineTend-v1", "PegInsert-v1"])
+def test_magnified_offsets_are_their_raw_offsets_through_tanh(env_id):
+    import math
+    import re
+
+    env = gym.make(env_id)
+    try:
+        obs, _ = env.reset(seed=5)
+        expert = envs.make_expert(env_id, env)
+        for _ in range(60):  # into the approach, where the offsets are small
+            obs, *_ = env.step(expert(obs))
+        feats = env.unwrapped.task.observation_features()
+        value = {f[0]: float(obs[i]) for i, f in enumerate(feats)}
+        checked = 0
+        for name, unit, low, high in feats:
+            m = re.fullmatch(r"(.+)_near_([xyz])", name)
+            if m is None:
+                continue
+            assert (low, high) == (-1.0, 1.0) and -1.0 <= value[name] <= 1.0
+            scale = float(re.fullmatch(r"tanh\(m / (.+)\)", unit).group(1))
+            raw = next((r for r in (f"{m[1]}_{m[2]}", f"{m[1]}_minus_tool_{m[2]}") if r in value), None)
+            if raw is not None:
+                assert value[name] == pytest.approx(math.tanh(value[raw] / scale), abs=1e-5), name
+                checked += 1
+        assert checked >= 6
+    finally:
+        env.close()
