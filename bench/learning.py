@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provenance import hardware, stamp
+from provenance import commit, hardware, stamp
 
 from agents.tools.docs import imitation_table
 
@@ -85,7 +85,7 @@ _IMITATION = {
     "FactoryReach-v0": (8, 20_000),
     "ConveyorPick-v1": (376, 60_000),
     "BinSort-v1": (484, 80_000),
-    "PegInsert-v1": (90, 40_000),
+    "PegInsert-v1": (90, 100_000),
     "MachineTend-v1": (784, 160_000),
     "AGVDeliver-v1": (888, 160_000),
     "WaferTransfer-v1": (1414, 160_000),
@@ -392,6 +392,7 @@ def main() -> int:
                     "curve": rows,
                     "command": shlex.join(cmd),
                     "cpus": cpus or "all",
+                    "commit": commit(),
                 }
             )
             print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
@@ -399,7 +400,10 @@ def main() -> int:
     # runs of cells not run this time stay in the table (a matrix run task by task, --only)
     earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
     ran = {(r["cell"], r["seed"]) for r in results} | {(c.name, j[1]) for c in cells for j in jobs if j[0] is c}
-    results = [r for r in earlier.get("runs", []) if (r["cell"], r["seed"]) not in ran] + results
+    kept = [r for r in earlier.get("runs", []) if (r["cell"], r["seed"]) not in ran]
+    for r in kept:  # written before runs recorded their own commit: the table's
+        r.setdefault("commit", earlier.get("commit", "?"))
+    results = kept + results
     names = [c.name for c in MATRICES[args.matrix]]
     results.sort(key=lambda r: (names.index(r["cell"]) if r["cell"] in names else len(names), r["seed"]))
     suite_tasks = list(dict.fromkeys(r["env_id"] for r in results if r.get("variants")))
@@ -438,6 +442,7 @@ def main() -> int:
             "policy_steps": [r["policy_step"] for r in rs],
             "hardware": f"{hw}; {len(rs[0]['cpus'].split(',')) if rs[0]['cpus'] != 'all' else len(cores)} cores per run",
             "command": rs[0]["command"].replace(str(out), "OUT"),
+            "commits": sorted({r.get("commit", "?") for r in rs}),
         }
         if rs[0].get("variants"):
             row["success_median"] = statistics.median(succ)

@@ -382,8 +382,8 @@ def imitation_table(table: list[dict]) -> list[str]:
     variants = list(rows[0]["variants_median"])
     out = [
         f"| task | policy | budget | seeds | {' | '.join(f'{v} success (fraction)' for v in variants)} | "
-        "of the expert's (nominal) | wall-clock, end to end (s) |",
-        f"| --- | --- | --- | ---: | {' | '.join('---:' for _ in variants)} | ---: | ---: |",
+        "of the expert's (nominal) | wall-clock, end to end (s) | commit |",
+        f"| --- | --- | --- | ---: | {' | '.join('---:' for _ in variants)} | ---: | ---: | --- |",
     ]
     shown = set()
     cell = lambda d, v: "-" if not d or d.get(v) is None else f"{d[v]:.2f}"  # noqa: E731
@@ -393,7 +393,7 @@ def imitation_table(table: list[dict]) -> list[str]:
             for kind, label in (("expert", "scripted expert"), ("ceiling", "expert on the observation (ceiling)")):
                 if r.get(kind):
                     out.append(
-                        f"| {r['task']} | {label} | - | - | {' | '.join(cell(r[kind], v) for v in variants)} | - | - |"
+                        f"| {r['task']} | {label} | - | - | {' | '.join(cell(r[kind], v) for v in variants)} | - | - | - |"
                     )
         if r["algorithm"] == "BC":
             budget = f"{r['demos']} demos, {r['budget_steps']:,} updates"
@@ -405,7 +405,7 @@ def imitation_table(table: list[dict]) -> list[str]:
         out.append(
             f"| {r['task']} | {r['algorithm']} | {budget} | {r['seeds']} | "
             f"{' | '.join(cell(r['variants_median'], v) for v in variants)} | {of} | "
-            f"{r['end_to_end_seconds_median']:.0f} |"
+            f"{r['end_to_end_seconds_median']:.0f} | {', '.join(f'`{c}`' for c in r.get('commits', [])) or '-'} |"
         )
     return out
 
@@ -416,8 +416,8 @@ def _baselines_lines() -> list[str]:
     doc = json.loads(BASELINES.read_text(encoding="utf-8"))
     out = [
         f"Success on the {doc.get('suite', 'suite')}'s fixed seeds (100 per variant), medians over the seeds "
-        f"trained; from `python bench/learning.py --matrix imitation` at commit `{doc.get('commit', '?')}` "
-        f"on {doc.get('machine', '?')}, {doc.get('date', '?')}. \"Of the expert's\" divides DAgger's or BC's "
+        f"trained; from `python bench/learning.py --matrix imitation` on {doc.get('machine', '?')}, "
+        f"{doc.get('date', '?')} (each row's commit in its last column). \"Of the expert's\" divides DAgger's or BC's "
         "nominal success by the expert's (BinSort's: by the ceiling its sensor allows).",
         "",
     ]
