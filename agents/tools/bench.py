@@ -154,12 +154,12 @@ def pool_rate(env_id: str, workers: int, envs_per_worker: int, steps: int, mode:
             pool.send(plans[:, 0], all_ids)
             in_flight = n
             while in_flight:
-                ids = pool.recv(min_envs=1).env_ids
+                ids = pool.recv(min_envs=1).env_ids  # one or more slots, each at its own step
                 done[ids] += 1
-                if done[ids[0]] < steps:  # the envs of a slot step together
-                    pool.send(plans[ids, done[ids]], ids)
-                else:
-                    in_flight -= len(ids)
+                go = ids[done[ids] < steps]  # whole slots: a slot's envs step together
+                if len(go):
+                    pool.send(plans[go, done[go]], go)
+                in_flight -= len(ids) - len(go)
         return n * steps / (time.perf_counter() - t0)
     finally:
         pool.close()

@@ -145,8 +145,9 @@ def test_bench_prints_machine_readable_lines(capsys):
         assert figures[f"ceiling_steps_per_s_{n}proc"] > 0
         for mode in ("async", "sync"):
             ratio = figures[f"pool_{mode}_vs_ceiling_{n}proc"]
+            # each printed to 4 significant digits: up to 5e-4 of rounding each, three of them
             assert ratio == pytest.approx(
-                figures[f"pool_{mode}_steps_per_s_{n}proc"] / figures[f"ceiling_steps_per_s_{n}proc"], rel=1e-3
+                figures[f"pool_{mode}_steps_per_s_{n}proc"] / figures[f"ceiling_steps_per_s_{n}proc"], rel=2e-3
             )
     assert run(["bench", "--env", "FactoryReach-v0", "--envs-per-worker", "0"]) == 2
 
