@@ -14,8 +14,15 @@ its best policy of those evaluations (``keep_best``; "policy from" gives its ste
 on the 100 fixed seeds, which the held-out seeds never overlap. Runs may share the machine: ``--parallel P`` runs P at once,
 each pinned to its own share of the cores (``taskset``), as on a 16-core machine split four ways.
 
-Usage: python bench/learning.py [--matrix full|cpu|smoke] [--seeds 3] [--first-seed 0] [--parallel 1] [--device auto]
-       [--only ENV_ID ...] [--algos ALGO ...] [--out bench-out/learning]
+The ``imitation`` matrix (DAgger within 20 minutes, BC at the same budget, on every task) is
+scored instead by ``twin eval`` on ``standard-v3``'s variants (``--variants``), beside the scripted
+expert on the same episodes; its rows give medians over seeds and the ratio to the expert. A run
+with ``--only`` keeps the other cells' runs of the table it finds in ``--out``, and every run
+records its commit. The README's baselines table is generated from the committed copy
+(``bench/results/learning/table.json``).
+
+Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation] [--seeds 3] [--first-seed 0] [--parallel 1]
+       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--out bench-out/learning]
 """
 
 from __future__ import annotations

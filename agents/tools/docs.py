@@ -415,13 +415,19 @@ def _baselines_lines() -> list[str]:
         return ["No imitation results are committed yet (`bench/results/learning/table.json`)."]
     doc = json.loads(BASELINES.read_text(encoding="utf-8"))
     out = [
-        f"Success on the {doc.get('suite', 'suite')}'s fixed seeds (100 per variant), medians over the seeds "
+        f"Success on {doc.get('suite', 'the suite')}'s fixed seeds (100 per variant), medians over the seeds "
         f"trained; from `python bench/learning.py --matrix imitation` on {doc.get('machine', '?')}, "
         f"{doc.get('date', '?')} (each row's commit in its last column). \"Of the expert's\" divides DAgger's or BC's "
         "nominal success by the expert's (BinSort's: by the ceiling its sensor allows).",
         "",
     ]
-    return out + imitation_table(doc["rows"])
+    out += imitation_table(doc["rows"])
+    import envs
+
+    missing = [e for e in envs.LATEST_IDS if e not in {r["task"] for r in doc["rows"]}]
+    if missing:
+        out += ["", f"Not run yet: {', '.join(missing)}."]
+    return out
 
 
 def baselines_reference() -> str:
