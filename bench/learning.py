@@ -86,7 +86,7 @@ class Cell:
 
 IMITATION_SUITE = "standard-v3"
 # The imitation cells: each task's expert episode length (env steps, the smoke-v3 reference's
-# nominal mean) and DAgger's env-step budget. BC beside it records as many labelled states (demos
+# nominal mean) and DAgger's env-step budget (the 20 minutes end the long tasks' runs first). BC beside it records as many labelled states (demos
 # of as many expert steps) and takes as many gradient updates as DAgger's rounds do.
 _IMITATION = {
     "FactoryReach-v0": (8, 20_000),
@@ -94,8 +94,8 @@ _IMITATION = {
     "BinSort-v1": (484, 80_000),
     "PegInsert-v1": (90, 100_000),
     "MachineTend-v1": (784, 160_000),
-    "AGVDeliver-v1": (888, 160_000),
-    "WaferTransfer-v1": (1414, 160_000),
+    "AGVDeliver-v1": (888, 400_000),
+    "WaferTransfer-v1": (1414, 400_000),
 }
 DAGGER_ROUND_STEPS, DAGGER_UPDATES = 4_000, 1_000
 """DAgger's defaults (``DAggerConfig``): env steps per round, gradient updates after each."""
