@@ -397,7 +397,7 @@ def main() -> int:
                     "steps_to_90": steps90,
                     "seconds_to_90": secs90,
                     "curve": rows,
-                    "command": shlex.join(cmd),
+                    "command": shlex.join(cmd).replace(str(out), "OUT"),
                     "cpus": cpus or "all",
                     "commit": commit(),
                 }
