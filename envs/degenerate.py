@@ -90,13 +90,11 @@ def grasp_and_hold(env_id: str, env) -> Callable[[Any], np.ndarray]:
     def act(obs) -> np.ndarray:
         task = env.unwrapped.task
         if kind == "arm":
-            robot = task.robot
             parts = [p for p in task.twin.parts if p.state == "held"]
             if parts:  # the first part in hand, lifted: hold it there
                 ee = planned_ee(task)
                 a = act_towards(ee, ee, True, task.max_step)
                 return a if env.action_space.shape[0] == 4 else a[:3]
-            del robot
             return expert(obs)
         if kind == "agv":
             if task.carrying() is not None and task.carrying().state == "on_agv":
