@@ -94,8 +94,8 @@ _IMITATION = {
     "BinSort-v1": (484, 80_000),
     "PegInsert-v1": (90, 100_000),
     "MachineTend-v1": (784, 160_000),
-    "AGVDeliver-v1": (888, 400_000),
-    "WaferTransfer-v1": (1414, 400_000),
+    "AGVDeliver-v2": (888, 400_000),
+    "WaferTransfer-v2": (1414, 400_000),
 }
 DAGGER_ROUND_STEPS, DAGGER_UPDATES = 4_000, 1_000
 """DAgger's defaults (``DAggerConfig``): env steps per round, gradient updates after each."""

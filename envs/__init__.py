@@ -13,13 +13,13 @@ import warnings
 import gymnasium as gym
 
 from envs.core import FactoryEnv, Task
-from envs.tasks.agv_deliver import AGVDeliver, AGVDeliverExpert, AGVDeliverV1
+from envs.tasks.agv_deliver import AGVDeliver, AGVDeliverExpert, AGVDeliverV1, AGVDeliverV2
 from envs.tasks.bin_sort import BinSort, BinSortExpert, BinSortV1
 from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert, ConveyorPickV1
 from envs.tasks.machine_tend import MachineTend, MachineTendExpert, MachineTendV1
 from envs.tasks.peg_insert import PegInsert, PegInsertExpert, PegInsertV1
 from envs.tasks.reach import Reach, ReachExpert
-from envs.tasks.wafer_transfer import WaferTransfer, WaferTransferExpert, WaferTransferV1
+from envs.tasks.wafer_transfer import WaferTransfer, WaferTransferExpert, WaferTransferV1, WaferTransferV2
 
 _SPECS = {
     "FactoryReach-v0": (Reach, ReachExpert, 50, "Bring the tool to a target above the work table (goal obs for HER)."),
@@ -97,6 +97,19 @@ _SPECS = {
         2400,
         "WaferTransfer with the servo set-points observed, fine rates near stillness, rewards that teach.",
     ),
+    # Version 2: what the equipment's own navigation or motion stack hands its controller.
+    "AGVDeliver-v2": (
+        AGVDeliverV2,
+        AGVDeliverExpert,
+        1800,
+        "AGVDeliver-v1 with the planned path, the docking line, walking zones and people's closest approach.",
+    ),
+    "WaferTransfer-v2": (
+        WaferTransferV2,
+        WaferTransferExpert,
+        2400,
+        "WaferTransfer-v1 with the stations' taught positions as errors from the servo set-points.",
+    ),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
@@ -114,16 +127,18 @@ ARMS: dict[str, tuple[str, ...]] = {env_id: ("panda", "iiwa") for env_id in _SPE
     "WaferTransfer-v0": (),
     "AGVDeliver-v1": (),
     "WaferTransfer-v1": (),
+    "AGVDeliver-v2": (),
+    "WaferTransfer-v2": (),
 }
 """The arms (``robot=`` models) each env runs with on its bundled layout; the env refuses the others.
 The iiwa cannot fold close enough to its base for FactoryReach's near targets (it reaches 91% of
 the target box with its tool pointing down). AGVDeliver drives an AGV and WaferTransfer a wafer robot; they take no arm."""
 
-# The -v0 ids stay registered and unchanged on purpose (existing policies, suites and references
+# The older ids stay registered and unchanged on purpose (existing policies, suites and references
 # use them): Gymnasium's "out of date, consider upgrading" warning is not for them.
 warnings.filterwarnings(
     "ignore",
-    message=r".*The environment (" + "|".join(sorted({i.rsplit("-", 1)[0] for i in _SPECS})) + r")-v0 is out of date",
+    message=r".*The environment (" + "|".join(sorted({i.rsplit("-", 1)[0] for i in _SPECS})) + r")-v\d+ is out of date",
     category=DeprecationWarning,
 )
 

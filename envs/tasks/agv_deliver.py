@@ -170,9 +170,18 @@ class AGVDeliver(Task):
         )  # fmt: skip
         return np.concatenate([np.asarray(head, dtype=np.float32), scan.astype(np.float32)])
 
-    def act(self, action: list[float]) -> None:
+    def decode(self, action) -> tuple[float, float]:
+        """The speed (m/s) and turn rate (rad/s) an action asks for."""
         c = self.agv.config
-        self.agv.command(action[0] * c.max_speed, action[1] * c.max_turn_rate)
+        return action[0] * c.max_speed, action[1] * c.max_turn_rate
+
+    def encode(self, v: float, w: float) -> list[float]:
+        """The action that asks for speed ``v`` and turn rate ``w`` (the inverse of ``decode``)."""
+        c = self.agv.config
+        return [v / c.max_speed, w / c.max_turn_rate]
+
+    def act(self, action: list[float]) -> None:
+        self.agv.command(*self.decode(action))
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -231,6 +240,26 @@ class AGVDeliver(Task):
 
 PEOPLE_TRACKED = 2
 """People the ``-v1`` observation tracks (the nearest first)."""
+
+
+def walking_paths(task: AGVDeliver) -> list[tuple[float, list[tuple[float, float]]]]:
+    """Each person's radius and the points (10 cm apart) of the path they walk: the floor's
+    walking zones, as an AGV's map marks them. Computed once per fleet."""
+    cache = getattr(task, "_walking_paths", None)
+    if cache is None or cache[0] != id(task.fleet):
+        paths = []
+        for person in task.fleet.people:
+            n = max(2, int(person.total / 0.1) + 1)
+            paths.append((person.config.radius, [person.position_at(s) for s in np.linspace(0, person.total, n)]))
+        cache = (id(task.fleet), paths)
+        task._walking_paths = cache
+    return cache[1]
+
+
+def walking_gap(task: AGVDeliver, pose) -> float:
+    """Metres between the AGV standing at ``pose`` and the nearest point of a walking path."""
+    half = (SPEC.length / 2, SPEC.width / 2)
+    return min((rect_gap(pose, half, xy, r) for r, pts in walking_paths(task) for xy in pts), default=math.inf)
 
 
 class AGVDeliverV1(AGVDeliver):
@@ -356,6 +385,153 @@ class AGVDeliverV1(AGVDeliver):
         return max(0.0, self._progress - delivered / self.n_totes)
 
 
+LINE_NEAR = 0.05
+"""Metres (and radians) at which the ``-v2`` docking-line features ``tanh(x / LINE_NEAR)`` saturate."""
+PREDOCK_NEAR = 0.25
+"""Metres at which the ``-v2`` pre-dock offset ``tanh(offset / PREDOCK_NEAR)`` saturates."""
+FAR = 3.0
+"""Metres at which the ``-v2`` observation clips the leaving and walking-zone distances."""
+CONFLICT_HORIZON = 4.0
+"""Seconds ahead the ``-v2`` observation extrapolates each tracked person's relative motion."""
+
+
+def closest_approach(ahead: float, left: float, v_ahead: float, v_left: float, horizon: float = CONFLICT_HORIZON):
+    """Metres and seconds of the nearest a person comes (centre to centre) in ``horizon``
+    seconds if both keep their velocities: what a tracking safety stack reports as a conflict."""
+    vv = v_ahead * v_ahead + v_left * v_left
+    t = 0.0 if vv < 1e-9 else min(max(-(ahead * v_ahead + left * v_left) / vv, 0.0), horizon)
+    return math.hypot(ahead + v_ahead * t, left + v_left * t), t
+
+
+class AGVDeliverV2(AGVDeliverV1):
+    """AGVDeliver, version 2: ``-v1`` with what an AGV's navigation stack hands its controller:
+    the planned path's heading, the docking line it must hold to 5 cm, the dock it backs out of,
+    the walking zones on its map, and each tracked person's closest approach.
+
+    **Task description, randomizations, success conditions, knobs and rewards:** as
+    ``AGVDeliver-v1``.
+
+    **Action:** speed and turn rate are their limits times ``a * |a|`` (a signed square): full
+    speed and turn at +-1 as before, and fine ones near 0, as holding a docking line to 5 cm
+    and 5 degrees needs (a turn of 0.1 rad/s is the action 0.26, not 0.07).
+
+    **Observation** (``state``, 54 + scanner beams; 118 on the bundled AGV): ``-v1``'s first
+    23 numbers (pose to last transfer's station), then:
+
+    ===============================  =================  ===========
+    feature                          unit               range
+    ===============================  =================  ===========
+    path heading cos, sin            -                  [-1, 1]
+    pre-dock point distance          m                  [0, 60]
+    pre-dock point ahead, left       tanh(m / 0.25)     [-1, 1]
+    docking line: along, across      m                  [-120, 120]
+    docking line: along, across,     tanh(m / 0.05),    [-1, 1]
+    heading error                    tanh(rad / 0.05)
+    last dock: along, across         m (clipped at 3)   [-3, 3]
+    last dock: along                 tanh(m / 0.05)     [-1, 1]
+    last dock: heading alignment     cos                [-1, 1]
+    next goal along the last dock    tanh(m / 0.05)     [-1, 1]
+    walking zone gap: here, 1 m on   m (clipped at 3)   [-1, 3]
+    2 nearest people: ahead, left,   m, m/s, m, s       [-60, 60]
+    their velocity (2), gap, closest
+    approach in 4 s and when
+    scanner ranges                   share              [0, 1]
+    ===============================  =================  ===========
+
+    The path heading is the bearing of the point 1 m down the floor's planned path to the dock's
+    pre-dock point (0.8 m before it on its line); the docking line is that dock's, with the
+    AGV's place along (negative before the dock) and across it; the last dock is where the last
+    transfer was (as far as it reads when there was none); the walking zones are the people's
+    paths as the map marks them; a person's closest approach extrapolates their relative
+    motion, as a tracking safety scanner stack does. Every number's name, unit and range:
+    ``observation_features()``.
+    """
+
+    def decode(self, action) -> tuple[float, float]:
+        c = self.agv.config
+        return action[0] * abs(action[0]) * c.max_speed, action[1] * abs(action[1]) * c.max_turn_rate
+
+    def encode(self, v: float, w: float) -> list[float]:
+        c = self.agv.config
+        return [
+            math.copysign(math.sqrt(abs(v) / c.max_speed), v),
+            math.copysign(math.sqrt(abs(w) / c.max_turn_rate), w),
+        ]
+
+    def observe(self) -> np.ndarray:
+        full = super().observe()
+        n_head = 4 + 2 + 4 + 2 * len(self.names) + 3 + 2
+        head, people = full[:n_head], full[n_head : n_head + 5 * PEOPLE_TRACKED]
+        scan = full[n_head + 5 * PEOPLE_TRACKED :]
+        agv = self.agv
+        x, y, th = agv.pose
+        c, s = math.cos(th), math.sin(th)
+        dock = self.dock_to_use()
+        dc, ds = math.cos(dock[2]), math.sin(dock[2])
+        pre = (dock[0] - PREDOCK * dc, dock[1] - PREDOCK * ds)
+        gx, gy = self.map.lookahead((x, y), pre, ahead=1.0)
+        bearing = math.atan2(gy - y, gx - x) - th
+        px, py = pre[0] - x, pre[1] - y
+        along, across, herr = AGVDeliverExpert._line_of(self, dock)
+        nav = [
+            math.cos(bearing), math.sin(bearing), math.hypot(px, py),
+            math.tanh((px * c + py * s) / PREDOCK_NEAR), math.tanh((-px * s + py * c) / PREDOCK_NEAR),
+            along, across, math.tanh(along / LINE_NEAR), math.tanh(across / LINE_NEAR), math.tanh(herr / LINE_NEAR),
+        ]  # fmt: skip
+        nav += self._last_dock()
+        ahead = (x + math.cos(th), y + math.sin(th), th)
+        nav += [min(walking_gap(self, (x, y, th)), FAR), min(walking_gap(self, ahead), FAR)]
+        tracked = []
+        for k in range(PEOPLE_TRACKED):
+            pa, pl, va, vl, gap = (float(v) for v in people[5 * k : 5 * k + 5])
+            tracked += [pa, pl, va, vl, gap, *closest_approach(pa, pl, va, vl)]
+        return np.concatenate([head, np.asarray(nav + tracked, np.float32), scan]).astype(np.float32)
+
+    def _last_dock(self) -> list[float]:
+        """The AGV against the dock of its last transfer: along its line (m, and magnified),
+        across it (m), the heading's alignment with it, and which way along that line the path
+        to the next goal leaves (magnified); as if far off when there was no transfer yet."""
+        last = self.last_station()
+        if last is None:
+            return [FAR, 1.0, FAR, 0.0, 0.0]
+        dx, dy, dth = self.fleet.docks[last]
+        x, y, th = self.agv.pose
+        c, s = math.cos(dth), math.sin(dth)
+        along, across = (x - dx) * c + (y - dy) * s, -(x - dx) * s + (y - dy) * c
+        gx, gy = self.map.lookahead((x, y), self.fleet.docks[self.target()][:2], ahead=2.0)
+        side = (gx - dx) * c + (gy - dy) * s
+        clip = lambda v: max(-FAR, min(FAR, v))  # noqa: E731
+        return [
+            clip(along),
+            math.tanh(along / LINE_NEAR),
+            clip(across),
+            math.cos(th - dth),
+            math.tanh(side / LINE_NEAR),
+        ]
+
+    def observation_features(self) -> list[Feature]:
+        v1 = super().observation_features()
+        n_head = 4 + 2 + 4 + 2 * len(self.names) + 3 + 2
+        out = v1[:n_head]
+        out += [("path_heading_cos", "-", -1.0, 1.0), ("path_heading_sin", "-", -1.0, 1.0)]
+        out += [("predock_distance", "m", 0.0, 60.0)]
+        out += [(f"predock_near_{a}", f"tanh(m / {PREDOCK_NEAR:g})", -1.0, 1.0) for a in ("ahead", "left")]
+        out += [("line_along", "m", -120.0, 120.0), ("line_across", "m", -120.0, 120.0)]
+        out += [(f"line_near_{a}", f"tanh(m / {LINE_NEAR:g})", -1.0, 1.0) for a in ("along", "across")]
+        out += [("line_near_heading", f"tanh(rad / {LINE_NEAR:g})", -1.0, 1.0)]
+        out += [("last_dock_along", "m", -FAR, FAR), ("last_dock_near_along", f"tanh(m / {LINE_NEAR:g})", -1.0, 1.0)]
+        out += [("last_dock_across", "m", -FAR, FAR), ("last_dock_alignment", "cos", -1.0, 1.0)]
+        out += [("next_goal_along_last_dock", f"tanh(m / {LINE_NEAR:g})", -1.0, 1.0)]
+        out += [("walking_zone_gap", "m", -1.0, FAR), ("walking_zone_gap_1m_ahead", "m", -1.0, FAR)]
+        for k in range(PEOPLE_TRACKED):
+            out += [(f"person{k}_ahead", "m", -60.0, 60.0), (f"person{k}_left", "m", -60.0, 60.0)]
+            out += [(f"person{k}_v_ahead", "m/s", -10.0, 10.0), (f"person{k}_v_left", "m/s", -10.0, 10.0)]
+            out += [(f"person{k}_gap", "m", 0.0, 60.0)]
+            out += [(f"person{k}_closest", "m", 0.0, 60.0), (f"person{k}_closest_in", "s", 0.0, CONFLICT_HORIZON)]
+        out += [(f"scan_{k}", "share of its range", 0.0, 1.0) for k in range(self.agv.config.scanner.beams)]
+        return out
+
+
 class AGVDeliverExpert:
     """A scripted AGV driver: follow the floor's distance field to a point before the target dock,
     turn onto the dock's heading, creep in along the dock line, stand still while the rollers
@@ -380,7 +556,6 @@ class AGVDeliverExpert:
 
     def __init__(self, env) -> None:
         self.env = env.unwrapped
-        self._paths_for: tuple[int, list] | None = None  # the walking paths' points, a cache of the layout
 
     def reset(self) -> None:
         """Nothing to forget: the expert keeps no state between calls."""
@@ -517,14 +692,7 @@ class AGVDeliverExpert:
 
     def _static_gap(self, task: AGVDeliver, pose) -> float:
         """Smallest gap (m) between the AGV standing at ``pose`` and any point of a walking path."""
-        half = (SPEC.length / 2, SPEC.width / 2)
-        if self._paths_for is None or self._paths_for[0] != id(task.fleet):  # the floor's walking paths, once
-            paths = []
-            for person in task.fleet.people:
-                n = max(2, int(person.total / 0.1) + 1)
-                paths.append((person.config.radius, [person.position_at(s) for s in np.linspace(0, person.total, n)]))
-            self._paths_for = (id(task.fleet), paths)
-        return min((rect_gap(pose, half, xy, r) for r, pts in self._paths_for[1] for xy in pts), default=math.inf)
+        return walking_gap(task, pose)
 
     def _safe_to_go(self, task: AGVDeliver, v: float, w: float, path: list) -> bool:
         """Whether driving at ``v``, ``w`` keeps every person outside the safety radius (plus
@@ -602,4 +770,4 @@ class AGVDeliverExpert:
             v, w = 0.0, 0.0
         if v > 0 and self._agv_ahead(task, v):
             v = 0.0
-        return np.array([v / cfg.max_speed, w / cfg.max_turn_rate], dtype=np.float32)
+        return np.array(task.encode(v, w), dtype=np.float32)

@@ -272,6 +272,86 @@ class WaferTransferV1(WaferTransfer):
         return self.transfer_progress() / (STAGES * len(self.fab.wafers))
 
 
+TEACH_NEAR = (0.01, 0.005, 0.002)
+"""Radians, metres, metres at which the ``-v2`` teach-point errors ``tanh(error / scale)`` saturate."""
+
+
+class WaferTransferV2(WaferTransferV1):
+    """WaferTransfer, version 2: ``-v1`` with the taught station positions a wafer robot's
+    controller holds, as errors from the servo set-points.
+
+    **Task description, randomizations, success conditions, knob, action and rewards:** as
+    ``WaferTransfer-v1``.
+
+    **Observation** (``state``, 52 numbers): ``-v1``'s 34, then for the current transfer's
+    source and its destination, each:
+
+    ================================  ==================  ===========
+    feature                           unit                range
+    ================================  ==================  ===========
+    turn to the station               rad                 [-3.2, 3.2]
+    extension to the station          m                   [-1, 1]
+    height to under, over its ledges  m                   [-2, 2]
+    the same four, magnified          tanh(rad / 0.01),   [-1, 1]
+                                      tanh(m / 0.005),
+                                      tanh(m / 0.002)
+    ================================  ==================  ===========
+
+    then the extension to the retracted position (m, and ``tanh(m / 0.005)``). The source is
+    where the wafer lies (its own centre, as wafer-centring sensors see it, while it rests
+    there); the destination is corrected by the carried wafer's offset on the paddle, so that
+    it is set down centred. Under and over are the paddle heights that pass 6 mm under a
+    place's ledges and carry a wafer 3 mm over them. With no wafer left, the errors read 0.
+    Every number's name, unit and range: ``observation_features()``.
+    """
+
+    def _teach(self, place, wafer=None, carried: bool = False) -> tuple[float, float, float]:
+        """The station's taught turn, extension and ledge height for ``place`` (at the wafer's own
+        centre when it rests there; corrected for its offset on the paddle when carried)."""
+        st = self.fab.by_name[place[0]]
+        rx, ry = self.handler.config.position
+        th, d = math.atan2(st.xy[1] - ry, st.xy[0] - rx), math.hypot(st.xy[0] - rx, st.xy[1] - ry)
+        if wafer is not None and not carried and wafer.place == place:
+            th = math.atan2(wafer.xyz[1] - ry, wafer.xyz[0] - rx)
+            d = math.hypot(wafer.xyz[0] - rx, wafer.xyz[1] - ry)
+        if wafer is not None and carried:
+            ox, oy, _ = self.handler.to_paddle(wafer.xyz)
+            d, th = d - ox, th - oy / d
+        return th, d, st.heights[place[1]]
+
+    def observe(self) -> np.ndarray:
+        q = self.handler.q_target
+        w = self.current()
+        errors: list[float] = []
+        if w is None:
+            errors = [0.0] * 16
+        else:
+            carried = w.held
+            src = w.home if w.stage == 0 else (self.fab.route_stations[w.stage - 1], 0)
+            for place in (src, self.fab.next_place(w)):
+                th, d, hgt = self._teach(place, w, carried and place != src)
+                dth = math.atan2(math.sin(th - q[0]), math.cos(th - q[0]))
+                under = hgt - WaferTransferExpert.UNDER - q[2]
+                over = hgt + WaferTransferExpert.OVER - q[2]
+                raw = [dth, d - q[1], under, over]
+                scales = (TEACH_NEAR[0], TEACH_NEAR[1], TEACH_NEAR[2], TEACH_NEAR[2])
+                errors += raw + [math.tanh(v / k) for v, k in zip(raw, scales, strict=True)]
+        back = self.handler.spec.min_reach - q[1]
+        errors += [back, math.tanh(back / TEACH_NEAR[1])]
+        return np.concatenate([super().observe(), np.asarray(errors, np.float32)])
+
+    def observation_features(self) -> list[Feature]:
+        out = super().observation_features()
+        for which in ("source", "destination"):
+            out += [(f"{which}_turn", "rad", -3.2, 3.2), (f"{which}_extension", "m", -1.0, 1.0)]
+            out += [(f"{which}_height_under", "m", -2.0, 2.0), (f"{which}_height_over", "m", -2.0, 2.0)]
+            out += [(f"{which}_near_turn", f"tanh(rad / {TEACH_NEAR[0]:g})", -1.0, 1.0)]
+            out += [(f"{which}_near_extension", f"tanh(m / {TEACH_NEAR[1]:g})", -1.0, 1.0)]
+            out += [(f"{which}_near_{h}", f"tanh(m / {TEACH_NEAR[2]:g})", -1.0, 1.0) for h in ("under", "over")]
+        out += [("retract", "m", -1.0, 1.0), ("retract_near", f"tanh(m / {TEACH_NEAR[1]:g})", -1.0, 1.0)]
+        return out
+
+
 class WaferTransferExpert:
     """A scripted wafer handler: for each transfer, retract, turn to the station and set the
     height just under the wafer (or just over the ledges), extend, lift with the vacuum on (or
