@@ -273,7 +273,10 @@ class WaferTransferV1(WaferTransfer):
 
 
 TEACH_NEAR = (0.01, 0.005, 0.002)
-"""Radians, metres, metres at which the ``-v2`` teach-point errors ``tanh(error / scale)`` saturate."""
+"""Radians, metres, metres at which the ``-v2`` teach-point errors ``tanh(error / scale)`` saturate
+(the last millimetres at a place)."""
+TEACH_MID = (0.2, 0.05, 0.02)
+"""The same at the scale where an axis brakes for a place (the last centimetres, tenths of a radian)."""
 
 
 class WaferTransferV2(WaferTransferV1):
@@ -283,7 +286,7 @@ class WaferTransferV2(WaferTransferV1):
     **Task description, randomizations, success conditions, knob, action and rewards:** as
     ``WaferTransfer-v1``.
 
-    **Observation** (``state``, 52 numbers): ``-v1``'s 34, then for the current transfer's
+    **Observation** (``state``, 61 numbers): ``-v1``'s 34, then for the current transfer's
     source and its destination, each:
 
     ================================  ==================  ===========
@@ -292,12 +295,15 @@ class WaferTransferV2(WaferTransferV1):
     turn to the station               rad                 [-3.2, 3.2]
     extension to the station          m                   [-1, 1]
     height to under, over its ledges  m                   [-2, 2]
-    the same four, magnified          tanh(rad / 0.01),   [-1, 1]
-                                      tanh(m / 0.005),
+    the same four, magnified for the  tanh(rad / 0.01),   [-1, 1]
+    last millimetres                  tanh(m / 0.005),
                                       tanh(m / 0.002)
+    the same four, magnified for      tanh(rad / 0.2),    [-1, 1]
+    braking                           tanh(m / 0.05),
+                                      tanh(m / 0.02)
     ================================  ==================  ===========
 
-    then the extension to the retracted position (m, and ``tanh(m / 0.005)``). The source is
+    then the extension to the retracted position (m, ``tanh(m / 0.005)`` and ``tanh(m / 0.05)``). The source is
     where the wafer lies (its own centre, as wafer-centring sensors see it, while it rests
     there); the destination is corrected by the carried wafer's offset on the paddle, so that
     it is set down centred. Under and over are the paddle heights that pass 6 mm under a
@@ -324,7 +330,7 @@ class WaferTransferV2(WaferTransferV1):
         w = self.current()
         errors: list[float] = []
         if w is None:
-            errors = [0.0] * 16
+            errors = [0.0] * 24
         else:
             carried = w.held
             src = w.home if w.stage == 0 else (self.fab.route_stations[w.stage - 1], 0)
@@ -334,10 +340,11 @@ class WaferTransferV2(WaferTransferV1):
                 under = hgt - WaferTransferExpert.UNDER - q[2]
                 over = hgt + WaferTransferExpert.OVER - q[2]
                 raw = [dth, d - q[1], under, over]
-                scales = (TEACH_NEAR[0], TEACH_NEAR[1], TEACH_NEAR[2], TEACH_NEAR[2])
-                errors += raw + [math.tanh(v / k) for v, k in zip(raw, scales, strict=True)]
+                errors += raw
+                for sc in (TEACH_NEAR, TEACH_MID):
+                    errors += [math.tanh(v / k) for v, k in zip(raw, (sc[0], sc[1], sc[2], sc[2]), strict=True)]
         back = self.handler.spec.min_reach - q[1]
-        errors += [back, math.tanh(back / TEACH_NEAR[1])]
+        errors += [back, math.tanh(back / TEACH_NEAR[1]), math.tanh(back / TEACH_MID[1])]
         return np.concatenate([super().observe(), np.asarray(errors, np.float32)])
 
     def observation_features(self) -> list[Feature]:
@@ -345,10 +352,12 @@ class WaferTransferV2(WaferTransferV1):
         for which in ("source", "destination"):
             out += [(f"{which}_turn", "rad", -3.2, 3.2), (f"{which}_extension", "m", -1.0, 1.0)]
             out += [(f"{which}_height_under", "m", -2.0, 2.0), (f"{which}_height_over", "m", -2.0, 2.0)]
-            out += [(f"{which}_near_turn", f"tanh(rad / {TEACH_NEAR[0]:g})", -1.0, 1.0)]
-            out += [(f"{which}_near_extension", f"tanh(m / {TEACH_NEAR[1]:g})", -1.0, 1.0)]
-            out += [(f"{which}_near_{h}", f"tanh(m / {TEACH_NEAR[2]:g})", -1.0, 1.0) for h in ("under", "over")]
+            for tag, sc in (("near", TEACH_NEAR), ("mid", TEACH_MID)):
+                out += [(f"{which}_{tag}_turn", f"tanh(rad / {sc[0]:g})", -1.0, 1.0)]
+                out += [(f"{which}_{tag}_extension", f"tanh(m / {sc[1]:g})", -1.0, 1.0)]
+                out += [(f"{which}_{tag}_{h}", f"tanh(m / {sc[2]:g})", -1.0, 1.0) for h in ("under", "over")]
         out += [("retract", "m", -1.0, 1.0), ("retract_near", f"tanh(m / {TEACH_NEAR[1]:g})", -1.0, 1.0)]
+        out += [("retract_mid", f"tanh(m / {TEACH_MID[1]:g})", -1.0, 1.0)]
         return out
 
 
