@@ -77,3 +77,17 @@ def test_the_agv_sees_each_persons_closest_approach():
             now = math.hypot(v[f"person{k}_ahead"], v[f"person{k}_left"])
             assert v[f"person{k}_closest"] <= now + 1e-4
             assert 0.0 <= v[f"person{k}_closest_in"] <= 4.0
+
+
+def test_the_agv_v2_action_is_a_signed_square_of_speed_and_turn():
+    env = gym.make("AGVDeliver-v2")
+    try:
+        task = env.unwrapped.task
+        cfg = task.agv.config
+        assert task.decode([1.0, -1.0]) == pytest.approx((cfg.max_speed, -cfg.max_turn_rate))
+        assert task.decode([0.5, 0.5]) == pytest.approx((0.25 * cfg.max_speed, 0.25 * cfg.max_turn_rate))
+        for v, w in ((0.06, -0.1), (-0.5, 0.02), (0.0, 1.5)):
+            assert task.decode(task.encode(v, w)) == pytest.approx((v, w))
+        assert abs(task.encode(0.0, 0.1)[1]) > 3 * 0.1 / cfg.max_turn_rate  # a fine turn is a sizeable action
+    finally:
+        env.close()
