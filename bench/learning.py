@@ -215,12 +215,20 @@ VARIANTS = ("nominal", "randomized", "faults")
 
 def suite_eval(policy: str, env_id: str, suite: str, out_dir: Path, variants=VARIANTS) -> tuple[dict, float]:
     """``twin eval`` of ``policy`` on the task's ``variants`` of ``suite``, as a user runs it
-    (resumed where ``out_dir`` holds a part of it): success per variant, and the seconds it took."""
+    (resumed where ``out_dir`` holds a part of it made on this edition of the suite, made again
+    where the suite has changed since): success per variant, and the seconds it took."""
+    from agents.evaluation.suite import load_suite
+
     workers = str(len(os.sched_getaffinity(0)))
     cmd = ["twin", "eval", "--policy", policy, "--suite", suite, "--task", env_id, "--out", str(out_dir)]
     cmd += ["--workers", workers, "--videos", "0", *(a for v in variants for a in ("--variant", v))]
     if (out_dir / "episodes.jsonl").exists():
-        cmd.append("--resume")
+        made_on = (
+            json.loads((out_dir / "run.json").read_text()).get("suite_hash")
+            if (out_dir / "run.json").exists()
+            else None
+        )
+        cmd.append("--resume" if made_on == load_suite(suite).hash else "--overwrite")
     t0 = time.perf_counter()
     subprocess.run(_pinned(cmd, None), check=True, stdout=subprocess.DEVNULL)
     doc = json.loads((out_dir / "results.json").read_text())
