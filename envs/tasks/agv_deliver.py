@@ -458,9 +458,13 @@ class AGVDeliverV2(AGVDeliverV1):
             math.copysign(math.sqrt(abs(w) / c.max_turn_rate), w),
         ]
 
+    def _head_size(self) -> int:
+        """Numbers of ``-v1``'s observation before its tracked people (pose to last transfer's station)."""
+        return 4 + 2 + 4 + 2 * len(self.names) + 3 + 2
+
     def observe(self) -> np.ndarray:
         full = super().observe()
-        n_head = 4 + 2 + 4 + 2 * len(self.names) + 3 + 2
+        n_head = self._head_size()
         head, people = full[:n_head], full[n_head : n_head + 5 * PEOPLE_TRACKED]
         scan = full[n_head + 5 * PEOPLE_TRACKED :]
         agv = self.agv
@@ -510,9 +514,7 @@ class AGVDeliverV2(AGVDeliverV1):
         ]
 
     def observation_features(self) -> list[Feature]:
-        v1 = super().observation_features()
-        n_head = 4 + 2 + 4 + 2 * len(self.names) + 3 + 2
-        out = v1[:n_head]
+        out = super().observation_features()[: self._head_size()]
         out += [("path_heading_cos", "-", -1.0, 1.0), ("path_heading_sin", "-", -1.0, 1.0)]
         out += [("predock_distance", "m", 0.0, 60.0)]
         out += [(f"predock_near_{a}", f"tanh(m / {PREDOCK_NEAR:g})", -1.0, 1.0) for a in ("ahead", "left")]

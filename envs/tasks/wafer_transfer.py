@@ -314,16 +314,15 @@ class WaferTransferV2(WaferTransferV1):
     def _teach(self, place, wafer=None, carried: bool = False) -> tuple[float, float, float]:
         """The station's taught turn, extension and ledge height for ``place`` (at the wafer's own
         centre when it rests there; corrected for its offset on the paddle when carried)."""
-        st = self.fab.by_name[place[0]]
+        th, d, hgt = WaferTransferExpert.station(self, place)
         rx, ry = self.handler.config.position
-        th, d = math.atan2(st.xy[1] - ry, st.xy[0] - rx), math.hypot(st.xy[0] - rx, st.xy[1] - ry)
         if wafer is not None and not carried and wafer.place == place:
             th = math.atan2(wafer.xyz[1] - ry, wafer.xyz[0] - rx)
             d = math.hypot(wafer.xyz[0] - rx, wafer.xyz[1] - ry)
         if wafer is not None and carried:
             ox, oy, _ = self.handler.to_paddle(wafer.xyz)
             d, th = d - ox, th - oy / d
-        return th, d, st.heights[place[1]]
+        return th, d, hgt
 
     def observe(self) -> np.ndarray:
         q = self.handler.q_target
@@ -386,6 +385,11 @@ class WaferTransferExpert:
         """Nothing to forget: the expert keeps no state between calls."""
 
     def _station(self, task: WaferTransfer, place: tuple[str, int]) -> tuple[float, float, float]:
+        return self.station(task, place)
+
+    @staticmethod
+    def station(task: WaferTransfer, place: tuple[str, int]) -> tuple[float, float, float]:
+        """The turn (rad), extension (m) and ledge height (m) the robot serves ``place`` at."""
         s = task.fab.by_name[place[0]]
         rx, ry = task.handler.config.position
         return math.atan2(s.xy[1] - ry, s.xy[0] - rx), math.hypot(s.xy[0] - rx, s.xy[1] - ry), s.heights[place[1]]

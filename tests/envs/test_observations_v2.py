@@ -35,8 +35,9 @@ PAIRS = {
 }
 
 
-def _values(env_id: str, steps: int, seed: int = 3) -> list[dict[str, float]]:
-    """The observation, by feature name, at every step of the expert's first ``steps``."""
+def _values(env_id: str, steps: int, seed: int = 3) -> tuple[list[dict[str, float]], dict[str, str]]:
+    """The observation, by feature name, at every step of the expert's first ``steps``, and each
+    feature's unit."""
     env = gym.make(env_id)
     try:
         obs, _ = env.reset(seed=seed)
@@ -48,17 +49,14 @@ def _values(env_id: str, steps: int, seed: int = 3) -> list[dict[str, float]]:
             obs, *_ = env.step(expert(obs))
             out.append({f[0]: float(obs[i]) for i, f in enumerate(feats)})
             assert all(f[2] <= obs[i] <= f[3] for i, f in enumerate(feats)), env_id
-        return out
+        return out, {f[0]: f[1] for f in feats}
     finally:
         env.close()
 
 
 @pytest.mark.parametrize("env_id", sorted(PAIRS))
 def test_magnified_numbers_are_their_raw_partners_through_tanh(env_id):
-    values = _values(env_id, 400)
-    env = gym.make(env_id)
-    units = {f[0]: f[1] for f in env.unwrapped.task.observation_features()}
-    env.close()
+    values, units = _values(env_id, 400)
     small = 0
     for v in values:
         for near, raw in PAIRS[env_id].items():
@@ -72,7 +70,7 @@ def test_the_agv_sees_each_persons_closest_approach():
     assert closest_approach(3.0, 0.0, -1.0, 0.0) == pytest.approx((0.0, 3.0))  # walking straight at it
     assert closest_approach(3.0, 1.0, 1.0, 0.0) == pytest.approx((math.hypot(3, 1), 0.0))  # walking away
     assert closest_approach(10.0, 0.0, -1.0, 0.0) == pytest.approx((6.0, 4.0))  # beyond the horizon
-    for v in _values("AGVDeliver-v2", 300):
+    for v in _values("AGVDeliver-v2", 300)[0]:
         for k in range(2):
             now = math.hypot(v[f"person{k}_ahead"], v[f"person{k}_left"])
             assert v[f"person{k}_closest"] <= now + 1e-4
