@@ -76,6 +76,9 @@ class AGVDeliver(Task):
     default_knobs = {"fleet": 1}
     shares: ClassVar[dict[str, float]] = {"to_pickup": TO_PICKUP, "loaded": LOADED, "to_dropoff": TO_DROPOFF}
     """A delivery's stages as shares of its progress (see the reward table)."""
+    precise_docking: ClassVar[bool] = False
+    """Whether the expert stops on the pre-dock point to 2.5 cm and backs out of a dock line it
+    strays 3.5 cm off (``-v2``), or enters from within 12 cm of it (``-v0``, ``-v1``)."""
     failure_cost: ClassVar[float | None] = None
     """What a failure (a collision, a person in the safety field, a dropped or misdelivered tote)
     costs beyond the progress it takes back (None: ``-v0``'s penalties, progress kept)."""
@@ -447,6 +450,8 @@ class AGVDeliverV2(AGVDeliverV1):
     ``observation_features()``.
     """
 
+    precise_docking = True
+
     def decode(self, action) -> tuple[float, float]:
         c = self.agv.config
         return action[0] * abs(action[0]) * c.max_speed, action[1] * abs(action[1]) * c.max_turn_rate
@@ -555,6 +560,11 @@ class AGVDeliverExpert:
     STOP_MARGIN = 0.2  # metres more it wants where it would stop (it brakes a little later than planned)
     CROSS_MARGIN = 0.4  # metres more it wants before it starts to cross a walking path
     CROSS_HORIZON = 6.0  # seconds of people's walking it looks ahead before crossing their path
+    # -v2's docking (``precise_docking``)
+    PRE_STOP = 0.025  # metres from the pre-dock point at which it stops to turn onto the dock's heading
+    ENTRY = 0.025  # metres off the dock line from which it starts its final approach
+    STRAY = 0.035  # metres off the dock line beside the station at which it backs out
+    BESIDE = 0.72  # metres before the dock pose from which its body passes the station's frame
 
     def __init__(self, env) -> None:
         self.env = env.unwrapped
@@ -647,6 +657,69 @@ class AGVDeliverExpert:
         forward = math.cos(th) * c + math.sin(th) * s  # the AGV's heading along the line (+-1)
         return 0.5 * away * (1.0 if forward >= 0 else -1.0)
 
+    @staticmethod
+    def _approach(along: float, across: float, herr: float) -> tuple[float, float]:
+        """Speed and turn rate creeping along a dock line to the dock, steering onto the line."""
+        if along > -0.008:
+            return 0.0, 0.0
+        v = min(0.4, max(0.06, 0.8 * -along))
+        return v, 2.0 * herr - 3.0 * across
+
+    def _dock_loosely(self, task: AGVDeliver, dock, pre) -> tuple[float, float, list]:
+        """``-v0`` and ``-v1``'s docking: drive to within 12 cm of the pre-dock point, turn onto
+        the dock's heading and creep in along its line. Returns speed, turn rate and the path it
+        follows."""
+        agv, cfg = task.agv, task.agv.config
+        x, y, th = agv.pose
+        along, across, herr = self._line(dock)
+        if self._on_line(dock) and (abs(herr) < math.radians(2) or along > -PREDOCK + 0.1):
+            v, w = self._approach(along, across, herr)  # on the line, straightened (or under way along it)
+            return v, w, [(x, y), (dock[0], dock[1])]
+        dist = math.dist((x, y), pre)
+        if dist < 0.12 or (dist < 0.25 and abs(agv.vel[0]) < 0.05):
+            return 0.0, 2.0 * herr, [(x, y), (dock[0], dock[1])]
+        gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
+        err = math.atan2(gy - y, gx - x) - th
+        err = math.atan2(math.sin(err), math.cos(err))
+        v = 0.0 if abs(err) > 0.6 else cfg.max_speed * math.cos(err) * min(1.0, 0.2 + 0.8 * dist)
+        return v, 2.5 * err, task.map.path((x, y), pre, 8.0)
+
+    def _dock_precisely(self, task: AGVDeliver, dock, pre) -> tuple[float, float, list]:
+        """``-v2``'s docking: drive onto the pre-dock point to within ``PRE_STOP``, turn onto the
+        dock's heading, and creep in only from within ``ENTRY`` of its line; an AGV that strays
+        ``STRAY`` off the line once its body is beside the station (where the dock leaves 3 cm)
+        backs straight out and comes in again. Returns speed, turn rate and the path it follows."""
+        agv, cfg = task.agv, task.agv.config
+        x, y, th = agv.pose
+        along, across, herr = self._line(dock)
+        lane = abs(herr) < math.radians(15) and -PREDOCK - 0.3 < along < 0.05
+        beside = along > -self.BESIDE
+        to_dock = [(x, y), (dock[0], dock[1])]
+        if lane and beside and abs(across) >= self.STRAY:
+            return -0.1, 2.0 * herr, []
+        entering = abs(across) < self.ENTRY and (abs(herr) < math.radians(2) or along > -PREDOCK + 0.03)
+        if lane and (beside or entering):
+            v, w = self._approach(along, across, herr)
+            return v, w, to_dock
+        dist = math.dist((x, y), pre)
+        still = abs(agv.vel[0]) < 0.05
+        if dist < self.PRE_STOP or (dist < 1.6 * self.PRE_STOP and still and abs(across) < self.ENTRY):
+            return 0.0, 2.0 * herr, to_dock
+        if dist > 0.3:
+            gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
+            path = task.map.path((x, y), pre, 8.0)
+        else:  # the last stretch: straight at the point, backing up to it if past it
+            (gx, gy), path = pre, [(x, y), pre]
+        err = math.atan2(gy - y, gx - x) - th
+        err = math.atan2(math.sin(err), math.cos(err))
+        sign = 1.0
+        if dist <= 0.3 and abs(err) > math.pi / 2:
+            sign, err = -1.0, math.atan2(math.sin(err + math.pi), math.cos(err + math.pi))
+        # brake to stop on the point (half the acceleration limit), creeping the last centimetres
+        speed = min(cfg.max_speed * min(1.0, 0.2 + 0.8 * dist), math.sqrt(cfg.max_accel * dist) + 0.03)
+        v = 0.0 if abs(err) > 0.6 else sign * speed * math.cos(err)
+        return v, 2.5 * err, path if sign > 0 else []
+
     def _rollout(self, task: AGVDeliver, v: float, w: float, horizon: float, brake_after: float | None, path: list):
         """Poses (t, (x, y, heading)) every 0.25 s if the AGV heads for speed ``v`` within its
         acceleration limit, and from ``brake_after`` seconds on brakes to a stop. Driving, it
@@ -734,36 +807,14 @@ class AGVDeliverExpert:
         transfer = any(q.state in ("loading", "unloading") and q.agv == 0 for q in fleet.totes)
         if transfer or fleet.docked_at(agv) == name:
             return np.zeros(2, dtype=np.float32)
-        x, y, th = agv.pose
         leave = self._leaving(task, name)
         if leave is not None:  # pull straight out of the last dock before turning
             v, w, path = leave, 0.0, []
         else:
             dock = self._choose_dock(task, name)
-            along, across, herr = self._line(dock)
-            c, s = math.cos(dock[2]), math.sin(dock[2])
-            pre = (dock[0] - PREDOCK * c, dock[1] - PREDOCK * s)
-            if self._on_line(dock) and (abs(herr) < math.radians(2) or along > -PREDOCK + 0.1):
-                phase = "approach"  # on the line, straightened (or already under way along it)
-            elif math.dist((x, y), pre) < 0.12 or (math.dist((x, y), pre) < 0.25 and abs(agv.vel[0]) < 0.05):
-                phase = "turn"
-            else:
-                phase = "travel"
-            path = task.map.path((x, y), pre, 8.0) if phase == "travel" else [(x, y), (dock[0], dock[1])]
-            if phase == "travel":
-                gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
-                err = math.atan2(gy - y, gx - x) - th
-                err = math.atan2(math.sin(err), math.cos(err))
-                dist = math.dist((x, y), pre)
-                v = 0.0 if abs(err) > 0.6 else cfg.max_speed * math.cos(err) * min(1.0, 0.2 + 0.8 * dist)
-                w = 2.5 * err
-            elif phase == "turn":
-                v, w = 0.0, 2.0 * herr
-            else:
-                v = min(0.4, max(0.06, 0.8 * -along))
-                w = 2.0 * herr - 3.0 * across * (1 if v >= 0 else -1)
-                if along > -0.008:
-                    v, w = 0.0, 0.0
+            pre = (dock[0] - PREDOCK * math.cos(dock[2]), dock[1] - PREDOCK * math.sin(dock[2]))
+            dock_in = self._dock_precisely if task.precise_docking else self._dock_loosely
+            v, w, path = dock_in(task, dock, pre)
         w = max(-cfg.max_turn_rate, min(cfg.max_turn_rate, w))
         v = max(-cfg.max_speed, min(cfg.max_speed, v))
         # plan with the speed the drives will give (a slowdown fault caps them below the command)
