@@ -127,3 +127,54 @@ def test_an_episode_does_not_depend_on_the_one_before():
     finally:
         fresh.close()
         used.close()
+
+
+def _v2_expert_at(env, along: float, across: float, herr: float = 0.0, speed: float = 0.0):
+    """The -v2 expert's speed and turn rate with the AGV put (in the expert's view) at ``along``,
+    ``across`` the pickup dock's line, heading ``herr`` off it."""
+    from envs.tasks.agv_deliver import AGVDeliverExpert
+
+    env.reset(seed=0)
+    task = env.unwrapped.task
+    expert = AGVDeliverExpert(env)
+    dx, dy, dth = expert.choose_dock(task, task.target())
+    c, s = np.cos(dth), np.sin(dth)
+    task.agv.pose = (dx + along * c - across * s, dy + along * s + across * c, dth - herr)
+    task.agv.vel = (speed, 0.0)
+    pose = task.agv.pose
+    assert expert.choose_dock(task, task.target()) == (dx, dy, dth)
+    v, w = task.decode(expert(None))
+    assert task.agv.pose == pose
+    return v, w
+
+
+def test_the_v2_expert_backs_out_of_a_dock_line_it_strayed_off_beside_the_station():
+    env = gym.make("AGVDeliver-v2", people=0)
+    try:
+        # beside the station, 5 cm off the line (the dock leaves 3 cm): straight back out
+        v, w = _v2_expert_at(env, along=-0.5, across=0.05, speed=0.2)
+        assert v < 0 and abs(w) < 0.05
+        v, w = _v2_expert_at(env, along=-0.5, across=-0.05, speed=0.2)
+        assert v < 0
+        # on the line there: on in
+        v, _ = _v2_expert_at(env, along=-0.5, across=0.01, speed=0.2)
+        assert v > 0
+        # at the pre-dock point, aligned but 4 cm off the line: it does not start in along the line
+        v, w = _v2_expert_at(env, along=-0.8, across=0.04)
+        assert v == 0 and abs(w) > 0.5  # it turns towards the point first
+        # on the point and aligned: in
+        v, w = _v2_expert_at(env, along=-0.8, across=0.005)
+        assert v > 0
+    finally:
+        env.close()
+
+
+def test_the_v2_expert_docks_within_a_centimetre():
+    env = gym.make("AGVDeliver-v2", people=0)
+    try:
+        steps = expert_steps(env, "AGVDeliver-v2", 0)
+        k = steps[-1][1]["kpis"]
+        assert steps[-1][1]["is_success"] and k["agv_collisions"] == 0
+        assert 0 < k["docking_error_mean"] < 10  # millimetres (-v1's expert: 10-13)
+    finally:
+        env.close()
