@@ -474,8 +474,10 @@ class WaferTransferExpert:
             if inside and facing(th_b):
                 # there, and still: a wafer let go while the paddle still moves slides on off its place
                 there = abs(q[1] - d_b) < tol_r and facing(th_b, tol_th) and abs(prev[1]) < 0.03
-                if not there and q[2] > over_b - tol_z:  # (once going down, it keeps going down)
-                    return (th_b, d_b, over_b), True, None  # in over the destination's ledges
+                if not there and (q[2] > over_b - tol_z or q[1] < d_b - 0.01):
+                    # in over the destination's ledges (once going down at the place, it keeps going
+                    # down); low and short of the place, it stops going in until it is back up
+                    return (th_b, d_b if q[2] > over_b - 2 * tol_z else None, over_b), True, None
                 return (th_b, d_b, under_b), False, None  # down onto them, letting go
             there = facing(th_b, 2 * tol_th) and abs(q[2] - over_b) < 2 * tol_z and abs(q[1] - r0) < 2 * tol_r
             if there and (dst_chamber is None or fab.cycles[dst_chamber].state == "empty"):

@@ -87,3 +87,38 @@ def test_an_episode_does_not_depend_on_the_one_before():
     finally:
         fresh.close()
         used.close()
+
+
+def test_the_expert_lifts_a_wafer_carried_in_low_before_going_in():
+    """A wafer on the paddle, the paddle just in front of its destination but 9 mm low with the
+    vacuum off (as a learner may leave it): the expert puts the vacuum on and lifts back over the
+    ledges before going in, rather than taking it for a set-down and going on down."""
+    from envs.tasks.wafer_transfer import WaferTransferExpert
+
+    env = gym.make("WaferTransfer-v2", wafers=1)
+    try:
+        obs, _ = env.reset(seed=0)
+        expert = envs.make_expert("WaferTransfer-v2", env)
+        for _ in range(1000):
+            task = env.unwrapped.task
+            w, h = task.current(), task.handler
+            assert w is not None
+            if w.held and w.stage == 0:
+                th_b, d_b, hgt = WaferTransferExpert.station(task, task.fab.next_place(w))
+                q = list(h.q_target)
+                if abs(np.sin(q[0] - th_b)) < 3e-3 and q[1] < h.spec.min_reach + 1e-3:
+                    break
+            obs, *_ = env.step(expert(obs))
+        else:
+            pytest.fail("the expert never carried the wafer round to its destination")
+        over = hgt + WaferTransferExpert.OVER
+        low = [q[0], h.spec.min_reach + 0.005, over - 0.009]
+        goal, vacuum, _ = expert._move(task, w, low, vac_now=False)
+        assert vacuum and goal[2] == pytest.approx(over) and goal[1] is None  # up first, not in
+        # back at the height, it goes in; at the place and low, it goes on down (a set-down)
+        goal, vacuum, _ = expert._move(task, w, [q[0], h.spec.min_reach + 0.005, over], vac_now=True)
+        assert vacuum and goal[1] == pytest.approx(d_b - h.to_paddle(w.xyz)[0])
+        goal, vacuum, _ = expert._move(task, w, [th_b, goal[1], over - 0.002], vac_now=True, prev=(0, 0, 0))
+        assert not vacuum and goal[2] < over - 0.006
+    finally:
+        env.close()
