@@ -544,6 +544,12 @@ class AGVDeliverExpert:
     turn onto the dock's heading, creep in along the dock line, stand still while the rollers
     transfer, back or drive straight out of the dock, and repeat.
 
+    Docking on ``-v2`` (``precise_docking``) it stops on the pre-dock point to 2.5 cm (braking
+    onto it, backing up to it if past), enters the dock line only from within 2.5 cm of it, and
+    backs straight out of a line it has strayed 3.5 cm off once its body is beside the station
+    (the dock leaves 3 cm), so that the states a learner strays into are labelled with a way
+    back. On ``-v0`` and ``-v1`` it turns within 12 cm of the point and creeps in from there.
+
     People: before each move it rolls the AGV forward (0.5 s of the move, then braking within its
     acceleration limit) against the people walking on along their paths (constant pace, turning
     back at the ends). It moves if that keeps everyone outside the safety radius plus 15 cm and
