@@ -76,9 +76,9 @@ class AGVDeliver(Task):
     default_knobs = {"fleet": 1}
     shares: ClassVar[dict[str, float]] = {"to_pickup": TO_PICKUP, "loaded": LOADED, "to_dropoff": TO_DROPOFF}
     """A delivery's stages as shares of its progress (see the reward table)."""
-    precise_docking: ClassVar[bool] = False
-    """Whether the expert stops on the pre-dock point to 2.5 cm and backs out of a dock line it
-    strays 3.5 cm off (``-v2``), or enters from within 12 cm of it (``-v0``, ``-v1``)."""
+    recovering_expert: ClassVar[bool] = False
+    """Whether the expert docks precisely and labels the way back from states it never reaches
+    itself (``-v2``: see ``AGVDeliverExpert``), or drives as ``-v0`` and ``-v1``'s did."""
     failure_cost: ClassVar[float | None] = None
     """What a failure (a collision, a person in the safety field, a dropped or misdelivered tote)
     costs beyond the progress it takes back (None: ``-v0``'s penalties, progress kept)."""
@@ -450,7 +450,7 @@ class AGVDeliverV2(AGVDeliverV1):
     ``observation_features()``.
     """
 
-    precise_docking = True
+    recovering_expert = True
 
     def decode(self, action) -> tuple[float, float]:
         c = self.agv.config
@@ -544,11 +544,13 @@ class AGVDeliverExpert:
     turn onto the dock's heading, creep in along the dock line, stand still while the rollers
     transfer, back or drive straight out of the dock, and repeat.
 
-    Docking on ``-v2`` (``precise_docking``) it stops on the pre-dock point to 2.5 cm (braking
-    onto it, backing up to it if past), enters the dock line only from within 2.5 cm of it, and
-    backs straight out of a line it has strayed 3.5 cm off once its body is beside the station
-    (the dock leaves 3 cm), so that the states a learner strays into are labelled with a way
-    back. On ``-v0`` and ``-v1`` it turns within 12 cm of the point and creeps in from there.
+    On ``-v2`` (``recovering_expert``) it docks precisely and labels the way back from states
+    it never reaches itself, as a learner may: it stops on the pre-dock point to 1.2 cm (braking
+    onto it, backing up to it if past), starts in only straight and within 1.5 cm of the dock
+    line, and backs straight out once a front corner strays 3 cm off the line beside the station
+    (the dock leaves 3 cm); standing where a person would walk into it, it backs or drives
+    straight away if that keeps them further off. On ``-v0`` and ``-v1`` it turns within 12 cm
+    of the point and creeps in from there.
 
     People: before each move it rolls the AGV forward (0.5 s of the move, then braking within its
     acceleration limit) against the people walking on along their paths (constant pace, turning
@@ -566,11 +568,12 @@ class AGVDeliverExpert:
     STOP_MARGIN = 0.2  # metres more it wants where it would stop (it brakes a little later than planned)
     CROSS_MARGIN = 0.4  # metres more it wants before it starts to cross a walking path
     CROSS_HORIZON = 6.0  # seconds of people's walking it looks ahead before crossing their path
-    # -v2's docking (``precise_docking``)
-    PRE_STOP = 0.025  # metres from the pre-dock point at which it stops to turn onto the dock's heading
-    ENTRY = 0.025  # metres off the dock line from which it starts its final approach
-    STRAY = 0.035  # metres off the dock line beside the station at which it backs out
+    # -v2's docking (``recovering_expert``)
+    PRE_STOP = 0.012  # metres from the pre-dock point at which it stops to turn onto the dock's heading
+    ENTRY = 0.015  # metres off the dock line from which it starts its final approach
+    STRAY = 0.03  # metres a front corner strays off the dock line beside the station before it backs out
     BESIDE = 0.72  # metres before the dock pose from which its body passes the station's frame
+    EVADE = 0.5  # m/s it backs or drives away from a person who would walk into it standing
 
     def __init__(self, env) -> None:
         self.env = env.unwrapped
@@ -692,18 +695,23 @@ class AGVDeliverExpert:
 
     def _dock_precisely(self, task: AGVDeliver, dock, pre) -> tuple[float, float, list]:
         """``-v2``'s docking: drive onto the pre-dock point to within ``PRE_STOP``, turn onto the
-        dock's heading, and creep in only from within ``ENTRY`` of its line; an AGV that strays
-        ``STRAY`` off the line once its body is beside the station (where the dock leaves 3 cm)
-        backs straight out and comes in again. Returns speed, turn rate and the path it follows."""
+        dock's heading, and creep in only straight and from within ``ENTRY`` of its line; an AGV
+        whose front corner strays ``STRAY`` off the line once its body is beside the station
+        (where the dock leaves 3 cm) backs straight out and comes in again. Returns speed, turn
+        rate and the path it follows."""
         agv, cfg = task.agv, task.agv.config
         x, y, th = agv.pose
         along, across, herr = self._line(dock)
         lane = abs(herr) < math.radians(15) and -PREDOCK - 0.3 < along < 0.05
         beside = along > -self.BESIDE
+        reach = abs(across) + SPEC.length / 2 * abs(math.sin(herr))  # a front corner off the line (m)
         to_dock = [(x, y), (dock[0], dock[1])]
-        if lane and beside and abs(across) >= self.STRAY:
+        if lane and beside and reach >= self.STRAY:
             return -0.1, 2.0 * herr, []
-        entering = abs(across) < self.ENTRY and (abs(herr) < math.radians(2) or along > -PREDOCK + 0.03)
+        if along <= -PREDOCK + 0.01:  # at (or behind) the pre-dock point: in only straight and on the line
+            entering = abs(across) < self.ENTRY and abs(herr) < math.radians(1.5)
+        else:  # under way to the station
+            entering = abs(across) < self.ENTRY and reach < self.STRAY
         if lane and (beside or entering):
             v, w = self._approach(along, across, herr)
             return v, w, to_dock
@@ -722,7 +730,7 @@ class AGVDeliverExpert:
         if dist <= 0.3 and abs(err) > math.pi / 2:
             sign, err = -1.0, math.atan2(math.sin(err + math.pi), math.cos(err + math.pi))
         # brake to stop on the point (half the acceleration limit), creeping the last centimetres
-        speed = min(cfg.max_speed * min(1.0, 0.2 + 0.8 * dist), math.sqrt(cfg.max_accel * dist) + 0.03)
+        speed = min(cfg.max_speed * min(1.0, 0.2 + 0.8 * dist), 0.7 * math.sqrt(cfg.max_accel * dist) + 0.02)
         v = 0.0 if abs(err) > 0.6 else sign * speed * math.cos(err)
         return v, 2.5 * err, path if sign > 0 else []
 
@@ -795,6 +803,25 @@ class AGVDeliverExpert:
             return go >= self._dynamic_gap(task, stop)
         return False
 
+    def _evade(self, task: AGVDeliver, path: list) -> float:
+        """Where standing still would let a person into the safety field (people do not give way):
+        the speed (``EVADE`` m/s back or forward, straight on, clear of racks and stations) that
+        keeps them furthest off over ``HORIZON``, if that is further than standing; else 0."""
+        stay = self._dynamic_gap(task, self._rollout(task, 0.0, 0.0, self.HORIZON, 0.0, path))
+        if stay >= task.agv.config.safety_radius + 0.05:
+            return 0.0
+        best, speed = stay + 0.05, 0.0
+        for v in (-self.EVADE, self.EVADE):
+            poses = self._rollout(task, v, 0.0, self.HORIZON, self.COMMIT * 2, [])
+            ends = [(x + e * SPEC.length / 2 * math.cos(th), y + e * SPEC.length / 2 * math.sin(th))
+                    for _, (x, y, th) in poses for e in (-1.0, 1.0)]  # fmt: skip
+            if min(task.map.clearance[task.map.cell(xy)] for xy in ends) < SPEC.width / 2 + 0.05:
+                continue
+            gap = self._dynamic_gap(task, poses)
+            if gap > best:
+                best, speed = gap, v
+        return speed
+
     def _agv_ahead(self, task: AGVDeliver, v: float) -> bool:
         """Whether another AGV stands within stopping distance ahead (in a 60 degree cone)."""
         agv = task.agv
@@ -819,7 +846,7 @@ class AGVDeliverExpert:
         else:
             dock = self._choose_dock(task, name)
             pre = (dock[0] - PREDOCK * math.cos(dock[2]), dock[1] - PREDOCK * math.sin(dock[2]))
-            dock_in = self._dock_precisely if task.precise_docking else self._dock_loosely
+            dock_in = self._dock_precisely if task.recovering_expert else self._dock_loosely
             v, w, path = dock_in(task, dock, pre)
         w = max(-cfg.max_turn_rate, min(cfg.max_turn_rate, w))
         v = max(-cfg.max_speed, min(cfg.max_speed, v))
@@ -827,6 +854,8 @@ class AGVDeliverExpert:
         k = agv.speed_scale
         if fleet.people and (v != 0 or w != 0) and not self._safe_to_go(task, v * k, w * k, path):
             v, w = 0.0, 0.0
+            if task.recovering_expert:
+                v = self._evade(task, path)
         if v > 0 and self._agv_ahead(task, v):
             v = 0.0
         return np.array(task.encode(v, w), dtype=np.float32)

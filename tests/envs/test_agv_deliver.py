@@ -165,6 +165,9 @@ def test_the_v2_expert_backs_out_of_a_dock_line_it_strayed_off_beside_the_statio
         # on the point and aligned: in
         v, w = _v2_expert_at(env, along=-0.8, across=0.005)
         assert v > 0
+        # just under way but turned 4.6 degrees (its front corner 4 cm off the line): not on in
+        v, w = _v2_expert_at(env, along=-0.767, across=0.004, herr=0.08, speed=0.1)
+        assert v <= 0
     finally:
         env.close()
 
