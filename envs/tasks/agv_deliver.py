@@ -805,8 +805,9 @@ class AGVDeliverExpert:
 
     def _evade(self, task: AGVDeliver, path: list) -> float:
         """Where standing still would let a person into the safety field (people do not give way):
-        the speed (``EVADE`` m/s back or forward, straight on, clear of racks and stations) that
-        keeps them furthest off over ``HORIZON``, if that is further than standing; else 0."""
+        the speed (``EVADE`` m/s back or forward, straight on, clear of racks, stations and the
+        other AGVs) that keeps them furthest off over ``HORIZON``, if that is further than
+        standing; else 0."""
         stay = self._dynamic_gap(task, self._rollout(task, 0.0, 0.0, self.HORIZON, 0.0, path))
         if stay >= task.agv.config.safety_radius + 0.05:
             return 0.0
@@ -816,6 +817,9 @@ class AGVDeliverExpert:
             ends = [(x + e * SPEC.length / 2 * math.cos(th), y + e * SPEC.length / 2 * math.sin(th))
                     for _, (x, y, th) in poses for e in (-1.0, 1.0)]  # fmt: skip
             if min(task.map.clearance[task.map.cell(xy)] for xy in ends) < SPEC.width / 2 + 0.05:
+                continue
+            near = SPEC.length + 0.3  # another AGV's centre this near a pose: too close to pass
+            if any(math.dist(p[:2], o.pose[:2]) < near for _, p in poses for o in task.fleet.agvs[1:]):
                 continue
             gap = self._dynamic_gap(task, poses)
             if gap > best:
