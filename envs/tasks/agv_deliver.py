@@ -667,6 +667,12 @@ class AGVDeliverExpert:
         return 0.5 * away * (1.0 if forward >= 0 else -1.0)
 
     @staticmethod
+    def _bearing(pose, goal) -> float:
+        """The turn (rad, in [-pi, pi]) from ``pose``'s heading to the bearing of the point ``goal``."""
+        err = math.atan2(goal[1] - pose[1], goal[0] - pose[0]) - pose[2]
+        return math.atan2(math.sin(err), math.cos(err))
+
+    @staticmethod
     def _approach(along: float, across: float, herr: float) -> tuple[float, float]:
         """Speed and turn rate creeping along a dock line to the dock, steering onto the line."""
         if along > -0.008:
@@ -679,7 +685,7 @@ class AGVDeliverExpert:
         the dock's heading and creep in along its line. Returns speed, turn rate and the path it
         follows."""
         agv, cfg = task.agv, task.agv.config
-        x, y, th = agv.pose
+        x, y = agv.pose[:2]
         along, across, herr = self._line(dock)
         if self._on_line(dock) and (abs(herr) < math.radians(2) or along > -PREDOCK + 0.1):
             v, w = self._approach(along, across, herr)  # on the line, straightened (or under way along it)
@@ -687,9 +693,7 @@ class AGVDeliverExpert:
         dist = math.dist((x, y), pre)
         if dist < 0.12 or (dist < 0.25 and abs(agv.vel[0]) < 0.05):
             return 0.0, 2.0 * herr, [(x, y), (dock[0], dock[1])]
-        gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
-        err = math.atan2(gy - y, gx - x) - th
-        err = math.atan2(math.sin(err), math.cos(err))
+        err = self._bearing(agv.pose, task.map.lookahead((x, y), pre, ahead=1.0))
         v = 0.0 if abs(err) > 0.6 else cfg.max_speed * math.cos(err) * min(1.0, 0.2 + 0.8 * dist)
         return v, 2.5 * err, task.map.path((x, y), pre, 8.0)
 
@@ -720,15 +724,12 @@ class AGVDeliverExpert:
         if dist < self.PRE_STOP or (dist < 1.6 * self.PRE_STOP and still and abs(across) < self.ENTRY):
             return 0.0, 2.0 * herr, to_dock
         if dist > 0.3:
-            gx, gy = task.map.lookahead((x, y), pre, ahead=1.0)
-            path = task.map.path((x, y), pre, 8.0)
+            goal, path = task.map.lookahead((x, y), pre, ahead=1.0), task.map.path((x, y), pre, 8.0)
         else:  # the last stretch: straight at the point, backing up to it if past it
-            (gx, gy), path = pre, [(x, y), pre]
-        err = math.atan2(gy - y, gx - x) - th
-        err = math.atan2(math.sin(err), math.cos(err))
-        sign = 1.0
+            goal, path = pre, [(x, y), pre]
+        err, sign = self._bearing(agv.pose, goal), 1.0
         if dist <= 0.3 and abs(err) > math.pi / 2:
-            sign, err = -1.0, math.atan2(math.sin(err + math.pi), math.cos(err + math.pi))
+            sign, err = -1.0, self._bearing((x, y, th + math.pi), goal)
         # brake to stop on the point (half the acceleration limit), creeping the last centimetres
         speed = min(cfg.max_speed * min(1.0, 0.2 + 0.8 * dist), 0.7 * math.sqrt(cfg.max_accel * dist) + 0.02)
         v = 0.0 if abs(err) > 0.6 else sign * speed * math.cos(err)
