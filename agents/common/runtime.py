@@ -165,6 +165,9 @@ class Run:
         self.timers = {"collect": 0.0, "update": 0.0}
         self.max_seconds = 0.0
         """The run's wall-clock budget (``max_seconds``; 0: none)."""
+        self.eval_reserve = 0.0
+        """Seconds the last held-out evaluation took: what the budget keeps back for the one at
+        the end of training."""
         self.stop = StopRequest(self.console)
         self.evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]] | None = None
         """Runs a policy on the held-out progress seeds (set by ``train``; None: no evaluations)."""
@@ -214,8 +217,10 @@ class Run:
         return self.timers.get("wall", 0.0) + time.perf_counter() - self.t0
 
     def out_of_time(self) -> bool:
-        """The wall-clock budget (``max_seconds``) is spent."""
-        return self.max_seconds > 0 and self.elapsed() >= self.max_seconds
+        """The wall-clock budget (``max_seconds``) is spent, but for what the held-out evaluation
+        at the end of training will take (as long as the last one did)."""
+        reserve = self.eval_reserve if self.evaluator is not None and self.eval_every > 0 else 0.0
+        return self.max_seconds > 0 and self.elapsed() + reserve >= self.max_seconds
 
     @property
     def stop_requested(self) -> bool:
@@ -285,7 +290,8 @@ class Run:
             self._keep(agent, step, score)
             self.best = {**score, "step": step}
             row["best"] = 1.0
-        self.timers["eval"] = self.timers.get("eval", 0.0) + time.perf_counter() - t0
+        self.eval_reserve = time.perf_counter() - t0
+        self.timers["eval"] = self.timers.get("eval", 0.0) + self.eval_reserve
         row["eval_s"] = self.timers["eval"]
         self.log(step, row)
 
