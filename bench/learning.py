@@ -95,7 +95,13 @@ _IMITATION = {
     "PegInsert-v1": (90, 100_000),
     "MachineTend-v1": (784, 160_000),
     "AGVDeliver-v2": (888, 400_000),
-    "WaferTransfer-v2": (1414, 400_000),
+    "WaferTransfer-v2": (1414, 480_000),
+}
+_DAGGER_SETS = {
+    # its first pick ends most of the student's early episodes in a contact: the expert keeps a
+    # share of control for longer, so that the labelled states reach the later transfers sooner;
+    # two held-out evaluations (a minute each) instead of four leave time for more steps
+    "WaferTransfer-v2": {"beta_decay": "0.9", "eval_every": "240000"},
 }
 DAGGER_ROUND_STEPS, DAGGER_UPDATES = 4_000, 1_000
 """DAgger's defaults (``DAggerConfig``): env steps per round, gradient updates after each."""
@@ -104,7 +110,7 @@ DAGGER_ROUND_STEPS, DAGGER_UPDATES = 4_000, 1_000
 def _imitation() -> list[Cell]:
     cells = []
     for env_id, (length, steps) in _IMITATION.items():
-        sets = {"eval_every": str(steps // 4), "eval_episodes": "0"}
+        sets = {"eval_every": str(steps // 4), "eval_episodes": "0", **_DAGGER_SETS.get(env_id, {})}
         cells.append(Cell(env_id, "dagger", steps, seconds=1200, sets=sets, suite=IMITATION_SUITE))
         updates = -(-steps // DAGGER_ROUND_STEPS) * DAGGER_UPDATES
         demos = max(2, round(steps / length))
