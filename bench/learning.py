@@ -18,11 +18,12 @@ The ``imitation`` matrix (DAgger within 20 minutes, BC at the same budget, on ev
 scored instead by ``twin eval`` on ``standard-v3``'s variants (``--variants``), beside the scripted
 expert on the same episodes; its rows give medians over seeds and the ratio to the expert. A run
 with ``--only`` keeps the other cells' runs of the table it finds in ``--out``, and every run
-records its commit. The README's baselines table is generated from the committed copy
+records its commit. ``--rescore`` trains nothing: it scores the runs already there on the
+variants their rows lack (the expert too) and writes the tables again. The README's baselines table is generated from the committed copy
 (``bench/results/learning/table.json``).
 
 Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation] [--seeds 3] [--first-seed 0] [--parallel 1]
-       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--out bench-out/learning]
+       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore] [--out bench-out/learning]
 """
 
 from __future__ import annotations
@@ -319,6 +320,27 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def rescore(cell: Cell, seeds: range, out: Path, variants: list[str], earlier: list[dict]) -> list[dict]:
+    """``--rescore``: the runs of ``cell`` already in ``out`` scored on those of ``variants`` their
+    rows lack, each part of the suite in its own folder beside the first (``suite-<variants>``), and
+    merged into their rows; nothing is trained. A seed with no run or no row is said and left out."""
+    rows = []
+    for seed in seeds:
+        run_dir = out / "runs" / f"{cell.name}-s{seed}"
+        row = next((r for r in earlier if (r["cell"], r["seed"]) == (cell.name, seed)), None)
+        if row is None or not (run_dir / "eval.json").is_file():
+            print(f"# --rescore: no run of {cell.name} seed {seed} in {out}; left out", file=sys.stderr, flush=True)
+            continue
+        todo = [v for v in variants if v not in row.get("variants", {})]
+        if todo:
+            scores, _ = suite_eval(str(run_dir), cell.env_id, cell.suite, run_dir / f"suite-{'-'.join(todo)}", todo)
+            merged = {**row["variants"], **scores}
+            row = {**row, "variants": {v: merged[v] for v in VARIANTS if v in merged}}
+            print(f"# rescored {cell.name} seed {seed}: {scores}", file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", choices=sorted(MATRICES), default="cpu")
@@ -330,6 +352,11 @@ def main() -> int:
     ap.add_argument("--algos", nargs="*", help="only these algorithms (bc, sac, ppo, dagger)")
     ap.add_argument(
         "--variants", nargs="*", default=list(VARIANTS), help="suite variants the imitation cells are scored on"
+    )
+    ap.add_argument(
+        "--rescore",
+        action="store_true",
+        help="train nothing: score the imitation runs already in --out on the --variants their rows lack",
     )
     ap.add_argument("--out", default="bench-out/learning")
     args = ap.parse_args()
@@ -348,16 +375,21 @@ def main() -> int:
     hw = hardware(args.device)
 
     jobs = []
+    results: list[dict] = []
+    earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     for cell in cells:
+        if args.rescore:
+            results += rescore(cell, seeds, out, args.variants, earlier.get("runs", [])) if cell.suite else []
+            continue
         demos, demo_s = record_demos(cell, out, None) if cell.demos else (None, 0.0)
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for seed in seeds:
             run_dir = out / "runs" / f"{cell.name}-s{seed}"
             if run_dir.exists():
                 subprocess.run(["rm", "-rf", str(run_dir)], check=True)
             jobs.append((cell, seed, run_dir, demos, demo_s))
 
     running: list[tuple] = []
-    results: list[dict] = []
     free = list(slots) if args.parallel > 1 else [None]
     pending = list(jobs)
     while pending or running:
@@ -419,7 +451,6 @@ def main() -> int:
             print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
 
     # runs of cells not run this time stay in the table (a matrix run task by task, --only)
-    earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
     ran = {(r["cell"], r["seed"]) for r in results} | {(c.name, j[1]) for c in cells for j in jobs if j[0] is c}
     kept = [r for r in earlier.get("runs", []) if (r["cell"], r["seed"]) not in ran]
     for r in kept:  # written before runs recorded their own commit: the table's
@@ -431,8 +462,14 @@ def main() -> int:
     experts = dict(earlier.get("experts", {}))
     if suite_tasks:
         now = {c.env_id for c in cells if c.suite}  # these tasks' experts on this run's variants
-        todo = [t for t in suite_tasks if t not in experts or t in now]
-        experts.update(expert_rows(todo, IMITATION_SUITE, out, args.variants))
+        for task in suite_tasks:
+            had = experts.get(task, {})
+            todo = [v for v in args.variants if not args.rescore or v not in had.get("expert", {})]
+            if todo and (task not in experts or task in now):
+                for kind, by_variant in expert_rows([task], IMITATION_SUITE, out, todo)[task].items():
+                    merged = {**had.get(kind, {}), **by_variant}
+                    had = {**had, kind: {v: merged[v] for v in VARIANTS if v in merged}}
+                experts[task] = had
 
     table = []
     for cell in MATRICES[args.matrix]:
@@ -467,7 +504,8 @@ def main() -> int:
         }
         if rs[0].get("variants"):
             row["success_median"] = statistics.median(succ)
-            row["variants_median"] = {v: statistics.median(r["variants"][v] for r in rs) for v in rs[0]["variants"]}
+            every = [v for v in VARIANTS if all(v in r["variants"] for r in rs)]  # scored on every seed
+            row["variants_median"] = {v: statistics.median(r["variants"][v] for r in rs) for v in every}
             ex = experts.get(cell.env_id, {})
             row["expert"] = ex.get("expert")
             row["ceiling"] = ex.get("ceiling")

@@ -379,7 +379,7 @@ def imitation_table(table: list[dict]) -> list[str]:
     rows = [r for r in table if r.get("variants_median")]
     if not rows:
         return []
-    variants = list(rows[0]["variants_median"])
+    variants = list(dict.fromkeys(v for r in rows for v in r["variants_median"]))  # any row's, in order
     out = [
         f"| task | policy | budget | seeds | {' | '.join(f'{v} success (fraction)' for v in variants)} | "
         "of the expert's (nominal) | wall-clock, end to end (s) | commit |",

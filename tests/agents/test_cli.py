@@ -196,6 +196,22 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     assert row["of_expert"] == pytest.approx(row["success_median"] / row["expert"]["nominal"])
     assert figures["FactoryReach-v0-dagger-1200s.of_expert"] == pytest.approx(row["of_expert"], abs=1e-3)
     assert "| FactoryReach-v0 | DAgger |" in (tmp_path / "table.md").read_text()
+    # scored again on another variant, with no training: the row keeps its nominal score and run
+    trained = (tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0" / "eval.json").read_text()
+    again = [*cmd[: cmd.index("--variants")], "--variants", "randomized", "--device", "cpu", "--rescore"]
+    proc = subprocess.run([*again, "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0" / "eval.json").read_text() == trained
+    part = tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0" / "suite-randomized" / "episodes.jsonl"
+    episodes = [json.loads(ln) for ln in part.read_text().splitlines()]
+    assert len(episodes) == 100 and {e["variant"] for e in episodes} == {"randomized"}
+    (rescored,) = json.loads((tmp_path / "table.json").read_text())["rows"]
+    assert rescored["variants_median"] == {
+        "nominal": row["success_median"],
+        "randomized": sum(e["success"] for e in episodes) / 100,
+    }
+    assert list(rescored["expert"]) == ["nominal", "randomized"]
+    assert rescored["expert"]["nominal"] == row["expert"]["nominal"]
 
 
 @pytest.mark.slow
