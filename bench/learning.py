@@ -19,8 +19,8 @@ scored instead by ``twin eval`` on ``standard-v3``'s variants (``--variants``), 
 expert on the same episodes; its rows give medians over seeds and the ratio to the expert. A run
 with ``--only`` keeps the other cells' runs of the table it finds in ``--out``, and every run
 records its commit. ``--rescore`` trains nothing: it scores the runs already there on the
-variants their rows lack (the expert too) and writes the tables again. The README's baselines table is generated from the committed copy
-(``bench/results/learning/table.json``).
+variants their rows lack (the expert too) and writes the tables again. The README's baselines
+table is generated from the committed copy (``bench/results/learning/table.json``).
 
 Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation] [--seeds 3] [--first-seed 0] [--parallel 1]
        [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore] [--out bench-out/learning]
@@ -450,7 +450,9 @@ def main() -> int:
             )
             print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
 
-    # runs of cells not run this time stay in the table (a matrix run task by task, --only)
+    # runs of cells not run this time stay in the table (a matrix run task by task, --only), as
+    # the table is now: read again, for another bench may have written it while these runs trained
+    earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
     ran = {(r["cell"], r["seed"]) for r in results} | {(c.name, j[1]) for c in cells for j in jobs if j[0] is c}
     kept = [r for r in earlier.get("runs", []) if (r["cell"], r["seed"]) not in ran]
     for r in kept:  # written before runs recorded their own commit: the table's
