@@ -488,16 +488,20 @@ def test_a_run_s_best_is_ranked_by_success_then_return_and_later_wins_ties(tmp_p
     assert [r.get("best", 0.0) for r in rows] == [1.0, 1.0, 0.0, 1.0, 0.0]
 
 
-def test_a_wall_clock_budget_keeps_back_the_last_evaluation_s_length(tmp_path):
+def test_a_wall_clock_budget_keeps_back_the_last_evaluation_s_length(tmp_path, monkeypatch):
     """Training stops early enough that the held-out evaluation at its end fits in the budget."""
+    from agents.common import runtime
     from agents.common.runtime import Run
+
+    now = [1000.0]  # the run's clock, moved by hand: no test waits on the wall clock
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: now[0])
 
     class Agent:
         def policy(self):
             return torch.nn.Linear(1, 1)
 
     def evaluator(net):
-        time.sleep(1.5)
+        now[0] += 1.5
         return [{"success": 1.0, "return": 0.0, "length": 1}]
 
     run = Run(tmp_path, 10**6, quiet=True)
@@ -506,7 +510,7 @@ def test_a_wall_clock_budget_keeps_back_the_last_evaluation_s_length(tmp_path):
     run.schedule_evals(1, evaluator)
     run.maybe_evaluate(1, Agent())  # 1.5 s: 2 s of the budget left for training, 1.5 s for the last one
     assert 1.5 <= run.eval_reserve < 3.0 and not run.out_of_time()
-    time.sleep(max(0.0, run.max_seconds - run.eval_reserve - run.elapsed()) + 0.1)
+    now[0] += run.max_seconds - run.eval_reserve - run.elapsed() + 0.1
     assert run.elapsed() < run.max_seconds and run.out_of_time()  # the last evaluation would not fit
     run.schedule_evals(0, evaluator)
     assert not run.out_of_time()  # no evaluation to come: nothing kept back
