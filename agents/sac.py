@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +28,7 @@ from agents.common import checkpoint as ckpt
 from agents.common.buffers import DemoBuffer, ReplayBuffer, mixed_sample
 from agents.common.config import SACConfig
 from agents.common.graphs import BatchedAct, capture
-from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
+from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
 from agents.common.rewards import goal_reward
 from agents.common.runtime import EpisodeStats, Run, compiled
 from agents.common.spaces import flatdim, flatten_batch, flatten_one, goal_slices, is_goal_space
@@ -49,7 +50,22 @@ class MeanHead(nn.Module):
         return self.net(x)[..., : self.n]
 
 
+class Backup(NamedTuple):
+    """What shapes the losses beyond the batch (constants to ``torch.compile``)."""
+
+    gamma: float
+    num_min_qs: int
+    backup_entropy: bool
+    actor_q: str
+
+    @classmethod
+    def of(cls, cfg: SACConfig) -> Backup:
+        return cls(cfg.gamma, cfg.num_min_qs, cfg.backup_entropy, cfg.actor_q)
+
+
 class SACAgent(nn.Module):
+    """Actor, temperature and an ensemble of ``num_qs`` critics with their targets."""
+
     def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
         super().__init__()
         w, d = cfg.net_width, cfg.net_depth
@@ -57,12 +73,33 @@ class SACAgent(nn.Module):
         self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
         self.actor = mlp(obs_dim, 2 * act_dim, w, d)
         ln = cfg.critic_layernorm
-        self.q1, self.q2 = (mlp(obs_dim + act_dim, 1, w, d, layer_norm=ln) for _ in range(2))
-        self.q1_target, self.q2_target = (mlp(obs_dim + act_dim, 1, w, d, layer_norm=ln) for _ in range(2))
-        self.q1_target.load_state_dict(self.q1.state_dict())
-        self.q2_target.load_state_dict(self.q2.state_dict())
+        self.critic = EnsembleMLP(cfg.num_qs, obs_dim + act_dim, 1, w, d, layer_norm=ln)
+        self.critic_target = EnsembleMLP(cfg.num_qs, obs_dim + act_dim, 1, w, d, layer_norm=ln)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.init_alpha))))
         self.scale = ActionScale(act_low, act_high)
+        self._register_load_state_dict_pre_hook(self._two_critics_to_ensemble)
+
+    @staticmethod
+    def _two_critics_to_ensemble(state, prefix, *_args) -> None:
+        """Runs saved when the critics were two separate networks (``q1``, ``q2`` and their targets)
+        load as an ensemble of two."""
+        for old, new in ((("q1.", "q2."), "critic."), (("q1_target.", "q2_target."), "critic_target.")):
+            members = [{k[len(prefix + o) :]: v for k, v in state.items() if k.startswith(prefix + o)} for o in old]
+            if not all(members):
+                continue
+            layer_norm = any(t.dim() == 1 and k.endswith("weight") for k, t in members[0].items())
+            for k in [k for k in state if k.startswith((prefix + old[0], prefix + old[1]))]:
+                del state[k]
+            for k, v in EnsembleMLP.stack_state(members, layer_norm).items():
+                state[prefix + new + k] = v
+
+    def upgrade_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``state`` with a two-critic run's networks renamed and stacked as this ensemble's."""
+        state = dict(state)
+        self._two_critics_to_ensemble(state, "")
+        return state
 
     def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Squashed action in [-1, 1] and its log-probability."""
@@ -74,20 +111,24 @@ class SACAgent(nn.Module):
         logp = logp - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)  # tanh change of variables
         return a, logp
 
-    def q(self, x, a):
-        xa = torch.cat([x, a], -1)
-        return self.q1(xa).squeeze(-1), self.q2(xa).squeeze(-1)
+    def q(self, x, a) -> torch.Tensor:
+        """Every critic's value, ``[num_qs, B]``."""
+        return self.critic(torch.cat([x, a], -1)).squeeze(-1)
 
-    def q_frozen(self, x, a):
-        """min(Q1, Q2) through detached critic weights: gradients reach the action, not the critics."""
-        xa = torch.cat([x, a], -1)
-        q1 = functional_call(self.q1, {k: v.detach() for k, v in self.q1.named_parameters()}, (xa,))
-        q2 = functional_call(self.q2, {k: v.detach() for k, v in self.q2.named_parameters()}, (xa,))
-        return torch.minimum(q1, q2).squeeze(-1)
+    def q_frozen(self, x, a) -> torch.Tensor:
+        """Every critic's value through detached weights (gradients reach the action, not the critics)."""
+        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+        return functional_call(self.critic, frozen, (torch.cat([x, a], -1),)).squeeze(-1)
 
-    def q_target(self, x, a):
-        xa = torch.cat([x, a], -1)
-        return torch.minimum(self.q1_target(xa), self.q2_target(xa)).squeeze(-1)
+    def q_target(self, x, a, num_min_qs: int) -> torch.Tensor:
+        """The target critics' minimum over ``num_min_qs`` of them drawn at random (all of them when
+        that is the whole ensemble), ``[B]``."""
+        q = self.critic_target(torch.cat([x, a], -1)).squeeze(-1)
+        n = q.shape[0]
+        if num_min_qs < n:  # one draw per update, as RLPD; argsort of uniforms is capturable
+            pick = torch.rand(n, device=q.device).argsort()[:num_min_qs]
+            q = q.index_select(0, pick)
+        return q.min(0).values
 
     def policy(self) -> DeterministicPolicy:
         return DeterministicPolicy(self.norm, MeanHead(self.actor, self.act_dim), self.scale, SQUASH)
@@ -97,34 +138,48 @@ def build(cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high) -> SACA
     return SACAgent(cfg, obs_dim, act_dim, act_low, act_high)
 
 
-def sac_losses(agent: SACAgent, gamma: float, target_entropy: float, obs, actions, rewards, next_obs, terminated):
+def sac_losses(
+    agent: SACAgent, hp: Backup, target_entropy: float, obs, actions, rewards, next_obs, terminated, actor: bool = True
+):
     """Critic, actor and temperature losses of one batch (raw observations; normalised here).
 
     Each loss reaches only its own parameters (the actor's goes through frozen critic weights),
-    so their sum is backpropagated once.
+    so their sum is backpropagated once. ``actor=False``: the critics' loss alone (the actor and
+    temperature losses are zeros), for the critic updates between actor updates.
     """
     x, nx = agent.norm(obs), agent.norm(next_obs)
     alpha = agent.log_alpha.exp().detach()
     with torch.no_grad():
         na, nlogp = agent.sample(nx)
-        target = rewards + gamma * (1.0 - terminated) * (agent.q_target(nx, na) - alpha * nlogp)
-    q1, q2 = agent.q(x, actions)
-    critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        next_q = agent.q_target(nx, na, hp.num_min_qs)
+        if hp.backup_entropy:
+            next_q = next_q - alpha * nlogp
+        target = rewards + hp.gamma * (1.0 - terminated) * next_q
+    q = agent.q(x, actions)
+    critic_loss = (q - target).square().mean(1).sum()  # each critic's mean squared error, summed
+    if not actor:
+        zero = critic_loss.new_zeros(())
+        return critic_loss, critic_loss, zero, q.mean()
     a, logp = agent.sample(x)
-    actor_loss = (alpha * logp - agent.q_frozen(x, a)).mean()
+    qa = agent.q_frozen(x, a)
+    qa = qa.mean(0) if hp.actor_q == "mean" else qa.min(0).values
+    actor_loss = (alpha * logp - qa).mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
-    return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q1.mean()
+    return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean()
 
 
 class Updater:
     """SAC updates: critics, actor, temperature, target networks, on batches from ``sample()``.
 
-    Modes: eager; ``compile_fn`` (the losses through ``torch.compile``); ``graph`` (CUDA): the
-    first call runs three warm-up updates and captures the next one as a CUDA graph, later calls
-    replay it. With ``sample_in_graph`` the sampling (and goal relabelling, when the reward is
+    Every call is one critic update; every ``actor_every``-th also updates the actor and the
+    temperature. Modes: eager; ``compile_fn`` (the losses through ``torch.compile``); ``graph``
+    (CUDA): the first call runs warm-up updates and captures the update as a CUDA graph (two
+    graphs, with and without the actor's step, when ``actor_every`` > 1), later calls replay
+    them. With ``sample_in_graph`` the sampling (and goal relabelling, when the reward is
     computed on the device) is part of the graph; otherwise each batch is sampled eagerly and
     copied into the graph's inputs. Every call returns how many updates it ran; ``losses``
-    holds (critic loss, actor loss, alpha, mean Q) of the last one, on the device.
+    holds (critic loss, actor loss, alpha, mean Q): the critics' of the last update, the actor's
+    of the last actor update, on the device.
     """
 
     WARMUP = 3
@@ -142,69 +197,96 @@ class Updater:
         note=None,
     ) -> None:
         self.agent, self.cfg, self.target_entropy, self.sample = agent, cfg, target_entropy, sample
+        self.hp = Backup.of(cfg)
         self.graph_mode = graph and device.type == "cuda"
         self.sample_in_graph = sample_in_graph
         # capturable for CUDA graphs; else the fused kernels (one per parameter group, CPU and CUDA)
         kw = {"capturable": True, "foreach": True} if self.graph_mode else {"fused": True}
-        self.critic_opt = torch.optim.Adam([*agent.q1.parameters(), *agent.q2.parameters()], lr=cfg.lr, **kw)
+        self.critic_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.lr, **kw)
         self.actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.lr, **kw)
         self.alpha_opt = torch.optim.Adam([agent.log_alpha], lr=cfg.lr, **kw)
         self.losses_fn = compile_fn(sac_losses) if compile_fn and not self.graph_mode else sac_losses
-        self._targets = (
-            [*agent.q1_target.parameters(), *agent.q2_target.parameters()],
-            [*agent.q1.parameters(), *agent.q2.parameters()],
-        )
+        self._targets = ([*agent.critic_target.parameters()], [*agent.critic.parameters()])
         self.device, self.note = device, note
-        self._graph = None
+        self.count = 0  # critic updates run, which places the actor's
+        self._graphs: dict[bool, torch.cuda.CUDAGraph] = {}
+        self._outs: dict[bool, torch.Tensor] = {}
         self._inputs: tuple[torch.Tensor, ...] | None = None
-        self.losses: torch.Tensor | None = None
+        self._last: torch.Tensor | None = None
+        self._last_actor: torch.Tensor | None = None
+
+    @property
+    def losses(self) -> torch.Tensor | None:
+        if self._last is None or self._last_actor is None or self._last is self._last_actor:
+            return self._last
+        return torch.stack([self._last[0], self._last_actor[1], self._last_actor[2], self._last[3]])
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
 
-    def step(self, batch) -> torch.Tensor:
-        """One update on ``batch``; returns its losses, on the device."""
+    def _actor_due(self) -> bool:
+        return self.count % self.cfg.actor_every == self.cfg.actor_every - 1
+
+    def step(self, batch, actor: bool = True) -> torch.Tensor:
+        """One update on ``batch`` (the actor's and temperature's too with ``actor``); returns its
+        losses, on the device."""
         a, cfg = self.agent, self.cfg
-        for opt in (self.critic_opt, self.actor_opt, self.alpha_opt):
+        opts = (self.critic_opt, self.actor_opt, self.alpha_opt) if actor else (self.critic_opt,)
+        for opt in opts:
             opt.zero_grad(set_to_none=True)
-        total, critic_loss, actor_loss, q_mean = self.losses_fn(a, cfg.gamma, self.target_entropy, *batch)
+        total, critic_loss, actor_loss, q_mean = self.losses_fn(a, self.hp, self.target_entropy, *batch, actor=actor)
         total.backward()
         self.critic_opt.step()
-        self.actor_opt.step()
-        if cfg.autotune_alpha:
-            self.alpha_opt.step()
+        if actor:
+            self.actor_opt.step()
+            if cfg.autotune_alpha:
+                self.alpha_opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._targets[0], self._targets[1], cfg.tau)
         return torch.stack([critic_loss.detach(), actor_loss.detach(), a.log_alpha.detach().exp(), q_mean.detach()])
 
+    def _record(self, out: torch.Tensor, actor: bool) -> None:
+        self._last = out
+        if actor:
+            self._last_actor = out
+
     def __call__(self) -> int:
+        actor = self._actor_due()
         if not self.graph_mode:
-            self.losses = self.step(self.sample())
+            self._record(self.step(self.sample(), actor), actor)
+            self.count += 1
             return 1
-        if self._graph is None:
+        if not self._graphs:
             return self._capture()
         if not self.sample_in_graph:
             for dst, src in zip(self._inputs, self.sample(), strict=True):
                 dst.copy_(src)
-        self._graph.replay()
-        self.losses = self._out
+        self._graphs[actor].replay()
+        self._record(self._outs[actor], actor)
+        self.count += 1
         return 1
 
     def _capture(self) -> int:
+        """Warm-up updates, then one graph per kind of update; returns the updates run."""
         if not self.sample_in_graph:
             self._inputs = tuple(t.clone() for t in self.sample())
+        ran = 0
+        for actor in (True, False) if self.cfg.actor_every > 1 else (True,):
 
-        def body() -> torch.Tensor:
-            batch = self.sample() if self.sample_in_graph else self._inputs
-            return self.step(batch)
+            def body(actor: bool = actor) -> torch.Tensor:
+                batch = self.sample() if self.sample_in_graph else self._inputs
+                return self.step(batch, actor)
 
-        graph, out, warm = capture(body, self.device, warmup=self.WARMUP, note=self.note)
-        self.losses = warm  # the graph's outputs hold nothing until its first replay
-        if graph is None:
-            self.graph_mode = False
-        else:
-            self._graph, self._out = graph, out
-        return self.WARMUP
+            graph, out, warm = capture(body, self.device, warmup=self.WARMUP, note=self.note)
+            self._record(warm, actor)  # the graph's outputs hold nothing until its first replay
+            ran += self.WARMUP
+            if graph is None:
+                self.graph_mode = False
+                self._graphs.clear()
+                break
+            self._graphs[actor], self._outs[actor] = graph, out
+        self.count += ran
+        return ran
 
 
 def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[SACAgent, int]:
@@ -244,7 +326,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     update = Updater(
         agent,
         cfg,
-        -float(act_dim),
+        -cfg.target_entropy_scale * float(act_dim),
         sample,
         device,
         graph=graph,
@@ -255,6 +337,12 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     rng = np.random.default_rng(cfg.seed)
     step = 0
     if state is not None:
+        if any(k.startswith("model.q1.") for k in state["tensors"]):
+            raise ckpt.CheckpointError(
+                f"{state['source']}: saved when SAC had two separate critics; its policy still evaluates and "
+                "exports, but its optimiser state does not fit the critic ensemble, so training cannot resume "
+                "from it (start a new run)"
+            )
         step = ckpt.resume(state, agent, update.optimizers(), rng)
         if state.get("replay"):
             try:

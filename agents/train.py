@@ -65,7 +65,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[t
         raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: config: {exc}") from None
     act = doc["action_space"]
     obs_dim, act_dim = _flatdim(doc["obs_space"]), int(act["shape"][0])
-    params = 4 * cfg.net_width * (obs_dim + act_dim + cfg.net_depth * cfg.net_width)
+    nets = 2 + 2 * getattr(cfg, "num_qs", 1)  # actor, value or critics, their targets
+    params = nets * cfg.net_width * (obs_dim + act_dim + cfg.net_depth * cfg.net_width)
     if params > MAX_POLICY_PARAMS:
         raise ckpt.CheckpointError(
             f"{folder / ckpt.SIDECAR}: declares networks of about {params:,} parameters "

@@ -294,6 +294,9 @@ def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
     """Load ``prefix``-ed tensors into ``module``, raising CheckpointError on missing keys or shapes."""
     own = module.state_dict()
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    upgrade = getattr(module, "upgrade_state", None)
+    if upgrade is not None:  # a network whose layout changed since older runs were saved
+        state = upgrade(state)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

@@ -167,8 +167,25 @@ class SACConfig(TrainConfig):
     """Polyak factor of the target critics."""
     learning_starts: Annotated[int, Field(ge=0, le=10**12)] = 1_000
     """Env steps of uniform random actions before learning."""
-    updates_per_step: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 0.5
-    """Gradient updates per env step (per sub-env step)."""
+    updates_per_step: Annotated[float, Field(gt=0.0, le=64.0, allow_inf_nan=False)] = 0.5
+    """Critic updates per env step (per sub-env step): the update-to-data ratio (RLPD: 20). On a
+    CPU more updates per step can mean fewer steps, and less learned, per minute."""
+    num_qs: Annotated[int, Field(ge=1, le=64)] = 2
+    """Critics in the ensemble (RLPD: 10), trained as one batched network (their weights stacked,
+    one batched matrix product per layer)."""
+    num_min_qs: Annotated[int, Field(ge=1, le=64)] = 2
+    """The critics' target is the minimum over this many critics drawn at random each update
+    (RLPD: 2 of 10); all of them when it equals ``num_qs``."""
+    actor_q: Literal["min", "mean"] = "min"
+    """What the actor maximises: the minimum of the critics' values or their mean (RLPD)."""
+    actor_every: Annotated[int, Field(ge=1, le=64)] = 1
+    """Critic updates per actor and temperature update (RLPD: one actor update per group of
+    ``updates_per_step`` critic updates)."""
+    target_entropy_scale: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)] = 1.0
+    """The temperature is tuned towards an entropy of ``-target_entropy_scale * |A|`` (RLPD: 0.5)."""
+    backup_entropy: bool = True
+    """Subtract the next action's entropy term in the critics' target (soft Q); False: plain
+    clipped double-Q targets, as RLPD uses on sparse-reward tasks."""
     her_ratio: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] = 0.8
     """Fraction of sampled transitions whose goal is relabelled with a future achieved goal (goal envs)."""
     init_alpha: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 0.1
@@ -413,6 +430,11 @@ def validate(cfg: TrainConfig) -> None:
         problems.append(
             "difficulty_curriculum and curriculum do not mix: the reverse curriculum replays demos that were "
             "recorded with the run's own env kwargs"
+        )
+    if isinstance(cfg, SACConfig) and cfg.num_min_qs > cfg.num_qs:
+        problems.append(
+            f"num_min_qs ({cfg.num_min_qs}) must not exceed num_qs ({cfg.num_qs}): the target's minimum is "
+            "over critics drawn from the ensemble"
         )
     if isinstance(cfg, SACConfig) and cfg.batch_size > cfg.buffer_size:
         problems.append(f"batch_size ({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -34,6 +36,69 @@ def mlp(
     nn.init.zeros_(out.bias)
     layers.append(out)
     return nn.Sequential(*layers)
+
+
+class EnsembleMLP(nn.Module):
+    """``n`` networks of ``mlp``'s shape trained side by side, their weights stacked: each layer is
+    one batched matrix product (``baddbmm``) for all of them, not ``n`` small ones.
+
+    Input ``[B, n_in]`` (the same batch for every member) or ``[n, B, n_in]``; output
+    ``[n, B, n_out]``. Each member is initialised as ``mlp`` initialises one (orthogonal, gain
+    sqrt(2) in the hidden layers, ``out_gain`` at the output) and, with ``layer_norm``, has its
+    own LayerNorm gain and bias after each hidden layer's linear map.
+    """
+
+    def __init__(
+        self, n: int, n_in: int, n_out: int, width: int, depth: int, out_gain: float = 1.0, layer_norm: bool = False
+    ) -> None:
+        super().__init__()
+        if n < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {n}")
+        self.n, self.width, self.layer_norm = n, width, layer_norm
+        dims = [n_in, *([width] * depth), n_out]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
+            gain = out_gain if i == depth else math.sqrt(2)
+            w = torch.empty(n, b, a)
+            for k in range(n):
+                nn.init.orthogonal_(w[k], gain)
+            self.weights.append(nn.Parameter(w.transpose(1, 2).contiguous()))  # [n, in, out]
+            self.biases.append(nn.Parameter(torch.zeros(n, 1, b)))
+        self.ln_gains = nn.ParameterList(
+            nn.Parameter(torch.ones(n, 1, width)) for _ in range(depth if layer_norm else 0)
+        )
+        self.ln_biases = nn.ParameterList(
+            nn.Parameter(torch.zeros(n, 1, width)) for _ in range(depth if layer_norm else 0)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.expand(self.n, *x.shape) if x.dim() == 2 else x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                if self.layer_norm:
+                    h = F.layer_norm(h, (self.width,)) * self.ln_gains[i] + self.ln_biases[i]
+                h = torch.relu(h)
+        return h
+
+    @staticmethod
+    def stack_state(members: list[dict[str, torch.Tensor]], layer_norm: bool) -> dict[str, torch.Tensor]:
+        """The state of an ensemble from the states of separate ``mlp`` networks (one per member),
+        as runs saved before the critics were an ensemble hold them."""
+        linear = "weight"
+        out: dict[str, torch.Tensor] = {}
+        first = members[0]
+        layers = sorted({int(k.split(".")[0]) for k in first}, key=int)
+        lins = [i for i in layers if first[f"{i}.{linear}"].dim() == 2]
+        norms = [i for i in layers if first[f"{i}.{linear}"].dim() == 1] if layer_norm else []
+        for j, i in enumerate(lins):
+            out[f"weights.{j}"] = torch.stack([m[f"{i}.weight"].t() for m in members])
+            out[f"biases.{j}"] = torch.stack([m[f"{i}.bias"].unsqueeze(0) for m in members])
+        for j, i in enumerate(norms):
+            out[f"ln_gains.{j}"] = torch.stack([m[f"{i}.weight"].unsqueeze(0) for m in members])
+            out[f"ln_biases.{j}"] = torch.stack([m[f"{i}.bias"].unsqueeze(0) for m in members])
+        return out
 
 
 class RunningNorm(nn.Module):

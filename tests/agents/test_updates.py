@@ -86,32 +86,41 @@ def _filled_buffer(dev, reward_fn):
 
 
 @pytest.mark.gpu
-def test_sac_cuda_graph_update_equals_the_eager_update():
+@pytest.mark.parametrize(
+    "rlpd",
+    [{}, {"num_qs": "10", "num_min_qs": "2", "actor_q": "mean", "actor_every": "2", "backup_entropy": "false"}],
+    ids=["two-critics", "rlpd-ensemble"],
+)
+def test_sac_cuda_graph_update_equals_the_eager_update(rlpd):
     """The whole captured update (sampling from the device buffer, HER relabelling with the device
-    reward, critic, actor, temperature and target steps) against the same update run eagerly."""
+    reward, critic, actor, temperature and target steps; with RLPD's settings the target's random
+    subset of critics and the critic-only updates between actor updates) against the same update
+    run eagerly."""
     from agents.common.rewards import device_reward
     from agents.sac import SACAgent, Updater
 
     dev = torch.device("cuda")
-    cfg = make_config("sac", "ToyPointGoal-v0", {"batch_size": "64", "net_width": "32"})
+    cfg = make_config("sac", "ToyPointGoal-v0", {"batch_size": "64", "net_width": "32", **rlpd})
     reward = device_reward({"type": "goal_distance", "threshold": 0.15, "reward_type": "sparse"})
     buf_graph, buf_eager = _filled_buffer(dev, reward), _filled_buffer(dev, reward)
     torch.manual_seed(0)
     graphed = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2)).to(dev)
     up_graph = Updater(graphed, cfg, -2.0, lambda: buf_graph.sample(64), dev, graph=True, sample_in_graph=True)
-    assert up_graph() == Updater.WARMUP and up_graph._graph is not None  # warm-up updates, then capture
+    kinds = 2 if cfg.actor_every > 1 else 1  # a graph with the actor's step, and one without
+    assert up_graph() == kinds * Updater.WARMUP and len(up_graph._graphs) == kinds  # warm-ups, then capture
     # the same weights and optimiser state, updated eagerly from the same buffer with the same random numbers
     eager = copy.deepcopy(graphed)
     up_eager = Updater(eager, cfg, -2.0, lambda: buf_eager.sample(64), dev, graph=False)
+    up_eager.count = up_graph.count
     for name, opt in up_eager.optimizers().items():
         opt.load_state_dict(up_graph.optimizers()[name].state_dict())
     assert buf_graph.her_ratio == 0.8 and buf_graph.reward_fn is reward  # relabelling runs inside the graph
-    for _ in range(3):
+    for _ in range(4):
         torch.cuda.manual_seed(7)
-        want = up_eager.step(buf_eager.sample(64))
+        assert up_eager() == 1
         torch.cuda.manual_seed(7)
         assert up_graph() == 1
-        torch.testing.assert_close(up_graph.losses, want, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(up_graph.losses, up_eager.losses, atol=1e-5, rtol=1e-4)
         _close(eager, graphed)
 
 
