@@ -112,15 +112,50 @@ _SPECS = {
     ),
 }
 
+# Skills: each arm task cut down to one part within reach and a short episode (success is that
+# part's), for the from-scratch comparisons researchers run first; the task's own knobs and
+# scripted expert, a time limit about 1.5 times the expert's episode. `difficulty_curriculum`
+# moves from the skill's settings to the production episode (`Task.curriculum_stages`).
+SKILLS: dict[str, tuple[str, dict, int, str]] = {
+    "ConveyorPickSkill-v1": (
+        "ConveyorPick-v1",
+        {"parts": 1},
+        200,
+        "One part arriving within 2 s: pick it off the belt and place it in the bin (expert: 140-151 steps).",
+    ),
+    "BinSortSkill-v1": (
+        "BinSort-v1",
+        {"parts": 1},
+        200,
+        "One inspected part arriving within 2 s: sort it into its bin (expert: 125-151 steps).",
+    ),
+    "PegInsertSkill-v1": (
+        "PegInsert-v1",
+        {},
+        150,
+        "PegInsert-v1's one peg, within a 7.5 s limit (expert: 88-90 steps).",
+    ),
+    "MachineTendSkill-v1": (
+        "MachineTend-v1",
+        {"blanks": 1},
+        320,
+        "One blank: load it into a machine, wait out the cycle, unload it to the output tray (expert: 212-221 steps).",
+    ),
+}
+SKILL_IDS: tuple[str, ...] = tuple(SKILLS)
+"""The skill configurations' ids (not in ``ENV_IDS``: the suites and scorecards cover the tasks)."""
+
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 LATEST_IDS: tuple[str, ...] = tuple(
     max((i for i in _SPECS if i.rsplit("-", 1)[0] == name), key=lambda i: int(i.rsplit("-v", 1)[1]))
     for name in dict.fromkeys(i.rsplit("-", 1)[0] for i in _SPECS)
 )
 """The newest version of each task, in ``ENV_IDS`` order (what ``standard-v3`` and ``smoke-v3`` cover)."""
-EXPERTS = {env_id: spec[1] for env_id, spec in _SPECS.items()}
-DESCRIPTIONS = {env_id: spec[3] for env_id, spec in _SPECS.items()}
-TASKS: dict[str, type[Task]] = {env_id: spec[0] for env_id, spec in _SPECS.items()}
+EXPERTS = {env_id: spec[1] for env_id, spec in _SPECS.items()} | {k: _SPECS[v[0]][1] for k, v in SKILLS.items()}
+DESCRIPTIONS = {env_id: spec[3] for env_id, spec in _SPECS.items()} | {k: v[3] for k, v in SKILLS.items()}
+TASKS: dict[str, type[Task]] = {env_id: spec[0] for env_id, spec in _SPECS.items()} | {
+    k: _SPECS[v[0]][0] for k, v in SKILLS.items()
+}
 ARMS: dict[str, tuple[str, ...]] = {env_id: ("panda", "iiwa") for env_id in _SPECS} | {
     "FactoryReach-v0": ("panda",),
     "AGVDeliver-v0": (),
@@ -133,6 +168,7 @@ ARMS: dict[str, tuple[str, ...]] = {env_id: ("panda", "iiwa") for env_id in _SPE
 """The arms (``robot=`` models) each env runs with on its bundled layout; the env refuses the others.
 The iiwa cannot fold close enough to its base for FactoryReach's near targets (it reaches 91% of
 the target box with its tool pointing down). AGVDeliver drives an AGV and WaferTransfer a wafer robot; they take no arm."""
+ARMS |= {k: ARMS[v[0]] for k, v in SKILLS.items()}
 
 # The older ids stay registered and unchanged on purpose (existing policies, suites and references
 # use them): Gymnasium's "out of date, consider upgrading" warning is not for them.
@@ -151,6 +187,15 @@ for _id, (_task, _expert, _steps, _desc) in _SPECS.items():
             entry_point="envs.core:make_env",
             max_episode_steps=_steps,
             kwargs={"task": _task},
+            disable_env_checker=True,
+        )
+for _id, (_base, _knobs, _steps, _desc) in SKILLS.items():
+    if _id not in gym.registry:
+        gym.register(
+            id=_id,
+            entry_point="envs.core:make_env",
+            max_episode_steps=_steps,
+            kwargs={"task": _SPECS[_base][0], **_knobs},
             disable_env_checker=True,
         )
 

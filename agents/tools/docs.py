@@ -295,7 +295,27 @@ def tasks_reference() -> str:
             "",
         ]
         body += [_rst_to_md(inspect.cleandoc(task.__doc__ or "")), ""]
-    return HEADER + "\n".join([*out, "", *body]).rstrip() + "\n"
+    skills = [
+        "## Skills\n",
+        "Each arm task cut down to one part within reach and a short episode (`envs.SKILL_IDS`): the task's",
+        "own knobs, observation, action, rewards and scripted expert, and success that is that one part's. They",
+        "are for learning from scratch; `--set difficulty_curriculum=true` on the task moves from the skill's",
+        "settings to the production episode.\n",
+        "| skill id | task | knobs | episode length | what |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for skill, (base, knobs, steps, desc) in envs.SKILLS.items():
+        env = gym.make(skill)
+        try:
+            dt = env.unwrapped.twin.control_dt
+        finally:
+            env.close()
+        shown = ", ".join(f"`{k}={v}`" for k, v in knobs.items()) or "as the task"
+        skills.append(
+            f"| `{skill}` | [`{base}`](#{base.lower().replace('-', '')}) | {shown} | {steps} steps "
+            f"({steps * dt:g} s) | {desc} |"
+        )
+    return HEADER + "\n".join([*out, "", *skills, "", *body]).rstrip() + "\n"
 
 
 # -- command line -------------------------------------------------------------------------------

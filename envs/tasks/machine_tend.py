@@ -53,6 +53,9 @@ class MachineTend(Task):
     terminates on success, or when a part is lost (dropped outside the trays and fixtures, or a
     raw part put in a tray); a 60 s time limit truncates it.
 
+    **Difficulty knob** (env kwarg): ``blanks``, the blanks in the input tray at reset (1 to its
+    slots; all of them by default).
+
     Observations (``state``, 18 + 8 per machine numbers): tool position (3) and velocity (3),
     finger opening (1); held part present and finished (2); the next blank in the input tray
     relative to the tool (3) and present (1); per machine: its fixture's drop point relative to
@@ -76,6 +79,9 @@ class MachineTend(Task):
 
     layout = "machine_tending"
     obs_modes = ("state", "rgb")
+    knob_names = ("blanks",)
+    curriculum_stages = ({"blanks": 1}, {"blanks": 2})
+    """One blank (``MachineTendSkill-v1``'s setting), two blanks; then the task as made."""
     shares: ClassVar[dict[str, float]] = {
         "approach": APPROACH,
         "raw_held": RAW_HELD,
@@ -105,6 +111,25 @@ class MachineTend(Task):
         self._drops = {m.name: np.array([*m.fixture_xy, m.top_z + hh + 0.008]) for m in self.machines}
         for point in self._drops.values():
             point.flags.writeable = False
+
+    @classmethod
+    def adapt_layout(cls, layout, blanks: int | None = None, **unknown: Any):
+        """The layout with the number of blanks in the (first) input tray set."""
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} has no setting {', '.join(map(repr, unknown))} (its settings: {', '.join(cls.knob_names)})"
+            )
+        if blanks is None:
+            return layout
+        k, tray = next(((k, t) for k, t in enumerate(layout.trays) if t.fill), (None, None))
+        if tray is None:
+            raise ValueError(f"{cls.__name__}'s blanks knob needs a layout with a filled input tray")
+        slots = tray.grid[0] * tray.grid[1]
+        if isinstance(blanks, bool) or not isinstance(blanks, int | np.integer) or not 1 <= blanks <= slots:
+            raise ValueError(f"{cls.__name__}: blanks must be a whole number from 1 to {slots}, got {blanks!r}")
+        trays = list(layout.trays)
+        trays[k] = tray.model_copy(update={"count": int(blanks)})
+        return layout.model_copy(update={"trays": trays})
 
     # -- where things are ---------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""The skill configurations: each arm task cut down to one part and a short episode."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+
+
+@pytest.mark.parametrize("skill", envs.SKILL_IDS)
+def test_each_skill_is_a_checked_deterministic_env_whose_expert_succeeds_well_within_its_limit(skill):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    base, knobs, steps, _ = envs.SKILLS[skill]
+    env = gym.make(skill)
+    try:
+        assert env.spec.max_episode_steps == steps <= 320
+        assert env.observation_space == gym.make(base).observation_space  # a policy moves between them
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
+        lengths = []
+        for seed in range(3):
+            obs, _ = env.reset(seed=seed)
+            first = obs.copy()
+            expert = envs.EXPERTS[skill](env)
+            for t in range(steps):  # noqa: B007 (t: the episode's length, after it)
+                obs, _, term, trunc, info = env.step(expert(obs))
+                if term or trunc:
+                    break
+            assert info["is_success"] and term and not trunc, (skill, seed, t)
+            lengths.append(t + 1)
+            again, _ = env.reset(seed=seed)
+            np.testing.assert_array_equal(again, first)  # deterministic under reset(seed=...)
+        assert max(lengths) <= 0.8 * steps, lengths  # room for a learner slower than the expert
+        layout = env.unwrapped.twin.layout  # the skill is the task at its knobs: one part
+        if "parts" in knobs:
+            assert layout.feeders[0].parts_per_episode == 1
+        if "blanks" in knobs:
+            assert next(t for t in layout.trays if t.fill).count == 1
+    finally:
+        env.close()
+
+
+def test_one_blank_is_the_whole_machine_tending_episode_and_bad_counts_are_refused():
+    env = gym.make("MachineTendSkill-v1")
+    try:
+        env.reset(seed=0)
+        assert len(env.unwrapped.task.parts) == 1
+    finally:
+        env.close()
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(ValueError, match=r"blanks must be a whole number from 1 to 4"):
+            gym.make("MachineTend-v1", blanks=bad)
+    with pytest.raises(ValueError, match=r"no setting 'parts'"):
+        gym.make("MachineTend-v1", parts=1)
+
+
+def test_skills_stay_out_of_the_suites_task_list_but_have_experts_and_arms():
+    assert not set(envs.SKILL_IDS) & set(envs.ENV_IDS)
+    assert not set(envs.SKILL_IDS) & set(envs.LATEST_IDS)
+    for skill, (base, *_rest) in envs.SKILLS.items():
+        assert envs.EXPERTS[skill] is envs.EXPERTS[base] and envs.ARMS[skill] == envs.ARMS[base]
