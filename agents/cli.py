@@ -346,6 +346,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             max_procs=args.procs,
             envs_per_worker=args.envs_per_worker,
             episodes=args.episodes,
+            every_count=not args.procs_only,
         )
         for name, value, unit in figures:
             print(f"{env_id}.{name} {value:.4g} {unit}", flush=True)
@@ -766,6 +767,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, default=None, help="largest vector-env process count (default: CPU count)")
     p.add_argument("--envs-per-worker", type=int, default=4, help="envs each pool worker steps in turn")
     p.add_argument("--episodes", type=int, default=1, help="whole episodes per env for the vector-env figures")
+    p.add_argument(
+        "--procs-only", action="store_true", help="vector-env figures at --procs processes only (not 1, 2, 4, ...)"
+    )
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("train", help="train an agent (ppo, sac with HER, bc, dagger) and evaluate it on fixed seeds")

@@ -123,12 +123,11 @@ class SACAgent(nn.Module):
     def q_target(self, x, a, num_min_qs: int) -> torch.Tensor:
         """The target critics' minimum over ``num_min_qs`` of them drawn at random (all of them when
         that is the whole ensemble), ``[B]``."""
-        q = self.critic_target(torch.cat([x, a], -1)).squeeze(-1)
-        n = q.shape[0]
+        xa, n = torch.cat([x, a], -1), self.critic_target.n
+        pick = None
         if num_min_qs < n:  # one draw per update, as RLPD; argsort of uniforms is capturable
-            pick = torch.rand(n, device=q.device).argsort()[:num_min_qs]
-            q = q.index_select(0, pick)
-        return q.min(0).values
+            pick = torch.rand(n, device=x.device).argsort()[:num_min_qs]
+        return self.critic_target(xa, pick).squeeze(-1).min(0).values  # only the drawn critics run
 
     def policy(self) -> DeterministicPolicy:
         return DeterministicPolicy(self.norm, MeanHead(self.actor, self.act_dim), self.scale, SQUASH)

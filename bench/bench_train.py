@@ -9,9 +9,12 @@
   the share of the learner's time spent updating.
 * SAC gradient updates/s (2 x 256 networks, sampling from a filled device replay buffer included)
   at batches 256, 1024 and 4096: eager, ``torch.compile`` and, on CUDA, one CUDA graph per update.
+* The critic ensemble (``--ensembles``, batch 256): updates/s with each number of critics, and on
+  a CPU against the same critics as separate networks in a Python loop.
 
 Usage: python bench/bench_train.py [--env ID] [--workers W] [--envs-per-worker K] [--iters I]
        [--device auto|cpu|cuda] [--skip-ppo] [--skip-sac] [--skip-updates]
+       [--ensembles N ...]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from agents import ppo, sac
 from agents.collect.vec import make_vec_env
 from agents.common.buffers import ReplayBuffer
 from agents.common.config import make_config
+from agents.common.nets import mlp
 from agents.common.runtime import Run, compiled, resolve_device, share_cores
 from agents.tools.bench import pool_rate
 
@@ -66,10 +70,12 @@ def run_rates(algo: str, env_id: str, n_envs: int, workers: int, steps_per_env: 
     return {"steps": steps, "collect": steps / c, "wall": steps / wall, "update_fraction": u / (c + u)}
 
 
-def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200) -> float:
-    """Updates/s of one SAC update (sampling a filled device buffer included) in ``mode``."""
+def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200, num_qs: int = 2) -> float:
+    """Updates/s of one SAC update (sampling a filled device buffer included) in ``mode``, with
+    ``num_qs`` critics in the ensemble."""
     obs_dim, act_dim = 23, 4  # ConveyorPick's sizes
-    cfg = make_config("sac", "ConveyorPick-v0", {"batch_size": str(batch), "device": str(device)})
+    sets = {"batch_size": str(batch), "device": str(device), "num_qs": str(num_qs)}
+    cfg = make_config("sac", "ConveyorPick-v0", sets)
     agent = sac.SACAgent(cfg, obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim)).to(device)
     buffer = ReplayBuffer(200_000, 16, obs_dim, act_dim, device)
     g = torch.Generator(device=device).manual_seed(0)
@@ -97,6 +103,54 @@ def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200)
     return statistics.median(rates)
 
 
+def looped_critics_updates_per_s(num_qs: int, batch: int, n: int = 100) -> float:
+    """The baseline the batched ensemble replaces: ``num_qs`` separate critics, each its own
+    forward and backward in a Python loop, with the same actor, temperature and target steps
+    (CPU, eager; what an ensemble costs without stacking)."""
+    obs_dim, act_dim = 23, 4
+    cfg = make_config("sac", "ConveyorPick-v0", {"batch_size": str(batch), "num_qs": str(num_qs)})
+    w, d, ln = cfg.net_width, cfg.net_depth, cfg.critic_layernorm  # the networks sac_updates_per_s times
+    x, nx = torch.randn(batch, obs_dim), torch.randn(batch, obs_dim)
+    act, rew, term = torch.rand(batch, act_dim) * 2 - 1, torch.randn(batch), torch.zeros(batch)
+    critics = [mlp(obs_dim + act_dim, 1, w, d, layer_norm=ln) for _ in range(num_qs)]
+    targets = [mlp(obs_dim + act_dim, 1, w, d, layer_norm=ln) for _ in range(num_qs)]
+    actor = mlp(obs_dim, 2 * act_dim, w, d)
+    opt = torch.optim.Adam([p for c in critics for p in c.parameters()] + [*actor.parameters()], fused=True)
+    pairs = ([p for t in targets for p in t.parameters()], [p for c in critics for p in c.parameters()])
+
+    def sample(obs):
+        mean, log_std = actor(obs).split(act_dim, -1)
+        u = mean + log_std.clamp(-5, 2).exp() * torch.randn_like(mean)
+        return torch.tanh(u), -(u - mean).square().sum(-1)
+
+    def update():
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            na, nlogp = sample(nx)
+            nxa = torch.cat([nx, na], -1)
+            q_next = torch.stack([t(nxa).squeeze(-1) for t in targets[:2]]).min(0).values
+            target = rew + 0.97 * (1 - term) * (q_next - 0.1 * nlogp)
+        xa = torch.cat([x, act], -1)
+        loss = sum((c(xa).squeeze(-1) - target).square().mean() for c in critics)
+        a, logp = sample(x)
+        xa_pi = torch.cat([x, a], -1)
+        q_pi = torch.stack([c(xa_pi).squeeze(-1) for c in critics]).mean(0)
+        (loss + (0.1 * logp - q_pi).mean()).backward()
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(pairs[0], pairs[1], 0.005)
+
+    for _ in range(5):
+        update()
+    rates = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            update()
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="ConveyorPick-v0")
@@ -107,17 +161,23 @@ def main() -> None:
     ap.add_argument("--skip-ppo", action="store_true")
     ap.add_argument("--skip-sac", action="store_true")
     ap.add_argument("--skip-updates", action="store_true")
+    ap.add_argument("--ensembles", type=int, nargs="*", default=[2, 10], help="critic ensemble sizes to time")
+    ap.add_argument("--batches", type=int, nargs="*", default=[256, 1024, 4096], help="batch sizes to time updates at")
+    ap.add_argument(
+        "--modes", nargs="*", default=["eager", "compiled", "graph"], help="update modes (graph: on CUDA only)"
+    )
     args = ap.parse_args()
     dev = resolve_device(args.device)
     n = args.workers * args.envs_per_worker
     line("device_cuda", float(dev.type == "cuda"), "bool")
-    line("workers", args.workers, "processes")
-    line("envs", n, "envs")
-    n_steps = make_config("ppo", args.env, {"n_envs": str(n)}).n_steps
-    per_env = args.iters * n_steps
-    line("steps_per_env", per_env, "steps")
-    bare = pool_rate(args.env, args.workers, args.envs_per_worker, per_env, "async")
-    line(f"bare_pool_steps_per_s_{n}env", bare, "steps/s")
+    if not (args.skip_ppo and args.skip_sac):  # the runs' baseline
+        line("workers", args.workers, "processes")
+        line("envs", n, "envs")
+        n_steps = make_config("ppo", args.env, {"n_envs": str(n)}).n_steps
+        per_env = args.iters * n_steps
+        line("steps_per_env", per_env, "steps")
+        bare = pool_rate(args.env, args.workers, args.envs_per_worker, per_env, "async")
+        line(f"bare_pool_steps_per_s_{n}env", bare, "steps/s")
     if not args.skip_ppo:
         r = run_rates("ppo", args.env, n, args.workers, per_env, args.device)
         line("ppo_env_steps_per_s_collecting", r["collect"], "steps/s")
@@ -130,10 +190,19 @@ def main() -> None:
         line("sac_whole_run_vs_bare", r["wall"] / bare, "x")
         line("sac_update_fraction", r["update_fraction"], "x")
     if not args.skip_updates:
-        modes = ["eager", "compiled"] + (["graph"] if dev.type == "cuda" else [])
-        for batch in (256, 1024, 4096):
+        modes = [m for m in args.modes if m != "graph" or dev.type == "cuda"]
+        for batch in args.batches:
             for mode in modes:
                 line(f"sac_updates_per_s_batch{batch}_{mode}", sac_updates_per_s(dev, mode, batch), "updates/s")
+        # the critic ensemble (batch 256): stacked into one network, against the same critics looped
+        for q in args.ensembles:
+            for mode in [m for m in modes if m != "compiled"]:
+                rate = sac_updates_per_s(dev, mode, 256, num_qs=q)
+                line(f"sac_updates_per_s_batch256_{mode}_{q}critics", rate, "updates/s")
+                if mode == "eager" and dev.type == "cpu":
+                    looped = looped_critics_updates_per_s(q, 256)
+                    line(f"sac_updates_per_s_batch256_looped_{q}critics", looped, "updates/s")
+                    line(f"sac_ensemble_vs_looped_{q}critics", rate / looped, "x")
 
 
 if __name__ == "__main__":

@@ -71,14 +71,17 @@ class EnsembleMLP(nn.Module):
             nn.Parameter(torch.zeros(n, 1, width)) for _ in range(depth if layer_norm else 0)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.expand(self.n, *x.shape) if x.dim() == 2 else x
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Every member's output, or with ``members`` (indices) only theirs, ``[len(members), B, n_out]``."""
+        pick = (lambda t: t) if members is None else (lambda t: t.index_select(0, members))
+        n = self.n if members is None else members.shape[0]
+        h = x.expand(n, *x.shape) if x.dim() == 2 else x
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b, h, w)
+            h = torch.baddbmm(pick(b), h, pick(w))
             if i < last:
                 if self.layer_norm:
-                    h = F.layer_norm(h, (self.width,)) * self.ln_gains[i] + self.ln_biases[i]
+                    h = F.layer_norm(h, (self.width,)) * pick(self.ln_gains[i]) + pick(self.ln_biases[i])
                 h = torch.relu(h)
         return h
 

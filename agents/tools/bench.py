@@ -172,8 +172,10 @@ def run_bench(
     max_procs: int | None = None,
     envs_per_worker: int = 4,
     episodes: int = 1,
+    every_count: bool = True,
 ) -> Iterator[tuple[str, float, str]]:
-    """Yield ``(name, value, unit)`` figures for ``env_id``."""
+    """Yield ``(name, value, unit)`` figures for ``env_id``; the vector-env figures at 1, 2, 4, ...
+    processes up to ``max_procs``, or at ``max_procs`` alone without ``every_count``."""
     env = gym.make(env_id)
     max_steps = env.spec.max_episode_steps if env.spec else None
     try:
@@ -184,7 +186,7 @@ def run_bench(
             yield from _twin_figures(env, twin, steps, repeats)
     finally:
         env.close()
-    yield from _pool_figures(env_id, max_steps, max_procs, envs_per_worker, episodes)
+    yield from _pool_figures(env_id, max_steps, max_procs, envs_per_worker, episodes, every_count)
 
 
 def _twin_figures(env: gym.Env, twin, steps: int, repeats: int) -> Iterator[tuple[str, float, str]]:
@@ -209,14 +211,19 @@ def _twin_figures(env: gym.Env, twin, steps: int, repeats: int) -> Iterator[tupl
 
 
 def _pool_figures(
-    env_id: str, max_steps: int | None, max_procs: int | None, envs_per_worker: int, episodes: int
+    env_id: str,
+    max_steps: int | None,
+    max_procs: int | None,
+    envs_per_worker: int,
+    episodes: int,
+    every_count: bool = True,
 ) -> Iterator[tuple[str, float, str]]:
     # Vector envs over whole episodes (random actions end ConveyorPick's episodes after ~500-640
     # steps), beside the ceiling measured in the same run: as many independent processes, each
     # doing exactly one pool worker's physics (the same episodes, seeds and actions) on its own
     # env, measured before and after the pool (the mean of the two).
     max_procs = max_procs or os.cpu_count() or 1
-    counts = sorted({1, 2, 4, 8, 16, max_procs} & set(range(1, max_procs + 1)))
+    counts = sorted({1, 2, 4, 8, 16, max_procs} & set(range(1, max_procs + 1))) if every_count else [max_procs]
     per_env = episodes * (max_steps or 200)
     yield "whole_episode_steps_per_env", per_env, "steps"
     yield "envs_per_worker", envs_per_worker, "envs"

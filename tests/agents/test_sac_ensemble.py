@@ -50,7 +50,9 @@ def test_the_batched_ensemble_computes_what_separate_networks_compute(layer_norm
     ens = EnsembleMLP(3, 7, 1, 16, 2, layer_norm=layer_norm)
     ens.load_state_dict(EnsembleMLP.stack_state([n.state_dict() for n in nets], layer_norm))
     x = torch.randn(5, 7)
-    torch.testing.assert_close(ens(x), torch.stack([n(x) for n in nets]), atol=1e-5, rtol=1e-4)
+    want = torch.stack([n(x) for n in nets])
+    torch.testing.assert_close(ens(x), want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ens(x, torch.tensor([2, 0])), want[[2, 0]], atol=1e-5, rtol=1e-4)  # a subset
     # members are initialised apart, as separate networks would be
     fresh = EnsembleMLP(3, 7, 1, 16, 2)
     assert not torch.allclose(fresh.weights[0][0], fresh.weights[0][1])
