@@ -80,6 +80,29 @@ class SACAgent(nn.Module):
         self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.init_alpha))))
         self.scale = ActionScale(act_low, act_high)
         self._register_load_state_dict_pre_hook(self._two_critics_to_ensemble)
+        self.base_agent: nn.Module | None = None
+        self.residual_scale = cfg.residual_scale
+        if cfg.base_config:  # residual RL: a frozen base policy, a correction that starts at zero
+            from agents.common.config import algo_of, from_dict
+            from agents.train import ALGOS
+
+            base_cfg = from_dict(cfg.base_config)
+            self.base_agent = ALGOS[algo_of(base_cfg)].build(base_cfg, obs_dim, act_dim, act_low, act_high)
+            self.base_agent.requires_grad_(False)
+            with torch.no_grad():
+                self.actor[-1].weight[:act_dim].zero_()
+                self.actor[-1].bias[:act_dim].zero_()
+
+    def base_policy(self) -> nn.Module | None:
+        """The frozen base policy (raw observations to actions), or None without one."""
+        return None if self.base_agent is None else self.base_agent.policy().eval()
+
+    def env_action(self, x_raw: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The env's action for the squashed action ``u`` taken at raw observations ``x_raw``: ``u``
+        mapped to the bounds, or with a base policy the base's action corrected by ``u``."""
+        if self.base_agent is None:
+            return self.scale(u)
+        return residual_action(self.base_policy()(x_raw), u, self.scale, self.residual_scale)
 
     @staticmethod
     def _two_critics_to_ensemble(state, prefix, *_args) -> None:
@@ -129,8 +152,31 @@ class SACAgent(nn.Module):
             pick = torch.rand(n, device=x.device).argsort()[:num_min_qs]
         return self.critic_target(xa, pick).squeeze(-1).min(0).values  # only the drawn critics run
 
-    def policy(self) -> DeterministicPolicy:
+    def policy(self) -> nn.Module:
+        if self.base_agent is not None:
+            return ResidualPolicy(
+                self.base_policy(), self.norm, MeanHead(self.actor, self.act_dim), self.scale, self.residual_scale
+            )
         return DeterministicPolicy(self.norm, MeanHead(self.actor, self.act_dim), self.scale, SQUASH)
+
+
+def residual_action(base: torch.Tensor, u: torch.Tensor, scale: ActionScale, residual_scale: float) -> torch.Tensor:
+    """The base's action plus ``residual_scale`` half-ranges times ``u`` (in [-1, 1]), within the bounds."""
+    a = base + residual_scale * scale.half_range * u
+    return torch.maximum(torch.minimum(a, scale.center + scale.half_range), scale.center - scale.half_range)
+
+
+class ResidualPolicy(nn.Module):
+    """A residual agent's acting policy (the module exported to ONNX): the frozen base policy's
+    action, corrected by the agent's deterministic action."""
+
+    def __init__(self, base: nn.Module, norm: nn.Module, actor: nn.Module, scale: ActionScale, residual_scale: float):
+        super().__init__()
+        self.base, self.norm, self.actor, self.scale, self.residual_scale = base, norm, actor, scale, residual_scale
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        u = torch.tanh(self.actor(self.norm(obs)))
+        return residual_action(self.base(obs), u, self.scale, self.residual_scale)
 
 
 def build(cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high) -> SACAgent:
@@ -335,6 +381,15 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     )
     rng = np.random.default_rng(cfg.seed)
     step = 0
+    if agent.base_agent is not None and state is None:  # a fresh residual run: the base's weights
+        folder = ckpt.resolve_policy(cfg.base_policy)
+        tensors = ckpt.load_tensors(folder, ckpt.MODEL, ckpt.read_sidecar(folder), "cpu")
+        ckpt.load_module_state(agent.base_agent, tensors, "model.", str(folder / ckpt.MODEL))
+        agent.base_agent.to(device)
+        run.console.print(
+            f"residual RL on {folder}: corrections up to {cfg.residual_scale:g} of the action's half-range",
+            highlight=False,
+        )
     if state is not None:
         if any(k.startswith("model.q1.") for k in state["tensors"]):
             raise ckpt.CheckpointError(
@@ -353,7 +408,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
 
     def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:
         u, _ = agent.sample(agent.norm(x))
-        return (torch.cat([agent.scale(u), u], -1),)
+        return (torch.cat([agent.env_action(x, u), u], -1),)
 
     acting = BatchedAct(policy_step, n, obs_dim, device, graph, note=note)
     half = (act_space.high - act_space.low) / 2
@@ -366,6 +421,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         if step < cfg.learning_starts or x is None:
             u = warmup_rng.uniform(-1.0, 1.0, (len(ids), act_dim)).astype(np.float32)
             u_host[ids] = u
+            if agent.base_agent is not None and x is not None:  # uniform corrections around the base
+                with torch.no_grad():
+                    return agent.env_action(x, torch.as_tensor(u, device=device)).cpu().numpy()
             return (mid + half * u).astype(np.float32)
         (both,) = acting(x, rows)
         both = both.cpu().numpy()  # the one device-to-host copy
@@ -376,7 +434,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     obs_np, _ = vec.reset(seed=int(rng.integers(2**31)))
     obs_host[:] = flatten_batch(obs_space, obs_np)
     all_ids = np.arange(n)
-    if step >= cfg.learning_starts:
+    if step >= cfg.learning_starts or agent.base_agent is not None:
         x0 = torch.as_tensor(obs_host, device=device)
         vec.send(act(all_ids, x0, torch.as_tensor(all_ids, device=device)), all_ids)
     else:

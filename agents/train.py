@@ -126,6 +126,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         cfg = saved
     elif (out / "checkpoints" / "latest").exists():
         raise TrainError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    elif isinstance(cfg, SACConfig) and cfg.base_policy:
+        cfg = _with_base(cfg)
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
@@ -146,6 +148,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     )
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
+        if isinstance(cfg, SACConfig) and cfg.base_policy:
+            _check_base_spaces(cfg, vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
         share_cores(vec.local_processes)  # leave a core to each env worker
         if resume:
@@ -226,6 +230,41 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     ckpt.atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
     plot_learning_curve(out / "metrics.jsonl", out / "learning_curve.png", f"{describe_algo(cfg)} on {cfg.env_id}")
     return result
+
+
+def _with_base(cfg: SACConfig) -> SACConfig:
+    """``cfg`` with its base policy's saved config copied in, once the base is known to be a policy
+    of this env with this observation layout; TrainError names what differs."""
+    folder = ckpt.resolve_policy(cfg.base_policy)
+    doc = ckpt.read_sidecar(folder)
+    try:
+        base = from_dict(doc["config"])
+    except (ConfigError, TypeError, AttributeError) as exc:
+        raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: config: {exc}") from None
+    if base.env_id != cfg.env_id:
+        raise TrainError(f"base_policy {cfg.base_policy}: made for {base.env_id}, this run trains on {cfg.env_id}")
+    was = demos_io.observation_features(base.env_id, base.env_kwargs)
+    now = demos_io.observation_features(cfg.env_id, cfg.env_kwargs)
+    if was is not None and now is not None and was != now:
+        k = next((i for i, (a, b) in enumerate(zip(was, now, strict=False)) if a != b), min(len(was), len(now)))
+        raise TrainError(
+            f"base_policy {cfg.base_policy}: made with another observation layout: number {k} is "
+            f"{was[k] if k < len(was) else '(none)'!r} for it, {now[k] if k < len(now) else '(none)'!r} in this env "
+            f"(env kwargs {base.env_kwargs} then, {cfg.env_kwargs} now)"
+        )
+    values = {**to_dict(cfg), "base_policy": str(folder), "base_config": doc["config"]}
+    return from_dict(values)
+
+
+def _check_base_spaces(cfg: SACConfig, obs_space, act_space) -> None:
+    doc = ckpt.read_sidecar(ckpt.resolve_policy(cfg.base_policy))
+    if doc["obs_space"] != describe(obs_space):
+        raise TrainError(
+            f"base_policy {cfg.base_policy}: observation space {doc['obs_space']}, the env's is {describe(obs_space)}"
+        )
+    want = {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
+    if doc["action_space"] != want:
+        raise TrainError(f"base_policy {cfg.base_policy}: action space {doc['action_space']}, the env's is {want}")
 
 
 def _best_keeper(cfg: TrainConfig, out: Path, vec, start: int, bc_only: bool):

@@ -203,6 +203,16 @@ class SACConfig(TrainConfig):
     demo_ratio: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] = 0.5
     critic_layernorm: bool = False
     """LayerNorm in the critics' hidden layers (on by default with ``demos``, as in RLPD)."""
+    base_policy: str = ""
+    """Residual RL: a run or checkpoint folder of this env (any algorithm; an imitation student)
+    whose policy stays frozen while the agent learns a correction to it. The env gets the base's
+    action plus ``residual_scale`` times the agent's (in half-ranges of the action space), and the
+    agent starts as the base (its correction's mean begins at zero)."""
+    residual_scale: Annotated[float, Field(gt=0.0, le=2.0, allow_inf_nan=False)] = 0.2
+    """The largest correction to the base policy's action, as a fraction of the action's half-range."""
+    base_config: dict[str, Any] = field(default_factory=dict)
+    """The base policy's own saved config, copied in when training starts so that the run's
+    checkpoints rebuild the base without its folder; not set by hand."""
     curriculum: bool = False
     """Reverse curriculum over the demos (RFCL): episodes start part-way along a demonstration,
     near its end, and the start moves back as the agent succeeds from it
@@ -313,6 +323,17 @@ TASK_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     # critics); a longer horizon, since a pick takes about 100 control steps.
     ("ConveyorPick-v0", "sac+demos"): {"total_steps": 300_000, "n_envs": 8, "gamma": 0.97, "log_every": 2_000},
     ("ConveyorPick-v0", "bc"): {"total_steps": 30_000, "net_width": 512, "net_depth": 3},
+}
+# ConveyorPick-v1 is -v0's task with what a learner needs observed and rewards that teach: the same
+# RL settings (its BC keeps the network its DAgger student has, as the imitation bench compares
+# them). Its one-part skill (200 steps) from scratch: the same, on a shorter budget.
+for _algo in ("ppo", "sac", "sac+demos"):
+    TASK_DEFAULTS[("ConveyorPick-v1", _algo)] = dict(TASK_DEFAULTS[("ConveyorPick-v0", _algo)])
+TASK_DEFAULTS[("ConveyorPickSkill-v1", "sac")] = {**TASK_DEFAULTS[("ConveyorPick-v0", "sac")], "total_steps": 150_000}
+TASK_DEFAULTS[("ConveyorPickSkill-v1", "ppo")] = {
+    **TASK_DEFAULTS[("ConveyorPick-v0", "ppo")],
+    "total_steps": 1_000_000,
+    "n_steps": 200,
 }
 
 
@@ -431,6 +452,13 @@ def validate(cfg: TrainConfig) -> None:
             "difficulty_curriculum and curriculum do not mix: the reverse curriculum replays demos that were "
             "recorded with the run's own env kwargs"
         )
+    if isinstance(cfg, SACConfig) and cfg.base_policy and cfg.demos:
+        problems.append(
+            "base_policy and demos do not mix: residual RL learns a correction from its own rollouts (RLPD from "
+            "demos learns the whole action)"
+        )
+    if isinstance(cfg, SACConfig) and cfg.base_config and not cfg.base_policy:
+        problems.append("base_config is copied in from base_policy when training starts; set base_policy instead")
     if isinstance(cfg, SACConfig) and cfg.num_min_qs > cfg.num_qs:
         problems.append(
             f"num_min_qs ({cfg.num_min_qs}) must not exceed num_qs ({cfg.num_qs}): the target's minimum is "
