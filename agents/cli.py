@@ -201,10 +201,11 @@ def _env_id(env_id: str, expert: bool = False) -> str:
 def cmd_envs(args: argparse.Namespace) -> int:
     import envs
 
-    width = max(len(e) for e in envs.ENV_IDS)
-    for env_id in envs.ENV_IDS:
+    width = max(len(e) for e in (*envs.ENV_IDS, *envs.SKILL_IDS))
+    for env_id in (*envs.ENV_IDS, *envs.SKILL_IDS):
         modes = ",".join(envs.TASKS[env_id].obs_modes)
-        print(f"{env_id:<{width}}  {envs.DESCRIPTIONS[env_id]} [obs: {modes}]")
+        skill = f" [skill of {envs.SKILLS[env_id][0]}]" if env_id in envs.SKILLS else ""
+        print(f"{env_id:<{width}}  {envs.DESCRIPTIONS[env_id]} [obs: {modes}]{skill}")
     return 0
 
 

@@ -16,7 +16,8 @@ def test_envs_lists_every_env(capsys):
 
     assert run(["envs"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [ln.split()[0] for ln in lines] == list(envs.ENV_IDS)
+    assert [ln.split()[0] for ln in lines] == [*envs.ENV_IDS, *envs.SKILL_IDS]
+    assert lines[-1].endswith("[skill of MachineTend-v1]")
 
 
 def test_smoke_passes(capsys):
