@@ -104,7 +104,7 @@ class TrainConfig:
     the step budget had been reached (the last evaluation during training, a checkpoint, then the
     final evaluation, which the budget does not include). It counts the whole run, evaluations
     during training and earlier lives of a resumed run included, and keeps back for the last
-    evaluation during training as long as the one before it took, so that the run ends within it."""
+    evaluation during training 1.25 times the longest one before it, so that the run ends within it."""
     keep_best: bool = True
     """With ``eval_every``: keep the policy that scored best in the evaluations during training
     (success rate, then mean return; the final weights are evaluated too) as ``checkpoints/best``.

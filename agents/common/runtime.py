@@ -166,8 +166,8 @@ class Run:
         self.max_seconds = 0.0
         """The run's wall-clock budget (``max_seconds``; 0: none)."""
         self.eval_reserve = 0.0
-        """Seconds the last held-out evaluation took: what the budget keeps back for the one at
-        the end of training."""
+        """Seconds the longest held-out evaluation so far took: the budget keeps back
+        ``RESERVE_MARGIN`` times it for the one at the end of training."""
         self.stop = StopRequest(self.console)
         self.evaluator: Callable[[torch.nn.Module], list[dict[str, Any]]] | None = None
         """Runs a policy on the held-out progress seeds (set by ``train``; None: no evaluations)."""
@@ -216,10 +216,15 @@ class Run:
         """Seconds of the run: this life's, plus the earlier lives' of a resumed run."""
         return self.timers.get("wall", 0.0) + time.perf_counter() - self.t0
 
+    RESERVE_MARGIN = 1.25
+    """The evaluation at the end of training may take longer than any before it (its episodes
+    run longer) and a checkpoint follows it: the budget keeps back this much more."""
+
     def out_of_time(self) -> bool:
         """The wall-clock budget (``max_seconds``) is spent, but for what the held-out evaluation
-        at the end of training will take (as long as the last one did)."""
-        reserve = self.eval_reserve if self.evaluator is not None and self.eval_every > 0 else 0.0
+        at the end of training will take (``RESERVE_MARGIN`` times the longest one so far)."""
+        on = self.evaluator is not None and self.eval_every > 0
+        reserve = self.RESERVE_MARGIN * self.eval_reserve if on else 0.0
         return self.max_seconds > 0 and self.elapsed() + reserve >= self.max_seconds
 
     @property
@@ -290,8 +295,9 @@ class Run:
             self._keep(agent, step, score)
             self.best = {**score, "step": step}
             row["best"] = 1.0
-        self.eval_reserve = time.perf_counter() - t0
-        self.timers["eval"] = self.timers.get("eval", 0.0) + self.eval_reserve
+        took = time.perf_counter() - t0
+        self.eval_reserve = max(self.eval_reserve, took)
+        self.timers["eval"] = self.timers.get("eval", 0.0) + took
         row["eval_s"] = self.timers["eval"]
         self.log(step, row)
 

@@ -488,8 +488,9 @@ def test_a_run_s_best_is_ranked_by_success_then_return_and_later_wins_ties(tmp_p
     assert [r.get("best", 0.0) for r in rows] == [1.0, 1.0, 0.0, 1.0, 0.0]
 
 
-def test_a_wall_clock_budget_keeps_back_the_last_evaluation_s_length(tmp_path, monkeypatch):
-    """Training stops early enough that the held-out evaluation at its end fits in the budget."""
+def test_a_wall_clock_budget_keeps_back_the_longest_evaluation_s_length(tmp_path, monkeypatch):
+    """Training stops early enough that the held-out evaluation at its end fits in the budget,
+    even a little longer than the longest before it."""
     from agents.common import runtime
     from agents.common.runtime import Run
 
@@ -500,18 +501,23 @@ def test_a_wall_clock_budget_keeps_back_the_last_evaluation_s_length(tmp_path, m
         def policy(self):
             return torch.nn.Linear(1, 1)
 
+    lengths = iter([1.5, 0.5])
+
     def evaluator(net):
-        now[0] += 1.5
+        now[0] += next(lengths)
         return [{"success": 1.0, "return": 0.0, "length": 1}]
 
     run = Run(tmp_path, 10**6, quiet=True)
-    run.max_seconds = 5.0
+    run.max_seconds = 10.0
     assert not run.out_of_time()
     run.schedule_evals(1, evaluator)
-    run.maybe_evaluate(1, Agent())  # 1.5 s: 2 s of the budget left for training, 1.5 s for the last one
-    assert 1.5 <= run.eval_reserve < 3.0 and not run.out_of_time()
-    now[0] += run.max_seconds - run.eval_reserve - run.elapsed() + 0.1
-    assert run.elapsed() < run.max_seconds and run.out_of_time()  # the last evaluation would not fit
+    run.maybe_evaluate(1, Agent())  # 1.5 s
+    run.maybe_evaluate(2, Agent())  # 0.5 s: the reserve stays the longest
+    assert run.eval_reserve == 1.5 and run.elapsed() == 2.0 and not run.out_of_time()
+    now[0] += run.max_seconds - run.elapsed() - 1.5 * run.RESERVE_MARGIN - 0.01
+    assert not run.out_of_time()
+    now[0] += 0.02  # 1.25 x 1.5 s left: the last evaluation might not fit
+    assert run.elapsed() < run.max_seconds - 1.5 and run.out_of_time()
     run.schedule_evals(0, evaluator)
     assert not run.out_of_time()  # no evaluation to come: nothing kept back
     run.close()
