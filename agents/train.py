@@ -246,11 +246,10 @@ def _with_base(cfg: SACConfig) -> SACConfig:
     was = demos_io.observation_features(base.env_id, base.env_kwargs)
     now = demos_io.observation_features(cfg.env_id, cfg.env_kwargs)
     if was is not None and now is not None and was != now:
-        k = next((i for i, (a, b) in enumerate(zip(was, now, strict=False)) if a != b), min(len(was), len(now)))
+        k, a, b = demos_io.first_difference(was, now)
         raise TrainError(
-            f"base_policy {cfg.base_policy}: made with another observation layout: number {k} is "
-            f"{was[k] if k < len(was) else '(none)'!r} for it, {now[k] if k < len(now) else '(none)'!r} in this env "
-            f"(env kwargs {base.env_kwargs} then, {cfg.env_kwargs} now)"
+            f"base_policy {cfg.base_policy}: made with another observation layout: number {k} is {a!r} for it, "
+            f"{b!r} in this env (env kwargs {base.env_kwargs} then, {cfg.env_kwargs} now)"
         )
     values = {**to_dict(cfg), "base_policy": str(folder), "base_config": doc["config"]}
     return from_dict(values)

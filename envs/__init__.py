@@ -178,7 +178,10 @@ warnings.filterwarnings(
     category=DeprecationWarning,
 )
 
-for _id, (_task, _expert, _steps, _desc) in _SPECS.items():
+_REGISTRATIONS = [(i, s[2], {"task": s[0]}) for i, s in _SPECS.items()] + [
+    (i, steps, {"task": _SPECS[base][0], **knobs}) for i, (base, knobs, steps, _) in SKILLS.items()
+]
+for _id, _steps, _kwargs in _REGISTRATIONS:
     if _id not in gym.registry:
         # The tests run Gymnasium's full check_env on every env and mode, so gym.make skips the
         # passive checker's per-step wrapper.
@@ -186,16 +189,7 @@ for _id, (_task, _expert, _steps, _desc) in _SPECS.items():
             id=_id,
             entry_point="envs.core:make_env",
             max_episode_steps=_steps,
-            kwargs={"task": _task},
-            disable_env_checker=True,
-        )
-for _id, (_base, _knobs, _steps, _desc) in SKILLS.items():
-    if _id not in gym.registry:
-        gym.register(
-            id=_id,
-            entry_point="envs.core:make_env",
-            max_episode_steps=_steps,
-            kwargs={"task": _SPECS[_base][0], **_knobs},
+            kwargs=_kwargs,
             disable_env_checker=True,
         )
 

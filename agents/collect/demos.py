@@ -208,11 +208,7 @@ def check_demos(meta: dict, path: str, env_id: str, obs_space, act_space, env_kw
     if recorded is not None:
         now = observation_features(env_id, env_kwargs)
         if now is not None and now != recorded:
-            k = next(
-                (i for i, (a, b) in enumerate(zip(recorded, now, strict=False)) if a != b), min(len(recorded), len(now))
-            )
-            a = recorded[k] if k < len(recorded) else "(none)"
-            b = now[k] if k < len(now) else "(none)"
+            k, a, b = first_difference(recorded, now)
             raise DemosError(
                 f"{path}: recorded with another observation layout: number {k} is {a!r} in the demos, {b!r} in the "
                 f"env (env kwargs {meta.get('env_kwargs')} then, {env_kwargs or {}} now)"
@@ -222,6 +218,13 @@ def check_demos(meta: dict, path: str, env_id: str, obs_space, act_space, env_kw
     want = {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
     if meta["action_space"] != want:
         raise DemosError(f"{path}: action space {meta['action_space']} differs from the env's {want}")
+
+
+def first_difference(was: list[str], now: list[str]) -> tuple[int, str, str]:
+    """Where two observation layouts part: the index and each side's feature there ("(none)" past
+    its end)."""
+    k = next((i for i, (a, b) in enumerate(zip(was, now, strict=False)) if a != b), min(len(was), len(now)))
+    return k, was[k] if k < len(was) else "(none)", now[k] if k < len(now) else "(none)"
 
 
 def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
