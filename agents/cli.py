@@ -233,6 +233,22 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _play_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", metavar="FILE", help="a cell layout file in place of the task's bundled one")
+    p.add_argument(
+        "--telemetry-rate",
+        type=float,
+        metavar="HZ",
+        help="telemetry samples per simulated second (default: every control step)",
+    )
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    _require_command("record")
+    args.telemetry = args.out
+    return cmd_play(args)
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     from agents.tools.play import run_episodes, summarize
 
@@ -251,6 +267,10 @@ def cmd_play(args: argparse.Namespace) -> int:
         env_kwargs["faults"] = args.faults if args.faults in ("all", "none") else args.faults.split(",")
     if args.randomize:
         env_kwargs["randomize"] = True
+    if args.layout:
+        env_kwargs["layout"] = _layout_file(args.layout)
+    if args.telemetry:
+        _telemetry_dir(args.telemetry, args.telemetry_rate)
     if env_kwargs:
         _check_env_kwargs(env_id, env_kwargs)  # an arm that is not there, a fault it lacks: exit 2
     with _progress() as prog:
@@ -283,6 +303,8 @@ def cmd_play(args: argparse.Namespace) -> int:
                 on_step=step,
                 frame_stride=args.frame_stride,
                 video_size=size,
+                telemetry=args.telemetry,
+                telemetry_rate=args.telemetry_rate,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -299,6 +321,12 @@ def cmd_play(args: argparse.Namespace) -> int:
         print(json.dumps({"env": env_id, "policy": args.policy, "seed": args.seed, **summary}))
     if args.video:
         (err if args.json else out).print(f"video written to {args.video}")
+    if args.telemetry:
+        info = json.loads((Path(args.telemetry) / "telemetry.json").read_text(encoding="utf-8"))
+        (err if args.json else out).print(
+            f"telemetry written to {args.telemetry}: {info['signals']:,} signal rows at {info['rate_hz']:g} Hz, "
+            f"{info['events']:,} events (signals.parquet, events.parquet, ocel.json)"
+        )
     return 0
 
 
@@ -362,6 +390,31 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--set expects KEY=VALUE, got {pair!r}")
         out_[key.strip()] = value.strip()
     return out_
+
+
+def _layout_file(path: str) -> str:
+    """A cell layout file given in place of the task's bundled one, checked before anything runs
+    (a field out of bounds is named with its file)."""
+    from twin.layout import LayoutError, load_layout
+
+    _in_path("--layout", path, "layout file")
+    if Path(path).is_dir():
+        raise UsageError(f"--layout {path}: is a folder; name a layout file (.toml)")
+    try:
+        load_layout(path)
+    except LayoutError as exc:
+        raise UsageError(f"--layout: {exc}") from None
+    return str(Path(path).resolve())
+
+
+def _telemetry_dir(path: str, rate: float | None) -> None:
+    """A telemetry folder that can be written and holds no recording yet, and a rate above 0."""
+    _out_dir("--telemetry", path)
+    if (Path(path) / "telemetry.json").exists():
+        raise UsageError(f"--telemetry {path}: already holds a recording (telemetry.json); name a new folder")
+    if rate is not None and not rate > 0:
+        raise UsageError(f"--telemetry-rate {rate:g}: expected a rate in Hz above 0")
+    _require("--telemetry", "telemetry", ["pyarrow"])
 
 
 def _check_env_kwargs(env_id: str, kwargs: dict) -> None:
@@ -751,7 +804,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     p.add_argument("-v", "--verbose", action="store_true", help="print a line per episode")
+    _play_inputs(p)
+    p.add_argument(
+        "--telemetry", metavar="DIR", help="record the run's signals and events into DIR (Parquet, OCEL 2.0)"
+    )
     p.set_defaults(fn=cmd_play)
+
+    p = sub.add_parser(
+        "record", help="run episodes and record their telemetry: signals and events as Parquet, and OCEL 2.0"
+    )
+    p.add_argument("env_id")
+    p.add_argument("--out", required=True, metavar="DIR", help="the telemetry folder to write (a new one)")
+    p.add_argument("--policy", choices=["expert", "random"], default="expert")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--robot", metavar="MODEL", help="arm in place of the layout's: panda or iiwa")
+    p.add_argument(
+        "--faults", metavar="FAMILIES", help="'all', 'none' or comma-separated fault families (e.g. conveyor_jam)"
+    )
+    p.add_argument("--randomize", action="store_true", help="apply the layout's (or the standard) randomisation")
+    p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
+    p.add_argument("-v", "--verbose", action="store_true", help="print a line per episode")
+    _play_inputs(p)
+    p.set_defaults(fn=cmd_record, video=None, video_size="480x360", frame_stride=1)
 
     p = sub.add_parser("layout", help="check a layout file or print the layout JSON Schema")
     lsub = p.add_subparsers(dest="layout_command", required=True, metavar="ACTION")

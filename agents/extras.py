@@ -2,7 +2,8 @@
 
 The base install runs the twin, the envs, ``twin play``, ``twin smoke`` and ``twin bench``;
 ``[eval]`` adds evaluation (results, reports, ONNX policies); ``[train]`` adds torch for training,
-demonstrations, export and loading torch checkpoints; ``[ray]`` the Ray backend.
+demonstrations, export and loading torch checkpoints; ``[telemetry]`` recording (Parquet);
+``[ray]`` the Ray backend.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ MODULE_EXTRA: dict[str, str] = {
 COMMAND_NEEDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "envs": ("", (), ""),
     "smoke": ("", (), ""),
-    "play": ("", (), ""),
+    "play": ("", (), "`--telemetry` needs [telemetry] (pyarrow)"),
+    "record": ("telemetry", ("pyarrow",), ""),
     "layout": ("", (), ""),
     "bench": ("", (), ""),
     "demos": ("train", ("torch", "safetensors"), ""),

@@ -54,6 +54,8 @@ def run_episodes(
     on_step=None,
     frame_stride: int = 1,
     video_size: tuple[int, int] | None = None,
+    telemetry: str | os.PathLike[str] | None = None,
+    telemetry_rate: float | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; optionally record a video.
 
@@ -62,6 +64,9 @@ def run_episodes(
     every k-th control step (the video plays at the control rate over k, in real time);
     ``video_size`` renders frames of that size (this package's envs). ``on_step(steps, limit)``
     is called after every step with the episode's steps so far and its step limit (or None).
+    ``telemetry`` (a folder) records the twin's signals every ``1 / telemetry_rate`` seconds of
+    simulated time (every control step by default) and its events, written there once the last
+    episode ends (``twin.telemetry``).
     """
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be at least 1, got {frame_stride}")
@@ -76,11 +81,14 @@ def run_episodes(
         with contextlib.ExitStack() as stack:
             writer = stack.enter_context(VideoWriter(video, fps=fps)) if video else None
             pi = make_policy(policy, env, env_id)
+            recorder = _recorder(env, env_id, telemetry_rate) if telemetry is not None else None
             for k in range(episodes):
                 s = seed + k
                 obs, _ = env.reset(seed=s)
                 env.action_space.seed(s)  # the random policy samples from it
                 pi.reset()
+                if recorder:
+                    recorder.begin(s, env.unwrapped.twin)  # an env may build a new twin at reset
                 if writer:
                     writer.append(env.render())
                 ret, n = 0.0, 0
@@ -88,12 +96,16 @@ def run_episodes(
                     obs, r, term, trunc, info = env.step(pi(obs))
                     ret += r
                     n += 1
+                    if recorder:
+                        recorder.after_step()
                     if writer and (n % frame_stride == 0 or term or trunc):
                         writer.append(env.render())
                     if on_step:
                         on_step(n, limit)
                     if term or trunc:
                         break
+                if recorder:
+                    recorder.end()
                 kpis = env.unwrapped.kpis() if hasattr(env.unwrapped, "kpis") else {}
                 if "distance" in info:
                     kpis = {"final_distance": info["distance"]}
@@ -101,9 +113,38 @@ def run_episodes(
                 results.append(res)
                 if on_episode:
                     on_episode(res)
+            if recorder:
+                _write_telemetry(recorder, telemetry, env, env_id, env_kwargs, policy, seed, episodes)
     finally:
         env.close()
     return results
+
+
+def _recorder(env, env_id: str, rate_hz: float | None):
+    from twin.telemetry import Recorder
+
+    twin = getattr(env.unwrapped, "twin", None)
+    if twin is None:
+        raise ValueError(f"{env_id}: telemetry records a Factory Twin cell; this env has no twin to record")
+    return Recorder(twin, rate_hz)
+
+
+def _write_telemetry(recorder, out, env, env_id: str, env_kwargs, policy: str, seed: int, episodes: int) -> None:
+    from twin.telemetry import write_recording
+
+    signals, events = recorder.tables()
+    meta = {
+        "env_id": env_id,
+        "env_kwargs": {k: str(v) for k, v in (env_kwargs or {}).items()},
+        "layout": recorder.twin.layout_source,
+        "policy": policy,
+        "seeds": list(range(seed, seed + episodes)),
+        "start": recorder.start.isoformat(),
+        "rate_hz": recorder.rate_hz,
+        "control_hz": 1.0 / recorder.twin.control_dt,
+        "signals_per_sample": len(recorder.table),
+    }
+    write_recording(out, signals, events, meta)
 
 
 class VideoWriter:
