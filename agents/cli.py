@@ -243,6 +243,39 @@ def _play_inputs(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    _require_command("fidelity")
+    from twin.telemetry.fidelity import FidelityError, fidelity, read_log
+    from twin.telemetry.report import write_report
+
+    _out_dir("--out", args.out)
+    try:
+        plant, twin = read_log(args.plant), read_log(args.twin)
+    except (FidelityError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    doc = fidelity(plant, twin, seed=args.seed)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".fidelity.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out_dir / "fidelity.json")
+    report = write_report(out_dir, doc, plant, twin)
+    table = Table(title=f"fidelity: {args.twin} against {args.plant}")
+    table.add_column("figure")
+    table.add_column("unit")
+    table.add_column("value", justify="right")
+    show = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
+    table.add_row("throughput error", "%", show(doc["throughput_error"]))
+    table.add_row("cycle times, KS statistic", "-", show(doc["ks_statistic"]))
+    table.add_row("cycle times, KS p-value", "-", show(doc["ks_pvalue"]))
+    table.add_row("cycle times, Wasserstein-1", "s", show(doc["wasserstein_s"]))
+    for m, v in doc["time_in_state_agreement"].items():
+        table.add_row(f"time-in-state agreement, {m}", "fraction", show(v))
+    out.print(table)
+    out.print(f"fidelity.json and {report.name} written to {out_dir}")
+    return 0
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     _require_command("record")
     args.telemetry = args.out
@@ -827,6 +860,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print a line per episode")
     _play_inputs(p)
     p.set_defaults(fn=cmd_record, video=None, video_size="480x360", frame_stride=1)
+
+    p = sub.add_parser(
+        "fidelity", help="how close a twin run is to a plant log (or another run): fidelity.json and an HTML report"
+    )
+    p.add_argument("plant", metavar="PLANT_LOG", help="a telemetry folder: the plant's log (or a twin run)")
+    p.add_argument("twin", metavar="TWIN_LOG", help="a telemetry folder: the twin run held against it")
+    p.add_argument("--out", required=True, metavar="DIR", help="where fidelity.json and report.html go")
+    p.add_argument("--seed", type=_seed, default=0, help="the bootstrap's seed")
+    p.set_defaults(fn=cmd_fidelity)
 
     p = sub.add_parser("layout", help="check a layout file or print the layout JSON Schema")
     lsub = p.add_subparsers(dest="layout_command", required=True, metavar="ACTION")

@@ -29,6 +29,7 @@ COMMAND_NEEDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "smoke": ("", (), ""),
     "play": ("", (), "`--telemetry` needs [telemetry] (pyarrow)"),
     "record": ("telemetry", ("pyarrow",), ""),
+    "fidelity": ("telemetry", ("pyarrow", "matplotlib"), ""),
     "layout": ("", (), ""),
     "bench": ("", (), ""),
     "demos": ("train", ("torch", "safetensors"), ""),

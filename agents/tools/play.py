@@ -132,7 +132,7 @@ def _recorder(env, env_id: str, rate_hz: float | None):
 def _write_telemetry(recorder, out, env, env_id: str, env_kwargs, policy: str, seed: int, episodes: int) -> None:
     from twin.telemetry import write_recording
 
-    signals, events = recorder.tables()
+    signals, events = recorder.tables()  # ends the last episode
     meta = {
         "env_id": env_id,
         "env_kwargs": {k: str(v) for k, v in (env_kwargs or {}).items()},
@@ -143,6 +143,10 @@ def _write_telemetry(recorder, out, env, env_id: str, env_kwargs, policy: str, s
         "rate_hz": recorder.rate_hz,
         "control_hz": 1.0 / recorder.twin.control_dt,
         "signals_per_sample": len(recorder.table),
+        "episodes": [
+            {"episode": e.episode, "offset_s": e.offset_s, "duration_s": round(e.duration_s, 6)}
+            for e in recorder.episodes
+        ],
     }
     write_recording(out, signals, events, meta)
 

@@ -26,6 +26,8 @@ class EpisodeEvents:
     episode: int
     offset_s: float
     """Where the episode starts on the recording's clock (seconds after ``start``)."""
+    duration_s: float
+    """Its simulated seconds."""
     events: list
     """Its ``twin.events.Event`` list."""
 
@@ -82,7 +84,7 @@ class Recorder:
         """The episode is over: its events are kept and the clock moves on past it."""
         if self._episode is None:
             return
-        self.episodes.append(EpisodeEvents(self._episode, self._offset, list(self.twin.log.events)))
+        self.episodes.append(EpisodeEvents(self._episode, self._offset, self.twin.sim_time, list(self.twin.log.events)))
         self._offset += self.twin.sim_time
         self._episode = None
 
