@@ -22,15 +22,27 @@ records its commit. ``--rescore`` trains nothing: it scores the runs already the
 variants their rows lack (the expert too) and writes the tables again. The README's baselines
 table is generated from the committed copy (``bench/results/learning/table.json``).
 
-Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation] [--seeds 3] [--first-seed 0] [--parallel 1]
-       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore] [--out bench-out/learning]
+The ``rl`` matrix is RL past imitation: SAC from 20 demos on ConveyorPick-v1 within 20 minutes
+with one row per RLPD setting changed (``RLPD_ABLATIONS``), each run scored on its final weights
+(``keep_best=false``) with the best of its held-out evaluations beside it ("best held-out", and
+"most below it": the largest gap over the seeds between that best and the final score); SAC and
+PPO from scratch on the one-part ConveyorPick skill, PPO at SAC's wall-clock; and SAC residual
+on the imitation matrix's DAgger students (``--bases``: that matrix's ``--out``) on the variants
+where the scripted expert is weakest. Its residual cells wait for their base runs, and PPO for
+SAC's.
+
+Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation|rl] [--seeds 3] [--first-seed 0] [--parallel 1]
+       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore]
+       [--bases DIR] [--out bench-out/learning]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -66,6 +78,15 @@ class Cell:
     """Where set, the final evaluation is ``twin eval --policy RUN --suite SUITE --task ENV`` on
     the suite's nominal, randomized and faults variants (its fixed seeds, as every policy is
     scored), beside the expert's on the same episodes; else ``twin train``'s own final evaluation."""
+    tag: str = ""
+    """What sets this cell apart from its task's others (an ablation: ``10 critics``), in its
+    name and its row."""
+    seconds_from: str = ""
+    """A wall-clock budget taken from another cell's runs (the median of their training seconds,
+    this invocation's or the table's): the same wall-clock as that cell."""
+    base: str = ""
+    """Residual RL: the name of the cell whose run of the same seed is the frozen base policy
+    (``base_policy``), found under ``--bases`` (default ``--out``)."""
 
     @property
     def curriculum(self) -> bool:
@@ -75,14 +96,19 @@ class Cell:
     def name(self) -> str:
         extra = ("-demos" if self.demos else "") + ("-curriculum" if self.curriculum else "")
         extra += f"-{self.seconds:g}s" if self.seconds else ""
+        extra += f"-{re.sub(r'[^A-Za-z0-9.]+', '-', self.tag).strip('-')}" if self.tag else ""
         return f"{self.env_id.replace(':', '.')}-{self.algo}{extra}"
 
     @property
     def label(self) -> str:
         """The algorithm as the table names it."""
-        if self.algo == "sac" and self.demos:
-            return "SAC + demos + reverse curriculum" if self.curriculum else "SAC + demos (RLPD)"
-        return {"sac": "SAC", "ppo": "PPO", "bc": "BC", "dagger": "DAgger"}.get(self.algo, self.algo)
+        if self.algo == "sac" and self.base:
+            name = f"SAC, residual on {self.base}"
+        elif self.algo == "sac" and self.demos:
+            name = "SAC + demos + reverse curriculum" if self.curriculum else "SAC + demos (RLPD)"
+        else:
+            name = {"sac": "SAC", "ppo": "PPO", "bc": "BC", "dagger": "DAgger"}.get(self.algo, self.algo)
+        return f"{name} ({self.tag})" if self.tag else name
 
 
 IMITATION_SUITE = "standard-v3"
@@ -119,10 +145,61 @@ def _imitation() -> list[Cell]:
     return cells
 
 
+# RL from 20 demos on ConveyorPick-v1 (RLPD's recipe): 60,000 env steps within 20 minutes on 2
+# cores, its final weights scored (no kept best: the run must hold its gains), then one row per
+# RLPD setting changed from the defaults, each alone, and all of them together.
+_RLPD = {"eval_every": "7500", "keep_best": "false"}
+RLPD_ABLATIONS = {
+    "10 critics, target min of 2": {"num_qs": "10", "num_min_qs": "2"},
+    "10 critics, actor on their mean": {"num_qs": "10", "num_min_qs": "2", "actor_q": "mean"},
+    "tau 0.005": {"tau": "0.005"},
+    "target entropy -|A|/2": {"target_entropy_scale": "0.5"},
+    "no entropy in the target": {"backup_entropy": "false"},
+    "2 updates per env step, actor every 2": {"updates_per_step": "2", "actor_every": "2"},
+    "RLPD's settings, 20 updates per env step": {
+        "num_qs": "10",
+        "num_min_qs": "2",
+        "actor_q": "mean",
+        "tau": "0.005",
+        "target_entropy_scale": "0.5",
+        "backup_entropy": "false",
+        "updates_per_step": "20",
+        "actor_every": "20",
+    },
+}
+# Beyond the expert: SAC learns a correction to the frozen DAgger student of the imitation matrix
+# (the same seed's run, under --bases) on the variant where the expert is weak, scored on every
+# variant of the suite beside the expert.
+_BEYOND = {
+    "PegInsert-v1": ("randomized", {"randomize": True}),
+    "AGVDeliver-v2": ("faults", {"faults": "all"}),
+    "WaferTransfer-v2": ("faults", {"faults": "all"}),
+}
+
+
+def _rl() -> list[Cell]:
+    cells = [Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=dict(_RLPD))]
+    for tag, sets in RLPD_ABLATIONS.items():
+        cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets={**_RLPD, **sets}, tag=tag))
+    # from scratch on the one-part skill: SAC's 150,000 env steps; PPO at SAC's wall-clock
+    cells.append(Cell("ConveyorPickSkill-v1", "sac", 150_000))
+    cells.append(Cell("ConveyorPickSkill-v1", "ppo", 10_000_000, seconds_from="ConveyorPickSkill-v1-sac"))
+    for env_id, (variant, kwargs) in _BEYOND.items():
+        sets = {"env_kwargs": json.dumps(kwargs), "eval_every": "25000"}
+        base = next(c.name for c in _imitation() if c.env_id == env_id and c.algo == "dagger")
+        cells.append(
+            Cell(env_id, "sac", 400_000, seconds=1200, sets=sets, suite=IMITATION_SUITE, tag=variant, base=base)
+        )
+    return cells
+
+
 MATRICES: dict[str, list[Cell]] = {
     # Every task imitated from its scripted expert, on 2 cores: DAgger within 20 minutes of
     # wall-clock, and BC from recorded demos at the same budget.
     "imitation": _imitation(),
+    # RL beyond imitation, on 2 cores: from demos (figure 1 and its ablations), from scratch on a
+    # skill, and residual RL on the imitation students (--bases: the imitation matrix's --out).
+    "rl": _rl(),
     # The GPU machine (16 cores): the issue's budgets; every task, every algorithm.
     "full": [
         Cell("FactoryReach-v0", "sac", 4_500),
@@ -152,6 +229,16 @@ MATRICES: dict[str, list[Cell]] = {
     "smoke": [
         Cell("FactoryReach-v0", "sac", 100_000, seconds=8, sets={"eval_every": "500", "eval_episodes": "10"}),
         Cell("FactoryReach-v0", "bc", 200, demos=2, sets={"eval_episodes": "10"}),
+        # the rl matrix's kinds of cell: a residual on the BC run (its observations: the env's
+        # default mode, not SAC's goal dict here) and PPO at SAC's wall-clock
+        Cell(
+            "FactoryReach-v0",
+            "sac",
+            400,
+            sets={"env_kwargs": "{}", "eval_every": "200", "eval_episodes": "10", "learning_starts": "100"},
+            base="FactoryReach-v0-bc-demos",
+        ),
+        Cell("FactoryReach-v0", "ppo", 10_000_000, seconds_from="FactoryReach-v0-sac-8s", sets={"eval_episodes": "10"}),
     ],
     # The 2-core machine: what fits in minutes.
     "cpu": [
@@ -200,11 +287,15 @@ def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
 
 
-def train_command(cell: Cell, seed: int, run_dir: Path, device: str, demos: Path | None) -> list[str]:
+def train_command(
+    cell: Cell, seed: int, run_dir: Path, device: str, demos: Path | None, base: Path | None = None
+) -> list[str]:
     cmd = ["twin", "train", "--env", cell.env_id, "--algo", cell.algo, "--steps", str(cell.steps)]
     cmd += ["--seed", str(seed), "--device", device, "--out", str(run_dir)]
     if demos is not None:
         cmd += ["--demos", str(demos)]
+    if base is not None:
+        cmd += ["--set", f"base_policy={base}"]
     if cell.algo != "bc" and "eval_every" not in cell.sets:  # the curve: held-out seeds, 8 times a run
         cmd += ["--set", f"eval_every={max(500, cell.steps // EVALS_PER_RUN)}"]
     if cell.seconds:
@@ -359,6 +450,7 @@ def main() -> int:
         help="train nothing: score the imitation runs already in --out on the --variants their rows lack",
     )
     ap.add_argument("--out", default="bench-out/learning")
+    ap.add_argument("--bases", help="the folder whose runs/ hold residual cells' base runs (default: --out)")
     args = ap.parse_args()
     if args.seeds < 1 or args.parallel < 1:
         ap.error("--seeds and --parallel must be at least 1")
@@ -385,32 +477,61 @@ def main() -> int:
         demos, demo_s = record_demos(cell, out, None) if cell.demos else (None, 0.0)
         for seed in seeds:
             run_dir = out / "runs" / f"{cell.name}-s{seed}"
+            base = Path(args.bases or out) / "runs" / f"{cell.base}-s{seed}" if cell.base else None
+            made_here = any(c.name == cell.base for c in cells)  # trained earlier in this invocation
+            if base is not None and not made_here and not (base / "eval.json").is_file():
+                ap.error(f"{cell.name} seed {seed}: its base policy {base} is not there; run {cell.base} first")
             if run_dir.exists():
                 subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-            jobs.append((cell, seed, run_dir, demos, demo_s))
+            jobs.append((cell, seed, run_dir, demos, demo_s, base))
 
     running: list[tuple] = []
     free = list(slots) if args.parallel > 1 else [None]
     pending = list(jobs)
     while pending or running:
         while pending and free:
-            job = pending.pop(0)
+            # a residual cell's run waits for its base's (the same seed's) to finish, and a cell
+            # timed by another's wall-clock for all of that cell's runs
+            busy = {j[0].name for j in pending} | {item[1][0].name for item in running}
+            ready = [
+                j for j in pending if (j[5] is None or (j[5] / "eval.json").is_file()) and j[0].seconds_from not in busy
+            ]
+            if not ready:
+                if not running:  # its base failed or never ran: nothing left to wait for
+                    for j in pending:
+                        print(f"# SKIPPED {j[0].name} seed {j[1]}: no base run {j[5]}", file=sys.stderr, flush=True)
+                    pending = []
+                break
+            job = ready[0]
+            pending.remove(job)
+            cell = job[0]
+            if cell.seconds_from:
+                timed = [
+                    r["train_seconds"] for r in results + earlier.get("runs", []) if r["cell"] == cell.seconds_from
+                ]
+                if not timed:
+                    print(
+                        f"# SKIPPED {cell.name} seed {job[1]}: no run of {cell.seconds_from} to time it by",
+                        file=sys.stderr,
+                    )
+                    continue
+                cell = dataclasses.replace(cell, seconds=round(statistics.median(timed)))
             cpus = free.pop(0)
-            cmd = train_command(job[0], job[1], job[2], args.device, job[3])
+            cmd = train_command(cell, job[1], job[2], args.device, job[3], job[5])
             job[2].parent.mkdir(parents=True, exist_ok=True)
             log = open(job[2].parent / f"{job[2].name}.log", "w")  # noqa: SIM115 (the child writes it)
             proc = subprocess.Popen(_pinned(cmd, cpus), stdout=log, stderr=subprocess.STDOUT)
-            running.append((proc, job, time.perf_counter(), cpus, cmd, log))
+            running.append((proc, job, time.perf_counter(), cpus, cmd, log, cell.seconds))
             print(f"# started {shlex.join(cmd)}", file=sys.stderr, flush=True)
         time.sleep(1.0)
         for item in list(running):
-            proc, job, t0, cpus, cmd, log = item
+            proc, job, t0, cpus, cmd, log, budget_s = item
             if proc.poll() is None:
                 continue
             log.close()
             running.remove(item)
             free.append(cpus)
-            cell, seed, run_dir, _, demo_s = job
+            cell, seed, run_dir, _, demo_s, _ = job
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
                 print(f"# FAILED ({proc.returncode}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
@@ -431,7 +552,7 @@ def main() -> int:
                     "demos": cell.demos,
                     "seed": seed,
                     "budget_steps": cell.steps,
-                    "budget_seconds": cell.seconds,
+                    "budget_seconds": budget_s,
                     "steps": ev["step"],
                     "success": ev["eval_success_rate"],
                     "policy_step": ev.get("policy_step", ev.get("step")),
@@ -443,6 +564,9 @@ def main() -> int:
                     "steps_to_90": steps90,
                     "seconds_to_90": secs90,
                     "curve": rows,
+                    # the best of the held-out evaluations while training, beside the row's
+                    # success (the final weights' where the cell keeps no best, keep_best=false)
+                    "best_heldout": max((p[2] for p in rows), default=None) if cell.algo != "bc" else None,
                     "command": shlex.join(cmd).replace(str(out), "OUT"),
                     "cpus": cpus or "all",
                     "commit": commit(),
@@ -485,7 +609,7 @@ def main() -> int:
             "algorithm": cell.label,
             "demos": cell.demos,
             "budget_steps": cell.steps,
-            "budget_seconds": cell.seconds,
+            "budget_seconds": statistics.median(r["budget_seconds"] for r in rs),
             "steps_median": statistics.median(r["steps"] for r in rs),
             "end_to_end_seconds_median": statistics.median(r["demo_seconds"] + r["command_seconds"] for r in rs),
             "seeds": len(rs),
@@ -500,6 +624,17 @@ def main() -> int:
             "reached_90": f"{len(reached)}/{len(rs)}",
             "train_seconds_median": statistics.median(r["train_seconds"] for r in rs),
             "policy_steps": [r["policy_step"] for r in rs],
+            "final_weights": cell.sets.get("keep_best") == "false",
+            "best_heldout_median": (
+                statistics.median(r["best_heldout"] for r in rs)
+                if all(r.get("best_heldout") is not None for r in rs)
+                else None
+            ),
+            "below_best_max": (
+                max(r["best_heldout"] - r["success"] for r in rs)
+                if all(r.get("best_heldout") is not None for r in rs)
+                else None
+            ),
             "hardware": f"{hw}; {len(rs[0]['cpus'].split(',')) if rs[0]['cpus'] != 'all' else len(cores)} cores per run",
             "command": rs[0]["command"].replace(str(out), "OUT"),
             "commits": sorted({r.get("commit", "?") for r in rs}),
@@ -521,6 +656,8 @@ def main() -> int:
             print(f"{tag}.seconds_to_90 {row['seconds_to_90_median']:.4g} s", flush=True)
             print(f"{tag}.steps_to_90 {row['steps_to_90_median']:.4g} steps", flush=True)
         print(f"{tag}.train_seconds {row['train_seconds_median']:.4g} s", flush=True)
+        if row["below_best_max"] is not None:
+            print(f"{tag}.below_best_heldout_max {row['below_best_max']:.3g} fraction", flush=True)
         for v, x in row.get("variants_median", {}).items():
             print(f"{tag}.{v}.success_median {x:.3g} fraction", flush=True)
         if row.get("of_expert") is not None:
@@ -529,20 +666,24 @@ def main() -> int:
     (out / "table.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = [
         "| task | algorithm | demos | budget | seeds | success (mean, min-max) | parts placed | "
-        "policy from (env steps) | to 90% (env steps) | to 90% (s) | training (s) | end to end (s) | hardware | command |",
-        "| --- | --- | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "policy from (env steps) | best held-out (median) | most below it | to 90% (env steps) | to 90% (s) | "
+        "training (s) | end to end (s) | hardware | command |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in table:
         s90 = "-" if r["steps_to_90_median"] is None else f"{r['steps_to_90_median']:,.0f} ({r['reached_90']})"
         t90 = "-" if r["seconds_to_90_median"] is None else f"{r['seconds_to_90_median']:.0f}"
         placed = "-" if r["parts_placed_mean"] is None else f"{r['parts_placed_mean']:.2f}"
+        best = "-" if r.get("best_heldout_median") is None else f"{r['best_heldout_median']:.2f}"
+        below = "-" if r.get("below_best_max") is None else f"{r['below_best_max']:.2f}"
         budget = f"{r['budget_steps']:,} env steps" if r["algorithm"] != "BC" else f"{r['budget_steps']:,} updates"
         if r["budget_seconds"]:
             budget = f"{r['budget_seconds']:g} s of training ({r['steps_median']:,.0f} env steps)"
         md.append(
             f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {budget} | {r['seeds']} | "
             f"{r['success_mean']:.2f} ({r['success_min']:.2f}-{r['success_max']:.2f}) | {placed} | "
-            f"{', '.join(f'{p:,}' for p in r['policy_steps'] if p is not None) or '-'} | {s90} | {t90} | "
+            f"{', '.join(f'{p:,}' for p in r['policy_steps'] if p is not None) or '-'} | {best} | {below} | "
+            f"{s90} | {t90} | "
             f"{r['train_seconds_median']:.0f} | {r['end_to_end_seconds_median']:.0f} | {r['hardware']} | `{r['command']}` |"
         )
     md += ["", *imitation_table(table)]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,6 +214,32 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     }
     assert list(rescored["expert"]) == ["nominal", "randomized"]
     assert rescored["expert"]["nominal"] == row["expert"]["nominal"]
+
+
+@pytest.mark.slow
+def test_learning_bench_runs_a_residual_cell_on_its_base_and_ppo_at_sacs_wall_clock(tmp_path):
+    cmd = [sys.executable, "bench/learning.py", "--matrix", "smoke", "--seeds", "1", "--device", "cpu"]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    runs = tmp_path / "runs"
+    residual = json.loads((runs / "FactoryReach-v0-sac-s0" / "config.json").read_text())
+    assert Path(residual["base_policy"]).is_relative_to(runs / "FactoryReach-v0-bc-demos-s0")
+    doc = json.loads((tmp_path / "table.json").read_text())
+    rows = {r["algorithm"]: r for r in doc["rows"]}
+    assert set(rows) == {"SAC", "BC", "SAC, residual on FactoryReach-v0-bc-demos", "PPO"}
+    # PPO's budget is SAC's training seconds, and its run was capped there
+    sac = [r for r in doc["runs"] if r["cell"] == "FactoryReach-v0-sac-8s"]
+    assert rows["PPO"]["budget_seconds"] == round(sac[0]["train_seconds"]) > 0
+    ppo = json.loads((runs / "FactoryReach-v0-ppo-s0" / "config.json").read_text())
+    assert ppo["max_seconds"] == rows["PPO"]["budget_seconds"]
+    # the best held-out evaluation while training, beside the row's score
+    assert rows["SAC"]["best_heldout_median"] == max(p[2] for p in sac[0]["curve"])
+    assert rows["BC"]["best_heldout_median"] is None
+    # a residual cell whose base was never run is refused before anything trains
+    other = tmp_path / "other"
+    proc = subprocess.run([*cmd, "--algos", "sac", "--out", str(other)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "FactoryReach-v0-bc-demos" in proc.stderr and "first" in proc.stderr
+    assert not (other / "runs").exists()
 
 
 @pytest.mark.slow
