@@ -276,6 +276,124 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    _require_command("calibrate")
+    from agents.tools.calibrate import calibrate
+    from twin.layout import LayoutError
+    from twin.telemetry.calibrate import CalibrationError
+    from twin.telemetry.fidelity import FidelityError
+
+    plant = Path(args.plant)
+    if not (plant / "telemetry.json").is_file():
+        raise UsageError(f"{plant}: not a telemetry folder (no telemetry.json; twin record writes one)")
+    info = json.loads((plant / "telemetry.json").read_text(encoding="utf-8"))
+    env_id = _env_id(args.env or info.get("env_id") or "", expert=True)
+    episodes = args.episodes or len(info.get("episodes", [])) or 1
+    if episodes < 1:
+        raise UsageError("--episodes must be at least 1")
+    _out_dir("--out", args.out)
+    if (Path(args.out) / "calibration.json").exists():
+        raise UsageError(f"--out {args.out}: already holds a calibration (calibration.json); name a new folder")
+    names = [n for n in args.fit.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--fit: name at least one parameter (e.g. machines.0.process_time)")
+    with _progress() as prog:
+        task = prog.add_task(escape(f"{env_id}: twin before and after"), total=None, rate="")
+        t0, steps = time.perf_counter(), [0]
+
+        def step(n, limit):
+            steps[0] += 1
+            prog.update(task, rate=f"{steps[0] / (time.perf_counter() - t0):.0f} steps/s")
+
+        try:
+            doc = calibrate(plant, env_id, args.layout, names, Path(args.out), episodes, args.seed, on_step=step)
+        except (CalibrationError, FidelityError, LayoutError, FileNotFoundError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+    table = Table(title=f"calibration of {args.layout} from {plant}")
+    for col in ("parameter", "before", "fitted", "uncertainty (1 sd)", "observations"):
+        table.add_column(col)
+    for name, p in doc["parameters"].items():
+        table.add_row(name, str(p["before"]), str(p["value"]), str(p["uncertainty"]), str(p["samples"]))
+    out.print(table)
+    show = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
+    for label in ("before", "after"):
+        f = doc["fidelity"][label]
+        agree = ", ".join(f"{m} {show(v)}" for m, v in f["time_in_state_agreement"].items()) or "-"
+        out.print(
+            f"{label}: throughput error {show(f['throughput_error'])} %, KS {show(f['ks_statistic'])}, "
+            f"Wasserstein {show(f['wasserstein_s'])} s, time-in-state agreement {agree}"
+        )
+    out.print(f"layout.toml, calibration.json and the fidelity reports written to {args.out}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    _require_command("replay")
+    from agents.tools.play import run_episodes, summarize
+    from twin.layout import LayoutError, load_layout
+    from twin.telemetry.replay import plan
+
+    log = Path(args.log)
+    if not log.is_dir():
+        raise UsageError(f"{log}: no such telemetry folder")
+    info_path = log / "telemetry.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    env_id = _env_id(args.env or info.get("env_id") or "", expert=args.policy == "expert")
+    import envs
+
+    layout_ref = args.layout or info.get("layout") or envs.TASKS[env_id].layout
+    if args.layout:
+        layout_ref = _layout_file(args.layout)
+    try:
+        layout = load_layout(layout_ref)
+        plans, report = plan(log, layout)
+    except (LayoutError, FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    _telemetry_dir(args.out, args.telemetry_rate)
+    for line in report:
+        err.print(f"repaired: {escape(line)}")
+    env_kwargs = {"layout": str(layout_ref)}
+    _check_env_kwargs(env_id, env_kwargs)
+    with _progress() as prog:
+        task = prog.add_task(escape(f"{env_id} replaying {log.name}"), total=float(len(plans)), rate="")
+        done = [0]
+
+        def episode(res):
+            done[0] += 1
+            prog.update(task, completed=done[0])
+
+        try:
+            results = run_episodes(
+                env_id,
+                args.policy,
+                len(plans),
+                0,
+                on_episode=episode,
+                env_kwargs=env_kwargs,
+                telemetry=args.out,
+                telemetry_rate=args.telemetry_rate,
+                replay=plans,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    dropped = [f"episode {p.episode}: {d}" for p in plans for d in p.dropped]
+    for line in dropped:
+        err.print(f"left out: {escape(line)}")
+    doc = {"log": str(log), "env_id": env_id, "layout": str(layout_ref), "repaired": report, "left_out": dropped}
+    (Path(args.out) / "replay.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    summary = summarize(results)
+    table = Table(title=f"{env_id}: {args.policy} policy replaying {log} ({len(plans)} episodes)")
+    table.add_column("metric")
+    table.add_column("unit")
+    table.add_column("value", justify="right")
+    for k, v in summary.items():
+        name, unit = _metric(k)
+        table.add_row(name, unit, _fmt(v))
+    out.print(table)
+    out.print(f"the replay's telemetry and replay.json written to {args.out}")
+    return 0
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     _require_command("record")
     args.telemetry = args.out
@@ -869,6 +987,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="where fidelity.json and report.html go")
     p.add_argument("--seed", type=_seed, default=0, help="the bootstrap's seed")
     p.set_defaults(fn=cmd_fidelity)
+
+    p = sub.add_parser(
+        "replay", help="drive the twin with a plant log (arrivals, cycles, breakdowns, belts); the robots act"
+    )
+    p.add_argument("log", metavar="LOG", help="a telemetry folder: the plant's log (events.parquet at least)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the replay's own telemetry folder (a new one)")
+    p.add_argument("--env", help="the task (default: the one the log names)")
+    p.add_argument("--policy", choices=["expert", "random"], default="expert")
+    p.add_argument("--layout", metavar="FILE", help="the cell's layout (default: the one the log names)")
+    p.add_argument("--telemetry-rate", type=float, metavar="HZ", help="the replay's telemetry samples per second")
+    p.set_defaults(fn=cmd_replay)
+
+    p = sub.add_parser("calibrate", help="fit a layout's parameters to a plant log; fidelity before and after")
+    p.add_argument("plant", metavar="PLANT_LOG", help="a telemetry folder: the plant's log")
+    p.add_argument("--layout", required=True, help="the layout to calibrate (a file or a bundled layout's name)")
+    p.add_argument(
+        "--fit",
+        required=True,
+        metavar="PARAMS",
+        help="comma-separated: machines.<i>.process_time, feeders.<i>.interval, feeders.<i>.first_arrival, conveyors.<i>.speed",
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--env", help="the task whose expert runs the twin (default: the one the log names)")
+    p.add_argument("--episodes", type=int, default=0, help="twin episodes before and after (default: the plant's)")
+    p.add_argument(
+        "--seed", type=_seed, default=1000, help="the twin's first seed (not the plant's) and the bootstrap's"
+    )
+    p.set_defaults(fn=cmd_calibrate)
 
     p = sub.add_parser("layout", help="check a layout file or print the layout JSON Schema")
     lsub = p.add_subparsers(dest="layout_command", required=True, metavar="ACTION")

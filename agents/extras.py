@@ -20,6 +20,7 @@ MODULE_EXTRA: dict[str, str] = {
     "matplotlib": "eval",
     "onnxruntime": "eval",
     "ray": "ray",
+    "tomli_w": "telemetry",
 }
 """Each optional top-level module and the extra that installs it."""
 
@@ -30,6 +31,8 @@ COMMAND_NEEDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "play": ("", (), "`--telemetry` needs [telemetry] (pyarrow)"),
     "record": ("telemetry", ("pyarrow",), ""),
     "fidelity": ("telemetry", ("pyarrow", "matplotlib"), ""),
+    "replay": ("telemetry", ("pyarrow",), ""),
+    "calibrate": ("telemetry", ("pyarrow", "matplotlib", "tomli_w"), ""),
     "layout": ("", (), ""),
     "bench": ("", (), ""),
     "demos": ("train", ("torch", "safetensors"), ""),

@@ -32,7 +32,7 @@ def test_every_command_declares_what_it_needs():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(sub.choices) == set(COMMAND_NEEDS)
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    names = {e: {re.split(r"[<>=\[ ]", d)[0] for d in deps} for e, deps in extras.items()}
+    names = {e: {re.split(r"[<>=\[ ]", d)[0].replace("-", "_") for d in deps} for e, deps in extras.items()}
     for command, (extra, modules, _) in COMMAND_NEEDS.items():
         for m in modules:  # each module a command checks is installed by the extra it names
             assert m in names[extra], (command, m, extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from twin.layout import FAULT_FAMILIES, CellLayout, load_layout, resolve_asset
 from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
 from twin.robots import Arm, build_arm
 from twin.sensors import Camera
+from twin.telemetry.replay import drive
 from twin.world import World
 
 PICK_LIFT = 0.02  # metres above its resting height at which a held part counts as picked
@@ -110,6 +112,9 @@ class Twin:
         self.disturbances = Disturbances(self) if layout.faults.families() or layout.randomization.active() else None
         """The cell's faults and randomisation, if its layout has any."""
         self.log = EventLog()
+        self.replay = None
+        """A plant log's episode driving this one (``twin.telemetry.replay.EpisodePlan``): set it
+        before the reset; None for the seeded generators."""
         self._touching: set[tuple[int, int]] = set()
         self._initial_state: int | None = None  # saved at the first reset, once tasks added their bodies
         self._saved_bodies = 0
@@ -125,6 +130,8 @@ class Twin:
 
     def reset(self, rng: np.random.Generator) -> None:
         """Initial physics state, robots home, a fresh event log and a new seeded part stream."""
+        if self.replay is not None:
+            self.replay.begin()
         if self.disturbances is not None:  # side streams of rng: it draws nothing from rng itself
             self.disturbances.begin(rng)
         for r in self.robots:
@@ -161,7 +168,10 @@ class Twin:
             free[part.spec.name, part.defect, part.scale].append(part)
         for feeder in self.layout.feeders:
             conv = self.conveyors[feeder.conveyor]
-            for a in schedule(feeder, rng):
+            arrivals = schedule(feeder, rng)
+            if self.replay is not None:  # the log's arrivals, with the drawn placements on the belt
+                arrivals = self._replayed(feeder.conveyor, arrivals, free)
+            for a in arrivals:
                 scale, mass = self.disturbances.arrival(a.part_type) if self.disturbances else (1.0, None)
                 part = free[a.part_type, a.defect, scale].pop(0)
                 if mass is not None:
@@ -180,6 +190,8 @@ class Twin:
         self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         for m in self.machines:  # after the part stream, so machines leave other draws unchanged
             m.reset(rng)
+            if self.replay is not None:
+                m.planned = list(self.replay.process_times.get(m.name, []))
         for station in self.inspections:  # after the rest, so cells without inspection draw as before
             station.reset(rng)
         for tray in self.trays:
@@ -215,6 +227,21 @@ class Twin:
             self.fab.reset(rng)
         if self.disturbances is not None:
             self.disturbances.finish(self.parts)
+
+    def _replayed(self, conveyor: str, drawn: list, free: dict) -> list:
+        """The replayed log's arrivals on ``conveyor``, each placed on the belt as the seeded
+        generator would have placed the one of its rank (lateral offset, yaw); arrivals beyond
+        what the cell's part pool holds are left out and noted in the plan's ``dropped``."""
+        out, room = [], {k: len(v) for k, v in free.items()}
+        for k, a in enumerate(self.replay.arrivals.get(conveyor, [])):
+            key = (a.part_type, a.defect, 1.0)
+            if room.get(key, 0) <= 0:
+                self.replay.dropped.append(f"{conveyor}: {a.part_type} at {a.t:.2f} s (the pool holds no more)")
+                continue
+            room[key] -= 1
+            place = drawn[k] if k < len(drawn) else None
+            out.append(replace(a, lateral=place.lateral, yaw=place.yaw) if place is not None else a)
+        return out
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -254,6 +281,8 @@ class Twin:
             self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         if self.disturbances is not None:
             self.disturbances.pre_step(self.sim_time, self.log)
+        if self.replay is not None:
+            drive(self, self.replay)
         for conv in self.conveyors.values():
             conv.pre_step()
         if self.fleet is not None:

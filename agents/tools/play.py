@@ -56,6 +56,7 @@ def run_episodes(
     video_size: tuple[int, int] | None = None,
     telemetry: str | os.PathLike[str] | None = None,
     telemetry_rate: float | None = None,
+    replay: list | None = None,
 ) -> list[EpisodeResult]:
     """Run ``episodes`` episodes with seeds ``seed, seed+1, ...``; optionally record a video.
 
@@ -66,7 +67,9 @@ def run_episodes(
     is called after every step with the episode's steps so far and its step limit (or None).
     ``telemetry`` (a folder) records the twin's signals every ``1 / telemetry_rate`` seconds of
     simulated time (every control step by default) and its events, written there once the last
-    episode ends (``twin.telemetry``).
+    episode ends (``twin.telemetry``). ``replay`` (``twin.telemetry.replay.plan``'s episodes, as
+    many as ``episodes``) drives each episode's part arrivals, machine cycles, breakdowns and belts
+    from a plant log, each episode seeded with the log's episode number.
     """
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be at least 1, got {frame_stride}")
@@ -83,8 +86,12 @@ def run_episodes(
             pi = make_policy(policy, env, env_id)
             recorder = _recorder(env, env_id, telemetry_rate) if telemetry is not None else None
             for k in range(episodes):
-                s = seed + k
+                s = seed + k if replay is None else replay[k].episode
+                if replay is not None:
+                    env.unwrapped.twin.replay = replay[k]
                 obs, _ = env.reset(seed=s)
+                if replay is not None and env.unwrapped.twin.replay is not replay[k]:
+                    raise ValueError(f"{env_id} builds its twin again at each reset: it cannot be replayed yet")
                 env.action_space.seed(s)  # the random policy samples from it
                 pi.reset()
                 if recorder:
@@ -138,7 +145,7 @@ def _write_telemetry(recorder, out, env, env_id: str, env_kwargs, policy: str, s
         "env_kwargs": {k: str(v) for k, v in (env_kwargs or {}).items()},
         "layout": recorder.twin.layout_source,
         "policy": policy,
-        "seeds": list(range(seed, seed + episodes)),
+        "seeds": [e.episode for e in recorder.episodes],
         "start": recorder.start.isoformat(),
         "rate_hz": recorder.rate_hz,
         "control_hz": 1.0 / recorder.twin.control_dt,

@@ -69,12 +69,15 @@ class Machine:
         self.part: Part | None = None
         self.cycle_end = math.inf
         self._rng = np.random.default_rng(0)
+        self.planned: list[float] = []
+        """Seconds of the next cycles, in order, where a replayed plant log gives them."""
         self._before_down: MachineState | None = None
         self._down_since = 0.0
 
     def reset(self, rng: np.random.Generator) -> None:
         self.state, self.part, self.cycle_end = "idle", None, math.inf
         self._before_down = None
+        self.planned = []
         self.world.p.changeVisualShape(self.lamp, -1, rgbaColor=list(LAMP["idle"]))
         self._rng = np.random.default_rng(rng.integers(2**63))
 
@@ -128,7 +131,8 @@ class Machine:
                 self._set(t, "loaded", log)
         if self.state == "loaded":
             lo, hi = cfg.process_time
-            self.cycle_end = t + float(self._rng.uniform(lo, hi))
+            # a replayed plant log gives each cycle's length; else it is drawn
+            self.cycle_end = t + (self.planned.pop(0) if self.planned else float(self._rng.uniform(lo, hi)))
             self._set(t, "processing", log)
         elif self.state == "processing" and t + 1e-9 >= self.cycle_end:
             part = self.part

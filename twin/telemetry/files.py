@@ -130,12 +130,32 @@ def read_recording(folder: str | Path):
     return tables[0], tables[1]
 
 
+def roughen(folder: str | Path, seed: int, noise: float = 0.02, lost: float = 0.02) -> None:
+    """Make a twin's recording look like a plant historian's export, in place: a relative Gaussian
+    error (``noise``, one standard deviation) on every signal value, and a share ``lost`` of the
+    signal and event rows dropped at random. Test fixtures and the calibration bench use it."""
+    import pyarrow.parquet as pq
+
+    pa = _pa()
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    signals = pq.read_table(folder / "signals.parquet")
+    noisy = signals["value"].to_numpy() * (1 + noise * rng.standard_normal(signals.num_rows))
+    signals = signals.set_column(signals.schema.get_field_index("value"), "value", pa.array(noisy))
+    keep = pa.array(rng.uniform(size=signals.num_rows) >= lost)
+    _write_atomic(folder / "signals.parquet", lambda p: pq.write_table(signals.filter(keep), p))
+    events = pq.read_table(folder / "events.parquet")
+    keep = pa.array(rng.uniform(size=events.num_rows) >= lost)
+    _write_atomic(folder / "events.parquet", lambda p: pq.write_table(events.filter(keep), p))
+
+
 __all__ = [
     "EVENT_COLUMNS",
     "SCHEMA_VERSION",
     "SIGNAL_COLUMNS",
     "events_table",
     "read_recording",
+    "roughen",
     "signals_table",
     "write_recording",
 ]
