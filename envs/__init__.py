@@ -17,7 +17,7 @@ from envs.tasks.agv_deliver import AGVDeliver, AGVDeliverExpert, AGVDeliverV1, A
 from envs.tasks.bin_sort import BinSort, BinSortExpert, BinSortV1
 from envs.tasks.conveyor_pick import ConveyorPick, ConveyorPickExpert, ConveyorPickV1
 from envs.tasks.machine_tend import MachineTend, MachineTendExpert, MachineTendV1
-from envs.tasks.peg_insert import PegInsert, PegInsertExpert, PegInsertV1
+from envs.tasks.peg_insert import CoarsePegInsertExpert, PegInsert, PegInsertExpert, PegInsertV1
 from envs.tasks.reach import Reach, ReachExpert
 from envs.tasks.wafer_transfer import WaferTransfer, WaferTransferExpert, WaferTransferV1, WaferTransferV2
 
@@ -43,7 +43,7 @@ _SPECS = {
     ),
     "PegInsert-v0": (
         PegInsert,
-        PegInsertExpert,
+        CoarsePegInsertExpert,
         400,
         "Take the peg from its stand and insert it 3 cm deep into a hole with 1 mm of clearance.",
     ),

@@ -251,6 +251,9 @@ class PegInsertExpert:
     HOVER = 0.008  # metres of the tip above the block's top face while centring
     DESCENT = 0.004  # metres per step going in
     GAIN = 0.4  # share of the tip's remaining error corrected per step
+    MOUTH_CENTRED: float | None = None
+    """Metres: where set, the tip stops going in whenever it is further than this off the hole's
+    axis, and centres first (None: it goes on in once in the mouth)."""
 
     def __init__(self, env) -> None:
         self.task: PegInsert = env.unwrapped.task
@@ -273,6 +276,8 @@ class PegInsertExpert:
         height = tip[2] - hz
         if height < self.HOVER - 0.0015 and off < 0.003:  # in the mouth: push home
             down = -self.DESCENT if st.contact_force() < st.config.jam_force / 2 else 0.002
+            if self.MOUTH_CENTRED is not None and off > self.MOUTH_CENTRED:
+                down = 0.0  # off the axis: centre before going on in
             step = np.array([*np.clip(self.GAIN * err, -0.002, 0.002), down])
             return act_towards(ee, ee + step, close=True, max_step=task.max_step)
         centring = off < 0.01 or (off < 0.025 and height < self.CLEAR - 0.005)  # a band: no hunting between the two
@@ -289,3 +294,11 @@ class PegInsertExpert:
         # carry over the hole with the tip well clear of the block
         step = np.clip(np.array([*err, self.CLEAR - height]), -0.015, 0.015)
         return act_towards(ee, ee + step, close=True, max_step=task.max_step)
+
+
+class CoarsePegInsertExpert(PegInsertExpert):
+    """``PegInsert-v0``'s expert. Its 3 cm moves, with the standard randomisation's action noise and
+    step of latency, leave the tip up to a millimetre off the hole's axis as it goes in, and the peg
+    then strikes the hole's wall (a jam): it stops going in until it is centred to 0.4 mm."""
+
+    MOUTH_CENTRED = 0.0004
