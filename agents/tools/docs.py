@@ -463,9 +463,11 @@ def expert_scorecard_lines(suite: str = "standard-v2") -> list[str]:
     variants = list(dict.fromkeys(a["variant"] for a in doc["aggregates"]))
     by = {(a["task"], a["variant"]): a for a in doc["aggregates"]}
     n = sum(a["episodes"] for a in doc["aggregates"])
+    resumed = card.get("resumed_with_episodes") or 0
+    kept = f"; {resumed:,} of them kept from an earlier run of the same suite, resumed" if resumed else ""
     out = [
         f"From `seeds/reference/{suite}-expert.json` ({n:,} episodes of `twin eval --policy expert --suite "
-        f"{suite}` at commit `{card['git_commit'][:7]}`, {card['created'][:10]}). Success in % of the seeds, "
+        f"{suite}` at commit `{card['git_commit'][:7]}`, {card['created'][:10]}{kept}). Success in % of the seeds, "
         "with the 95% interval, and the robustness ratios against nominal:",
         "",
         f"| task | {' | '.join(variants)} | randomized / nominal | faults / nominal |",
