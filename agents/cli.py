@@ -248,6 +248,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     from twin.telemetry.fidelity import FidelityError, fidelity, read_log
     from twin.telemetry.report import write_report
 
+    _in_path("PLANT_LOG", args.plant, "telemetry folder")
+    _in_path("TWIN_LOG", args.twin, "telemetry folder")
     _out_dir("--out", args.out)
     try:
         plant, twin = read_log(args.plant), read_log(args.twin)
@@ -284,8 +286,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from twin.telemetry.fidelity import FidelityError
 
     plant = Path(args.plant)
+    _in_path("PLANT_LOG", args.plant, "telemetry folder")
     if not (plant / "telemetry.json").is_file():
-        raise UsageError(f"{plant}: not a telemetry folder (no telemetry.json; twin record writes one)")
+        raise UsageError(f"PLANT_LOG {plant}: not a telemetry folder (no telemetry.json; twin record writes one)")
     info = json.loads((plant / "telemetry.json").read_text(encoding="utf-8"))
     env_id = _env_id(args.env or info.get("env_id") or "", expert=True)
     episodes = args.episodes or len(info.get("episodes", [])) or 1
@@ -334,8 +337,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from twin.telemetry.replay import plan
 
     log = Path(args.log)
+    _in_path("LOG", args.log, "telemetry folder")
     if not log.is_dir():
-        raise UsageError(f"{log}: no such telemetry folder")
+        raise UsageError(f"LOG {log}: not a telemetry folder")
     info_path = log / "telemetry.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     env_id = _env_id(args.env or info.get("env_id") or "", expert=args.policy == "expert")
@@ -349,7 +353,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         plans, report = plan(log, layout)
     except (LayoutError, FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    _telemetry_dir(args.out, args.telemetry_rate)
+    _telemetry_dir(args.out, args.telemetry_rate, "--out")
     for line in report:
         err.print(f"repaired: {escape(line)}")
     env_kwargs = {"layout": str(layout_ref)}
@@ -396,7 +400,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     _require_command("record")
-    args.telemetry = args.out
+    args.telemetry, args.telemetry_flag = args.out, "--out"
     return cmd_play(args)
 
 
@@ -421,7 +425,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     if args.layout:
         env_kwargs["layout"] = _layout_file(args.layout)
     if args.telemetry:
-        _telemetry_dir(args.telemetry, args.telemetry_rate)
+        _telemetry_dir(args.telemetry, args.telemetry_rate, getattr(args, "telemetry_flag", "--telemetry"))
     if env_kwargs:
         _check_env_kwargs(env_id, env_kwargs)  # an arm that is not there, a fault it lacks: exit 2
     with _progress() as prog:
@@ -558,11 +562,11 @@ def _layout_file(path: str) -> str:
     return str(Path(path).resolve())
 
 
-def _telemetry_dir(path: str, rate: float | None) -> None:
-    """A telemetry folder that can be written and holds no recording yet, and a rate above 0."""
-    _out_dir("--telemetry", path)
+def _telemetry_dir(path: str, rate: float | None, flag: str = "--telemetry") -> None:
+    """A telemetry folder (``flag``) that can be written and holds no recording yet, and a rate above 0."""
+    _out_dir(flag, path)
     if (Path(path) / "telemetry.json").exists():
-        raise UsageError(f"--telemetry {path}: already holds a recording (telemetry.json); name a new folder")
+        raise UsageError(f"{flag} {path}: already holds a recording (telemetry.json); name a new folder")
     if rate is not None and not rate > 0:
         raise UsageError(f"--telemetry-rate {rate:g}: expected a rate in Hz above 0")
     _require("--telemetry", "telemetry", ["pyarrow"])

@@ -39,6 +39,17 @@ CASES = [
         "--reference",
     ),
     ("report", ["report", "{nope}/ev"], "FOLDER"),
+    ("record", ["record", "MachineTend-v1", "--out", "{x}/tel"], "--out"),
+    ("record", ["record", "MachineTend-v1", "--out", "tel", "--layout", "{nope}/cell.toml"], "--layout"),
+    ("record", ["record", "MachineTend-v1", "--out", "tel", "--seed", "-5"], "--seed"),
+    ("play", ["play", "MachineTend-v1", "--telemetry", "{x}/tel"], "--telemetry"),
+    ("replay", ["replay", "{nope}/log", "--out", "r"], "LOG"),
+    ("fidelity", ["fidelity", "{nope}/plant", "{nope}/twin", "--out", "f"], "PLANT_LOG"),
+    (
+        "calibrate",
+        ["calibrate", "{nope}/plant", "--layout", "default", "--fit", "conveyors.0.speed", "--out", "c"],
+        "PLANT_LOG",
+    ),
     ("compare", ["compare", "{nope}/a", "{nope}/b"], "A"),
     ("compare", ["compare", "{nope}/a", "{nope}/b", "--plot", "{x}/c.png"], "--plot"),
 ]
