@@ -243,6 +243,28 @@ def _play_inputs(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _kpi_table(title: str, summary: dict) -> Table:
+    """A run's summary (``agents.tools.play.summarize``) as a table of metric, unit and value."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("unit")
+    table.add_column("value", justify="right")
+    for k, v in summary.items():
+        name, unit = _metric(k)
+        table.add_row(name, unit, _fmt(v))
+    return table
+
+
+def _log_info(flag: str, path: str) -> tuple[Path, dict]:
+    """A telemetry folder given as ``flag`` and its ``telemetry.json`` (empty where it has none)."""
+    _in_path(flag, path, "telemetry folder")
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {folder}: not a telemetry folder")
+    info = folder / "telemetry.json"
+    return folder, json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+
+
 def cmd_fidelity(args: argparse.Namespace) -> int:
     _require_command("fidelity")
     from twin.telemetry.fidelity import FidelityError, fidelity, read_log
@@ -285,11 +307,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from twin.telemetry.calibrate import CalibrationError
     from twin.telemetry.fidelity import FidelityError
 
-    plant = Path(args.plant)
-    _in_path("PLANT_LOG", args.plant, "telemetry folder")
-    if not (plant / "telemetry.json").is_file():
+    plant, info = _log_info("PLANT_LOG", args.plant)
+    if not info:
         raise UsageError(f"PLANT_LOG {plant}: not a telemetry folder (no telemetry.json; twin record writes one)")
-    info = json.loads((plant / "telemetry.json").read_text(encoding="utf-8"))
     env_id = _env_id(args.env or info.get("env_id") or "", expert=True)
     episodes = args.episodes or len(info.get("episodes", [])) or 1
     if episodes < 1:
@@ -336,12 +356,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from twin.layout import LayoutError, load_layout
     from twin.telemetry.replay import plan
 
-    log = Path(args.log)
-    _in_path("LOG", args.log, "telemetry folder")
-    if not log.is_dir():
-        raise UsageError(f"LOG {log}: not a telemetry folder")
-    info_path = log / "telemetry.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    log, info = _log_info("LOG", args.log)
     env_id = _env_id(args.env or info.get("env_id") or "", expert=args.policy == "expert")
     import envs
 
@@ -386,14 +401,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     doc = {"log": str(log), "env_id": env_id, "layout": str(layout_ref), "repaired": report, "left_out": dropped}
     (Path(args.out) / "replay.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     summary = summarize(results)
-    table = Table(title=f"{env_id}: {args.policy} policy replaying {log} ({len(plans)} episodes)")
-    table.add_column("metric")
-    table.add_column("unit")
-    table.add_column("value", justify="right")
-    for k, v in summary.items():
-        name, unit = _metric(k)
-        table.add_row(name, unit, _fmt(v))
-    out.print(table)
+    out.print(_kpi_table(f"{env_id}: {args.policy} policy replaying {log} ({len(plans)} episodes)", summary))
     out.print(f"the replay's telemetry and replay.json written to {args.out}")
     return 0
 
@@ -464,13 +472,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     summary = summarize(results)
-    table = Table(title=f"{env_id}: {args.policy} policy, {args.episodes} episode(s) from seed {args.seed}")
-    table.add_column("metric")
-    table.add_column("unit")
-    table.add_column("value", justify="right")
-    for k, v in summary.items():
-        name, unit = _metric(k)
-        table.add_row(name, unit, _fmt(v))
+    table = _kpi_table(f"{env_id}: {args.policy} policy, {args.episodes} episode(s) from seed {args.seed}", summary)
     (err if args.json else out).print(table)  # with --json, stdout carries the JSON alone
     if args.json:
         print(json.dumps({"env": env_id, "policy": args.policy, "seed": args.seed, **summary}))
