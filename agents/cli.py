@@ -320,7 +320,39 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     names = [n for n in args.fit.split(",") if n.strip()]
     if not names:
         raise UsageError("--fit: name at least one parameter (e.g. machines.0.process_time)")
+    for flag in ("search_episodes", "rounds", "workers"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.points < 4:
+        raise UsageError("--points must be at least 4 (each round searches one grid step either side of the best)")
+    from agents.tools.search import parse_range
+
+    try:
+        ranges = {}
+        for text in args.range or []:
+            name, lo, hi = parse_range(text)
+            if name in ranges:
+                raise CalibrationError(f"--range {name}: given twice")
+            ranges[name] = (lo, hi)
+    except CalibrationError as exc:
+        raise UsageError(str(exc)) from None
+    options = {
+        "episodes": args.search_episodes or min(episodes, 4),
+        "rounds": args.rounds,
+        "points": args.points,
+        "workers": args.workers or 2,
+        "backend": args.backend,
+    }
     with _progress() as prog:
+        search_task = None
+
+        def candidate(done, total, result):
+            nonlocal search_task
+            if search_task is None:
+                search_task = prog.add_task("search: twin runs", total=total, rate="")
+            values = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.4g}" for k, v in result["values"].items())
+            prog.update(search_task, completed=done, rate=escape(f"{values}: distance {result['distance']:.3f}"))
+
         task = prog.add_task(escape(f"{env_id}: twin before and after"), total=None, rate="")
         t0, steps = time.perf_counter(), [0]
 
@@ -329,14 +361,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             prog.update(task, rate=f"{steps[0] / (time.perf_counter() - t0):.0f} steps/s")
 
         try:
-            doc = calibrate(plant, env_id, args.layout, names, Path(args.out), episodes, args.seed, on_step=step)
+            doc = calibrate(
+                plant,
+                env_id,
+                args.layout,
+                names,
+                Path(args.out),
+                episodes,
+                args.seed,
+                on_step=step,
+                ranges=ranges,
+                search_options=options,
+                on_candidate=candidate,
+            )
         except (CalibrationError, FidelityError, LayoutError, FileNotFoundError, ValueError) as exc:
             raise UsageError(str(exc)) from None
     table = Table(title=f"calibration of {args.layout} from {plant}")
-    for col in ("parameter", "before", "fitted", "uncertainty (1 sd)", "observations"):
+    for col in ("parameter", "from", "before", "fitted", "uncertainty", "observations"):
         table.add_column(col)
     for name, p in doc["parameters"].items():
-        table.add_row(name, str(p["before"]), str(p["value"]), str(p["uncertainty"]), str(p["samples"]))
+        how = "twin runs" if p["method"] == "search" else "the log"
+        table.add_row(name, how, str(p["before"]), _short(p["value"]), _short(p["uncertainty"]), str(p["samples"]))
     out.print(table)
     show = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
     for label in ("before", "after"):
@@ -346,17 +391,36 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"{label}: throughput error {show(f['throughput_error'])} %, KS {show(f['ks_statistic'])}, "
             f"Wasserstein {show(f['wasserstein_s'])} s, time-in-state agreement {agree}"
         )
+    if doc.get("search"):
+        out.print(
+            f"search: {doc['search']['runs']} twin runs of {doc['search']['episodes']} episodes "
+            f"({doc['search']['resumed']} found done in {args.out}); search.png shows them"
+        )
     out.print(f"layout.toml, calibration.json and the fidelity reports written to {args.out}")
     return 0
+
+
+def _short(value) -> str:
+    """A fitted value or its uncertainty to 4 significant figures (each of a range's ends)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     _require_command("replay")
     from agents.tools.play import run_episodes, summarize
     from twin.layout import LayoutError, load_layout
+    from twin.telemetry.interchange import is_interchange
     from twin.telemetry.replay import plan
 
-    log, info = _log_info("LOG", args.log)
+    if Path(args.log).is_file() and is_interchange(args.log):  # an OCEL 2.0 or XES log
+        _in_path("LOG", args.log, "OCEL 2.0 or XES log")
+        log, info = Path(args.log), {}
+        if not args.env:
+            raise UsageError(f"LOG {log}: an OCEL or XES log names no task; give it with --env")
+    else:
+        log, info = _log_info("LOG", args.log)
     env_id = _env_id(args.env or info.get("env_id") or "", expert=args.policy == "expert")
     import envs
 
@@ -753,6 +817,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.reference:
         _in_path("--reference", args.reference, "reference file or folder")
     _out_dir("--out", args.out)
+    if args.telemetry:
+        _telemetry_dir(args.telemetry, args.telemetry_rate)
+        held = (
+            [p.name for p in Path(args.telemetry).iterdir() if p.name != ".parts"]
+            if Path(args.telemetry).is_dir()
+            else []
+        )
+        if held and not args.resume:
+            raise UsageError(f"--telemetry {args.telemetry}: already holds {held[0]}; name a new folder")
+    elif args.telemetry_rate is not None:
+        raise UsageError("--telemetry-rate needs --telemetry DIR")
     with _progress() as prog:
         bar: dict = {}
 
@@ -788,6 +863,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     on_start=start,
                     on_episode=lambda _row: bar["tick"](),
                     notify=notify,
+                    telemetry=args.telemetry,
+                    telemetry_rate=args.telemetry_rate,
                 )
         except EvalError as exc:
             raise UsageError(str(exc)) from None
@@ -803,6 +880,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     )
     out.print(f"wrote {ev.out}/results.json, results.parquet and report.html", highlight=False)
+    if ev.meta.get("telemetry"):
+        made = [g for g in ev.meta["telemetry"] if g["folder"]]
+        out.print(
+            f"telemetry of {sum(g['episodes'] for g in made)} episodes in {len(made)} folders under {args.telemetry}",
+            highlight=False,
+        )
     if ev.errors:
         err.print(
             f"twin: {ev.errors} of {ev.episodes} episode(s) could not run to their end (policy faults, limits, dead "
@@ -997,7 +1080,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "replay", help="drive the twin with a plant log (arrivals, cycles, breakdowns, belts); the robots act"
     )
-    p.add_argument("log", metavar="LOG", help="a telemetry folder: the plant's log (events.parquet at least)")
+    p.add_argument(
+        "log",
+        metavar="LOG",
+        help="the plant's log: a telemetry folder (events.parquet at least), an OCEL 2.0 JSON log or an XES log",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="the replay's own telemetry folder (a new one)")
     p.add_argument("--env", help="the task (default: the one the log names)")
     p.add_argument("--policy", choices=["expert", "random"], default="expert")
@@ -1012,8 +1099,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--fit",
         required=True,
         metavar="PARAMS",
-        help="comma-separated: machines.<i>.process_time, feeders.<i>.interval, feeders.<i>.first_arrival, conveyors.<i>.speed",
+        help="comma-separated; from the log: machines.<i>.process_time, feeders.<i>.interval, "
+        "feeders.<i>.first_arrival, conveyors.<i>.speed, faults.machine_breakdown.mtbf|mttr, "
+        "faults.conveyor_jam.rate|duration; by search over twin runs (with --range): "
+        "robots.<i>.speed_override, agvs.<i>.max_speed, conveyors.<i>.friction",
     )
+    p.add_argument(
+        "--range",
+        action="append",
+        metavar="NAME=LO:HI",
+        help="the range a searched parameter is fitted in (within the layout's bounds); once per parameter",
+    )
+    p.add_argument(
+        "--search-episodes", type=int, help="episodes of each search candidate (default: 4, at most --episodes)"
+    )
+    p.add_argument("--rounds", type=int, default=3, help="search rounds, each refining the last (default 3)")
+    p.add_argument("--points", type=int, default=5, help="search grid points per parameter per round (default 5)")
+    p.add_argument("--workers", type=int, help="search candidates run at once (default 2)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local", help="local processes or Ray tasks")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--env", help="the task whose expert runs the twin (default: the one the log names)")
     p.add_argument("--episodes", type=int, default=0, help="twin episodes before and after (default: the plant's)")
@@ -1115,6 +1218,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--task", action="append", metavar="ENV_ID", help="run only this task of the suite (repeatable)")
     p.add_argument("--variant", action="append", metavar="NAME", help="run only this variant of the tasks (repeatable)")
+    p.add_argument(
+        "--telemetry",
+        metavar="DIR",
+        help="record every episode's signals and events: one telemetry folder per task and variant in DIR",
+    )
+    p.add_argument(
+        "--telemetry-rate",
+        type=float,
+        metavar="HZ",
+        help="telemetry samples per simulated second (default: every step)",
+    )
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("report", help="write a twin eval folder's report.html again (e.g. with another reference)")

@@ -432,7 +432,8 @@ class FactoryEnv(gym.Env):
         a = self._actuate(_check_action(action, self._action_shape))
         task, twin = self.task, self.twin
         if self._arm:
-            robot, step = task.robot, task.max_step
+            robot = task.robot
+            step = task.max_step * robot.config.speed_override  # the pendant's override slows every move
             moved = zip(robot.ee_xyz(), a, self._low, self._high, strict=False)  # a may carry a 4th (tool) entry
             robot.move_ee_to([min(max(e + d * step, lo), hi) for e, d, lo, hi in moved])
             if task.uses_tool:

@@ -105,6 +105,8 @@ def evaluate(
     on_start: Callable[[int, int], None] | None = None,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    telemetry: str | Path | None = None,
+    telemetry_rate: float | None = None,
 ) -> Evaluation:
     """Evaluate ``policy`` on every episode of ``suite``, writing results and the report into ``out``.
 
@@ -125,6 +127,10 @@ def evaluate(
         on_start: Called once with (episodes in all, episodes already kept) before the first runs.
         on_episode: Called with each finished episode's row, after it is on disk.
         notify: Called with a line for each event worth telling (a worker restarted, ...).
+        telemetry: A folder to record every episode's signals and events into: one telemetry
+            folder per task and variant (``<task>/<variant>/``, as ``twin record`` writes one),
+            each episode recorded by the worker that ran it (``twin.telemetry.parts``).
+        telemetry_rate: Samples per simulated second (default: every control step).
 
     Returns:
         The :class:`Evaluation`; ``errors`` counts the episodes that could not run to their end.
@@ -150,6 +156,14 @@ def evaluate(
         check_policy(spec, loaded)  # every variant's env built once; shapes against every task's spaces
     except (SuiteError, PolicyError) as exc:
         raise EvalError(str(exc)) from None
+    if telemetry is not None:
+        import envs
+
+        other = sorted({t.env_id for t in loaded.suite.tasks if t.env_id not in envs.TASKS})
+        if other:
+            raise EvalError(f"--telemetry records Factory Twin cells; {', '.join(other)} has no twin to record")
+        if telemetry_rate is not None and not telemetry_rate > 0:
+            raise EvalError(f"--telemetry-rate {telemetry_rate:g}: expected a rate in Hz above 0")
     meta = scorecard_meta(loaded, spec, backend, workers)
     if loaded.tasks_run is not None:
         meta["tasks_run"] = loaded.tasks_run
@@ -187,6 +201,15 @@ def evaluate(
             if on_episode is not None:
                 on_episode(row)
 
+        recording = None
+        if telemetry is not None:
+            from datetime import UTC, datetime
+
+            recording = {
+                "dir": str(Path(telemetry).resolve()),
+                "rate": telemetry_rate,
+                "start": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            }
         try:
             run_suite(
                 spec,
@@ -198,12 +221,15 @@ def evaluate(
                 limits=limits,
                 skip=set(folder.done),
                 notify=notify,
+                telemetry=recording,
             )
         except KeyboardInterrupt:
             raise EvalInterrupted(out_dir, len(folder.done), n) from None
         except PolicyError as exc:
             raise EvalError(str(exc)) from None
         elapsed = time.perf_counter() - t0
+        if recording is not None:
+            meta["telemetry"] = _assemble_telemetry(telemetry, loaded, episodes, spec, notify)
         rows = clean([folder.done[ep] for ep in episodes])
         aggs = aggregate(rows)
         meta["limits"] = limits.model_dump()
@@ -213,3 +239,24 @@ def evaluate(
         write_results(out_dir, rows, aggs, meta)
         write_report(out_dir, meta, aggs, rows, folder.videos(), ref)
     return Evaluation(out_dir, loaded.suite.name, spec, meta, aggs, rows, ref, kept, elapsed)
+
+
+def _assemble_telemetry(root, loaded: LoadedSuite, episodes, spec: PolicySpec, notify) -> list[dict]:
+    """Each task and variant's episode parts joined into one telemetry folder under ``root``."""
+    from twin.telemetry.parts import assemble
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for env_id, variant, seed in episodes:
+        groups.setdefault((env_id, variant), []).append(seed)
+    made = assemble(
+        root,
+        [(e, v, seeds, loaded.env_kwargs(e, v)) for (e, v), seeds in groups.items()],
+        {"policy": str(spec), "suite": loaded.suite.name},
+    )
+    for g in made:
+        if g["missing"] and notify is not None:
+            notify(
+                f"telemetry of {g['task']} [{g['variant']}]: {len(g['missing'])} episode(s) not recorded "
+                f"(run before a resume without --telemetry, or their worker died): seeds {g['missing'][:5]}"
+            )
+    return made

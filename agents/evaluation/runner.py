@@ -263,10 +263,14 @@ def run_episode(
     seed: int,
     kwargs: dict[str, Any],
     video: bool,
+    telemetry: dict[str, Any] | None = None,
     limits: Limits | None = None,
     clock: Any = None,
 ) -> dict[str, Any]:
     """One episode; returns its row (and, if asked, frames). Policy faults fail the episode, not the run.
+
+    ``telemetry`` (``{"dir", "rate", "start"}``) records the episode's signals and events and
+    writes them as a part under ``dir`` (``twin.telemetry.parts``), whatever way it ends.
 
     ``clock.value`` (shared with the worker pool) holds the wall-clock time a policy call started,
     0 between calls, so the pool can stop a call that never returns; a call that returns late
@@ -275,6 +279,15 @@ def run_episode(
     limits = limits or Limits()
     env = _env(env_id, kwargs, video)
     obs, info = env.reset(seed=seed)
+    recorder = None
+    if telemetry is not None:
+        from datetime import datetime
+
+        from twin.telemetry import Recorder
+
+        twin = env.unwrapped.twin
+        recorder = Recorder(twin, telemetry["rate"], start=datetime.fromisoformat(telemetry["start"]))
+        recorder.begin(seed, twin)
     if spec.kind in ("expert", "expert-observed"):
         make = envs.make_expert if spec.kind == "expert" else envs.make_student_expert
         act = make(env_id, env)
@@ -321,11 +334,17 @@ def run_episode(
         obs, r, terminated, truncated, info = env.step(a)
         ret += float(r)
         length += 1
+        if recorder is not None:
+            recorder.after_step()
         if video and length % VIDEO_STRIDE == 0:
             frames.append(env.render())
         if time.monotonic() - t0 > limits.episode_seconds:
             failure = f"the episode ran past the {limits.episode_seconds:g} s limit (episode_seconds)"
             break
+    if recorder is not None:
+        from twin.telemetry.parts import write_part
+
+        write_part(telemetry["dir"], env_id, variant, seed, recorder, getattr(recorder.twin, "layout_source", None))
     error = failure is not None
     success = bool(info.get("is_success", False)) and failure is None
     kpis = dict(env.unwrapped.kpis()) if hasattr(env.unwrapped, "kpis") else {}
@@ -369,9 +388,7 @@ def episode_error(job: tuple, reason: str) -> dict[str, Any]:
     return {"row": row, "frames": []}
 
 
-def _run_many(
-    spec: PolicySpec, jobs: list[tuple[str, str, int, dict[str, Any], bool]], limits: Limits | None = None
-) -> list[dict[str, Any]]:
+def _run_many(spec: PolicySpec, jobs: list[tuple], limits: Limits | None = None) -> list[dict[str, Any]]:
     """The episodes of one Ray task; one that raises fails with the reason, as in a local worker."""
     out = []
     for job in jobs:
@@ -399,6 +416,7 @@ def run_suite(
     limits: Limits | None = None,
     skip: set[tuple[str, str, int]] | frozenset = frozenset(),
     notify: Callable[[str], None] | None = None,
+    telemetry: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str, int], list[np.ndarray]]]:
     """Every episode of ``suite`` not in ``skip``; rows sorted by (task order, variant order, seed order).
 
@@ -413,7 +431,7 @@ def run_suite(
     for task in suite.suite.tasks:
         for s in task.seeds[:videos]:
             want_video.add((task.env_id, task.variants[0].name, s))
-    jobs = [(e, v, s, suite.env_kwargs(e, v), (e, v, s) in want_video) for e, v, s in episodes]
+    jobs = [(e, v, s, suite.env_kwargs(e, v), (e, v, s) in want_video, telemetry) for e, v, s in episodes]
     results: list[dict[str, Any]] = []
 
     def collect(batch):

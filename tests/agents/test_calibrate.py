@@ -36,6 +36,9 @@ def plants(tmp_path_factory):
     pick = (LAYOUTS_DIR / "default.toml").read_text()
     assert "interval = [5.0, 7.0]" in pick and "speed = 0.1\n" in pick
     pick = pick.replace("interval = [5.0, 7.0]", "interval = [4.0, 5.0]").replace("speed = 0.1\n", "speed = 0.12\n")
+    # and a slower robot than the layout's (a parameter no log shows: fitted by search)
+    assert 'tool = "parallel_gripper"\n' in pick
+    pick = pick.replace('tool = "parallel_gripper"\n', 'tool = "parallel_gripper"\nspeed_override = 0.8\n', 1)
     (root / "pick.toml").write_text(pick)
     run_episodes(
         "ConveyorPick-v1",
@@ -113,6 +116,78 @@ def test_calibration_recovers_a_feeders_interval_and_a_belts_speed(plants, tmp_p
     params = json.loads((out / "calibration.json").read_text())["parameters"]
     assert relative_error(params["feeders.0.interval"]["value"], [4.0, 5.0]) < 0.10
     assert relative_error(params["conveyors.0.speed"]["value"], 0.12) < 0.10
+
+
+@pytest.mark.slow
+def test_a_robots_speed_override_is_found_by_search_over_twin_runs_and_the_search_resumes(plants, tmp_path, capsys):
+    out = tmp_path / "drive"
+    args = [
+        "calibrate",
+        str(plants / "pick"),
+        "--layout",
+        "default",
+        "--fit",
+        "feeders.0.interval,conveyors.0.speed,robots.0.speed_override",
+        "--range",
+        "robots.0.speed_override=0.5:1.0",
+        "--rounds",
+        "3",
+        "--points",
+        "4",
+        "--search-episodes",
+        "4",
+        "--episodes",
+        "6",
+        "--out",
+        str(out),
+    ]
+    assert twin(args) == 0
+    doc = json.loads((out / "calibration.json").read_text())
+    p = doc["parameters"]["robots.0.speed_override"]
+    search = doc["search"]
+    runs = {json.dumps(c["values"]) for c in search["candidates"]}  # a point may come back a round later
+    assert len(search["candidates"]) == 12 and search["resumed"] == 0
+    assert p["method"] == "search" and p["before"] == 1.0 and p["samples"] == len(runs)
+    assert abs(p["value"] - 0.8) <= 0.08, p  # within 10%
+    assert 0 < p["uncertainty"] <= 0.04  # half the last round's grid step
+    assert doc["parameters"]["feeders.0.interval"]["method"] == "log"
+    # the closest candidate is the fitted one, and the search found the plant closer than the layout
+    start = min(c["distance"] for c in search["candidates"] if c["values"]["robots.0.speed_override"] == 1.0)
+    assert search["distance"] < start
+    assert (out / "search.png").stat().st_size > 10_000
+    from twin.layout import load_layout
+
+    assert load_layout(out / "layout.toml").robots[0].speed_override == p["value"]
+    # a search cut short resumes: the candidates done are kept (here: all), nothing is run again
+    (out / "calibration.json").unlink()
+    capsys.readouterr()
+    assert twin(args) == 0
+    again = json.loads((out / "calibration.json").read_text())
+    assert again["search"]["resumed"] == len(runs)
+    assert again["parameters"]["robots.0.speed_override"]["value"] == p["value"]
+    # ... but not with other inputs
+    (out / "calibration.json").unlink()
+    assert twin([*args[:-6], "--episodes", "6", "--search-episodes", "3", "--out", str(out)]) == 2
+    assert "holds a search with other inputs (episodes differ)" in capsys.readouterr().err
+
+
+def test_a_searched_parameter_needs_a_range_within_the_layouts_bounds(plants, tmp_path, capsys):
+    out = tmp_path / "x"
+    base = ["calibrate", str(plants / "pick"), "--layout", "default", "--out", str(out)]
+    assert twin([*base, "--fit", "robots.0.speed_override"]) == 2
+    assert "give its range, --range robots.0.speed_override=LO:HI" in capsys.readouterr().err
+    assert twin([*base, "--fit", "robots.0.speed_override", "--range", "robots.0.speed_override=0.02:1.0"]) == 2
+    err = capsys.readouterr().err
+    assert "0.02 is outside the layout's bounds" in err and "speed_override" in err
+    assert twin([*base, "--fit", "robots.0.speed_override", "--range", "robots.0.speed_override=fast"]) == 2
+    assert "expected NAME=LO:HI" in capsys.readouterr().err
+    assert twin([*base, "--fit", "conveyors.0.speed", "--range", "conveyors.0.speed=0.05:0.2"]) == 2
+    assert "not a parameter this calibration searches" in capsys.readouterr().err
+    assert twin([*base, "--fit", "robots.3.speed_override", "--range", "robots.3.speed_override=0.5:1"]) == 2
+    assert "there is no robots[3]" in capsys.readouterr().err
+    assert twin([*base, "--fit", "robots.0.speed_override", "--range", "robots.0.speed_override=1:0.5"]) == 2
+    assert "must be below HI" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_calibration_refuses_what_it_cannot_fit(plants, tmp_path, capsys):

@@ -337,3 +337,34 @@ def test_the_fault_family_suite_takes_the_faults_variant_apart():
     for t in suite.suite.tasks:
         fams = applicable_families(load_layout(find_layout(t.layout)))
         assert [(v.name, v.env_kwargs) for v in t.variants] == [(f, {"faults": [f]}) for f in fams]
+
+
+def test_eval_records_telemetry_from_its_workers_as_twin_record_does(tmp_path, capsys):
+    """Each episode is recorded by the worker that runs it; each task and variant comes out as one
+    telemetry folder holding what `twin record` of the same seeds and variant holds."""
+    pytest.importorskip("pyarrow")
+    from twin.telemetry import read_recording
+
+    tel = tmp_path / "tel"
+    args = ["eval", "--policy", "expert", "--suite", "smoke-v2", "--task", "ConveyorPick-v0", "--variant", "nominal"]
+    args += ["--variant", "faults", "--out", str(tmp_path / "ev"), "--workers", "2", "--videos", "0"]
+    assert cli([*args, "--telemetry", str(tel), "--telemetry-rate", "5"]) == 0
+    assert "telemetry of 4 episodes in 2 folders" in capsys.readouterr().out
+    assert not (tel / ".parts").exists()
+    for variant, kwargs in (("nominal", []), ("faults", ["--faults", "all"])):
+        folder = tel / "ConveyorPick-v0" / variant
+        info = json.loads((folder / "telemetry.json").read_text())
+        assert info["seeds"] == [1000, 1001] and info["variant"] == variant and info["missing_seeds"] == []
+        assert [e["offset_s"] for e in info["episodes"]] == [0.0, info["episodes"][0]["duration_s"]]
+        ref = tmp_path / f"record-{variant}"
+        record = ["record", "ConveyorPick-v0", "--episodes", "2", "--seed", "1000", "--out", str(ref)]
+        assert cli([*record, "--telemetry-rate", "5", *kwargs]) == 0
+        (s1, e1), (s2, e2) = read_recording(folder), read_recording(ref)
+        assert e1.drop(["timestamp"]).to_pylist() == e2.drop(["timestamp"]).to_pylist()
+        assert s1.num_rows == s2.num_rows
+        assert s1.column("value").to_pylist() == s2.column("value").to_pylist()
+    # a folder that holds a recording is not written over; a task with no twin is refused
+    assert cli([*args[:-6], "--out", str(tmp_path / "ev2"), "--telemetry", str(tel)]) == 2
+    assert "already holds ConveyorPick-v0" in capsys.readouterr().err
+    assert cli([*args, "--telemetry-rate", "5"]) == 2
+    assert "--telemetry-rate needs --telemetry DIR" in capsys.readouterr().err

@@ -91,3 +91,65 @@ def test_a_log_naming_what_the_layout_lacks_is_refused_and_what_can_be_mended_is
     pq.write_table(pa.Table.from_pylist(rows, schema=events.schema), mixed / "events.parquet")
     assert twin(["replay", str(mixed), "--out", str(tmp_path / "y")]) == 0
     assert "time order" in json.loads((tmp_path / "y" / "replay.json").read_text())["repaired"][0]
+
+
+def test_the_plant_log_may_come_as_ocel_or_xes(plant, tmp_path):
+    """The same log as OCEL 2.0 (this package's export) and as XES (written by pm4py, as a
+    process-mining tool writes one) drives the twin through the same cycles and breakdowns."""
+    import pandas as pd
+    import pm4py
+
+    layout = str(LAYOUTS_DIR / "machine_tending.toml")
+    base = ["--layout", layout, "--env", "MachineTend-v1"]
+    assert twin(["replay", str(plant / "plant"), "--out", str(tmp_path / "from-folder"), *base]) == 0
+    assert twin(["replay", str(plant / "plant" / "ocel.json"), "--out", str(tmp_path / "from-ocel"), *base]) == 0
+    logged = _states(plant / "plant", "machine-0")
+    assert _states(tmp_path / "from-ocel", "machine-0") == logged == _states(tmp_path / "from-folder", "machine-0")
+
+    _, events = read_recording(plant / "plant")
+    info = json.loads((plant / "plant" / "telemetry.json").read_text())
+    from datetime import datetime, timedelta
+
+    t0 = datetime.fromisoformat(info["start"])
+    starts = {e["episode"]: (t0 + timedelta(seconds=e["offset_s"]), e["duration_s"]) for e in info["episodes"]}
+    df = events.to_pandas()
+    df = df.rename(columns={"kind": "concept:name", "timestamp": "time:timestamp"})
+    df["case:concept:name"] = "episode-" + df["episode"].astype(str)
+    df["case:start"] = pd.to_datetime([starts[e][0] for e in df["episode"]], utc=True)
+    df["case:duration_s"] = [starts[e][1] for e in df["episode"]]
+    df = df.drop(columns=["episode"]).fillna({c: "" for c in ("part", "robot", "station", "detail", "defect")})
+    pm4py.write_xes(df, str(tmp_path / "plant.xes"))
+    assert twin(["replay", str(tmp_path / "plant.xes"), "--out", str(tmp_path / "from-xes"), *base]) == 0
+    assert _states(tmp_path / "from-xes", "machine-0") == logged
+
+
+def test_a_bad_ocel_or_xes_log_is_refused_naming_the_event(plant, tmp_path, capsys):
+    doc = json.loads((plant / "plant" / "ocel.json").read_text())
+    ev = next(e for e in doc["events"] if e["type"] == "machine_state")
+    ev["time"] = "yesterday"
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    base = ["--out", str(tmp_path / "x"), "--env", "MachineTend-v1"]
+    assert twin(["replay", str(tmp_path / "bad.json"), *base]) == 2
+    assert f"event {ev['id']!r}: time 'yesterday' is not an ISO 8601 timestamp" in capsys.readouterr().err
+    doc = json.loads((plant / "plant" / "ocel.json").read_text())
+    doc["objects"] = [o for o in doc["objects"] if o["id"] != "machine-1"]
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    assert twin(["replay", str(tmp_path / "bad.json"), *base]) == 2
+    assert "relates to object 'machine-1', which the log does not list" in capsys.readouterr().err
+    # an asset the layout lacks is named by the OCEL event's id
+    doc = json.loads((plant / "plant" / "ocel.json").read_text())
+    next(o for o in doc["objects"] if o["id"] == "machine-1")["attributes"][0]["value"] = "machine-9"
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    assert twin(["replay", str(tmp_path / "bad.json"), *base]) == 2
+    assert "event 'e" in (msg := capsys.readouterr().err) and "machine 'machine-9' is not in the layout" in msg
+    (tmp_path / "bad.xes").write_text('<?xml version="1.0"?><!DOCTYPE log [<!ENTITY a "aaaa">]><log>&a;</log>')
+    assert twin(["replay", str(tmp_path / "bad.xes"), *base]) == 2
+    assert "defines XML entities" in capsys.readouterr().err
+    (tmp_path / "x.xes").write_text(
+        "<log><trace><event><string key='concept:name' value='arrived'/></event></trace></log>"
+    )
+    assert twin(["replay", str(tmp_path / "x.xes"), *base]) == 2
+    assert "trace 0 event 0: an event needs concept:name and time:timestamp" in capsys.readouterr().err
+    assert twin(["replay", str(plant / "plant" / "ocel.json"), "--out", str(tmp_path / "y")]) == 2
+    assert "names no task; give it with --env" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

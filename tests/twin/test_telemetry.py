@@ -84,12 +84,15 @@ def test_ocel_export_reads_back_in_pm4py(machine_tend):
     )
     types = dict(zip(log.objects["ocel:oid"], log.objects["ocel:type"], strict=True))
     assert types["panda-0"] == "robot" and types["machine-0"] == "machine"
-    # a part is an object per episode; each pick links the part and the robot that picked it
+    # a part is an object per episode; each pick links the part, the robot that picked it and its
+    # episode (an object too, with its start and length: the case of a classic event log)
     assert types["part-blank-0@7"] == "part" and types["part-blank-0@8"] == "part"
+    assert types["episode-7"] == "episode"
     rel = log.relations
     picks = rel[rel["ocel:activity"] == "picked"]
-    assert set(picks["ocel:qualifier"]) == {"part", "robot"}
-    assert len(picks) == 2 * events.column("kind").to_pylist().count("picked")
+    assert set(picks["ocel:qualifier"]) == {"part", "robot", "episode"}
+    assert len(picks) == 3 * events.column("kind").to_pylist().count("picked")
+    assert (rel["ocel:qualifier"] == "episode").sum() == events.num_rows
 
 
 def test_a_conveyor_records_its_speed_and_light_barrier(tmp_path):

@@ -39,6 +39,10 @@ class Robot(_Model):
     coupled_fingers: bool = False
     """Couple the two fingers so they move as one (as the real hand's single drive does), which
     keeps a grasped part centred between them; off by default, as in the v1 cells."""
+    speed_override: Annotated[float, Field(ge=0.05, le=1.0, allow_inf_nan=False)] = 1.0
+    """The controller's speed override, as set on a teach pendant: every tool move a task commands
+    runs at this share of its programmed speed (1 is full speed; a plant that runs its robot at
+    70% has 0.7). ``twin calibrate`` fits it by search over twin runs."""
 
 
 class BeamBreak(_Model):

@@ -95,7 +95,7 @@ def write_recording(out: str | Path, signals, events, meta: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "signals.parquet", lambda p: pq.write_table(signals, p, compression="zstd"))
     _write_atomic(out / "events.parquet", lambda p: pq.write_table(events, p, compression="zstd"))
-    doc = to_ocel(events)
+    doc = to_ocel(events, meta.get("episodes"), meta.get("start"))
     _write_atomic(out / "ocel.json", lambda p: p.write_text(json.dumps(doc), encoding="utf-8"))
     info = {
         "schema_version": SCHEMA_VERSION,

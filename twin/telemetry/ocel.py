@@ -5,12 +5,16 @@ Objects are what events touch: parts, wafers and totes (one object per part per 
 the twin reuses a part's body from one episode to the next: ``part-gear-0@3`` is that part in
 episode 3), robots and AGVs, and machines and other stations (one object each for the whole
 recording). Each event links to its objects with the qualifiers ``part``, ``robot`` and
-``station``; its ``detail``, ``defect``, ``value`` and ``episode`` are its attributes.
+``station``; its ``detail``, ``defect``, ``value`` and ``episode`` are its attributes. Where the
+recording's episodes are known, each is an object too (``episode-3``, type ``episode``, with its
+``start`` and ``duration_s``), every event linked to its episode (qualifier ``episode``): the
+case notion of a classic event log, and what lets ``twin replay`` read the log back on the
+episodes' own clocks (``twin.telemetry.interchange``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _ROBOTS = ("panda", "iiwa", "ur5", "wafer_robot")
 _EPISODE_SCOPED = ("part", "wafer", "tote")
@@ -29,10 +33,26 @@ def _iso(ts) -> str:
     return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def to_ocel(events) -> dict:
-    """The OCEL 2.0 JSON document of an events table (``twin.telemetry.files.events_table``)."""
+def to_ocel(events, episodes: list[dict] | None = None, start: str | None = None) -> dict:
+    """The OCEL 2.0 JSON document of an events table (``twin.telemetry.files.events_table``);
+    ``episodes`` (``telemetry.json``'s, with its ``start``) adds the episode objects."""
     rows = events.to_pylist()
     objects: dict[str, dict] = {}
+    spans = {}
+    if episodes and start:
+        t0 = datetime.fromisoformat(start)
+        for e in episodes:
+            oid = f"episode-{e['episode']}"
+            spans[int(e["episode"])] = oid
+            objects[oid] = {
+                "id": oid,
+                "type": "episode",
+                "attributes": [
+                    {"name": "episode", "time": _EPOCH, "value": str(e["episode"])},
+                    {"name": "start", "time": _EPOCH, "value": _iso(t0 + timedelta(seconds=e["offset_s"]))},
+                    {"name": "duration_s", "time": _EPOCH, "value": str(e["duration_s"])},
+                ],
+            }
     out_events = []
     kinds: dict[str, None] = {}
     for k, row in enumerate(rows):
@@ -53,6 +73,8 @@ def to_ocel(events) -> dict:
                     {"name": "defect", "time": _iso(row["timestamp"]), "value": row["defect"]}
                 )
             rels.append({"objectId": oid, "qualifier": qualifier})
+        if row["episode"] in spans:
+            rels.append({"objectId": spans[row["episode"]], "qualifier": "episode"})
         attrs = [{"name": "episode", "value": str(row["episode"])}]
         attrs += [{"name": a, "value": row[a]} for a in ("detail", "defect") if row[a]]
         if row["value"] is not None:
@@ -72,7 +94,13 @@ def to_ocel(events) -> dict:
         "objectTypes": [
             {
                 "name": t,
-                "attributes": [{"name": "name", "type": "string"}]
+                "attributes": [
+                    {"name": "episode", "type": "integer"},
+                    {"name": "start", "type": "time"},
+                    {"name": "duration_s", "type": "float"},
+                ]
+                if t == "episode"
+                else [{"name": "name", "type": "string"}]
                 + (
                     [{"name": "episode", "type": "integer"}, {"name": "defect", "type": "string"}]
                     if t in _EPISODE_SCOPED

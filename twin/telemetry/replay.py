@@ -14,6 +14,10 @@ The log is a telemetry folder. The minimum it needs, per episode:
 - Optionally ``signals.parquet`` rows ``conveyor-<i>`` ``running`` (bool) and ``speed`` (m/s, or
   mm/s, converted) for the belts.
 
+The same events may come as an OCEL 2.0 JSON or an XES file instead of the folder
+(``twin.telemetry.interchange``: no belt signals then); a refused event is named as the file
+names it (an OCEL event's id, an XES trace and event).
+
 :func:`plan` reads it against the layout: a row naming an asset or part type the layout does not
 have is refused naming the row; what can be repaired (rows out of time order, a unit in mm/s, a
 speed beyond the layout's bounds, a cycle with no end) is, and said in the report.
@@ -84,21 +88,29 @@ def plan(folder: str | Path, layout) -> tuple[list[EpisodePlan], list[str]]:
     """The episodes of the log in ``folder`` as plans for a twin of ``layout`` (a CellLayout), and
     the report of what was repaired."""
     folder = Path(folder)
-    signals, events = read_recording(folder)
-    info_path = folder / "telemetry.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    labels: list[str] | None = None
+    if folder.is_file():  # an OCEL 2.0 or XES log
+        from twin.telemetry.interchange import read_interchange
+
+        signals, events, info, labels = read_interchange(folder)
+        where = folder
+    else:
+        signals, events = read_recording(folder)
+        info_path = folder / "telemetry.json"
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        where = folder / "events.parquet"
+    row = (lambda k: labels[k]) if labels is not None else (lambda k: f"row {k}")
     start = datetime.fromisoformat(info["start"]) if "start" in info else None
     offsets = {int(e["episode"]): float(e["offset_s"]) for e in info.get("episodes", [])}
     durations = {int(e["episode"]): float(e["duration_s"]) for e in info.get("episodes", [])}
     conveyors = {f"conveyor-{i}" for i in range(len(layout.conveyors))}
     machines = {f"machine-{i}" for i in range(len(layout.machines))}
     types = [p.name for p in layout.parts]
-    where = folder / "events.parquet"
     report: list[str] = []
     rows = events.to_pylist()
     for i in range(1, len(rows)):
         if (rows[i]["episode"], rows[i]["timestamp"]) < (rows[i - 1]["episode"], rows[i - 1]["timestamp"]):
-            report.append(f"{where}: row {i}: timestamp before row {i - 1}'s; the rows were put in time order")
+            report.append(f"{where}: {row(i)}: timestamp before {row(i - 1)}'s; the rows were put in time order")
             break
     order = sorted(range(len(rows)), key=lambda k: (rows[k]["episode"], rows[k]["timestamp"]))
     plans: dict[int, EpisodePlan] = {}
@@ -115,16 +127,16 @@ def plan(folder: str | Path, layout) -> tuple[list[EpisodePlan], list[str]]:
         if kind == "arrived" and r["detail"] and r["detail"].startswith("conveyor-"):
             if r["detail"] not in conveyors:
                 raise ReplayError(
-                    f"{where}: row {k}: conveyor {r['detail']!r} is not in the layout (it has {sorted(conveyors)})"
+                    f"{where}: {row(k)}: conveyor {r['detail']!r} is not in the layout (it has {sorted(conveyors)})"
                 )
             ptype = _part_type(r["part"], types)
             if ptype is None:
-                raise ReplayError(f"{where}: row {k}: part {r['part']!r} is of no part type the layout has ({types})")
+                raise ReplayError(f"{where}: {row(k)}: part {r['part']!r} is of no part type the layout has ({types})")
             p.arrivals.setdefault(r["detail"], []).append(Arrival(t, ptype, 0.0, 0.0, r["defect"]))
         elif kind == "machine_state" and r["station"]:
             m = r["station"]
             if m not in machines:
-                raise ReplayError(f"{where}: row {k}: machine {m!r} is not in the layout (it has {sorted(machines)})")
+                raise ReplayError(f"{where}: {row(k)}: machine {m!r} is not in the layout (it has {sorted(machines)})")
             state, key = r["detail"], (ep, m)
             cur = open_cycle.get(key)
             if state == "processing":
@@ -137,13 +149,13 @@ def plan(folder: str | Path, layout) -> tuple[list[EpisodePlan], list[str]]:
             elif state != "down":
                 if cur is not None:
                     report.append(
-                        f"{where}: row {k}: {m} went {state} with a cycle unfinished; that cycle was left out"
+                        f"{where}: {row(k)}: {m} went {state} with a cycle unfinished; that cycle was left out"
                     )
                 open_cycle.pop(key, None)
         elif kind in ("fault_start", "fault_end") and (r["detail"] or "").split(":")[0] == "machine_breakdown":
             m = r["station"]
             if m not in machines:
-                raise ReplayError(f"{where}: row {k}: machine {m!r} is not in the layout (it has {sorted(machines)})")
+                raise ReplayError(f"{where}: {row(k)}: machine {m!r} is not in the layout (it has {sorted(machines)})")
             p.changes.append((t, m, "down", 1.0 if kind == "fault_start" else 0.0))
         p.duration_s = max(p.duration_s, t)
     _belts(signals, folder, conveyors, layout, start, offsets, plans, zero, report)
