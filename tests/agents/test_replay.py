@@ -153,3 +153,13 @@ def test_a_bad_ocel_or_xes_log_is_refused_naming_the_event(plant, tmp_path, caps
     assert twin(["replay", str(plant / "plant" / "ocel.json"), "--out", str(tmp_path / "y")]) == 2
     assert "names no task; give it with --env" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_plant_log_with_faults_is_of_the_same_cell_as_its_layout_without_them(plant):
+    """The cell's fault flags are recorded under the asset ``cell``: a plant that breaks down is
+    still the bundled cell, which calibration may give the fault family it lacks."""
+    from agents.tools.calibrate import check_assets
+
+    signals, _ = read_recording(plant / "plant")
+    assert "cell" in set(signals.column("asset").to_pylist())
+    check_assets(plant / "plant", "MachineTend-v1", LAYOUTS_DIR / "machine_tending.toml")
