@@ -23,9 +23,12 @@ from typing import Any
 
 from agents.evaluation.scorecard import REFERENCE_DIR, write_reference
 
-KPI_RTOL = 1e-6
-"""Relative tolerance on a KPI mean between the expert now and its reference (episodes are
-deterministic: only the last bits of a float may move between machines)."""
+KPI_RTOL = 0.05
+"""Relative tolerance on a KPI mean between the expert now and its reference. Episodes are
+deterministic on one machine, but not to the bit across machines: the linear algebra library
+picks its kernels by CPU, and contact dynamics amplify a last-bit difference. On two 2-core hosts
+of the same name the arm tasks' energy and cycle-time means differed by up to 2% (lengths by half
+a step) with the same episodes, successes and errors; those counts are compared exactly."""
 
 
 def bundled() -> list[str]:
