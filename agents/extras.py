@@ -3,7 +3,8 @@
 The base install runs the twin, the envs, ``twin play``, ``twin smoke`` and ``twin bench``;
 ``[eval]`` adds evaluation (results, reports, ONNX policies); ``[train]`` adds torch for training,
 demonstrations, export and loading torch checkpoints; ``[telemetry]`` recording (Parquet);
-``[ray]`` the Ray backend.
+``[ray]`` the Ray backend; ``[service]`` the evaluation service (``[postgres]`` its PostgreSQL
+driver).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ MODULE_EXTRA: dict[str, str] = {
     "onnxruntime": "eval",
     "ray": "ray",
     "tomli_w": "telemetry",
+    "fastapi": "service",
+    "uvicorn": "service",
+    "sqlalchemy": "service",
+    "alembic": "service",
+    "httpx": "service",
+    "psycopg": "postgres",
 }
 """Each optional top-level module and the extra that installs it."""
 
@@ -45,6 +52,14 @@ COMMAND_NEEDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "report": ("eval", ("matplotlib",), ""),
     "compare": ("", (), "`--plot` needs [eval] (matplotlib)"),
+    "serve": (
+        "service",
+        ("fastapi", "uvicorn", "sqlalchemy", "alembic", "onnxruntime"),
+        "PostgreSQL needs [postgres]",
+    ),
+    "worker": ("service", ("sqlalchemy", "alembic", "onnxruntime"), "PostgreSQL needs [postgres]"),
+    "admin": ("service", ("sqlalchemy", "alembic"), "PostgreSQL needs [postgres]"),
+    "submit": ("service", ("httpx",), ""),
 }
 """Each ``twin`` command: the extra it needs (empty: the base install), the modules checked before
 it runs, and what else some of its options need."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from agents.cli.common import UsageError, _Parser, _play_inputs, _seed, err
 from agents.cli.evaluate import cmd_compare, cmd_eval, cmd_report
 from agents.cli.play import cmd_bench, cmd_envs, cmd_layout_check, cmd_layout_schema, cmd_play, cmd_record, cmd_smoke
+from agents.cli.service import add_parsers as add_service_parsers
 from agents.cli.telemetry import cmd_calibrate, cmd_fidelity, cmd_replay
 from agents.cli.train import cmd_demos, cmd_export, cmd_train
 
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b")
     p.add_argument("--plot", metavar="FILE.png", help="write a side-by-side success plot")
     p.set_defaults(fn=cmd_compare)
+
+    add_service_parsers(sub)
     return ap
 
 

@@ -308,10 +308,13 @@ def write_report(
     rows: list[dict[str, Any]],
     videos: dict[tuple[str, str, int], Path],
     reference: dict[str, Any] | None = None,
+    hide_seeds: bool = False,
 ) -> Path:
     """A single self-contained ``report.html``: the headline per task (success per variant and the
     robustness ratios), KPI tables with units, plots and episode videos (embedded as data URIs),
-    failed episodes and provenance; ``reference`` (an expert's results) shows beside each figure."""
+    failed episodes and provenance; ``reference`` (an expert's results) shows beside each figure.
+    ``hide_seeds``: a private suite's report, whose rows carry episode numbers in place of seeds
+    and which shows no videos."""
     policy = meta.get("policy", {}) or {}
     kind = policy.get("kind", "")
     sets = [(f"policy ({kind})", aggregates)]
@@ -339,6 +342,8 @@ def write_report(
         vid_html += (
             f"<figure>{tag}<figcaption>{html.escape(task)} / {html.escape(variant)} / seed {seed}</figcaption></figure>"
         )
+    if hide_seeds and videos:
+        raise ValueError("a report that hides its seeds shows no videos")
     failures = [r for r in rows if r["failure"]]
     fail_html = "".join(
         f"<tr><td class='l'>{html.escape(r['task'])}</td><td class='l'>{html.escape(r['variant'])}</td>"
@@ -350,6 +355,7 @@ def write_report(
         if reference is not None
         else "No expert reference for this suite (pass <code>--reference</code> with an expert's results folder)."
     )
+    no_videos = "<p>none: the suite's seeds are private</p>" if hide_seeds else "<p>none recorded (use --videos K)</p>"
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>Factory Twin scorecard: {html.escape(meta["suite"])}</title><style>{_CSS}</style></head><body>
 <h1>Scorecard: {html.escape(meta["suite"])}</h1>
@@ -361,9 +367,9 @@ is the success in a variant over the success in the nominal cell (1.00: unaffect
 {_headline_html(aggregates, reference)}</section>
 <section id="kpis"><h2>KPIs</h2>{_kpi_html(aggregates, reference)}</section>
 <section id="plots">{fig_html}</section>
-<section id="videos"><h2>Episode videos</h2>{vid_html or "<p>none recorded (use --videos K)</p>"}</section>
+<section id="videos"><h2>Episode videos</h2>{vid_html or no_videos}</section>
 <section id="failures"><h2>Failed episodes ({len(failures)})</h2><div class='scroll'><table><tr><th class='l'>task</th>
-<th class='l'>variant</th><th>seed</th><th class='l'>reason</th></tr>{fail_html}</table></div></section>
+<th class='l'>variant</th><th>{"episode" if hide_seeds else "seed"}</th><th class='l'>reason</th></tr>{fail_html}</table></div></section>
 <section id="provenance"><h2>Provenance</h2>{_provenance_html(meta, reference)}</section></body></html>"""
     atomic_write_text(out / "report.html", doc)
     return out / "report.html"
