@@ -38,7 +38,10 @@ def make_engine(url: str) -> Engine:
         raise DatabaseError(f"--db {url!r}: not a database URL (sqlite:///FILE or postgresql://...)") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"--db {url}: cannot create its folder: {exc.strerror}") from None
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -65,6 +68,8 @@ def make_engine(url: str) -> Engine:
             f"--db {safe_url(url)}: the driver {exc.name!r} is not installed (PostgreSQL: pip install "
             f"'factory-twin[postgres]')"
         ) from None
+    except Exception as exc:  # an unknown dialect or a malformed option: said with the URL
+        raise DatabaseError(f"--db {safe_url(url)}: {_short(exc)} (sqlite:///FILE or postgresql://...)") from None
 
 
 def upgrade(engine: Engine) -> None:

@@ -248,3 +248,48 @@ def serve_jobs(
             if w is not None:
                 s.delete(w)
     return count
+
+
+class _JobActor:
+    """A worker as a Ray actor: the same loop, on a cluster's CPU (one per actor)."""
+
+    def run(self, settings: Settings, once: bool) -> tuple[str, int]:
+        import sys
+
+        from service.db import open_database
+
+        def log(line: str) -> None:  # into the actor's log on its node
+            print(line, file=sys.stderr, flush=True)
+
+        n = serve_jobs(open_database(settings.db), settings, once=once, log=log)
+        return worker_name(), n
+
+
+def serve_on_ray(settings: Settings, actors: int, once: bool = False, log: Callable[[str], None] = print) -> int:
+    """Run ``actors`` workers as Ray actors (the cluster at ``RAY_ADDRESS``, else a local one);
+    each needs the database to be reachable from its node. Returns the jobs they ran."""
+    import ray
+
+    from agents.collect.ray_pool import ensure_ray
+
+    started = ensure_ray(actors)
+    try:
+        remote = ray.remote(num_cpus=1)(_JobActor)
+        pool = [remote.remote() for _ in range(actors)]
+        log(f"{actors} Ray actor(s) taking jobs from the queue")
+        pending = {a.run.remote(settings, once): a for a in pool}
+        total = 0
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                pending.pop(ref)
+                try:
+                    name, n = ray.get(ref)
+                    log(f"Ray worker {name} stopped after {n} job(s)")
+                    total += n
+                except ray.exceptions.RayError as exc:  # the actor died: its job is reaped and retried
+                    log(f"a Ray worker died ({type(exc).__name__}); its job is taken back after the heartbeat timeout")
+        return total
+    finally:
+        if started:
+            ray.shutdown()

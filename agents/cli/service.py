@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from agents.cli.common import UsageError, _require_command, err, out
+from agents.cli.common import UsageError, _require, _require_command, err, out
 
 
 def add_db_args(p: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def _settings(args, **over):
     from service.settings import Settings, database_url
 
     home = Path(args.home)
-    kw = {"db": database_url(args.db, home), "scratch": home / "scratch"}
+    kw = {"db": database_url(args.db, home), "scratch": (home / "scratch").resolve()}
     for flag, key in (("heartbeat_timeout", "heartbeat_timeout"), ("episode_workers", "episode_workers")):
         value = getattr(args, flag, None)
         if value is not None:
@@ -136,6 +136,14 @@ def cmd_worker(args) -> int:
     def log(line: str) -> None:
         err.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False, soft_wrap=True)
 
+    if args.ray is not None:
+        if args.ray < 1:
+            raise UsageError(f"--ray {args.ray}: expected at least 1 actor")
+        _require("twin worker --ray", "ray", ["ray"])
+        from service.worker import serve_on_ray
+
+        serve_on_ray(settings, args.ray, once=args.once, log=log)
+        return 0
     serve_jobs(factory, settings, once=args.once, log=log, parent=args.parent_pid)
     return 0
 
@@ -179,7 +187,7 @@ def cmd_submit(args) -> int:
     try:
         got = submit(args.server, args.token, Path(args.policy), args.suite, args.task)
     except Refused as exc:
-        err.print(f"twin submit: refused: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"twin submit: error: refused: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     where = f"{args.server.rstrip('/')}/submissions/{got['id']}"
     err.print(f"submitted {got['id']}: place {got.get('queue_position')} in the queue; {where}", markup=False)
@@ -206,7 +214,7 @@ def cmd_submit(args) -> int:
         try:
             final = follow(args.server, args.token, got["id"], update)
         except Refused as exc:
-            err.print(f"twin submit: {exc}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"twin submit: error: {exc}", markup=False, highlight=False, soft_wrap=True)
             return 2
     if final["status"] == "failed":
         err.print(f"twin submit: failed: {final.get('reason')}", markup=False, highlight=False, soft_wrap=True)
@@ -237,6 +245,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--episode-workers", type=int, metavar="N", help="episodes of a job run at once (1)")
     p.add_argument(
         "--heartbeat-timeout", type=float, metavar="S", help="seconds of silence before a worker's job is taken back"
+    )
+    p.add_argument(
+        "--ray",
+        type=int,
+        metavar="N",
+        help="run N workers as Ray actors (the cluster at RAY_ADDRESS, else a local one; needs [ray])",
     )
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_worker)

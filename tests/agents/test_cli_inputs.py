@@ -52,6 +52,17 @@ CASES = [
     ),
     ("compare", ["compare", "{nope}/a", "{nope}/b"], "A"),
     ("compare", ["compare", "{nope}/a", "{nope}/b", "--plot", "{x}/c.png"], "--plot"),
+    ("serve", ["serve", "--port", "70000"], "--port"),
+    ("serve", ["serve", "--db", "{x}/service.db", "--workers", "0"], "--db"),
+    ("worker", ["worker", "--db", "nosuchdb://host/x", "--once"], "--db"),
+    ("worker", ["worker", "--episode-workers", "0", "--once"], "--episode-workers"),
+    ("admin", ["admin", "add-team", "bad name!"], "bad name!"),
+    ("admin", ["admin", "add-suite", "{nope}/alliance.toml"], "alliance.toml"),
+    (
+        "submit",
+        ["submit", "{nope}/p.onnx", "--server", "http://127.0.0.1:9", "--token", "t", "--suite", "s", "--task", "t"],
+        "p.onnx",
+    ),
 ]
 
 
@@ -99,8 +110,10 @@ def test_every_subcommand_is_covered():
         (["eval", "--policy", "random", "--suite", "smoke-v2", "--out", "e"], "pyarrow", "twin eval needs the [eval]"),
         (["report", "."], "matplotlib", "twin report needs the [eval]"),
         (["eval", "--policy", "expert", "--suite", "smoke-v2", "--out", "e", "--backend", "ray"], "ray", "[ray]"),
+        (["serve"], "fastapi", "twin serve needs the [service]"),
+        (["submit", "p.onnx", "--server", "u", "--token", "t", "--suite", "s", "--task", "t"], "httpx", "[service]"),
     ],
-    ids=["train", "demos", "export", "eval", "report", "eval-ray"],
+    ids=["train", "demos", "export", "eval", "report", "eval-ray", "serve", "submit"],
 )
 def test_a_missing_extra_is_named_in_one_line(argv, hidden, message, monkeypatch, tmp_path, capsys):
     import agents.extras

@@ -216,3 +216,35 @@ def test_migrations_build_exactly_the_models_schema(tmp_path):
     with factory.kw["bind"].connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     open_database(f"sqlite:///{tmp_path / 'm.db'}")  # upgrading an up-to-date database changes nothing
+
+
+def test_a_silent_workers_job_is_retried_once_then_failed_with_the_reason(service, tmp_path):
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from service import jobs
+    from service.db import transaction
+    from service.models import utcnow
+
+    sub_id = service.submit("acme", reach_policy(tmp_path / "reach.onnx")).json()["id"]
+    settings = replace(service.settings, heartbeat_timeout=30)
+
+    def claim_and_go_silent(worker):
+        while (job := jobs.claim(service.factory, worker)) is not None and job.id != sub_id:
+            jobs.finish(service.factory, worker, job.id, {"success": 1.0}, b"")  # the expert's run
+        assert job is not None
+        with transaction(service.factory) as s:
+            s.get(Submission, sub_id).heartbeat = utcnow() - timedelta(seconds=31)
+
+    claim_and_go_silent("w1")
+    assert jobs.reap(service.factory, settings) == [(sub_id, "requeued")]
+    state = service.client.get(f"/api/submissions/{sub_id}", headers=service.auth("acme")).json()
+    assert state["status"] == "queued" and state["reason"].startswith("retrying: worker w1 stopped answering")
+    claim_and_go_silent("w2")
+    assert jobs.reap(service.factory, settings) == [(sub_id, "failed")]
+    state = service.client.get(f"/api/submissions/{sub_id}", headers=service.auth("acme")).json()
+    assert state["status"] == "failed" and state["attempts"] == 2
+    assert (
+        "worker w2 stopped answering" in state["reason"] and "on attempt 2 of 2; not retried again" in state["reason"]
+    )
+    assert jobs.reap(service.factory, settings) == []

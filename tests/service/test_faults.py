@@ -141,3 +141,24 @@ def test_twin_submit_exit_codes_and_the_embedded_worker(live, tmp_path):
         assert len([ln for ln in done.stderr.splitlines() if ln.strip()]) == 1, done.stderr
     mine = httpx.get(f"{live.url}/api/submissions", headers={"Authorization": f"Bearer {token}"}).json()
     assert [s["status"] for s in mine["submissions"]] == ["failed", "done"]  # the refused ones are not stored
+
+
+@pytest.mark.slow
+def test_workers_as_ray_actors(tmp_path):
+    pytest.importorskip("ray")
+    from service import admin
+    from service.db import open_database
+    from service.settings import database_url
+
+    home = tmp_path / "home"
+    (tmp_path / "drill.toml").write_text(SUITE.replace("7, 8, 9, 10, 11, 12", "7"))
+    factory = open_database(database_url(None, home))
+    admin.cmd_add_suite(factory, home / "scratch", tmp_path / "drill.toml", private=False)  # queues the expert
+    done = twin("worker", "--home", str(home), "--ray", "1", "--once", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 Ray actor(s) taking jobs" in done.stderr and "stopped after 1 job(s)" in done.stderr
+    with factory() as s:
+        from service.models import Submission
+
+        (job,) = s.query(Submission).all()
+    assert job.status == "done" and job.summary["episodes"] == 2 and job.worker.count(":") == 1
