@@ -22,7 +22,7 @@ from service.suites import UnknownSuite, describe, resolve
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#1d2433}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1400px;padding:0 16px;color:#1d2433}
 h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:1.6rem}
 a{color:#1a5fb4} code{font-size:.85em;background:#f1f3f6;padding:1px 4px;border-radius:3px}
 table{border-collapse:collapse;width:100%;font-size:.9rem} .scroll{overflow-x:auto}
@@ -139,7 +139,7 @@ def board_page(suite: str, task: str, s: SessionDep, settings: SettingsDep, team
         sha = e["sha256"] or "(scripted)"
         cells += [
             f"<td>{e['episodes']}</td>",
-            f"<td class='l'>{e['submitted'].replace('T', ' ').rstrip('Z')}</td>",
+            f"<td class='l'>{e['submitted'].replace('T', ' ')[:16]}</td>",
             f"<td class='l'><code title='{sha}'>{sha[:12]}</code></td>",
         ]
         return f"<tr class='{'ref' if ref else ''}'>{''.join(cells)}</tr>"

@@ -79,15 +79,15 @@ def test_leaderboard_and_submission_pages_in_chromium(tmp_path):
         shots = Path(os.environ.get("TWIN_TEST_OUT") or tmp_path) / "service-pages"
         shots.mkdir(parents=True, exist_ok=True)
         board = f"{live.url}/leaderboard/pages-demo/FactoryReach-v0"
-        _chromium(browser, board, "--window-size=1280,520", f"--screenshot={shots / 'leaderboard.png'}")
-        dom = _chromium(browser, board, "--window-size=1280,520", "--dump-dom")
+        _chromium(browser, board, "--window-size=1440,520", f"--screenshot={shots / 'leaderboard.png'}")
+        dom = _chromium(browser, board, "--window-size=1440,520", "--dump-dom")
         assert "acme-robotics" in dom and "globex-automation" in dom and "initech" in dom
         assert "ref.</td>" in dom and "scripted expert" in dom and "faults success" in dom
         assert dom.index("acme-robotics") < dom.index("initech")  # the idle policy ranks last
 
         page = f"/submissions/{subs['acme-robotics']}"
         login = f"{live.url}/login?next={page}#{tokens['acme-robotics']}"
-        _chromium(browser, login, "--window-size=1280,520", f"--screenshot={shots / 'submission.png'}")
+        _chromium(browser, login, "--window-size=1440,520", f"--screenshot={shots / 'submission.png'}")
         dom = _chromium(browser, login, "--dump-dom")
         assert "Submission " in dom and ">done<" in dom and "scorecard report" in dom and "acme-robotics" in dom
         anonymous = _chromium(browser, live.url + page, "--dump-dom")
