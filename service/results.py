@@ -112,7 +112,6 @@ def _entry(sub: Submission, team: str) -> dict[str, Any]:
     }
     return {
         "team": team,
-        "submission": None if sub.reference else sub.id,
         "reference": sub.reference,
         "success": s.get("success"),
         "success_ci95": s.get("success_ci95"),
