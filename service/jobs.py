@@ -198,6 +198,9 @@ def keep_episode(factory: sessionmaker, worker: str, job_id: str, row: dict[str,
         owner = s.scalar(select(Submission.worker).where(Submission.id == job_id, Submission.status == "running"))
         if owner != worker:
             return False
+        from agents.evaluation.report import clean
+
+        row = clean([row])[0]  # NaN as null: PostgreSQL's JSON has no NaN
         key = (job_id, row["task"], row["variant"], int(row["seed"]))
         if s.get(Episode, key) is None:
             s.add(

@@ -128,3 +128,16 @@ def test_a_bad_postgresql_url_is_said_with_its_password_hidden(tmp_path):
         open_database("postgresql://twin:s3cret@127.0.0.1:1/none")
     assert "s3cret" not in str(err.value) and "***" in str(err.value)
     assert Path(tmp_path).exists()
+
+
+def test_an_episode_row_with_nan_kpis_is_kept_as_nulls(pg_service, tmp_path):
+    from service import jobs
+
+    sub_id = pg_service.submit("acme", constant_policy(tmp_path / "idle.onnx")).json()["id"]
+    while (job := jobs.claim(pg_service.factory, "w1")) is not None and job.id != sub_id:
+        jobs.finish(pg_service.factory, "w1", job.id, {"success": 1.0}, b"")
+    row = {"task": "FactoryReach-v0", "variant": "nominal", "seed": 424242, "success": False, "failure": None}
+    row |= {"return": float("nan"), "length": 50, "kpi_cycle_time_mean": float("nan"), "error": False}
+    assert jobs.keep_episode(pg_service.factory, "w1", sub_id, row)
+    (kept,) = jobs.episodes(pg_service.factory, sub_id)
+    assert kept["return"] is None and kept["kpi_cycle_time_mean"] is None and kept["length"] == 50
