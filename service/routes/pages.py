@@ -100,9 +100,11 @@ def home(s: SessionDep, settings: SettingsDep, team: PageTeamDep) -> HTMLRespons
 @router.get("/leaderboard/{suite}/{task}", response_class=HTMLResponse)
 def board_page(suite: str, task: str, s: SessionDep, settings: SettingsDep, team: PageTeamDep) -> HTMLResponse:
     try:
-        resolve(s, suite, settings.scratch)
+        loaded, _ = resolve(s, suite, settings.scratch)
     except UnknownSuite as exc:
         raise HTTPException(404, str(exc)) from None
+    if task not in [t.env_id for t in loaded.suite.tasks]:
+        raise HTTPException(404, f"task {task!r} is not in suite {suite!r}")
     lb = leaderboard(s, suite, task)
     entries = lb["entries"] + ([lb["reference"]] if lb["reference"] else [])
     variants = list(dict.fromkeys(v for e in entries for v in e["variants"]))

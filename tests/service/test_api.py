@@ -133,6 +133,8 @@ def test_bad_requests_get_a_clear_status_and_store_nothing(service, tmp_path):
     assert r.status_code == 404
     r = service.client.get("/api/leaderboard/alliance-private/Nope-v0")
     assert r.status_code == 404
+    assert service.client.get("/leaderboard/alliance-private/Nope-v0").status_code == 404
+    assert service.client.get("/leaderboard/no-such-suite/Nope-v0").status_code == 404
     assert _count(service) == 0
 
 
