@@ -76,10 +76,17 @@ def _prepare(folder: Path, sub: Submission, rows: list[dict[str, Any]]) -> bool:
 
 
 def run_job(factory: sessionmaker, settings: Settings, sub: Submission, name: str, heart: Heart, log) -> str:
-    """Run one claimed job to its end; returns its final status."""
+    """Run one claimed job to its end; returns its final status. Its scratch folder is removed
+    afterwards (the database holds what is kept), unless the worker itself failed in it."""
+    folder = settings.scratch / "jobs" / sub.id
+    status = _run_job(factory, settings, sub, name, heart, log, folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return status
+
+
+def _run_job(factory, settings: Settings, sub: Submission, name: str, heart: Heart, log, folder: Path) -> str:
     from agents.evaluation import EvalError, EvalInterrupted, evaluate
 
-    folder = settings.scratch / "jobs" / sub.id
     with factory() as s:
         policy = s.get(Submission, sub.id).policy
         try:
@@ -124,6 +131,7 @@ def run_job(factory: sessionmaker, settings: Settings, sub: Submission, name: st
         )
     except EvalInterrupted:
         jobs.release(factory, name, sub.id, "the worker running it was stopped; queued again, its episodes kept")
+        shutil.rmtree(folder, ignore_errors=True)
         raise Stopped(f"stopped in the middle of job {sub.id}; it is queued again") from None
     except EvalError as exc:
         reason = _scrub(str(exc).replace(str(folder / "policy.onnx"), sub.filename), seeds, private)

@@ -29,6 +29,7 @@ def test_submit_follow_and_read_results_without_the_private_seeds(service, tmp_p
     assert job["queue_position"] == 2  # behind the expert's reference run, queued with the suite
     assert job["estimate_note"] == "no worker is running"
     assert service.work() == 2
+    assert list((service.settings.scratch / "jobs").iterdir()) == []  # the database holds what is kept
     state = service.client.get(f"/api/submissions/{job['id']}", headers=service.auth("acme")).json()
     assert state["status"] == "done" and state["episodes_done"] == 6 and state["attempts"] == 1
     assert state["summary"]["success"] > 0.5 and state["summary"]["errors"] == 0
