@@ -244,7 +244,7 @@ def serve_jobs(
                 with contextlib.suppress(Exception):
                     jobs.fail(factory, sub.id, f"internal error in the worker: {type(exc).__name__}: {exc}"[:500])
     except (Stopped, KeyboardInterrupt) as exc:
-        log(f"worker {name}: stopping ({exc or 'interrupted'})")
+        log(f"worker {name}: stopping ({str(exc) or 'interrupted'})")
     finally:
         heart.close()
         if threading.current_thread() is threading.main_thread():

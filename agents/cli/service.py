@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -120,6 +121,11 @@ def cmd_serve(args) -> int:
         highlight=False,
     )
     embedded = _Embedded(args, args.workers) if args.workers else None
+
+    def _term(_sig, _frame):  # uvicorn re-raises SIGTERM after its shutdown: end here, workers first
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
