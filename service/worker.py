@@ -103,7 +103,6 @@ def _run_job(factory, settings: Settings, sub: Submission, name: str, heart: Hea
         Path(target).write_bytes(policy)
     order = loaded.only([sub.task]).episodes()
     seeds = {s for _, _, s in order}
-    done = [len(kept)]
 
     def started(total: int, already: int) -> None:
         identity = json.loads((folder / "eval" / "run.json").read_text())
@@ -113,7 +112,6 @@ def _run_job(factory, settings: Settings, sub: Submission, name: str, heart: Hea
     def episode(row: dict[str, Any]) -> None:
         if not jobs.keep_episode(factory, name, sub.id, row):
             raise Stopped(f"job {sub.id} was taken back from this worker")
-        done[0] += 1
 
     heart.job = sub.id
     try:

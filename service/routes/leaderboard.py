@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sqlalchemy import select
 
 from service.models import Submission
 from service.results import leaderboard
 from service.routes.deps import SessionDep, SettingsDep
-from service.suites import UnknownSuite, resolve
+from service.routes.submissions import suite_and_task
 
 router = APIRouter(prefix="/api/leaderboard", tags=["leaderboard"])
 
@@ -29,10 +29,5 @@ def index(s: SessionDep) -> dict[str, Any]:
 
 @router.get("/{suite}/{task}")
 def board(suite: str, task: str, s: SessionDep, settings: SettingsDep) -> dict[str, Any]:
-    try:
-        loaded, _ = resolve(s, suite, settings.scratch)
-    except UnknownSuite as exc:
-        raise HTTPException(404, str(exc)) from None
-    if task not in [t.env_id for t in loaded.suite.tasks]:
-        raise HTTPException(404, f"task {task!r} is not in suite {suite!r}")
+    suite_and_task(s, settings, suite, task)
     return leaderboard(s, suite, task)

@@ -16,8 +16,8 @@ from service.models import Submission
 from service.results import leaderboard
 from service.routes.deps import PageTeamDep, SessionDep, SettingsDep
 from service.routes.leaderboard import boards
-from service.routes.submissions import finished_rows, own
-from service.suites import UnknownSuite, describe, resolve
+from service.routes.submissions import finished_rows, own, suite_and_task
+from service.suites import describe
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -99,12 +99,7 @@ def home(s: SessionDep, settings: SettingsDep, team: PageTeamDep) -> HTMLRespons
 
 @router.get("/leaderboard/{suite}/{task}", response_class=HTMLResponse)
 def board_page(suite: str, task: str, s: SessionDep, settings: SettingsDep, team: PageTeamDep) -> HTMLResponse:
-    try:
-        loaded, _ = resolve(s, suite, settings.scratch)
-    except UnknownSuite as exc:
-        raise HTTPException(404, str(exc)) from None
-    if task not in [t.env_id for t in loaded.suite.tasks]:
-        raise HTTPException(404, f"task {task!r} is not in suite {suite!r}")
+    suite_and_task(s, settings, suite, task)
     lb = leaderboard(s, suite, task)
     entries = lb["entries"] + ([lb["reference"]] if lb["reference"] else [])
     variants = list(dict.fromkeys(v for e in entries for v in e["variants"]))

@@ -35,7 +35,8 @@ def display_name(filename: str | None) -> str:
     return FILENAME_RE.sub("_", base)[-100:] or "policy.onnx"
 
 
-def _suite_and_task(s, settings, suite: str, task: str):
+def suite_and_task(s, settings, suite: str, task: str):
+    """The suite called ``suite`` and whether it is private; 404 naming what is missing."""
     try:
         loaded, private = resolve(s, suite, settings.scratch)
     except UnknownSuite as exc:
@@ -94,7 +95,7 @@ def submit(
     name = display_name(file.filename)
     with transaction(factory) as s:  # checks first, quickly; the upload's check runs outside any transaction
         team = team_for(s, token)
-        loaded, _ = _suite_and_task(s, settings, suite, task)
+        loaded, _ = suite_and_task(s, settings, suite, task)
         try:
             jobs.check_quota(s, team, settings)
         except jobs.LimitReached as exc:

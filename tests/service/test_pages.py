@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from agents.evaluation.browser import find_chromium
+from agents.evaluation.browser import _run, find_chromium
 from tests.service.live import Live
 from tests.service.policies import constant_policy, reach_policy
 
@@ -33,8 +32,7 @@ env_kwargs = { faults = "all" }
 
 
 def _chromium(browser: str, url: str, *args: str) -> str:
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=8000"]
-    return subprocess.run([*cmd, *args, url], capture_output=True, text=True, timeout=120, check=False).stdout
+    return _run(browser, ["--virtual-time-budget=8000", *args, url], timeout=120)
 
 
 @pytest.mark.slow
