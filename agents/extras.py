@@ -28,6 +28,7 @@ MODULE_EXTRA: dict[str, str] = {
     "alembic": "service",
     "httpx": "service",
     "psycopg": "postgres",
+    "simpy": "line",
 }
 """Each optional top-level module and the extra that installs it."""
 
@@ -60,6 +61,8 @@ COMMAND_NEEDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "worker": ("service", ("sqlalchemy", "alembic", "onnxruntime"), "PostgreSQL needs [postgres]"),
     "admin": ("service", ("sqlalchemy", "alembic"), "PostgreSQL needs [postgres]"),
     "submit": ("service", ("httpx",), ""),
+    "line": ("", (), "`line run --mode des` needs [line] (simpy)"),
+    "sweep": ("line", ("simpy", "matplotlib"), "`--backend ray` needs [ray]; sweep.parquet needs pyarrow"),
 }
 """Each ``twin`` command: the extra it needs (empty: the base install), the modules checked before
 it runs, and what else some of its options need."""

@@ -18,7 +18,7 @@ from twin.events import EventLog, compute_kpis, compute_oee, compute_quality
 from twin.fab import Fab
 from twin.fleet import Fleet
 from twin.layout import FAULT_FAMILIES, CellLayout, load_layout, resolve_asset
-from twin.parts import IN_PLAY, Part, build_pool, park, schedule, unpark
+from twin.parts import IN_PLAY, Arrival, Part, build_pool, park, schedule, unpark
 from twin.robots import Arm, build_arm
 from twin.sensors import Camera
 from twin.telemetry.replay import drive
@@ -152,17 +152,7 @@ class Twin:
         self.sim_time = 0.0
         self._steps = 0
         for part in self.parts:
-            park(self.world, part)
-            if part.spec is not self._base_spec[part.id]:
-                part.spec = self._base_spec[part.id]
-                self.world.p.changeVisualShape(part.id, -1, rgbaColor=list(part.spec.color))
-            part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
-            part.location, part.reading, part.out_of_spec = "", None, False
-            part.pos, part.vel = part.park, np.zeros(3)
-            if part.dynamics_changed:
-                spec = self._base_spec[part.id]
-                self.world.p.changeDynamics(part.id, -1, mass=spec.mass, lateralFriction=spec.friction)
-                part.dynamics_changed = False
+            self.retire(part)
         free: dict[tuple[str, str | None, float], list[Part]] = defaultdict(list)
         for part in self.parts:
             free[part.spec.name, part.defect, part.scale].append(part)
@@ -177,16 +167,7 @@ class Twin:
                 if mass is not None:
                     self.world.p.changeDynamics(part.id, -1, mass=part.spec.mass * mass)
                     part.out_of_spec = part.dynamics_changed = True
-                pos = conv.start() + conv.direction * feeder.spawn_offset + conv.lateral * a.lateral
-                pos[2] += part.spec.half_height + 0.001
-                yaw = np.degrees(np.arctan2(conv.direction[1], conv.direction[0])) + np.degrees(a.yaw)
-                orn = np.asarray(self.world.p.getQuaternionFromEuler([0, 0, np.radians(yaw)]))
-                part.state, part.arrival_time, part.arrival_pose, part.conveyor = (
-                    "queued",
-                    a.t,
-                    (pos, orn),
-                    feeder.conveyor,
-                )
+                self._queue(part, feeder, conv, a)
         self._next_arrival = min((q.arrival_time for q in self.parts if q.state == "queued"), default=np.inf)
         for m in self.machines:  # after the part stream, so machines leave other draws unchanged
             m.reset(rng)
@@ -227,6 +208,58 @@ class Twin:
             self.fab.reset(rng)
         if self.disturbances is not None:
             self.disturbances.finish(self.parts)
+
+    def _queue(self, part: Part, feeder, conv: Conveyor, a) -> None:
+        """Queue ``part`` to arrive on ``conv`` as ``feeder`` places arrival ``a`` (time, offset, yaw)."""
+        pos = conv.start() + conv.direction * feeder.spawn_offset + conv.lateral * a.lateral
+        pos[2] += part.spec.half_height + 0.001
+        yaw = np.degrees(np.arctan2(conv.direction[1], conv.direction[0])) + np.degrees(a.yaw)
+        orn = np.asarray(self.world.p.getQuaternionFromEuler([0, 0, np.radians(yaw)]))
+        part.state, part.arrival_time, part.arrival_pose, part.conveyor = "queued", a.t, (pos, orn), feeder.conveyor
+
+    def retire(self, part: Part) -> None:
+        """Take ``part`` out of play and forget its episode (its type, state, place and readings):
+        parked, it is free to arrive again (reset retires every part; a line retires one that has
+        left the cell)."""
+        park(self.world, part)
+        if part.spec is not self._base_spec[part.id]:
+            part.spec = self._base_spec[part.id]
+            self.world.p.changeVisualShape(part.id, -1, rgbaColor=list(part.spec.color))
+        part.state, part.arrival_time, part.arrival_pose, part.drop_logged = "parked", np.inf, None, False
+        part.location, part.reading, part.out_of_spec = "", None, False
+        part.pos, part.vel = part.park, np.zeros(3)
+        if part.dynamics_changed:
+            spec = self._base_spec[part.id]
+            self.world.p.changeDynamics(part.id, -1, mass=spec.mass, lateralFriction=spec.friction)
+            part.dynamics_changed = False
+
+    def feed(self, part: Part, feeder_index: int, lateral: float = 0.0, yaw: float = 0.0) -> None:
+        """Bring parked ``part`` onto the belt of feeder ``feeder_index`` at the next control step
+        (``lateral`` metres off the belt's centre line, ``yaw`` radians): an arrival from outside
+        the cell's own seeded stream, such as a line's buffer."""
+        if part.state != "parked":
+            raise ValueError(f"{part.name} is {part.state}, not parked: only a parked part can be fed")
+        feeder = self.layout.feeders[feeder_index]
+        self._queue(part, feeder, self.conveyors[feeder.conveyor], Arrival(self.sim_time, part.spec.name, lateral, yaw))
+        self._next_arrival = min(self._next_arrival, self.sim_time)
+
+    def stock(self, part: Part, tray: Tray, yaw: float = 0.0) -> bool:
+        """Set parked ``part`` down in a free slot of input ``tray`` now (a refill from outside the
+        cell, such as a line's buffer); False when every slot is taken."""
+        if part.state != "parked":
+            raise ValueError(f"{part.name} is {part.state}, not parked: only a parked part can be stocked")
+        pitch = min(tray.config.size[0] / tray.config.grid[0], tray.config.size[1] / tray.config.grid[1])
+        taken = [q.xyz for q in self.parts if q.state in IN_PLAY]
+        slot = next((s for s in tray.slots if all(math.dist(s[:2], q[:2]) > pitch / 2 for q in taken)), None)
+        if slot is None:
+            return False
+        xyz = [float(slot[0]), float(slot[1]), float(slot[2] + part.spec.half_height + 0.001)]
+        unpark(self.world, part)
+        self.world.p.resetBasePositionAndOrientation(part.id, xyz, self.world.p.getQuaternionFromEuler([0, 0, yaw]))
+        part.state, part.arrival_time, part.location, part.pos = "stored", self.sim_time, tray.name, xyz
+        part.rest_z = xyz[2] - 0.001
+        self.log.add(self.sim_time, "arrived", part.name, detail=tray.name)
+        return True
 
     def _replayed(self, conveyor: str, drawn: list, free: dict) -> list:
         """The replayed log's arrivals on ``conveyor``, each placed on the belt as the seeded

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from agents.cli.common import UsageError, _Parser, _play_inputs, _seed, err
 from agents.cli.evaluate import cmd_compare, cmd_eval, cmd_report
+from agents.cli.line import _duration, add_sweep_parser
+from agents.cli.line import add_parsers as add_line_parsers
 from agents.cli.play import cmd_bench, cmd_envs, cmd_layout_check, cmd_layout_schema, cmd_play, cmd_record, cmd_smoke
 from agents.cli.service import add_parsers as add_service_parsers
 from agents.cli.telemetry import cmd_calibrate, cmd_fidelity, cmd_replay
@@ -30,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(fn=cmd_smoke)
 
-    p = sub.add_parser("play", help="run episodes with the expert or a random policy; print KPIs, write a video")
-    p.add_argument("env_id")
+    p = sub.add_parser(
+        "play", help="run episodes with the expert or a random policy, or a line of cells; print KPIs, write a video"
+    )
+    p.add_argument("env_id", nargs="?", help="the env to play (or --line)")
     p.add_argument("--policy", choices=["expert", "random"], default="expert")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=_seed, default=0)
@@ -51,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--telemetry", metavar="DIR", help="record the run's signals and events into DIR (Parquet, OCEL 2.0)"
     )
+    line = p.add_argument_group("lines of cells (--line; --episodes and --seed count runs of the line)")
+    line.add_argument("--line", metavar="LINE", help="run a line file (or bundled line) in physics with the experts")
+    line.add_argument("--duration", type=_duration, default=600.0, help="line seconds per run (600)")
+    line.add_argument("--workers", type=int, default=2, help="processes running the runs (2)")
+    line.add_argument("--out", metavar="DIR", help="write each run's events.csv and kpis.json under DIR/seed-N/")
     p.set_defaults(fn=cmd_play)
 
     p = sub.add_parser(
@@ -248,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_compare)
 
     add_service_parsers(sub)
+    add_line_parsers(sub)
+    add_sweep_parser(sub)
     return ap
 
 

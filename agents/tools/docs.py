@@ -155,23 +155,11 @@ def _section_table(schema: dict[str, Any]) -> list[str]:
     return lines
 
 
-def layout_reference() -> str:
-    """Every layout section (``[physics]``, ``[[conveyors]]``, ...) and its fields, from the models."""
-    from twin.layout import CellLayout
-
-    schema = CellLayout.model_json_schema()
+def _sections(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    """A heading and field table per section a model's JSON Schema reaches, labelled as the TOML
+    writes it (``[physics]``, ``[[conveyors]]``; under ``prefix`` for nested files)."""
     defs = schema["$defs"]
-    out = [
-        "# Layout reference\n",
-        "A layout is a TOML file; `twin layout check FILE` validates one and `twin layout schema` prints this",
-        "schema as JSON Schema for editors. Unknown keys are errors. Units: metres, seconds, kilograms, degrees",
-        "and newtons unless a field says otherwise; `allowed` gives each number's bounds (a round bracket",
-        "excludes its end). `[[name]]` sections are lists: write one per item. Sections that a layout",
-        "leaves out take their defaults.\n",
-        "## The file's top level\n",
-        *_section_table(schema),
-        "",
-    ]
+    out: list[str] = []
     order: list[str] = []
     where: dict[str, str] = {}
 
@@ -190,7 +178,8 @@ def layout_reference() -> str:
 
     for key, prop in schema["properties"].items():
         for ref in refs(prop):
-            visit(ref, f"[[{key}]]" if prop.get("type") == "array" else f"[{key}]")
+            name = f"{prefix}{key}"
+            visit(ref, f"[[{name}]]" if prop.get("type") == "array" else f"[{name}]")
     for name in order:
         d = defs[name]
         label = where[name]
@@ -198,6 +187,40 @@ def layout_reference() -> str:
         if d.get("description"):
             out += [" ".join(d["description"].split()), ""]
         out += [*_section_table(d), ""]
+    return out
+
+
+def layout_reference() -> str:
+    """Every layout section (``[physics]``, ``[[conveyors]]``, ...) and its fields, from the models;
+    then the line layout's (``[line]``)."""
+    from twin.layout import CellLayout
+    from twin.line.schema import Line
+
+    schema = CellLayout.model_json_schema()
+    line = Line.model_json_schema(by_alias=True)
+    out = [
+        "# Layout reference\n",
+        "A layout is a TOML file; `twin layout check FILE` validates one and `twin layout schema` prints this",
+        "schema as JSON Schema for editors. Unknown keys are errors. Units: metres, seconds, kilograms, degrees",
+        "and newtons unless a field says otherwise; `allowed` gives each number's bounds (a round bracket",
+        "excludes its end). `[[name]]` sections are lists: write one per item. Sections that a layout",
+        "leaves out take their defaults.\n",
+        "## The file's top level\n",
+        *_section_table(schema),
+        "",
+        *_sections(schema),
+        "# Line layouts\n",
+        "A line file (`assets/lines/*.toml`; `twin line check FILE` validates one, `twin line schema` prints its",
+        "JSON Schema) holds one `[line]` table: the cells in the line, each one of the twin's cells worked by its",
+        "task's expert, and the buffers between them. A line is serial: the source feeds the one cell no buffer",
+        "feeds, each cell's output goes through one buffer into the next cell's input, and the last cell's",
+        "output leaves the line. `twin play --line`, `twin line fit | run` and `twin sweep` run it.\n",
+        "## Line\n",
+        "Written as `[line]`.\n",
+        *_section_table(line),
+        "",
+        *_sections(line, "line."),
+    ]
     return HEADER + "\n".join(out).rstrip() + "\n"
 
 

@@ -1,0 +1,140 @@
+"""Fitting the fast line model to physics runs of the line, and the fitted model's file.
+
+Each cell's effective process times (EPT: the time a cell takes per part as the line sees it,
+robot moves, belts, machine cycles and hold-ups all in) come from the physics runs' events as
+``finished[k] - max(entered[k], finished[k - 1])`` over the cell's parts in order (Hopp and
+Spearman's effective process time, measured from event data as Jacobs et al. do). The fit also
+keeps each cell's scrap rate and energy per part. The file records where it came from: the
+line file's hash, the seeds and line time it was fitted on, and the code version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from twin.line.kpis import LineEvent
+from twin.line.schema import Line
+
+FIT_VERSION = 1
+
+
+class FittedCell(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ept: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=1)]
+    """Effective process times seen in the physics, seconds (the model draws from them)."""
+    scrap_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    energy_per_part: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    """Joules the cell's robots spent per part finished."""
+    ept_mean: float = 0.0
+    ept_cv: float = 0.0
+    """Coefficient of variation of the EPT (standard deviation / mean)."""
+    parts: int = 0
+    """Parts the fit saw finished in this cell."""
+
+
+class FittedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = FIT_VERSION
+    line: str
+    """The line's name."""
+    line_sha256: str
+    seeds: list[int]
+    duration_s: float
+    """Line time of each physics run the fit used, seconds."""
+    code: str = ""
+    """The code's version (git commit) that ran the physics."""
+    created: str = ""
+    cells: dict[str, FittedCell]
+
+
+def effective_process_times(events: list[LineEvent], cell: str) -> list[float]:
+    """The cell's EPT realisations in one run (FIFO order of its entries and finishes)."""
+    into = sorted(e.t for e in events if e.kind == "entered" and e.cell == cell)
+    done = sorted(e.t for e in events if e.kind == "finished" and e.cell == cell)
+    out, prev = [], -math.inf
+    for a, d in zip(into, done, strict=False):
+        out.append(d - max(a, prev))
+        prev = d
+    return out
+
+
+def fit_line(
+    line: Line,
+    runs: list[tuple[list[LineEvent], dict[str, float]]],
+    *,
+    line_sha256: str,
+    seeds: list[int],
+    duration: float,
+    code: str = "",
+    created: str = "",
+) -> FittedLine:
+    """The fitted model from physics ``runs`` of ``line``: each run's events and its cells' energy (J)."""
+    cells, _ = line.ordered()
+    fitted = {}
+    for c in cells:
+        ept: list[float] = []
+        finished = scrap = 0
+        energy = 0.0
+        for events, spent in runs:
+            ept += effective_process_times(events, c.name)
+            fin = [e for e in events if e.kind == "finished" and e.cell == c.name]
+            finished += len(fin)
+            scrap += sum(e.detail == "scrap" for e in fin)
+            energy += float(spent.get(c.name, 0.0))
+        if not ept:
+            raise ValueError(f"cell {c.name!r} finished no part in the physics runs: nothing to fit its times to")
+        a = np.asarray(ept)
+        fitted[c.name] = FittedCell(
+            ept=[round(float(v), 4) for v in a],
+            scrap_rate=scrap / finished if finished else 0.0,
+            energy_per_part=energy / finished if finished else 0.0,
+            ept_mean=float(a.mean()),
+            ept_cv=float(a.std() / a.mean()) if a.mean() > 0 else 0.0,
+            parts=finished,
+        )
+    return FittedLine(
+        line=line.name,
+        line_sha256=line_sha256,
+        seeds=list(seeds),
+        duration_s=duration,
+        code=code,
+        created=created,
+        cells=fitted,
+    )
+
+
+def save_model(model: FittedLine, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(model.model_dump_json(indent=1), encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a file
+    return path
+
+
+def load_model(path: str | Path) -> FittedLine:
+    """A fitted line model from its JSON file; a bad file is refused naming the file and field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a fitted line model (JSON): {exc}") from None
+    try:
+        return FittedLine.model_validate(data)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        raise ValueError(f"{path}: {where}: {first['msg']}") from None
+
+
+def model_table(model: FittedLine) -> dict[str, Any]:
+    """The model as ``run_des`` takes it."""
+    return {"cells": {n: c.model_dump() for n, c in model.cells.items()}}
