@@ -144,7 +144,9 @@ class MachineTend(Task):
         return np.array([x, y, z + hh + 0.012])
 
     def next_blank(self) -> Part | None:
-        return next((p for p in self.parts if p.state == "stored"), None)
+        """The blank that has waited longest in the input tray (first come, first served when a
+        line refills the tray; at reset they all arrive at once and go in the tray's order)."""
+        return min((p for p in self.parts if p.state == "stored"), key=lambda p: p.arrival_time, default=None)
 
     def held(self) -> Part | None:
         return next((p for p in self.parts if p.state == "held"), None)
