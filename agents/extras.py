@@ -29,6 +29,7 @@ MODULE_EXTRA: dict[str, str] = {
     "httpx": "service",
     "psycopg": "postgres",
     "simpy": "line",
+    "asyncua": "opcua",
 }
 """Each optional top-level module and the extra that installs it."""
 
@@ -62,6 +63,7 @@ COMMAND_NEEDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "admin": ("service", ("sqlalchemy", "alembic"), "PostgreSQL needs [postgres]"),
     "submit": ("service", ("httpx",), ""),
     "line": ("", (), "`line run --mode des` needs [line] (simpy)"),
+    "serve-opcua": ("opcua", ("asyncua",), ""),
     "sweep": ("line", ("simpy", "matplotlib"), "`--backend ray` needs [ray]; sweep.parquet needs pyarrow"),
 }
 """Each ``twin`` command: the extra it needs (empty: the base install), the modules checked before

@@ -14,6 +14,7 @@ from agents.cli.common import UsageError, _Parser, _play_inputs, _seed, err
 from agents.cli.evaluate import cmd_compare, cmd_eval, cmd_report
 from agents.cli.line import _duration, add_sweep_parser
 from agents.cli.line import add_parsers as add_line_parsers
+from agents.cli.opcua import add_parser as add_opcua_parser
 from agents.cli.play import cmd_bench, cmd_envs, cmd_layout_check, cmd_layout_schema, cmd_play, cmd_record, cmd_smoke
 from agents.cli.service import add_parsers as add_service_parsers
 from agents.cli.telemetry import cmd_calibrate, cmd_fidelity, cmd_replay
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_service_parsers(sub)
     add_line_parsers(sub)
     add_sweep_parser(sub)
+    add_opcua_parser(sub)
     return ap
 
 

@@ -325,6 +325,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("name at least one parameter to vary: --vary NAME=v1,v2,... or --vary NAME=lo:hi:n")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.physics_seeds and not args.rerun_best:
+        raise UsageError("--physics-seeds are the seeds of --rerun-best's physics runs; give --rerun-best K too")
     if args.rerun_best and args.mode != "des":
         raise UsageError(
             "--rerun-best re-runs a des sweep's best points in physics; this sweep is already --mode physics"
@@ -433,18 +435,23 @@ def _rerun_best(args, line, path, best: list[dict], names: list[str], model) -> 
     import csv
 
     from agents.tools.sweep import KPIS, Sweep, execute, summarise
+    from twin.line.sweep import SweepError
 
     phys_dir = Path(args.out) / "physics-best"
     points = [{n: r[n] for n in names} for r in best]
-    spec = {"of": str(Path(args.out).resolve()), "points": points, "seeds": args.seeds, "duration_s": args.duration}
-    sweep = Sweep(line, path, points, args.seeds, "physics", args.duration, None, phys_dir, spec)
-    done = sweep.prepare()
+    seeds = args.physics_seeds or args.seeds
+    spec = {"of": str(Path(args.out).resolve()), "points": points, "seeds": seeds, "duration_s": args.duration}
+    sweep = Sweep(line, path, points, seeds, "physics", args.duration, None, phys_dir, spec)
+    try:
+        done = sweep.prepare()
+    except SweepError as exc:
+        raise UsageError(str(exc)) from None
     jobs = sweep.jobs(done)
     with _progress() as prog:
         task = prog.add_task(
             escape(f"best {len(points)} points in physics"),
-            total=len(points) * len(args.seeds),
-            completed=len(points) * len(args.seeds) - len(jobs),
+            total=len(points) * len(seeds),
+            completed=len(points) * len(seeds) - len(jobs),
             rate="",
         )
 
@@ -455,7 +462,9 @@ def _rerun_best(args, line, path, best: list[dict], names: list[str], model) -> 
 
         execute(jobs, "local" if args.backend != "ray" else "ray", args.workers, args.address, finished)
     phys = {json.dumps(sorted({n: r[n] for n in names}.items())): r for r in summarise(list(done.values()), names)}
-    table = Table(title="best points: the fast model beside the physics (means over the seeds)")
+    table = Table(
+        title=f"best points: the fast model ({len(args.seeds)} seeds) beside the physics ({len(seeds)} seeds)"
+    )
     for n in names:
         table.add_column(n, justify="right")
     cols = [k for k in KPIS[:3]]

@@ -1,0 +1,169 @@
+"""``twin serve-opcua``: plant software reads, subscribes to and writes a running twin over OPC UA."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import pytest
+from asyncua import Client, ua
+
+from agents.tools.opcua import serve
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _with_server(target: str, body, allow_writes: bool = False, speed: float = 1.0):
+    """Serve ``target``, run ``body(client, ns, server)`` against it, stop the server."""
+    port, ready, stop, holder = _port(), asyncio.Event(), asyncio.Event(), {}
+
+    def on_ready(srv):
+        holder["srv"] = srv
+        ready.set()
+
+    task = asyncio.create_task(
+        serve(target, port, allow_writes=allow_writes, speed=speed, on_ready=on_ready, stop=stop)
+    )
+    done, _ = await asyncio.wait([task, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # it failed to start: raise why
+    try:
+        async with Client(f"opc.tcp://127.0.0.1:{port}/factory-twin/") as client:
+            ns = await client.get_namespace_index("urn:factory-twin")
+            await body(client, ns, holder["srv"])
+    finally:
+        stop.set()
+    return await task
+
+
+async def _bad(node, variant) -> str:
+    try:
+        await node.write_value(ua.DataValue(variant))
+    except ua.UaStatusCodeError as exc:
+        return type(exc).__name__
+    return "accepted"
+
+
+def test_read_browse_units_and_read_only_by_default():
+    async def body(client, ns, srv):
+        objects = client.nodes.objects
+        names = {(await n.read_browse_name()).Name for n in await objects.get_children()}
+        assert {"panda-0", "conveyor-0", "kpis"} <= names
+        speed = await objects.get_child([f"{ns}:conveyor-0", f"{ns}:speed"])
+        assert await speed.read_value() == pytest.approx(0.1)
+        units = await (await speed.get_child("0:EngineeringUnits")).read_value()
+        assert units.DisplayName.Text == "m/s" and units.UnitId == int.from_bytes(b"MTS", "big")
+        joint = await objects.get_child([f"{ns}:panda-0", f"{ns}:joint_0"])
+        assert (await (await joint.get_child("0:EngineeringUnits")).read_value()).DisplayName.Text == "rad"
+        assert await _bad(speed, ua.Variant(0.2, ua.VariantType.Double)) == "BadNotWritable"
+        assert srv.cells[0][1].conveyors["conveyor-0"].velocity[0] == pytest.approx(0.1)
+
+    stats = asyncio.run(_with_server("ConveyorPick-v1", body))
+    assert stats["writes_refused"] == 1 and stats["writes_accepted"] == 0
+
+
+def test_subscribe_and_write_a_belt_speed_that_the_physics_follows():
+    async def body(client, ns, srv):
+        objects = client.nodes.objects
+        speed = await objects.get_child([f"{ns}:conveyor-0", f"{ns}:speed"])
+        tool_x = await objects.get_child([f"{ns}:panda-0", f"{ns}:tool_x"])
+        seen: list = []
+
+        class Handler:
+            def datachange_notification(self, node, val, data):
+                seen.append((node, val))
+
+        sub = await client.create_subscription(50, Handler())
+        await sub.subscribe_data_change([tool_x, speed])
+        await asyncio.sleep(1.5)
+        assert sum(n == tool_x for n, _ in seen) >= 5  # the arm moves; its tool position streams in
+        await speed.write_value(ua.DataValue(ua.Variant(0.2, ua.VariantType.Double)))
+        await asyncio.sleep(0.3)
+        twin = srv.cells[0][1]
+        belt = twin.conveyors["conveyor-0"]
+        assert belt.velocity @ belt.direction == pytest.approx(0.2)  # the physics took the setpoint
+        assert await speed.read_value() == pytest.approx(0.2)
+        assert any(n == speed and v == pytest.approx(0.2) for n, v in seen)
+        riding = [p for p in twin.parts if p.state == "on_conveyor"]
+        for p in riding:  # a part resting on the belt now travels with it
+            assert p.vel @ belt.direction == pytest.approx(0.2, abs=0.03)
+        # bad writes get a status code; the twin runs on
+        assert await _bad(speed, ua.Variant(5.0, ua.VariantType.Double)) == "BadOutOfRange"
+        assert await _bad(speed, ua.Variant(-0.1, ua.VariantType.Double)) == "BadOutOfRange"
+        assert await _bad(speed, ua.Variant(1, ua.VariantType.Int32)) == "BadTypeMismatch"
+        assert await _bad(tool_x, ua.Variant(0.5, ua.VariantType.Double)) == "BadNotWritable"
+        before = twin.sim_time
+        await asyncio.sleep(0.5)
+        assert twin.sim_time > before
+        running = await objects.get_child([f"{ns}:conveyor-0", f"{ns}:running"])
+        await running.write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
+        await asyncio.sleep(0.3)
+        assert not belt.running and await speed.read_value() == 0.0
+
+    stats = asyncio.run(_with_server("ConveyorPick-v1", body, allow_writes=True, speed=2.0))
+    assert stats["writes_accepted"] == 2 and stats["writes_refused"] == 4
+
+
+def test_stop_and_start_a_machine():
+    async def body(client, ns, srv):
+        running = await client.nodes.objects.get_child([f"{ns}:machine-1", f"{ns}:running"])
+        state = await client.nodes.objects.get_child([f"{ns}:machine-1", f"{ns}:state_name"])
+        machine = srv.cells[0][1].machines[1]
+        await running.write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
+        await asyncio.sleep(0.3)
+        assert machine.state == "down" and await state.read_value() == "down"
+        await running.write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
+        await asyncio.sleep(0.3)
+        assert machine.state != "down"
+
+    asyncio.run(_with_server("MachineTend-v1", body, allow_writes=True, speed=2.0))
+
+
+def test_a_line_has_a_folder_per_cell_and_its_buffers():
+    async def body(client, ns, srv):
+        objects = client.nodes.objects
+        names = {(await n.read_browse_name()).Name for n in await objects.get_children()}
+        assert {"pick", "tend", "sort", "line", "buffer-0", "buffer-1"} <= names
+        belt = await objects.get_child([f"{ns}:pick", f"{ns}:conveyor-0", f"{ns}:speed"])
+        assert await belt.read_value() == pytest.approx(0.1)
+        level = await objects.get_child([f"{ns}:buffer-0", f"{ns}:level"])
+        assert await level.read_value() >= 0
+        await asyncio.sleep(1.5)
+        throughput = await objects.get_child([f"{ns}:line", f"{ns}:throughput"])
+        assert (
+            await (await throughput.get_child("0:EngineeringUnits")).read_value()
+        ).Description.Text == "parts per hour"
+
+    asyncio.run(_with_server("pick_tend_sort", body, speed=4.0))
+
+
+def test_cli_refuses_a_port_in_use():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agents.cli",
+                "serve-opcua",
+                "ConveyorPick-v1",
+                "--port",
+                str(port),
+                "--duration",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert r.returncode == 2
+    assert f"--port {port}: cannot serve on 127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr
