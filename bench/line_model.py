@@ -5,7 +5,7 @@ time, the bottleneck), and time it against real time on one core.
 Prints one ``name value unit`` line per figure and writes ``line_model.json`` (every run's KPIs,
 the fit, the provenance) and the fitted model into ``--out``.
 
-Usage: python bench/line_model.py [--line pick_tend_sort] [--fit-seeds 0-2] [--test-seeds 100-102]
+Usage: python bench/line_model.py [--line pick_tend_sort] [--fit-seeds 0-5] [--test-seeds 100-105]
        [--duration 1800] [--des-seeds 100] [--workers 2] [--out bench/results/line]
 """
 
@@ -26,18 +26,18 @@ from provenance import stamp  # noqa: E402
 
 from agents.cli.line import seed_list  # noqa: E402
 from envs.line import run_many  # noqa: E402
-from twin.line import find_line, line_hash, load_line  # noqa: E402
+from twin.line import find_line, line_hash, load_line, unit_of  # noqa: E402
 from twin.line.des import run_des  # noqa: E402
 from twin.line.fit import fit_line, model_table, save_model  # noqa: E402
 
-FIGURES = ("throughput", "wip", "lead_time_mean")
+FIGURES = ("throughput", "output_rate", "wip", "lead_time_mean")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--line", default="pick_tend_sort")
-    ap.add_argument("--fit-seeds", type=seed_list, default=[0, 1, 2])
-    ap.add_argument("--test-seeds", type=seed_list, default=[100, 101, 102])
+    ap.add_argument("--fit-seeds", type=seed_list, default=list(range(6)))
+    ap.add_argument("--test-seeds", type=seed_list, default=list(range(100, 106)))
     ap.add_argument("--duration", type=float, default=1800.0, help="line seconds per run")
     ap.add_argument("--des-seeds", type=int, default=100, help="runs of the fast model to average")
     ap.add_argument("--workers", type=int, default=2)
@@ -77,9 +77,12 @@ def main() -> None:
     for k in FIGURES:
         p = statistics.mean(r[k] for r in phys)
         d = statistics.mean(r[k] for r in des)
-        rows[k] = {"physics": p, "des": d, "rel_error": (d - p) / p if p else math.nan}
-        print(f"line_model.{k}.physics {p:.4g} {'parts/h' if k == 'throughput' else 'parts' if k == 'wip' else 's'}")
-        print(f"line_model.{k}.des {d:.4g} {'parts/h' if k == 'throughput' else 'parts' if k == 'wip' else 's'}")
+        vals = [r[k] for r in phys]
+        ci = 1.96 * statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else math.nan
+        rows[k] = {"physics": p, "physics_ci95": ci, "des": d, "rel_error": (d - p) / p if p else math.nan}
+        unit = unit_of(k, cells)
+        print(f"line_model.{k}.physics {p:.4g} {unit}")
+        print(f"line_model.{k}.des {d:.4g} {unit}")
         print(f"line_model.{k}.rel_error {rows[k]['rel_error']:+.4f} ratio")
     bott_p = statistics.mode(int(r["bottleneck"]) for r in phys)
     bott_d = statistics.mode(int(r["bottleneck"]) for r in des)

@@ -92,6 +92,7 @@ def line_kpis(
     energy: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """The line's KPIs and each cell's, flat: ``throughput`` (good parts out of the line per hour),
+    ``output_rate`` (parts out of the line per hour, scrap included),
     ``wip`` (parts in the line, time-averaged), ``lead_time_mean``/``_p50``/``_p95`` (seconds from
     entering the line to leaving it, good parts), ``good``, ``scrap``, ``energy`` (J) and
     ``energy_per_part`` (J per good part); per cell, ``<cell>_`` then ``produced`` and ``good``
@@ -122,6 +123,7 @@ def line_kpis(
     good = [e for e in exits if e.detail == "good"]
     lead = np.array([e.t - entered_line[e.part] for e in good if e.part in entered_line], dtype=float)
     out["throughput"] = len(good) / hours if hours > 0 else math.nan
+    out["output_rate"] = len(exits) / hours if hours > 0 else math.nan
     out["wip"] = area / duration if duration > 0 else math.nan
     out["lead_time_mean"] = float(lead.mean()) if lead.size else math.nan
     out["lead_time_p50"] = float(np.percentile(lead, 50)) if lead.size else math.nan
@@ -161,6 +163,7 @@ def line_kpis(
 UNITS = {
     "duration_s": "s",
     "throughput": "parts/h",
+    "output_rate": "parts/h",
     "wip": "parts",
     "lead_time_mean": "s",
     "lead_time_p50": "s",
