@@ -56,7 +56,7 @@ def main() -> None:
     physics_fit_s = time.perf_counter() - t0
     model = fit_line(
         line,
-        [(r["events"], r["energy"]) for r in fit_runs],
+        [(r["events"], r["energy"], r["stoppages"]) for r in fit_runs],
         line_sha256=line_hash(path),
         seeds=args.fit_seeds,
         duration=args.duration,

@@ -27,6 +27,9 @@ class LineRun:
     energy: dict[str, float] = field(default_factory=dict)
     cell_kpis: dict[str, dict[str, float]] = field(default_factory=dict)
     """Each cell's own twin KPIs (``Twin.kpis``) over the run."""
+    stoppages: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Each cell's stoppages (a conveyor jammed, a machine broken down): (start, end) in line
+    seconds, from its twin's event log (an open one ends with the run)."""
 
 
 class PhysicsLine:
@@ -53,6 +56,8 @@ class PhysicsLine:
                 if not envs.is_factory_env(env_id):
                     raise LineError(f"line.cells[{k}] ({c.name!r}).env: {env_id} is not a Factory Twin cell task")
                 kwargs = dict(c.knobs)
+                if c.faults:
+                    kwargs["faults"] = list(c.faults)
                 if c.layout is not None:
                     path = Path(c.layout)
                     kwargs["layout"] = str(base / path if base is not None and not path.is_absolute() else path)
@@ -168,7 +173,8 @@ class PhysicsLine:
         names = [c.name for c in self.cells]
         energy = {n: e.twin.energy - e0 for n, e, e0 in zip(names, self.envs, self._energy0, strict=True)}
         cell_kpis = {n: env.twin.kpis() for n, env in zip(names, self.envs, strict=True)}
-        return LineRun(list(self.events), self.time, names, self.kpis(), energy, cell_kpis)
+        stops = {n: stoppages(env.twin.log.events, self.time) for n, env in zip(names, self.envs, strict=True)}
+        return LineRun(list(self.events), self.time, names, self.kpis(), energy, cell_kpis, stops)
 
     def _leave(self, k: int, body: str, pid: int, t: float, exit_as: str | None) -> None:
         self.events.append(LineEvent(t, "left", pid, self.cells[k].name))
@@ -182,6 +188,27 @@ class PhysicsLine:
         for env in self.envs:
             env.close()
         self.envs = []
+
+
+STOPPING = ("conveyor_jam", "machine_breakdown")
+"""Fault families that stop a cell's equipment (the line model's failures)."""
+
+
+def stoppages(events, end: float) -> list[tuple[float, float]]:
+    """The (start, end) of each stopping fault in a cell's event log, in time order."""
+    open_: dict[tuple[str, str | None], float] = {}
+    out = []
+    for e in events:
+        family = (e.detail or "").split(":")[0]
+        if family not in STOPPING:
+            continue
+        key = (family, e.station)
+        if e.kind == "fault_start":
+            open_[key] = e.t
+        elif e.kind == "fault_end" and key in open_:
+            out.append((open_.pop(key), e.t))
+    out += [(t0, end) for t0 in open_.values()]
+    return sorted(out)
 
 
 def check_knobs(line: Line, source: str | Path | None = None) -> None:
@@ -239,7 +266,14 @@ def _worker(job: tuple[str, int, float], ticks=None) -> dict:
     run = run_physics(path, seed, duration, tick)
     if ticks is not None and sent[0] > 0:
         ticks.put(sent[0])
-    return {"seed": seed, "events": run.events, "energy": run.energy, "kpis": run.kpis, "cell_kpis": run.cell_kpis}
+    return {
+        "seed": seed,
+        "events": run.events,
+        "energy": run.energy,
+        "kpis": run.kpis,
+        "cell_kpis": run.cell_kpis,
+        "stoppages": run.stoppages,
+    }
 
 
 def _init(queue) -> None:
@@ -297,4 +331,11 @@ def run_many(
 def _direct(job, progress) -> dict:
     path, seed, duration = job
     run = run_physics(path, seed, duration, progress)
-    return {"seed": seed, "events": run.events, "energy": run.energy, "kpis": run.kpis, "cell_kpis": run.cell_kpis}
+    return {
+        "seed": seed,
+        "events": run.events,
+        "energy": run.energy,
+        "kpis": run.kpis,
+        "cell_kpis": run.cell_kpis,
+        "stoppages": run.stoppages,
+    }

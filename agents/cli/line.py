@@ -209,7 +209,7 @@ def cmd_line_fit(args: argparse.Namespace) -> int:
     try:
         model = fit_line(
             line,
-            [(r["events"], r["energy"]) for r in runs],
+            [(r["events"], r["energy"], r["stoppages"]) for r in runs],
             line_sha256=line_hash(path),
             seeds=args.seeds,
             duration=args.duration,
@@ -228,6 +228,8 @@ def cmd_line_fit(args: argparse.Namespace) -> int:
         ("EPT CV", ""),
         ("scrap", "share"),
         ("energy", "J/part"),
+        ("stops", "count"),
+        ("up between", "s"),
     ):
         table.add_column(f"{col} ({unit})" if unit else col, justify="left" if col == "cell" else "right")
     for name, c in model.cells.items():
@@ -238,6 +240,8 @@ def cmd_line_fit(args: argparse.Namespace) -> int:
             f"{c.ept_cv:.2f}",
             f"{c.scrap_rate:.3f}",
             f"{c.energy_per_part:.0f}",
+            str(c.stoppages),
+            f"{c.uptime_between_s:.0f}" if c.uptime_between_s else "-",
         )
     out.print(table)
     out.print(f"model written to {args.out}")
@@ -531,6 +535,9 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--objective", choices=["throughput", "wip", "lead_time_mean", "energy"], default="throughput")
     p.add_argument(
         "--rerun-best", type=int, default=0, metavar="K", help="re-run a des sweep's K best points in physics"
+    )
+    p.add_argument(
+        "--physics-seeds", type=seed_list, help="seeds of --rerun-best's physics runs (default: the sweep's)"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="the sweep's folder (run again to resume)")
     p.set_defaults(fn=cmd_sweep)

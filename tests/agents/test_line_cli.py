@@ -211,3 +211,20 @@ def test_sweep_on_ray_and_best_points_in_physics(model, tmp_path, capsys):
     assert "on ray (a local cluster of 2 CPUs)" in text.replace("\n", " ")
     best = list(csv.DictReader((out / "best.csv").open()))
     assert len(best) == 1 and float(best[0]["throughput_des"]) >= 0 and best[0]["throughput_physics"] != ""
+
+
+def test_physics_seeds_need_rerun_best(model, tmp_path, capsys):
+    args = [
+        "sweep",
+        "pick_tend_sort",
+        "--vary",
+        "buffer.0.capacity=1,2",
+        "--model",
+        str(model),
+        "--physics-seeds",
+        "0",
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    assert twin(args) == 2
+    assert "give --rerun-best K too" in capsys.readouterr().err

@@ -108,3 +108,32 @@ def test_cells_a_line_cannot_feed_are_refused(env, message):
     )
     with pytest.raises(LineError, match=message):
         PhysicsLine(line)
+
+
+def test_a_cell_run_with_faults_records_its_stoppages_and_the_fit_takes_them():
+    from twin.line.fit import fit_line
+
+    line = parse_line(
+        {
+            "line": {
+                "name": "jams",
+                "source": {"interval": [4.0, 5.0]},
+                "cells": [
+                    {"name": "pick", "env": "ConveyorPick-v1", "ideal_cycle_time": 6.0, "faults": ["conveyor_jam"]},
+                    {"name": "sort", "env": "BinSort-v1", "ideal_cycle_time": 6.0},
+                ],
+                "buffers": [{"from": "pick", "to": "sort"}],
+            }
+        }
+    )
+    pl = PhysicsLine(line)
+    try:
+        r = pl.run(1, 240.0)
+    finally:
+        pl.close()
+    assert r.stoppages["pick"] and not r.stoppages["sort"]  # jams every 60 s on average
+    assert all(0 <= t0 < t1 <= 240.0 for t0, t1 in r.stoppages["pick"])
+    model = fit_line(line, [(r.events, r.energy, r.stoppages)], line_sha256="", seeds=[1], duration=240.0)
+    pick = model.cells["pick"]
+    assert pick.stoppages == len(r.stoppages["pick"]) and pick.uptime_between_s > 0
+    assert sum(pick.repair_s) == pytest.approx(sum(t1 - t0 for t0, t1 in r.stoppages["pick"]), abs=1e-3)

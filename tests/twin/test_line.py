@@ -188,3 +188,25 @@ def test_pareto_front():
     pts = [(100, 5), (120, 8), (90, 3), (110, 9), (120, 7)]
     assert pareto(pts) == [2, 0, 4]  # (110, 9) and (120, 8) are dominated by (120, 7)
     assert pareto([(1.0, math.nan)]) == []
+
+
+def test_des_stoppages_cost_what_their_availability_says():
+    line = parse_line(_line(), "x")
+    base = _model([1.0], [10.0])
+    _, k0 = run_des(line, base, 0, 36000)
+    stopped = _model([1.0], [10.0])
+    stopped["cells"]["b"] |= {"uptime_between_s": 90.0, "repair_s": [10.0]}  # up 90%
+    _, k1 = run_des(line, stopped, 0, 36000)
+    assert k0["throughput"] == pytest.approx(360, rel=0.02)
+    assert k1["throughput"] / k0["throughput"] == pytest.approx(0.9, abs=0.03)
+
+
+def test_fit_takes_stoppages_out_of_the_process_times():
+    line = parse_line(_line(), "x")
+    stops = {"b": [(6.0, 8.0)]}  # b stopped for 2 s of part 0's 5-9 s
+    model = fit_line(line, [(_events(), {}, stops)], line_sha256="", seeds=[0], duration=20.0)
+    assert effective_process_times(_events(), "b", stops["b"]) == [2.0, 3.0]
+    b = model.cells["b"]
+    assert b.ept == [2.0, 3.0] and b.stoppages == 1 and b.repair_s == [2.0]
+    assert b.uptime_between_s == pytest.approx(18.0)
+    assert model.cells["a"].stoppages == 0 and model.cells["a"].uptime_between_s is None

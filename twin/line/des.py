@@ -3,7 +3,9 @@ effective process times from a fit to the physics (``twin.line.fit``).
 
 Each cell is one server fed FIFO, taking in at most ``wip_limit`` parts at once; a finished
 part leaves when the buffer after it has room (the buffer's capacity counts parts in transfer),
-so a full buffer blocks the cell and an empty one starves the next. The source offers a part
+so a full buffer blocks the cell and an empty one starves the next. A cell the fit saw stop
+(a jammed belt, a broken-down machine) stops at exponential intervals of its fitted mean uptime,
+for a repair time drawn from those seen; its work in hand waits. The source offers a part
 ``source.interval`` after the last one went in. The events are the physics run's
 (``twin.line.kpis``), so the same KPI function scores both.
 """
@@ -76,10 +78,39 @@ def run_des(line: Line, model: dict[str, Any], seed: int, duration: float) -> tu
         yield stores[k].put((env.now + buffers[k].transfer_time, pid))
         yield slots[k].put(1)
 
+    stopped_until = [0.0] * len(cells)
+    servers: list = [None] * len(cells)
+    working = [False] * len(cells)  # a server is interrupted only inside its work
+
+    def work(k: int, seconds: float):
+        """``seconds`` of the cell's work, paused while it is stopped."""
+        left = seconds
+        while left > 1e-12:
+            if stopped_until[k] > env.now:
+                yield env.timeout(stopped_until[k] - env.now)
+                continue
+            t0 = env.now
+            working[k] = True
+            try:
+                yield env.timeout(left)
+                left = 0.0
+            except simpy.Interrupt:
+                left -= env.now - t0
+            finally:
+                working[k] = False
+
+    def failures(k: int, mean_up: float, repairs: np.ndarray):
+        while True:
+            yield env.timeout(rng.exponential(mean_up))
+            stopped_until[k] = env.now + float(rng.choice(repairs))
+            if working[k]:
+                servers[k].interrupt()
+            yield env.timeout(stopped_until[k] - env.now)
+
     def server(k: int):
         while True:
             pid = yield queues[k].get()
-            yield env.timeout(float(rng.choice(ept[k])))
+            yield from work(k, float(rng.choice(ept[k])))
             bad = scrap[k] > 0 and rng.uniform() < scrap[k]
             events.append(LineEvent(env.now, "finished", pid, names[k], "scrap" if bad else "good"))
             if bad or k == last:
@@ -90,8 +121,11 @@ def run_des(line: Line, model: dict[str, Any], seed: int, duration: float) -> tu
                 env.process(hand_off(k, pid))
 
     env.process(source())
-    for k in range(len(cells)):
-        env.process(server(k))
+    for k, n in enumerate(names):
+        servers[k] = env.process(server(k))
+        mean_up, repairs = fitted[n].get("uptime_between_s"), fitted[n].get("repair_s") or []
+        if mean_up and repairs:
+            env.process(failures(k, float(mean_up), np.asarray(repairs, dtype=float)))
         if k > 0:
             env.process(admit(k))
     env.run(until=duration)

@@ -3,8 +3,10 @@
 Each cell's effective process times (EPT: the time a cell takes per part as the line sees it,
 robot moves, belts, machine cycles and hold-ups all in) come from the physics runs' events as
 ``finished[k] - max(entered[k], finished[k - 1])`` over the cell's parts in order (Hopp and
-Spearman's effective process time, measured from event data as Jacobs et al. do). The fit also
-keeps each cell's scrap rate and energy per part. The file records where it came from: the
+Spearman's effective process time, measured from event data as Jacobs et al. do), less the
+time the cell stood stopped; its stoppages (a jammed belt, a broken-down machine) are fitted as
+a failure process of their own: the mean time it ran between them and how long each lasted. The
+fit also keeps each cell's scrap rate and energy per part. The file records where it came from: the
 line file's hash, the seeds and line time it was fitted on, and the code version.
 """
 
@@ -36,6 +38,13 @@ class FittedCell(BaseModel):
     """Coefficient of variation of the EPT (standard deviation / mean)."""
     parts: int = 0
     """Parts the fit saw finished in this cell."""
+    stoppages: int = 0
+    """Stoppages (a jammed belt, a broken-down machine) the fit saw in this cell."""
+    uptime_between_s: float | None = None
+    """Mean seconds the cell ran between stoppages (the model draws exponential times with this
+    mean); None when the fit saw none."""
+    repair_s: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=list)
+    """How long each stoppage lasted, seconds (the model draws from them)."""
 
 
 class FittedLine(BaseModel):
@@ -53,20 +62,33 @@ class FittedLine(BaseModel):
     cells: dict[str, FittedCell]
 
 
-def effective_process_times(events: list[LineEvent], cell: str) -> list[float]:
-    """The cell's EPT realisations in one run (FIFO order of its entries and finishes)."""
+def effective_process_times(events: list[LineEvent], cell: str, stopped: list[tuple[float, float]] = ()) -> list[float]:
+    """The cell's EPT realisations in one run (FIFO order of its entries and finishes), each
+    less the time the cell was stopped within it (the model stops the cell on its own)."""
     into = sorted(e.t for e in events if e.kind == "entered" and e.cell == cell)
     done = sorted(e.t for e in events if e.kind == "finished" and e.cell == cell)
     out, prev = [], -math.inf
     for a, d in zip(into, done, strict=False):
-        out.append(d - max(a, prev))
+        start = max(a, prev)
+        down = sum(max(0.0, min(d, t1) - max(start, t0)) for t0, t1 in stopped)
+        out.append(max(0.0, d - start - down))
         prev = d
+    return out
+
+
+def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for t0, t1 in sorted(intervals):
+        if out and t0 <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], t1))
+        else:
+            out.append((t0, t1))
     return out
 
 
 def fit_line(
     line: Line,
-    runs: list[tuple[list[LineEvent], dict[str, float]]],
+    runs: list[tuple],
     *,
     line_sha256: str,
     seeds: list[int],
@@ -74,15 +96,22 @@ def fit_line(
     code: str = "",
     created: str = "",
 ) -> FittedLine:
-    """The fitted model from physics ``runs`` of ``line``: each run's events and its cells' energy (J)."""
+    """The fitted model from physics ``runs`` of ``line``: each run's events, its cells' energy (J)
+    and, optionally, its cells' stoppages (``envs.line.LineRun.stoppages``)."""
     cells, _ = line.ordered()
     fitted = {}
     for c in cells:
         ept: list[float] = []
         finished = scrap = 0
         energy = 0.0
-        for events, spent in runs:
-            ept += effective_process_times(events, c.name)
+        repairs: list[float] = []
+        uptime = 0.0
+        for run in runs:
+            events, spent = run[0], run[1]
+            stopped = _union((run[2] if len(run) > 2 else {}).get(c.name, []))
+            ept += effective_process_times(events, c.name, stopped)
+            repairs += [t1 - t0 for t0, t1 in stopped]
+            uptime += duration - sum(t1 - t0 for t0, t1 in stopped)
             fin = [e for e in events if e.kind == "finished" and e.cell == c.name]
             finished += len(fin)
             scrap += sum(e.detail == "scrap" for e in fin)
@@ -97,6 +126,9 @@ def fit_line(
             ept_mean=float(a.mean()),
             ept_cv=float(a.std() / a.mean()) if a.mean() > 0 else 0.0,
             parts=finished,
+            stoppages=len(repairs),
+            uptime_between_s=uptime / len(repairs) if repairs else None,
+            repair_s=[round(v, 4) for v in repairs],
         )
     return FittedLine(
         line=line.name,

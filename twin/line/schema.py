@@ -35,6 +35,9 @@ class LineCell(_Model):
     """Parts the cell takes in at once (in process, plus finished ones waiting for the buffer)."""
     ideal_cycle_time: LineSeconds
     """Seconds per part at the cell's rated speed (the OEE performance's ideal cycle time)."""
+    faults: list[str] = Field(default_factory=list)
+    """Fault families the cell runs with (``conveyor_jam``, ``machine_breakdown``, ...; see the
+    layout's ``[faults]``), seeded per run; none by default."""
     knobs: dict[str, float | int | str | bool] = Field(default_factory=dict)
     """Settings of the cell's task, as its env takes them and in its units (ConveyorPick's
     ``belt_speed``, ``arrival_interval``; ``twin envs`` and the task reference list each task's);
