@@ -84,7 +84,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_play(args: argparse.Namespace) -> int:
     from agents.tools.play import run_episodes, summarize
 
-    if args.line:
+    if args.command == "play" and args.line:
         if args.env_id:
             raise UsageError(f"give an env id or --line, not both (got {args.env_id!r} and --line {args.line})")
         from agents.cli.line import cmd_play_line
@@ -92,7 +92,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         return cmd_play_line(args)
     if not args.env_id:
         raise UsageError("name the env to play (twin envs lists them), or a line with --line")
-    if args.out:
+    if args.command == "play" and args.out:
         raise UsageError("--out is for --line runs; an episode's files go to --video and --telemetry")
     env_id = _env_id(args.env_id, expert=args.policy == "expert")
     if args.episodes < 1:
