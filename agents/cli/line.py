@@ -24,6 +24,8 @@ def _load(arg: str):
     from twin.layout import LayoutError
     from twin.line import find_line, load_line
 
+    if (arg.endswith(".toml") or "/" in arg) and not Path(arg).exists():
+        raise UsageError(f"{arg}: no such line file")
     try:
         path = find_line(arg)
         return load_line(path), path
@@ -329,6 +331,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("name at least one parameter to vary: --vary NAME=v1,v2,... or --vary NAME=lo:hi:n")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    _out_dir("--out", args.out)
     if args.physics_seeds and not args.rerun_best:
         raise UsageError("--physics-seeds are the seeds of --rerun-best's physics runs; give --rerun-best K too")
     if args.rerun_best and args.mode != "des":
@@ -373,7 +376,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _require("twin sweep --backend ray", "ray", ["ray"])
     if args.address and backend != "ray":
         raise UsageError("--address names a Ray cluster; it needs --backend ray")
-    _out_dir("--out", args.out)
     spec = {
         "line": line.name,
         "line_sha256": line_hash(path),
