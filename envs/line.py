@@ -47,14 +47,11 @@ class PhysicsLine:
         self.cells, self.buffers = line.ordered()
         base = Path(source).parent if source is not None else None
         self.envs, self.experts, self.ports = [], [], []
+        env_ids = cell_env_ids(line)
+        index = {c.name: i for i, c in enumerate(line.cells)}  # errors name a cell as the file lists it
         try:
-            for k, c in enumerate(self.cells):
-                try:
-                    env_id = envs.check_env_id(c.env)
-                except ValueError as exc:
-                    raise LineError(f"line.cells[{k}] ({c.name!r}).env: {exc}") from None
-                if not envs.is_factory_env(env_id):
-                    raise LineError(f"line.cells[{k}] ({c.name!r}).env: {env_id} is not a Factory Twin cell task")
+            for c in self.cells:
+                env_id, where = env_ids[c.name], f"line.cells[{index[c.name]}] ({c.name!r})"
                 kwargs = dict(c.knobs)
                 if c.faults:
                     kwargs["faults"] = list(c.faults)
@@ -64,10 +61,10 @@ class PhysicsLine:
                 try:
                     env = envs.make(env_id, **kwargs).unwrapped
                 except (ValueError, FileNotFoundError) as exc:
-                    raise LineError(f"line.cells[{k}] ({c.name!r}): {exc}") from None
+                    raise LineError(f"{where}: {exc}") from None
                 self.envs.append(env)
                 if getattr(env.task, "drives", "arm") != "arm":
-                    raise LineError(f"line.cells[{k}] ({c.name!r}): {env_id} is not a cell of parts a line can feed")
+                    raise LineError(f"{where}: {env_id} is not a cell of parts a line can feed")
                 self.experts.append(envs.make_expert(env_id, env))
                 env.reset(seed=0)
                 self.ports.append(CellPort(env.twin, c.name))
@@ -190,6 +187,24 @@ class PhysicsLine:
         self.envs = []
 
 
+def cell_env_ids(line: Line) -> dict[str, str]:
+    """Each cell's env id, checked to be one of this package's cell tasks (a LineError names the
+    cell as the file lists it otherwise)."""
+    import envs
+
+    out = {}
+    for i, c in enumerate(line.cells):
+        where = f"line.cells[{i}] ({c.name!r}).env"
+        try:
+            env_id = envs.check_env_id(c.env)
+        except ValueError as exc:
+            raise LineError(f"{where}: {exc}") from None
+        if not envs.is_factory_env(env_id):
+            raise LineError(f"{where}: {env_id} is not a Factory Twin cell task")
+        out[c.name] = env_id
+    return out
+
+
 STOPPING = ("conveyor_jam", "machine_breakdown")
 """Fault families that stop a cell's equipment (the line model's failures)."""
 
@@ -218,13 +233,11 @@ def check_knobs(line: Line, source: str | Path | None = None) -> None:
     from twin.layout import find_layout, load_layout
 
     base = Path(source).parent if source is not None else None
+    env_ids = cell_env_ids(line)
     for k, c in enumerate(line.cells):
         if not c.knobs:
             continue
-        try:
-            task = envs.TASKS[envs.check_env_id(c.env)]
-        except (ValueError, KeyError) as exc:
-            raise LineError(f"line.cells[{k}] ({c.name!r}).env: {exc}") from None
+        task = envs.TASKS[env_ids[c.name]]
         knobs = {n: v for n, v in c.knobs.items() if n not in task.task_knobs}
         ref = c.layout if c.layout is None or base is None or Path(c.layout).is_absolute() else str(base / c.layout)
         try:
@@ -250,7 +263,7 @@ def run_physics(
         pl.close()
 
 
-__all__ = ["LineError", "LineRun", "PhysicsLine", "check_knobs", "run_many", "run_physics"]
+__all__ = ["LineError", "LineRun", "PhysicsLine", "cell_env_ids", "check_knobs", "run_many", "run_physics"]
 
 
 def _worker(job: tuple[str, int, float], ticks=None) -> dict:
@@ -266,6 +279,11 @@ def _worker(job: tuple[str, int, float], ticks=None) -> dict:
     run = run_physics(path, seed, duration, tick)
     if ticks is not None and sent[0] > 0:
         ticks.put(sent[0])
+    return _as_dict(seed, run)
+
+
+def _as_dict(seed: int, run: LineRun) -> dict:
+    """A run as ``run_many`` returns it (plain data, so it crosses process boundaries)."""
     return {
         "seed": seed,
         "events": run.events,
@@ -331,11 +349,4 @@ def run_many(
 def _direct(job, progress) -> dict:
     path, seed, duration = job
     run = run_physics(path, seed, duration, progress)
-    return {
-        "seed": seed,
-        "events": run.events,
-        "energy": run.energy,
-        "kpis": run.kpis,
-        "cell_kpis": run.cell_kpis,
-        "stoppages": run.stoppages,
-    }
+    return _as_dict(seed, run)

@@ -173,17 +173,15 @@ def cmd_play_line(args: argparse.Namespace) -> int:
 
 
 def cmd_line_check(args: argparse.Namespace) -> int:
-    import envs
+    from envs.line import cell_env_ids
+    from twin.line import LineError
 
     line, path = _load(args.file)
     cells, buffers = line.ordered()
-    for k, c in enumerate(line.cells):
-        try:
-            env_id = envs.check_env_id(c.env)
-        except ValueError as exc:
-            raise UsageError(f"{path}: line.cells[{k}].env: {exc}") from None
-        if not envs.is_factory_env(env_id):
-            raise UsageError(f"{path}: line.cells[{k}].env: {env_id} is not a Factory Twin cell task")
+    try:
+        cell_env_ids(line)
+    except LineError as exc:
+        raise UsageError(f"{path}: {exc}") from None
     chain = " -> ".join(
         [
             f"{c.name} ({c.env})" + (f" -> [{b.capacity}]" if k < len(buffers) else "")

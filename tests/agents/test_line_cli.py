@@ -34,7 +34,7 @@ def test_line_check(tmp_path, capsys):
     assert "line.buffers[0].to: no cell named 'z'" in capsys.readouterr().err
     bad.write_text('[line]\nname = "b"\n[[line.cells]]\nname = "a"\nenv = "Nope-v0"\nideal_cycle_time = 5\n')
     assert twin(["line", "check", str(bad)]) == 2
-    assert "line.cells[0].env: unknown env id 'Nope-v0'" in capsys.readouterr().err
+    assert "line.cells[0] ('a').env: unknown env id 'Nope-v0'" in capsys.readouterr().err
 
 
 def test_play_line_writes_events_and_kpis(tmp_path, capsys):

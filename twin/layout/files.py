@@ -240,16 +240,22 @@ def resolve_asset(path: str, base_dir: Path | None) -> Path | None:
     return None
 
 
-def find_layout(name_or_path: str | Path) -> Path:
-    """A layout file by path, or by name among the bundled layouts (``"default"``)."""
+def find_bundled(name_or_path: str | Path, folder: Path, what: str) -> Path:
+    """A TOML file by path, or by name among the bundled ones in ``folder`` (``what`` names the
+    kind in the error: ``layout``, ``line``)."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
         return p
-    bundled = LAYOUTS_DIR / f"{name_or_path}.toml"
+    bundled = folder / f"{name_or_path}.toml"
     if bundled.exists():
         return bundled
-    names = sorted(f.stem for f in LAYOUTS_DIR.glob("*.toml"))
-    raise FileNotFoundError(f"no layout file or bundled layout named {str(name_or_path)!r} (bundled: {names})")
+    names = sorted(f.stem for f in folder.glob("*.toml"))
+    raise FileNotFoundError(f"no {what} file or bundled {what} named {str(name_or_path)!r} (bundled: {names})")
+
+
+def find_layout(name_or_path: str | Path) -> Path:
+    """A layout file by path, or by name among the bundled layouts (``"default"``)."""
+    return find_bundled(name_or_path, LAYOUTS_DIR, "layout")
 
 
 def load_layout(name_or_path: str | Path) -> CellLayout:

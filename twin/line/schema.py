@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError
 
 from twin.layout.base import MAX_LAYOUT_BYTES, LayoutError, _Model
-from twin.layout.files import _format_errors, parse_toml, read_bounded
+from twin.layout.files import _format_errors, find_bundled, parse_toml, read_bounded
 from twin.paths import ASSETS_DIR
 
 LINES_DIR = ASSETS_DIR / "lines"
@@ -172,14 +172,7 @@ def parse_line(data: dict, source: str = "<line>") -> Line:
 
 def find_line(name_or_path: str | Path) -> Path:
     """A line layout by path, or by name among the bundled lines (``assets/lines``)."""
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    bundled = LINES_DIR / f"{name_or_path}.toml"
-    if bundled.exists():
-        return bundled
-    names = sorted(f.stem for f in LINES_DIR.glob("*.toml"))
-    raise FileNotFoundError(f"no line file or bundled line named {str(name_or_path)!r} (bundled: {names})")
+    return find_bundled(name_or_path, LINES_DIR, "line")
 
 
 def load_line(name_or_path: str | Path) -> Line:
