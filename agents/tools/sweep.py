@@ -166,7 +166,7 @@ def summarise(done: list[dict], params: list[str]) -> list[dict[str, Any]]:
         by_point.setdefault(json.dumps(sorted(r["point"].items())), []).append(r)
     rows = []
     for key in sorted(by_point):
-        runs = by_point[key]
+        runs = sorted(by_point[key], key=lambda r: r["seed"])  # the same sums whatever order runs finished in
         row: dict[str, Any] = dict(runs[0]["point"])
         row["seeds"] = len(runs)
         for k in KPIS:
