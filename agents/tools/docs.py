@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import os
 import re
 import sys
@@ -515,9 +516,164 @@ def expert_scorecard_lines(suite: str = "standard-v2") -> list[str]:
     return out
 
 
+LINE_RESULTS = ROOT / "bench" / "results" / "line"
+
+
+def _g(v: float, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 10**digits else f"{v:,.{digits}g}"
+
+
+def line_model_lines() -> list[str]:
+    """The fast line model against physics on unseen seeds, from ``bench/line_model.py``'s results."""
+    path = LINE_RESULTS / "line_model.json"
+    if not path.is_file():
+        return ["(not measured yet: `python bench/line_model.py`)"]
+    d = json.loads(path.read_text(encoding="utf-8"))
+    names = {
+        "throughput": ("line throughput (good parts)", "parts/h", "±5%"),
+        "output_rate": ("parts out of the line (scrap included)", "parts/h", ""),
+        "wip": ("work in process", "parts", "±10%"),
+        "lead_time_mean": ("lead time, mean", "s", "±10%"),
+    }
+    out = [
+        "| KPI | unit | physics, unseen seeds (± 95% CI) | fast model | error | target |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, (label, unit, target) in names.items():
+        if key not in d["figures"]:
+            continue
+        f = d["figures"][key]
+        ci = f" ± {_g(f['physics_ci95'], 2)}" if "physics_ci95" in f else ""
+        err = f"{100 * f['rel_error']:+.1f}%"
+        out.append(f"| {label} | {unit} | {_g(f['physics'])}{ci} | {_g(f['des'])} | {err} | {target} |")
+    b = d["bottleneck"]
+    out.append(
+        f"| bottleneck | cell | {b['physics']} | {b['des']} | {'same' if b['physics'] == b['des'] else 'differs'} | same |"
+    )
+    out += [
+        "",
+        f"The model ran {d['des_speed_x_real_time_one_core']:,.0f} times faster than real time on one core; the physics "
+        f"{d['physics_speed_x_real_time']:.1f} times (on {len(d['physics_test_runs'])} runs in 2 processes). Fitted on "
+        f"seeds {d['fit_seeds']}, tested on seeds {d['test_seeds']}, {d['duration_s']:g} s each; {d['des_runs']} model runs. "
+        f"Commit `{d['commit']}`, {d['machine']}, {d['date']}.",
+    ]
+    return out
+
+
+def line_sweep_lines() -> list[str]:
+    """The bench sweep's best points, its Pareto front and its wall-clock, from ``bench/line_sweep.py``."""
+    folder = LINE_RESULTS / "sweep"
+    path = folder / "line_sweep.json"
+    if not path.is_file():
+        return ["(not measured yet: `python bench/line_sweep.py`)"]
+    import csv
+
+    d = json.loads(path.read_text(encoding="utf-8"))
+    rows = list(csv.DictReader((folder / "sweep.csv").open(encoding="utf-8")))
+    params = [v.split("=")[0] for v in d["vary"]]
+    rows.sort(key=lambda r: -float(r["throughput"]))
+    out = [
+        f"`bench/line_sweep.py`: {len(rows)} points x seeds {d['seeds']} of {d['duration_s']:g} s in the fast model "
+        f"(`--vary {' --vary '.join(d['vary'])}`). The five best by throughput, and the Pareto front of throughput "
+        "against work in process:",
+        "",
+        "| " + " | ".join(params) + " | throughput (parts/h) | ± 95% CI | WIP (parts) | lead time (s) |",
+        "| " + " | ".join("---:" for _ in params) + " | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows[:5]:
+        out.append(
+            "| " + " | ".join(r[p] for p in params) + f" | {_g(float(r['throughput']))} | "
+            f"{_g(float(r['throughput_ci95']), 2)} | {_g(float(r['wip']))} | {_g(float(r['lead_time_mean']))} |"
+        )
+    front = [r for r in csv.DictReader((folder / "pareto.csv").open(encoding="utf-8")) if r["against"] == "wip"]
+    out += [
+        "",
+        "Pareto front (throughput against WIP): "
+        + "; ".join(
+            ", ".join(f"{p}={r[p]}" for p in params) + f" ({_g(float(r['throughput (parts/h)']))} parts/h at "
+            f"{_g(float(r['wip (parts)']), 3)} parts)"
+            for r in front
+        )
+        + ".",
+    ]
+    best = list(csv.DictReader((folder / "best.csv").open(encoding="utf-8")))
+    if best:
+        out += [
+            "",
+            f"Its two best points run again in physics (seed(s) {d['physics_seeds']}), side by side:",
+            "",
+            "| "
+            + " | ".join(params)
+            + " | throughput, model | throughput, physics | WIP, model | WIP, physics | lead time, model (s) | lead time, physics (s) |",
+            "| " + " | ".join("---:" for _ in params) + " | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in best:
+            out.append(
+                "| "
+                + " | ".join(r[p] for p in params)
+                + " | "
+                + " | ".join(
+                    _g(float(r[k]))
+                    for k in (
+                        "throughput_des",
+                        "throughput_physics",
+                        "wip_des",
+                        "wip_physics",
+                        "lead_time_mean_des",
+                        "lead_time_mean_physics",
+                    )
+                )
+                + " |"
+            )
+    t = d["timing"]
+    out += [
+        "",
+        f"Wall-clock of the {t['local']['runs']} model runs: {t['local']['sweep_wall_s']:.1f} s on "
+        f"{d['workers']} local processes, {t['ray']['sweep_wall_s']:.1f} s on Ray's local cluster of {d['workers']} CPUs "
+        f"(the same table: {'yes' if d['ray_table_equals_local'] else 'no'}). Commit `{d['commit']}`, {d['machine']}, "
+        f"{d['date']}.",
+        "",
+        "![Throughput against the first buffer's capacity](../bench/results/line/sweep/throughput_vs_buffer.0.capacity.png)",
+        "![The Pareto front of throughput against work in process](../bench/results/line/sweep/pareto_wip.png)",
+    ]
+    return out
+
+
+def opcua_lines() -> list[str]:
+    """OPC UA updates per second with 1 and 10 clients, from ``bench/opcua_load.py``."""
+    path = ROOT / "bench" / "results" / "opcua" / "opcua_load.json"
+    if not path.is_file():
+        return ["(not measured yet: `python bench/opcua_load.py`)"]
+    d = json.loads(path.read_text(encoding="utf-8"))
+    out = [
+        "| pace | clients | twin control steps/s | notifications/s per client | notifications/s, all clients |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in d["runs"]:
+        n = r["clients"]
+        per = sum(r["per_client_per_s"]) / n if n else None
+        pace = "real time" if r["speed"] == 1.0 else "as fast as it runs"
+        out.append(
+            f"| {pace} | {n} | {_g(r['server_steps_per_s'])} | {_g(per) if n else '-'} | {_g(r['total_per_s']) if n else '-'} |"
+        )
+    variables = max(r["variables"] for r in d["runs"])
+    out += [
+        "",
+        f"{variables} variables subscribed per client, {d['seconds']:g} s measured per row. Commit `{d['commit']}`, "
+        f"{d['machine']}, {d['date']}.",
+    ]
+    return out
+
+
 BLOCKS: dict[tuple[Path, str], Callable[[], list[str]]] = {
     (README, "baselines"): _baselines_lines,
     (ROOT / "docs" / "evaluation.md", "expert-scorecard"): expert_scorecard_lines,
+    (README, "line-model"): line_model_lines,
+    (ROOT / "docs" / "lines.md", "line-model"): line_model_lines,
+    (ROOT / "docs" / "lines.md", "line-sweep"): line_sweep_lines,
+    (ROOT / "docs" / "lines.md", "opcua-load"): opcua_lines,
 }
 """Generated blocks inside hand-written pages, between ``<!-- NAME: generated ... -->`` and
 ``<!-- /NAME -->``."""
