@@ -42,6 +42,21 @@ async def _with_server(target: str, body, allow_writes: bool = False, speed: flo
     return await task
 
 
+async def _until(done, timeout: float = 30.0) -> None:
+    """Poll ``done()`` until it holds (the server steps in its own task): no fixed wall-clock waits."""
+    for _ in range(int(timeout / 0.02)):
+        if done():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out waiting on the served twin")
+
+
+async def _twin_seconds(twin, seconds: float) -> None:
+    """Wait until the served twin has run ``seconds`` more of its own time."""
+    end = twin.sim_time + seconds
+    await _until(lambda: twin.sim_time >= end)
+
+
 async def _bad(node, variant) -> str:
     try:
         await node.write_value(ua.DataValue(variant))
@@ -79,14 +94,15 @@ def test_subscribe_and_write_a_belt_speed_that_the_physics_follows():
             def datachange_notification(self, node, val, data):
                 seen.append((node, val))
 
-        sub = await client.create_subscription(50, Handler())
-        await sub.subscribe_data_change([tool_x, speed])
-        await asyncio.sleep(1.5)
-        assert sum(n == tool_x for n, _ in seen) >= 5  # the arm moves; its tool position streams in
-        await speed.write_value(ua.DataValue(ua.Variant(0.2, ua.VariantType.Double)))
-        await asyncio.sleep(0.3)
         twin = srv.cells[0][1]
         belt = twin.conveyors["conveyor-0"]
+        sub = await client.create_subscription(50, Handler())
+        await sub.subscribe_data_change([tool_x, speed])
+        await _twin_seconds(twin, 3.0)
+        await _until(lambda: sum(n == tool_x for n, _ in seen) >= 5)  # the arm moves; its tool position streams in
+        await speed.write_value(ua.DataValue(ua.Variant(0.2, ua.VariantType.Double)))
+        await _until(lambda: any(n == speed and v == pytest.approx(0.2) for n, v in seen))
+        await _twin_seconds(twin, 0.5)  # parts on the belt take up its new speed
         assert belt.velocity @ belt.direction == pytest.approx(0.2)  # the physics took the setpoint
         assert await speed.read_value() == pytest.approx(0.2)
         assert any(n == speed and v == pytest.approx(0.2) for n, v in seen)
@@ -99,11 +115,12 @@ def test_subscribe_and_write_a_belt_speed_that_the_physics_follows():
         assert await _bad(speed, ua.Variant(1, ua.VariantType.Int32)) == "BadTypeMismatch"
         assert await _bad(tool_x, ua.Variant(0.5, ua.VariantType.Double)) == "BadNotWritable"
         before = twin.sim_time
-        await asyncio.sleep(0.5)
+        await _twin_seconds(twin, 0.5)
         assert twin.sim_time > before
         running = await objects.get_child([f"{ns}:conveyor-0", f"{ns}:running"])
         await running.write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
-        await asyncio.sleep(0.3)
+        await _until(lambda: not belt.running)
+        await _twin_seconds(twin, 0.1)  # its speed signal published
         assert not belt.running and await speed.read_value() == 0.0
 
     stats = asyncio.run(_with_server("ConveyorPick-v1", body, allow_writes=True, speed=2.0))
@@ -114,12 +131,14 @@ def test_stop_and_start_a_machine():
     async def body(client, ns, srv):
         running = await client.nodes.objects.get_child([f"{ns}:machine-1", f"{ns}:running"])
         state = await client.nodes.objects.get_child([f"{ns}:machine-1", f"{ns}:state_name"])
-        machine = srv.cells[0][1].machines[1]
+        twin = srv.cells[0][1]
+        machine = twin.machines[1]
         await running.write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
-        await asyncio.sleep(0.3)
+        await _until(lambda: machine.state == "down")
+        await _twin_seconds(twin, 0.1)
         assert machine.state == "down" and await state.read_value() == "down"
         await running.write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
-        await asyncio.sleep(0.3)
+        await _until(lambda: machine.state != "down")
         assert machine.state != "down"
 
     asyncio.run(_with_server("MachineTend-v1", body, allow_writes=True, speed=2.0))
@@ -134,7 +153,7 @@ def test_a_line_has_a_folder_per_cell_and_its_buffers():
         assert await belt.read_value() == pytest.approx(0.1)
         level = await objects.get_child([f"{ns}:buffer-0", f"{ns}:level"])
         assert await level.read_value() >= 0
-        await asyncio.sleep(1.5)
+        await _twin_seconds(srv.cells[0][1], 1.5)  # past the first KPI update
         throughput = await objects.get_child([f"{ns}:line", f"{ns}:throughput"])
         assert (
             await (await throughput.get_child("0:EngineeringUnits")).read_value()
