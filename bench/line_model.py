@@ -57,6 +57,7 @@ def main() -> None:
     model = fit_line(
         line,
         [(r["events"], r["energy"], r["stoppages"]) for r in fit_runs],
+        defect_rates=fit_runs[0]["defect_rates"],
         line_sha256=line_hash(path),
         seeds=args.fit_seeds,
         duration=args.duration,

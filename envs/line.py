@@ -30,6 +30,13 @@ class LineRun:
     stoppages: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     """Each cell's stoppages (a conveyor jammed, a machine broken down): (start, end) in line
     seconds, from its twin's event log (an open one ends with the run)."""
+    defect_rates: dict[str, float] = field(default_factory=dict)
+    """Each cell's input defect rate: the share of parts the line brings in carrying a defect
+    (its feeder's ``defect_rate`` in the layout; 0 for a tray)."""
+
+
+def _defect(part) -> str:
+    return "defective" if part.defect is not None else ""
 
 
 class PhysicsLine:
@@ -121,7 +128,7 @@ class PhysicsLine:
             part = self.ports[0].admit(self._cell_rngs[0])
             if part is not None:
                 inside[0][part.name] = self._next_part
-                events.append(LineEvent(t, "entered", self._next_part, names[0]))
+                events.append(LineEvent(t, "entered", self._next_part, names[0], _defect(part)))
                 self._next_part += 1
                 lo, hi = self.line.source.interval
                 self._next_offer = t + float(self._rng.uniform(lo, hi))
@@ -133,7 +140,7 @@ class PhysicsLine:
                     break
                 _, pid = buf.popleft()
                 inside[k][part.name] = pid
-                events.append(LineEvent(t, "entered", pid, names[k]))
+                events.append(LineEvent(t, "entered", pid, names[k], _defect(part)))
         for k, port in enumerate(self.ports):
             twin, done = port.twin, self._done[k]
             for body, pid in list(inside[k].items()):
@@ -171,7 +178,8 @@ class PhysicsLine:
         energy = {n: e.twin.energy - e0 for n, e, e0 in zip(names, self.envs, self._energy0, strict=True)}
         cell_kpis = {n: env.twin.kpis() for n, env in zip(names, self.envs, strict=True)}
         stops = {n: stoppages(env.twin.log.events, self.time) for n, env in zip(names, self.envs, strict=True)}
-        return LineRun(list(self.events), self.time, names, self.kpis(), energy, cell_kpis, stops)
+        rates = {n: p.defect_rate for n, p in zip(names, self.ports, strict=True)}
+        return LineRun(list(self.events), self.time, names, self.kpis(), energy, cell_kpis, stops, rates)
 
     def _leave(self, k: int, body: str, pid: int, t: float, exit_as: str | None) -> None:
         self.events.append(LineEvent(t, "left", pid, self.cells[k].name))
@@ -291,6 +299,7 @@ def _as_dict(seed: int, run: LineRun) -> dict:
         "kpis": run.kpis,
         "cell_kpis": run.cell_kpis,
         "stoppages": run.stoppages,
+        "defect_rates": run.defect_rates,
     }
 
 
@@ -314,7 +323,8 @@ def run_many(
     progress: Callable[[float], None] | None = None,
 ) -> list[dict]:
     """Physics runs of the line file ``line``, one per seed, on ``workers`` processes; each a dict
-    of ``seed``, ``events``, ``energy``, ``kpis`` and ``cell_kpis``, in the seeds' order.
+    of ``seed``, ``events``, ``energy``, ``kpis``, ``cell_kpis``, ``stoppages`` and
+    ``defect_rates``, in the seeds' order.
     ``progress(seconds)`` is told the line time done as it goes."""
     path = str(find_line(line))
     jobs = [(path, s, duration) for s in seeds]

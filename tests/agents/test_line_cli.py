@@ -62,6 +62,9 @@ def test_play_refusals(capsys):
 
 
 def test_line_run_des(model, tmp_path, capsys):
+    fitted = json.loads(model.read_text())
+    assert fitted["version"] == 2 and fitted["cells"]["sort"]["defect_rate"] == 0.35  # the sorter's feeder's
+    assert fitted["cells"]["tend"]["defect_rate"] == 0.0  # a tray brings in no defects
     assert (
         twin(["line", "run", "pick_tend_sort", "--model", str(model), "--seeds", "0-4", "--duration", "600", "--json"])
         == 0

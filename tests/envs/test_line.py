@@ -133,7 +133,23 @@ def test_a_cell_run_with_faults_records_its_stoppages_and_the_fit_takes_them():
         pl.close()
     assert r.stoppages["pick"] and not r.stoppages["sort"]  # jams every 60 s on average
     assert all(0 <= t0 < t1 <= 240.0 for t0, t1 in r.stoppages["pick"])
-    model = fit_line(line, [(r.events, r.energy, r.stoppages)], line_sha256="", seeds=[1], duration=240.0)
+    model = fit_line(
+        line,
+        [(r.events, r.energy, r.stoppages)],
+        defect_rates=r.defect_rates,
+        line_sha256="",
+        seeds=[1],
+        duration=240.0,
+    )
+    # the sorter's input draws defects at its feeder's rate; the fit keeps that rate and splits
+    # its scrap by what came in: the sorter rejects defective parts, not sound ones
+    assert r.defect_rates == {"pick": 0.0, "sort": 0.35}
+    came_in = [e for e in r.events if e.kind == "entered" and e.cell == "sort"]
+    assert any(e.detail == "defective" for e in came_in) and any(e.detail == "" for e in came_in)
+    assert not any(e.detail for e in r.events if e.kind == "entered" and e.cell == "pick")
+    sort = model.cells["sort"]
+    assert sort.defect_rate == 0.35 and sort.scrap_if_defective >= 0.8 and sort.scrap_if_sound <= 0.2
+    assert model.cells["pick"].defect_rate == 0.0 and model.cells["pick"].scrap_if_defective is None
     pick = model.cells["pick"]
     assert pick.stoppages == len(r.stoppages["pick"]) and pick.uptime_between_s > 0
     assert sum(pick.repair_s) == pytest.approx(sum(t1 - t0 for t0, t1 in r.stoppages["pick"]), abs=1e-3)

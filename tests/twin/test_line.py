@@ -138,6 +138,47 @@ def test_des_scrap_rate():
     assert k["scrap"] / (k["good"] + k["scrap"]) == pytest.approx(0.25, abs=0.03)
 
 
+def test_des_draws_defects_at_the_input_rate_and_scraps_by_them():
+    line = parse_line(_line(), "x")
+    model = _model([1.0], [2.0])
+    model["cells"]["b"] |= {"defect_rate": 0.3, "scrap_if_defective": 0.9, "scrap_if_sound": 0.05, "scrap_rate": 0.5}
+    events, k = run_des(line, model, 0, 36000)
+    into_b = [e for e in events if e.kind == "entered" and e.cell == "b"]
+    bad = {e.part for e in into_b if e.detail == "defective"}
+    assert len(bad) / len(into_b) == pytest.approx(0.3, abs=0.03)
+    done = [e for e in events if e.kind == "finished" and e.cell == "b"]
+    scrap_bad = [e.detail == "scrap" for e in done if e.part in bad]
+    scrap_sound = [e.detail == "scrap" for e in done if e.part not in bad]
+    assert sum(scrap_bad) / len(scrap_bad) == pytest.approx(0.9, abs=0.04)
+    assert sum(scrap_sound) / len(scrap_sound) == pytest.approx(0.05, abs=0.02)
+    assert not any(e.detail for e in events if e.kind == "entered" and e.cell == "a")  # a has no defect rate
+    # the line's scrap is what the split says (0.3 x 0.9 + 0.7 x 0.05), not the flat 0.5
+    assert k["scrap"] / (k["good"] + k["scrap"]) == pytest.approx(0.305, abs=0.03)
+
+
+def test_fit_splits_scrap_by_the_defect_a_part_came_in_with():
+    line = parse_line(_line(), "x")
+    events = [
+        LineEvent(0.0, "entered", 0, "b", "defective"),
+        LineEvent(1.0, "entered", 1, "b"),
+        LineEvent(2.0, "entered", 2, "b", "defective"),
+        LineEvent(3.0, "finished", 0, "b", "scrap"),
+        LineEvent(4.0, "finished", 1, "b", "good"),
+        LineEvent(5.0, "finished", 2, "b", "good"),
+        LineEvent(0.0, "entered", 0, "a"),
+        LineEvent(1.0, "finished", 0, "a", "good"),
+    ]
+    model = fit_line(line, [(events, {})], defect_rates={"a": 0.0, "b": 0.25}, line_sha256="", seeds=[0], duration=9.0)
+    b = model.cells["b"]
+    assert (b.defect_rate, b.scrap_if_defective, b.scrap_if_sound) == (0.25, 0.5, 0.0)
+    assert b.scrap_rate == pytest.approx(1 / 3)
+    a = model.cells["a"]
+    assert (a.defect_rate, a.scrap_if_defective, a.scrap_if_sound) == (0.0, None, 0.0)
+    # without the rates (a version-1 model), one scrap rate per cell
+    flat = fit_line(line, [(events, {})], line_sha256="", seeds=[0], duration=9.0)
+    assert flat.cells["b"].defect_rate is None
+
+
 def test_fit_round_trip_and_a_bad_model_file(tmp_path):
     line = parse_line(_line(), "x")
     model = fit_line(line, [(_events(), {"a": 10.0, "b": 30.0})], line_sha256="0" * 64, seeds=[0], duration=20.0)

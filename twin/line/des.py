@@ -5,7 +5,9 @@ Each cell is one server fed FIFO, taking in at most ``wip_limit`` parts at once;
 part leaves when the buffer after it has room (the buffer's capacity counts parts in transfer),
 so a full buffer blocks the cell and an empty one starves the next. A cell the fit saw stop
 (a jammed belt, a broken-down machine) stops at exponential intervals of its fitted mean uptime,
-for a repair time drawn from those seen; its work in hand waits. The source offers a part
+for a repair time drawn from those seen; its work in hand waits. A part coming into a cell carries
+a defect at the rate of the cell's input, and the cell scraps it at the rate fitted for defective
+or sound parts (a model with one ``scrap_rate`` per cell scraps at that). The source offers a part
 ``source.interval`` after the last one went in. The events are the physics run's
 (``twin.line.kpis``), so the same KPI function scores both.
 """
@@ -30,6 +32,20 @@ def _simpy():
     return simpy
 
 
+def _scrap_table(cell: dict[str, Any]) -> tuple[float, float, float]:
+    """(input defect rate, scrap share of defective parts, of sound ones) of a fitted cell."""
+    flat = float(cell.get("scrap_rate", 0.0))
+    rate = cell.get("defect_rate")
+    if rate is None:  # a model fitted without the defects: one scrap rate for every part
+        return 0.0, flat, flat
+    if_bad, if_sound = cell.get("scrap_if_defective"), cell.get("scrap_if_sound")
+    return (
+        float(rate),
+        flat if if_bad is None else float(if_bad),
+        flat if if_sound is None else float(if_sound),
+    )
+
+
 def run_des(line: Line, model: dict[str, Any], seed: int, duration: float) -> tuple[list[LineEvent], dict[str, float]]:
     """Simulate ``line`` for ``duration`` seconds with the fitted ``model`` (``twin.line.fit``'s
     ``cells`` table); returns the events and the KPIs."""
@@ -48,16 +64,24 @@ def run_des(line: Line, model: dict[str, Any], seed: int, duration: float) -> tu
     stores = [simpy.Store(env) for _ in buffers]
     queues = [simpy.Store(env) for _ in cells]
     ept = [np.asarray(fitted[n]["ept"], dtype=float) for n in names]
-    scrap = [float(fitted[n].get("scrap_rate", 0.0)) for n in names]
+    scrap = [_scrap_table(fitted[n]) for n in names]
+    defective: list[set[int]] = [set() for _ in names]
     last = len(cells) - 1
     lo, hi = line.source.interval
+
+    def draw_defect(k: int, pid: int) -> str:
+        rate = scrap[k][0]
+        if rate and rng.uniform() < rate:
+            defective[k].add(pid)
+            return "defective"
+        return ""
 
     def source():
         pid = 0
         while True:
             yield env.timeout(rng.uniform(lo, hi))
             yield slots[0].get(1)
-            events.append(LineEvent(env.now, "entered", pid, names[0]))
+            events.append(LineEvent(env.now, "entered", pid, names[0], draw_defect(0, pid)))
             yield queues[0].put(pid)
             pid += 1
 
@@ -69,7 +93,7 @@ def run_des(line: Line, model: dict[str, Any], seed: int, duration: float) -> tu
                 yield env.timeout(ready - env.now)
             yield slots[k].get(1)
             yield room[j].put(1)
-            events.append(LineEvent(env.now, "entered", pid, names[k]))
+            events.append(LineEvent(env.now, "entered", pid, names[k], draw_defect(k, pid)))
             yield queues[k].put(pid)
 
     def hand_off(k: int, pid: int):
@@ -111,7 +135,12 @@ def run_des(line: Line, model: dict[str, Any], seed: int, duration: float) -> tu
         while True:
             pid = yield queues[k].get()
             yield from work(k, float(rng.choice(ept[k])))
-            bad = scrap[k] > 0 and rng.uniform() < scrap[k]
+            if pid in defective[k]:
+                defective[k].discard(pid)
+                p = scrap[k][1]
+            else:
+                p = scrap[k][2]
+            bad = p > 0 and rng.uniform() < p
             events.append(LineEvent(env.now, "finished", pid, names[k], "scrap" if bad else "good"))
             if bad or k == last:
                 events.append(LineEvent(env.now, "left", pid, names[k]))

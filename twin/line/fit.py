@@ -5,8 +5,11 @@ robot moves, belts, machine cycles and hold-ups all in) come from the physics ru
 ``finished[k] - max(entered[k], finished[k - 1])`` over the cell's parts in order (Hopp and
 Spearman's effective process time, measured from event data as Jacobs et al. do), less the
 time the cell stood stopped; its stoppages (a jammed belt, a broken-down machine) are fitted as
-a failure process of their own: the mean time it ran between them and how long each lasted. The
-fit also keeps each cell's scrap rate and energy per part. The file records where it came from: the
+a failure process of their own: the mean time it ran between them and how long each lasted. A
+cell's scrap is fitted apart for the parts that came in defective and those that came in sound
+(an inspection cell rejects nearly all of the first and few of the second), with the share of
+defective parts its input brings in taken from its layout, not from the few hundred parts the
+fit happened to draw. The fit also keeps each cell's energy per part. The file records where it came from: the
 line file's hash, the seeds and line time it was fitted on, and the code version.
 """
 
@@ -23,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from twin.line.kpis import LineEvent
 from twin.line.schema import Line
 
-FIT_VERSION = 1
+FIT_VERSION = 2
+"""2: scrap split by the part's defect on entry (``defect_rate``, ``scrap_if_defective``,
+``scrap_if_sound``); version-1 files (one ``scrap_rate``) still load and run."""
 
 
 class FittedCell(BaseModel):
@@ -31,6 +36,14 @@ class FittedCell(BaseModel):
     ept: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=1)]
     """Effective process times seen in the physics, seconds (the model draws from them)."""
     scrap_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of the parts the cell finished that it scrapped (rejected or lost)."""
+    defect_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Share of the parts coming into the cell that carry a defect (its feeder's ``defect_rate``
+    in the layout; 0 for a tray). None: the model scraps at ``scrap_rate`` regardless."""
+    scrap_if_defective: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Share of the defective parts the cell finished that it scrapped (None: it saw none)."""
+    scrap_if_sound: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Share of the sound parts the cell finished that it scrapped (None: it saw none)."""
     energy_per_part: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     """Joules the cell's robots spent per part finished."""
     ept_mean: float = 0.0
@@ -90,6 +103,7 @@ def fit_line(
     line: Line,
     runs: list[tuple],
     *,
+    defect_rates: dict[str, float] | None = None,
     line_sha256: str,
     seeds: list[int],
     duration: float,
@@ -97,12 +111,15 @@ def fit_line(
     created: str = "",
 ) -> FittedLine:
     """The fitted model from physics ``runs`` of ``line``: each run's events, its cells' energy (J)
-    and, optionally, its cells' stoppages (``envs.line.LineRun.stoppages``)."""
+    and, optionally, its cells' stoppages (``envs.line.LineRun.stoppages``). ``defect_rates``:
+    each cell's input defect rate (``envs.line.LineRun.defect_rates``); without it, scrap is
+    fitted as one rate per cell."""
     cells, _ = line.ordered()
     fitted = {}
     for c in cells:
         ept: list[float] = []
         finished = scrap = 0
+        split = {True: [0, 0], False: [0, 0]}  # came in defective -> [finished, scrapped]
         energy = 0.0
         repairs: list[float] = []
         uptime = 0.0
@@ -115,6 +132,11 @@ def fit_line(
             fin = [e for e in events if e.kind == "finished" and e.cell == c.name]
             finished += len(fin)
             scrap += sum(e.detail == "scrap" for e in fin)
+            defective = {e.part for e in events if e.kind == "entered" and e.cell == c.name and e.detail == "defective"}
+            for e in fin:
+                tally = split[e.part in defective]
+                tally[0] += 1
+                tally[1] += e.detail == "scrap"
             energy += float(spent.get(c.name, 0.0))
         if not ept:
             raise ValueError(f"cell {c.name!r} finished no part in the physics runs: nothing to fit its times to")
@@ -122,6 +144,9 @@ def fit_line(
         fitted[c.name] = FittedCell(
             ept=[round(float(v), 4) for v in a],
             scrap_rate=scrap / finished if finished else 0.0,
+            defect_rate=None if defect_rates is None else float(defect_rates.get(c.name, 0.0)),
+            scrap_if_defective=split[True][1] / split[True][0] if split[True][0] else None,
+            scrap_if_sound=split[False][1] / split[False][0] if split[False][0] else None,
             energy_per_part=energy / finished if finished else 0.0,
             ept_mean=float(a.mean()),
             ept_cv=float(a.std() / a.mean()) if a.mean() > 0 else 0.0,

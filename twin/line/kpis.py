@@ -2,7 +2,7 @@
 discrete-event model, so the two are compared with one function.
 
 Events (``LineEvent``): ``entered`` (a part taken into a cell; into the first cell, into the
-line), ``finished`` (the cell is done with it: ``detail`` ``good`` or ``scrap``), ``left`` (out of
+line; ``defective`` when it came in with a defect), ``finished`` (the cell is done with it: ``detail`` ``good`` or ``scrap``), ``left`` (out of
 the cell, into the next buffer or out of the line), ``exited`` (out of the line, ``good`` or
 ``scrap``). A cell's state follows from them (``cell_states``): ``busy`` while a part it took is
 unfinished, else ``blocked`` while a finished part waits for room in the buffer after it, else
@@ -30,7 +30,8 @@ class LineEvent:
     """The part's number in the line (counted from 0 as parts enter it); -1 on ``cell_state``."""
     cell: str = ""
     detail: str = ""
-    """On ``finished`` and ``exited``: ``good`` or ``scrap``; on ``cell_state``: the new state."""
+    """On ``entered``: ``defective`` when the part came in carrying a defect (else empty); on
+    ``finished`` and ``exited``: ``good`` or ``scrap``; on ``cell_state``: the new state."""
 
 
 def to_dicts(events: list[LineEvent]) -> list[dict]:

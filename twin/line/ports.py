@@ -42,9 +42,11 @@ class CellPort:
             self._mix = np.array([f.mix[k] for k in self.types], dtype=float)
             self._defects = sorted(f.defects)
             self._defect_w = np.array([f.defects[k] for k in self._defects], dtype=float)
-            self._rate = f.defect_rate
+            self.defect_rate = f.defect_rate
+            """Share of the parts brought in that carry a defect (drawn as the feeder draws them)."""
             self._jitter = (f.lateral_jitter, np.radians(f.yaw_jitter))
         else:
+            self.defect_rate = 0.0
             self.types = [self.tray.config.fill]
             self._jitter = (0.0, np.radians(self.tray.config.yaw_jitter))
 
@@ -63,7 +65,7 @@ class CellPort:
         if self.kind == "feeder":
             kind = self.types[int(rng.choice(len(self.types), p=self._mix / self._mix.sum()))]
             defect = None
-            if self._rate > 0 and rng.uniform() < self._rate:
+            if self.defect_rate > 0 and rng.uniform() < self.defect_rate:
                 defect = self._defects[int(rng.choice(len(self._defects), p=self._defect_w / self._defect_w.sum()))]
             lateral = float(rng.uniform(-self._jitter[0], self._jitter[0]))
             yaw = float(rng.uniform(-self._jitter[1], self._jitter[1]))
