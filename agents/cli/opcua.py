@@ -8,7 +8,7 @@ import logging
 import math
 import signal
 
-from agents.cli.common import UsageError, _require, _seed, err, out
+from agents.cli.common import UsageError, _layout_file, _require, _seed, err, out
 
 
 def _speed(text: str) -> float:
@@ -43,7 +43,26 @@ def cmd_serve_opcua(args: argparse.Namespace) -> int:
     # asyncua logs what it also raises (a port in use) and notes on security policies; the
     # command reports what matters in one line of its own
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)
-    target = args.target
+    target, replay, env_kwargs = args.target, None, None
+    if args.replay is not None:
+        from agents.cli.telemetry import load_replay
+
+        _require("--replay", "telemetry", ["pyarrow"])
+        if args.allow_writes:
+            raise UsageError("--allow-writes with --replay: a replayed cell's belts and machines follow the log")
+        if target is not None and target not in envs.ENV_IDS and ":" not in target:
+            try:
+                find_line(target)
+            except FileNotFoundError:
+                pass
+            else:
+                raise UsageError(f"--replay: a plant log drives one cell; {target} is a line")
+        _, target, layout_ref, replay, report = load_replay(args.replay, target, args.layout)
+        for line in report:
+            err.print(f"repaired: {line}", markup=False)
+        env_kwargs = {"layout": str(layout_ref)}
+    elif target is None:
+        raise UsageError("TARGET: name an env id or a line (or give --replay LOG)")
     try:
         if target not in envs.ENV_IDS and target not in getattr(envs, "SKILL_IDS", ()):
             try:
@@ -52,6 +71,10 @@ def cmd_serve_opcua(args: argparse.Namespace) -> int:
                 envs.check_env_id(target)  # neither a line nor an env: the env id's own error
     except (ValueError, LayoutError) as exc:
         raise UsageError(f"{target}: {exc}") from None
+    if args.layout is not None and replay is None:
+        if target not in envs.ENV_IDS:
+            raise UsageError(f"--layout: a line names its cells' layouts itself; {target} is not a cell task")
+        env_kwargs = {"layout": _layout_file(args.layout)}
 
     async def main() -> dict:
         stop = asyncio.Event()
@@ -61,6 +84,8 @@ def cmd_serve_opcua(args: argparse.Namespace) -> int:
 
         def ready(srv) -> None:
             mode = "setpoints writable" if args.allow_writes else "read-only"
+            if replay is not None:
+                mode += f", replaying {len(replay)} episode(s) of {args.replay}"
             pace = "as fast as it runs" if args.speed == 0 else f"{args.speed:g}x real time"
             out.print(f"serving {target} at {srv.endpoint} ({mode}, {pace}); Ctrl-C stops", highlight=False)
 
@@ -73,13 +98,15 @@ def cmd_serve_opcua(args: argparse.Namespace) -> int:
             duration=args.duration,
             on_ready=ready,
             stop=stop,
+            replay=replay,
+            env_kwargs=env_kwargs,
         )
 
     try:
         stats = asyncio.run(main())
     except OSError as exc:
         raise UsageError(f"--port {args.port}: cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}") from None
-    except LineError as exc:
+    except (LineError, ValueError) as exc:
         raise UsageError(f"{target}: {exc}") from None
     err.print(
         f"served {stats['twin_s']:.1f} twin seconds ({stats['steps']} control steps, {stats['steps_per_s']:.1f}/s), "
@@ -89,8 +116,23 @@ def cmd_serve_opcua(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("serve-opcua", help="serve a running twin (a cell with its expert, or a line) over OPC UA")
-    p.add_argument("target", help="an env id (its expert works the cell) or a line file / bundled line")
+    p = sub.add_parser(
+        "serve-opcua", help="serve a running twin (a cell with its expert, a plant log's replay, or a line) over OPC UA"
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="an env id (its expert works the cell) or a line file / bundled line; with --replay, the log's task by default",
+    )
+    p.add_argument(
+        "--replay",
+        metavar="LOG",
+        help="drive the cell from a plant log (a telemetry folder, or an OCEL 2.0 or XES file, as twin replay "
+        "takes it): its part arrivals, machine cycles, breakdowns and belts; serving ends with its last episode",
+    )
+    p.add_argument(
+        "--layout", metavar="FILE", help="the cell's layout in place of its task's (with --replay: of the log's)"
+    )
     p.add_argument("--port", type=_port, default=4840, help="TCP port on 127.0.0.1 (4840)")
     p.add_argument(
         "--allow-writes",

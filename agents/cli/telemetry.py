@@ -36,6 +36,34 @@ def _log_info(flag: str, path: str) -> tuple[Path, dict]:
     return folder, json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
 
 
+def load_replay(log_arg: str, env_arg: str | None, layout_arg: str | None, expert: bool = True):
+    """A plant log (``LOG``: a telemetry folder, or an OCEL 2.0 or XES file) read against its
+    cell's layout: ``(log, env_id, layout_ref, plans, report)``, or a UsageError naming what is wrong."""
+    from twin.layout import LayoutError, load_layout
+    from twin.telemetry.interchange import is_interchange
+    from twin.telemetry.replay import plan
+
+    if Path(log_arg).is_file() and is_interchange(log_arg):  # an OCEL 2.0 or XES log
+        _in_path("LOG", log_arg, "OCEL 2.0 or XES log")
+        log, info = Path(log_arg), {}
+        if not env_arg:
+            raise UsageError(f"LOG {log}: an OCEL or XES log names no task; give it with --env")
+    else:
+        log, info = _log_info("LOG", log_arg)
+    env_id = _env_id(env_arg or info.get("env_id") or "", expert=expert)
+    import envs
+
+    layout_ref = layout_arg or info.get("layout") or envs.TASKS[env_id].layout
+    if layout_arg:
+        layout_ref = _layout_file(layout_arg)
+    try:
+        layout = load_layout(layout_ref)
+        plans, report = plan(log, layout)
+    except (LayoutError, FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return log, env_id, layout_ref, plans, report
+
+
 def cmd_fidelity(args: argparse.Namespace) -> int:
     _require_command("fidelity")
     from twin.telemetry.fidelity import FidelityError, fidelity, read_log
@@ -181,28 +209,8 @@ def _short(value) -> str:
 def cmd_replay(args: argparse.Namespace) -> int:
     _require_command("replay")
     from agents.tools.play import run_episodes, summarize
-    from twin.layout import LayoutError, load_layout
-    from twin.telemetry.interchange import is_interchange
-    from twin.telemetry.replay import plan
 
-    if Path(args.log).is_file() and is_interchange(args.log):  # an OCEL 2.0 or XES log
-        _in_path("LOG", args.log, "OCEL 2.0 or XES log")
-        log, info = Path(args.log), {}
-        if not args.env:
-            raise UsageError(f"LOG {log}: an OCEL or XES log names no task; give it with --env")
-    else:
-        log, info = _log_info("LOG", args.log)
-    env_id = _env_id(args.env or info.get("env_id") or "", expert=args.policy == "expert")
-    import envs
-
-    layout_ref = args.layout or info.get("layout") or envs.TASKS[env_id].layout
-    if args.layout:
-        layout_ref = _layout_file(args.layout)
-    try:
-        layout = load_layout(layout_ref)
-        plans, report = plan(log, layout)
-    except (LayoutError, FileNotFoundError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+    log, env_id, layout_ref, plans, report = load_replay(args.log, args.env, args.layout, args.policy == "expert")
     _telemetry_dir(args.out, args.telemetry_rate, "--out")
     for line in report:
         err.print(f"repaired: {escape(line)}")

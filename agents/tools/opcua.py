@@ -1,5 +1,5 @@
-"""``twin serve-opcua``: a running twin (a cell worked by its expert, or a line) served over OPC UA
-at the control rate, paced to real time (or faster)."""
+"""``twin serve-opcua``: a running twin (a cell worked by its expert, a cell replaying a plant's
+log, or a line) served over OPC UA at the control rate, paced to real time (or faster)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,18 @@ KPI_UNITS_LINE = {
 
 
 class Running:
-    """What is being served: how to step it, its twins, its clock and its KPIs."""
+    """What is being served: how to step it, its twins, its clock and its KPIs.
 
-    def __init__(self, target: str, seed: int) -> None:
+    Args:
+        target: An env id (its expert works the cell, episode after episode) or a line.
+        seed: The first episode's seed (the line's seed).
+        replay: ``twin.telemetry.replay.plan``'s episodes: the cell's part arrivals, machine
+            cycles, breakdowns and belts come from a plant log, one episode after another, each
+            seeded with the log's episode number; serving ends with the last.
+        env_kwargs: Keyword arguments for the cell's env (the log's layout).
+    """
+
+    def __init__(self, target: str, seed: int, replay: list | None = None, env_kwargs: dict | None = None) -> None:
         import gymnasium as gym
 
         import envs
@@ -30,6 +39,9 @@ class Running:
 
         self.seed = seed
         self.line = None
+        self.replay = replay
+        self.finished = False
+        """A replay's last episode has ended."""
         try:
             path = find_line(target) if not _looks_like_env(target) else None
         except FileNotFoundError:
@@ -43,16 +55,34 @@ class Running:
             self.dt = self.line.dt
         else:
             env_id = envs.check_env_id(target)
-            self.env = envs.make(env_id).unwrapped
+            self.env = envs.make(env_id, **(env_kwargs or {})).unwrapped
             self.expert = envs.make_expert(env_id, self.env)
             self.limit = gym.spec(env_id).max_episode_steps
-            self.obs, _ = self.env.reset(seed=seed)
+            self.episodes, self._t0, self._steps = 0, 0.0, 0
+            try:
+                self._reset()
+            except Exception:
+                self.env.close()
+                raise
             self.cells = [("", self.env.twin)]
             self.dt = self.env.twin.control_dt
-            self.episodes, self._t0, self._steps = 0, 0.0, 0
+
+    def _reset(self) -> None:
+        twin = self.env.twin
+        if self.replay is None:
+            self.obs, _ = self.env.reset(seed=self.seed + self.episodes)
+            return
+        p = self.replay[self.episodes]
+        twin.replay = p
+        self.obs, _ = self.env.reset(seed=p.episode)
+        if self.env.twin is not twin or twin.replay is not p:
+            raise ValueError(
+                f"{self.env.spec.id if self.env.spec else 'the env'} builds its twin again at each reset: it cannot be replayed"
+            )
 
     def now(self) -> float:
-        return self.line.time if self.line is not None else self.cells[0][1].sim_time
+        """Twin seconds served so far (a cell's episodes one after another)."""
+        return self.line.time if self.line is not None else self._t0 + self.env.twin.sim_time
 
     def step(self) -> None:
         if self.line is not None:
@@ -63,7 +93,11 @@ class Running:
         if terminated or (self.limit and self._steps >= self.limit):  # the next episode, as a plant's next shift
             self.episodes += 1
             self._steps = 0
-            self.obs, _ = self.env.reset(seed=self.seed + self.episodes)
+            if self.replay is not None and self.episodes >= len(self.replay):
+                self.finished = True
+                return
+            self._t0 += self.env.twin.sim_time  # the served clock runs on across episodes
+            self._reset()
             if hasattr(self.expert, "reset"):
                 self.expert.reset()
 
@@ -114,12 +148,15 @@ async def serve(
     duration: float | None = None,
     on_ready: Callable[[Any], None] | None = None,
     stop: asyncio.Event | None = None,
+    replay: list | None = None,
+    env_kwargs: dict | None = None,
 ) -> dict[str, float]:
-    """Serve ``target`` (an env id or a line) until ``duration`` twin seconds have run or ``stop``
-    is set; ``speed`` is twin seconds per wall second (0: as fast as it runs). Returns counters."""
+    """Serve ``target`` (an env id or a line) until ``duration`` twin seconds have run, ``stop``
+    is set or a ``replay``'s last episode has ended (see ``Running``); ``speed`` is twin seconds
+    per wall second (0: as fast as it runs). Returns counters."""
     from twin.opcua import TwinServer
 
-    running = Running(target, seed)
+    running = Running(target, seed, replay, env_kwargs)
     srv = TwinServer(running.cells, port, allow_writes, now=running.now)
     try:
         await srv.start()
@@ -130,7 +167,11 @@ async def serve(
         if on_ready is not None:
             on_ready(srv)
         t0, steps, next_kpi = time.perf_counter(), 0, 1.0
-        while not (stop is not None and stop.is_set()) and (duration is None or running.now() < duration - 1e-9):
+        while (
+            not (stop is not None and stop.is_set())
+            and not running.finished
+            and (duration is None or running.now() < duration - 1e-9)
+        ):
             srv.apply_writes()
             running.step()
             steps += 1
@@ -146,6 +187,7 @@ async def serve(
         wall = time.perf_counter() - t0
         return {
             "steps": steps,
+            "episodes": running.episodes if running.line is None else 0,
             "twin_s": running.now(),
             "wall_s": wall,
             "steps_per_s": steps / wall if wall > 0 else 0.0,

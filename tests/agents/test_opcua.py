@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
 import socket
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import sys
 import pytest
 from asyncua import Client, ua
 
+from agents.cli import run as twin
 from agents.tools.opcua import serve
 
 
@@ -19,7 +22,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-async def _with_server(target: str, body, allow_writes: bool = False, speed: float = 1.0):
+async def _with_server(target: str, body, allow_writes: bool = False, speed: float = 1.0, **kwargs):
     """Serve ``target``, run ``body(client, ns, server)`` against it, stop the server."""
     port, ready, stop, holder = _port(), asyncio.Event(), asyncio.Event(), {}
 
@@ -28,7 +31,7 @@ async def _with_server(target: str, body, allow_writes: bool = False, speed: flo
         ready.set()
 
     task = asyncio.create_task(
-        serve(target, port, allow_writes=allow_writes, speed=speed, on_ready=on_ready, stop=stop)
+        serve(target, port, allow_writes=allow_writes, speed=speed, on_ready=on_ready, stop=stop, **kwargs)
     )
     done, _ = await asyncio.wait([task, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
     if task in done:
@@ -186,3 +189,85 @@ def test_cli_refuses_a_port_in_use():
     assert r.returncode == 2
     assert f"--port {port}: cannot serve on 127.0.0.1:{port}" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _cycles(events, machine: str) -> list[float]:
+    """Seconds each of ``machine``'s finished processing cycles took, from a twin's event log."""
+    changes = [(e.t, e.detail) for e in events if e.kind == "machine_state" and e.station == machine]
+    return [t1 - t0 for (t0, s0), (t1, _) in itertools.pairwise(changes) if s0 == "processing"]
+
+
+def test_a_plant_log_replayed_is_what_the_server_serves(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    from agents.cli.telemetry import load_replay
+    from agents.tools.play import run_episodes
+    from twin.paths import LAYOUTS_DIR
+
+    # a 'plant' whose machines run 2-2.5 s cycles where the bundled layout says 4-5 s
+    text = (LAYOUTS_DIR / "machine_tending.toml").read_text()
+    (tmp_path / "plant.toml").write_text(text.replace("process_time = [4.0, 5.0]", "process_time = [2.0, 2.5]"))
+    log = tmp_path / "plant"
+    run_episodes(
+        "MachineTend-v1",
+        "expert",
+        2,
+        5,
+        telemetry=log,
+        telemetry_rate=5,
+        env_kwargs={"layout": str(tmp_path / "plant.toml")},
+    )
+    _, env_id, layout, plans, _ = load_replay(str(log), None, str(LAYOUTS_DIR / "machine_tending.toml"))
+
+    async def body(client, ns, srv):
+        state = await client.nodes.objects.get_child([f"{ns}:machine-0", f"{ns}:state_name"])
+        seen: list = []
+
+        class Handler:
+            def datachange_notification(self, node, val, data):
+                seen.append(val)
+
+        twin = srv.cells[0][1]
+        sub = await client.create_subscription(20, Handler())
+        await sub.subscribe_data_change([state])
+        await _twin_seconds(twin, 30.0)
+        # the served twin's machines run the log's cycles: machine-0's 2-2.5 s, not its layout's 4-5 s
+        served = _cycles(twin.log.events, "machine-0")
+        assert len(served) >= 2 and max(served) < 3.0
+        for machine in ("machine-0", "machine-1"):
+            served = _cycles(twin.log.events, machine)
+            assert served and served == pytest.approx(plans[0].process_times[machine][: len(served)], abs=0.06)
+        assert "processing" in seen  # and the clients see it
+
+    asyncio.run(_with_server(env_id, body, speed=8.0, replay=plans, env_kwargs={"layout": str(layout)}))
+    # from the command line: serving ends with the log's last episode
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agents.cli",
+            "serve-opcua",
+            "--replay",
+            str(log),
+            "--speed",
+            "0",
+            "--port",
+            str(_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    served = float(re.search(r"served ([0-9.]+) twin seconds", r.stderr).group(1))
+    assert served == pytest.approx(sum(p.duration_s for p in plans), abs=0.5)  # both episodes, one clock
+    assert "replaying 2 episode(s)" in " ".join(r.stdout.split())
+    for args, message in [
+        (["pick_tend_sort", "--replay", str(log)], "a plant log drives one cell; pick_tend_sort is a line"),
+        (["--replay", str(log), "--allow-writes"], "--allow-writes with --replay"),
+        (["--replay", str(tmp_path / "nope")], f"LOG {tmp_path / 'nope'}: no such telemetry folder"),
+        (["pick_tend_sort", "--layout", str(LAYOUTS_DIR / "machine_tending.toml")], "a line names its cells' layouts"),
+        ([], "TARGET: name an env id or a line"),
+    ]:
+        assert twin(["serve-opcua", *args, "--port", str(_port())]) == 2
+        said = " ".join(capsys.readouterr().err.split())
+        assert message in said, (args, said)
