@@ -18,24 +18,46 @@ from agents.common import checkpoint as ckpt
 from agents.common.config import BCConfig
 from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
 from agents.common.runtime import Run, compiled
-from agents.common.spaces import flatdim
+from agents.common.spaces import ImageLayout, flatdim, image_layout
+from agents.common.vision import PixelNorm, PixelStore, VisionActor, training_images
 
 SQUASH = "tanh"
 
 
 class BCAgent(nn.Module):
-    def __init__(self, cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
+    """The student: a normaliser and an MLP on state vectors; on images (``layout``), a normaliser
+    that maps pixels to [-1, 1] and a convolutional encoder per camera before the MLP."""
+
+    def __init__(
+        self, cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high, layout: ImageLayout | None = None
+    ) -> None:
         super().__init__()
-        self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
-        self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth)
+        self.layout = layout
+        if layout is None:
+            self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
+            self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth)
+        else:
+            self.norm = PixelNorm(layout, min_std=cfg.norm_floor if cfg.norm_obs else 0.0)
+            self.actor = VisionActor(layout, act_dim, cfg.net_width, cfg.net_depth)
         self.scale = ActionScale(act_low, act_high)
+        self.shift = getattr(cfg, "image_shift", 0)
+
+    def train_actions(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], augment: bool = True):
+        """The actor's pre-squash output on a training batch: flat observations, or for images the
+        stored (uint8 pixels, features) parts (``PixelStore.parts``), each image randomly shifted
+        (DrQ) unless ``augment`` is off."""
+        if self.layout is None:
+            return self.actor(self.norm(batch))
+        pixels, vector = batch
+        images = training_images(self.layout, pixels, self.shift if augment else 0)
+        return self.actor.fuse(images, self.norm.vector(vector))
 
     def policy(self) -> DeterministicPolicy:
         return DeterministicPolicy(self.norm, self.actor, self.scale, SQUASH)
 
 
-def build(cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high) -> BCAgent:
-    return BCAgent(cfg, obs_dim, act_dim, act_low, act_high)
+def build(cfg: BCConfig, obs_dim: int, act_dim: int, act_low, act_high, layout: ImageLayout | None = None) -> BCAgent:
+    return BCAgent(cfg, obs_dim, act_dim, act_low, act_high, layout)
 
 
 def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[BCAgent, int]:
@@ -57,7 +79,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
     is_val = torch.isin(episode, val_eps)
     train_idx, val_idx = torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
 
-    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
+    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high, image_layout(obs_space)).to(device)
     if cfg.norm_obs:
         agent.norm.update(obs[train_idx])
     opt = torch.optim.AdamW(agent.actor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -67,8 +89,15 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
         step = ckpt.resume(state, agent, {"adamw": opt}, rng)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps, last_epoch=step - 1)
 
-    def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        pred = torch.tanh(agent.actor(agent.norm(obs[idx])))
+    store = None
+    if agent.layout is not None:  # images: kept as uint8, read in parts
+        store = PixelStore(len(obs), agent.layout, device)
+        store.put(torch.arange(len(obs), device=device), obs)
+        obs = None
+
+    def loss_of(idx: torch.Tensor, augment: bool = True) -> torch.Tensor:
+        batch = obs[idx] if store is None else store.parts(idx)
+        pred = torch.tanh(agent.train_actions(batch, augment))
         return (pred - target[idx]).square().mean()
 
     fn = loss_of
@@ -88,7 +117,7 @@ def train(cfg: BCConfig, vec, run: Run, device: torch.device, state: dict | None
             row = {"loss": float(loss.detach())}
             if len(val_idx):
                 with torch.no_grad():
-                    row["val_loss"] = float(loss_of(val_idx[:65536]))
+                    row["val_loss"] = float(loss_of(val_idx[: 65536 if agent.layout is None else 2048], augment=False))
             run.timers["update"] = time.perf_counter() - t0
             run.log(step, row)
             run.progress(step)

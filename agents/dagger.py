@@ -30,18 +30,27 @@ from agents.common import checkpoint as ckpt
 from agents.common.config import DAggerConfig
 from agents.common.nets import ActionScale
 from agents.common.runtime import EpisodeStats, Run
-from agents.common.spaces import flatdim, flatten_batch
+from agents.common.spaces import ImageLayout, flatdim, flatten_batch, image_layout
+from agents.common.vision import PixelStore
 
 build = bc.build  # the same student network as behaviour cloning: exports and evaluates alike
 
 
 class Aggregate:
-    """The labelled states on the device, a ring of ``capacity`` (observation, label) pairs."""
+    """The labelled states on the device, a ring of ``capacity`` (observation, label) pairs; image
+    observations keep their pixels as uint8 (``layout``)."""
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device) -> None:
-        self.obs = torch.zeros((capacity, obs_dim), device=device)
+    def __init__(
+        self, capacity: int, obs_dim: int, act_dim: int, device: torch.device, layout: ImageLayout | None = None
+    ) -> None:
+        self.store = PixelStore(capacity, layout, device) if layout is not None else None
+        self.obs = torch.zeros((capacity, obs_dim), device=device) if layout is None else None
         self.act = torch.zeros((capacity, act_dim), device=device)
         self.capacity, self.size, self.next = capacity, 0, 0
+
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Flat float32 observations of the slots ``idx``."""
+        return self.obs[idx] if self.store is None else self.store.get(idx)
 
     def add(self, obs: torch.Tensor, act: torch.Tensor) -> None:
         n = len(obs)
@@ -49,30 +58,61 @@ class Aggregate:
             return
         if n >= self.capacity:
             obs, act, n = obs[-self.capacity :], act[-self.capacity :], self.capacity
-        idx = (torch.arange(n, device=self.obs.device) + self.next) % self.capacity
-        self.obs[idx], self.act[idx] = obs, act
+        idx = (torch.arange(n, device=self.act.device) + self.next) % self.capacity
+        if self.store is None:
+            self.obs[idx] = obs
+        else:
+            self.store.put(idx, obs)
+        self.act[idx] = act
         self.next = (self.next + n) % self.capacity
         self.size = min(self.capacity, self.size + n)
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(0, self.size, (batch,), device=self.obs.device)
-        return self.obs[idx], self.act[idx]
+        idx = torch.randint(0, self.size, (batch,), device=self.act.device)
+        return (self.obs[idx] if self.store is None else self.store.parts(idx)), self.act[idx]
+
+    def _order(self) -> torch.Tensor:
+        return (torch.arange(self.size, device=self.act.device) + (self.next - self.size)) % self.capacity
 
     def state(self) -> dict[str, torch.Tensor]:
-        order = (torch.arange(self.size, device=self.obs.device) + (self.next - self.size)) % self.capacity
-        return {"aggregate.obs": self.obs[order], "aggregate.act": self.act[order]}
+        order = self._order()
+        if self.store is None:
+            return {"aggregate.obs": self.obs[order], "aggregate.act": self.act[order]}
+        st = self.store
+        return {"aggregate.pixels": st.pix[order], "aggregate.vector": st.vec[order], "aggregate.act": self.act[order]}
 
     def load_state(self, st: dict[str, torch.Tensor]) -> None:
         self.size, self.next = 0, 0
-        self.add(st["aggregate.obs"].to(self.obs.device), st["aggregate.act"].to(self.obs.device))
+        device = self.act.device
+        act = st["aggregate.act"].to(device)
+        if self.store is None:
+            self.add(st["aggregate.obs"].to(device), act)
+            return
+        pix, vec = st["aggregate.pixels"].to(device), st["aggregate.vector"].to(device)
+        n = min(len(act), self.capacity)
+        if (
+            pix.shape[1:] != self.store.pix.shape[1:]
+            or vec.shape[1:] != self.store.vec.shape[1:]
+            or len(pix) != len(act)
+        ):
+            raise ValueError(f"pixels {tuple(pix.shape)} and vector {tuple(vec.shape)} do not fit this observation")
+        self.store.reserve(n)
+        self.store.pix[:n], self.store.vec[:n], self.act[:n] = pix[-n:], vec[-n:], act[-n:]
+        self.size, self.next = n, n % self.capacity
+
+    def all_obs(self, image_limit: int = 20_000) -> torch.Tensor:
+        """The observations, flat float32 (for the normaliser); of images, the newest ``image_limit``."""
+        order = self._order()
+        return self.rows(order if self.store is None else order[-image_limit:])
 
 
 def train(cfg: DAggerConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[bc.BCAgent, int]:
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
-    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
+    layout = image_layout(obs_space)
+    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high, layout).to(device)
     scale = ActionScale(act_space.low, act_space.high).to(device)
-    data = Aggregate(cfg.buffer_size, obs_dim, act_dim, device)
+    data = Aggregate(cfg.buffer_size, obs_dim, act_dim, device, layout)
     if cfg.demos:
         tensors, meta = demos_io.load(cfg.demos)
         demos_io.check_demos(meta, cfg.demos, cfg.env_id, obs_space, act_space, cfg.env_kwargs)
@@ -93,8 +133,8 @@ def train(cfg: DAggerConfig, vec, run: Run, device: torch.device, state: dict | 
     def fit(updates: int) -> float:
         loss = torch.zeros((), device=device)
         for _ in range(updates):
-            obs, target = data.sample(cfg.batch_size)
-            loss = (torch.tanh(agent.actor(agent.norm(obs))) - target.clamp(-1.0, 1.0)).square().mean()
+            batch, target = data.sample(cfg.batch_size)
+            loss = (torch.tanh(agent.train_actions(batch)) - target.clamp(-1.0, 1.0)).square().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -115,7 +155,7 @@ def train(cfg: DAggerConfig, vec, run: Run, device: torch.device, state: dict | 
     if cfg.norm_obs and data.size == 0:
         agent.norm.update(torch.as_tensor(obs_host, device=device))
     elif cfg.norm_obs and state is None:
-        agent.norm.update(data.obs[: data.size])
+        agent.norm.update(data.all_obs())
 
     def act(ids: np.ndarray) -> np.ndarray:
         """Each env's action: the expert's with chance beta (or where the student has no weights

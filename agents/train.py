@@ -35,11 +35,17 @@ from agents.common.runtime import (
     share_cores,
     summarize_eval,
 )
-from agents.common.spaces import check_spaces, describe
+from agents.common.spaces import check_spaces, describe, image_keys, image_layout
 
 ALGOS = {"ppo": ppo, "sac": sac, "bc": bc, "dagger": dagger}
 MAX_POLICY_PARAMS = 500_000_000
 """Largest network a checkpoint may ask to be built (2 GB of float32 weights)."""
+
+
+IMAGE_ALGOS = ("bc", "dagger")
+"""The algorithms whose networks read images (``agents.common.vision``)."""
+IMAGES_PROP = "factory_twin.obs_images"
+"""The ONNX metadata property of an image policy: its cameras' places in the ``obs`` input."""
 
 
 class TrainError(ValueError):
@@ -65,15 +71,22 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[t
         raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: config: {exc}") from None
     act = doc["action_space"]
     obs_dim, act_dim = _flatdim(doc["obs_space"]), int(act["shape"][0])
+    layout = image_layout(doc["obs_space"])
     nets = 2 + 2 * getattr(cfg, "num_qs", 1)  # actor, value or critics, their targets
-    params = nets * cfg.net_width * (obs_dim + act_dim + cfg.net_depth * cfg.net_width)
+    inputs = obs_dim if layout is None else layout.vector_dim + 64 * len(layout.cameras)
+    params = nets * cfg.net_width * (inputs + act_dim + cfg.net_depth * cfg.net_width)
+    if layout is not None:  # the encoders' linear maps dominate
+        params += sum(64 * c.size for c in layout.cameras)
     if params > MAX_POLICY_PARAMS:
         raise ckpt.CheckpointError(
             f"{folder / ckpt.SIDECAR}: declares networks of about {params:,} parameters "
             f"(obs {obs_dim}, width {cfg.net_width}, depth {cfg.net_depth}), over the {MAX_POLICY_PARAMS:,} limit"
         )
     try:
-        agent = ALGOS[algo_of(cfg)].build(cfg, obs_dim, act_dim, act["low"], act["high"])
+        if layout is not None and algo_of(cfg) not in IMAGE_ALGOS:
+            raise ValueError(f"--algo {algo_of(cfg)} has no image policy")
+        extra = (layout,) if layout is not None else ()
+        agent = ALGOS[algo_of(cfg)].build(cfg, obs_dim, act_dim, act["low"], act["high"], *extra)
     except (ValueError, TypeError, RuntimeError, MemoryError) as exc:
         raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: cannot build its network: {exc}") from None
     tensors = ckpt.load_tensors(folder, ckpt.MODEL, doc, "cpu")
@@ -148,6 +161,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     )
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
+        if image_layout(vec.single_observation_space) is not None and algo_of(cfg) not in IMAGE_ALGOS:
+            raise TrainError(
+                f"{cfg.env_id} gives image observations ({', '.join(image_keys(vec.single_observation_space))}): "
+                f"--algo {algo_of(cfg)} learns from state vectors; {' and '.join(IMAGE_ALGOS)} learn from images"
+            )
         if isinstance(cfg, SACConfig) and cfg.base_policy:
             _check_base_spaces(cfg, vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
@@ -394,6 +412,10 @@ def export_onnx(
 ) -> dict[str, Any]:
     """Export a checkpoint's policy to ONNX (input ``obs`` [batch, D], output ``action`` [batch, A]).
 
+    An image policy's ``obs`` is the flat observation too: each camera's image (H, W, 3; RGB; 0
+    to 255 as float) and ``proprio`` in the observation's sorted key order; the model's metadata
+    property ``factory_twin.obs_images`` lists each camera's offset and shape.
+
     The file is checked with onnxruntime against the torch policy on random observations before
     it replaces ``onnx_file``; returns the largest difference seen.
     """
@@ -411,6 +433,9 @@ def export_onnx(
         model = onnx.load(str(tmp))
         onnx.checker.check_model(model)
         model.doc_string = json.dumps({"env_id": doc["env_id"], "algo": doc["algo"], "step": doc["step"]})
+        layout = image_layout(doc["obs_space"])
+        if layout is not None:  # where each camera's pixels lie in 'obs', for evaluators to check
+            onnx.helper.set_model_props(model, {IMAGES_PROP: json.dumps(layout.describe())})
         onnx.save(model, str(tmp))
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         gen = torch.Generator().manual_seed(0)

@@ -32,6 +32,23 @@ sees; the bound makes the spaces finite, as checkers and normalisers expect."""
 
 OBS_MODES = ("state", "goal", "rgb")
 
+IMAGE_SIZES = (32, 256)
+"""The smallest and largest side, in pixels, of the square images of the ``rgb`` observation."""
+DEFAULT_IMAGE_SIZE = 84
+PROPRIO_KEY = "proprio"
+"""The key of the robot's own readings in an ``rgb`` observation (images are under camera names)."""
+
+
+def arm_proprioception(robot) -> np.ndarray:
+    """What an arm knows of itself, as a real one does: joint positions (rad), the tool centre
+    point's position (m, from the joints) and velocity (m/s), the fingers' opening (m) and the tool's
+    command (closed or suction on)."""
+    q, _, _ = robot.joint_state()
+    pos, vel = robot.ee_state()
+    extra = np.array([robot.finger_width(), float(robot.tool_active)])
+    return np.concatenate([q, pos, vel, extra]).astype(np.float32)
+
+
 Feature = tuple[str, str, float, float]
 """One number of a state observation: its name, its unit, and the range it lies in (low, high)."""
 
@@ -97,8 +114,9 @@ class Task(ABC):
     task_knobs: ClassVar[tuple[str, ...]] = ()
     """Env kwargs that set the task itself (passed to its constructor), not the layout."""
     obs_camera: ClassVar[str] = "top"
+    """The camera the ``rgb`` observation carries by default (the scene camera)."""
     extra_obs_cameras: ClassVar[tuple[str, ...]] = ()
-    """More cameras the ``rgb`` observation carries, each under its own name (a wrist camera)."""
+    """More cameras the ``rgb`` observation carries by default (a wrist camera)."""
     render_camera: ClassVar[str] = "overview"
     pending: Sequence[list[float]] = ()
     """Actions sent but not yet applied (control latency), oldest first; set by the env."""
@@ -135,6 +153,13 @@ class Task(ABC):
     @abstractmethod
     def observe(self) -> np.ndarray:
         """The state observation (float32 vector)."""
+
+    def proprioception(self) -> np.ndarray:
+        """The robot's readings of itself, the ``rgb`` observation's ``proprio`` (float32 vector):
+        an arm's joints and tool (``arm_proprioception``); tasks driving another robot say their own."""
+        if self.robot is None:
+            raise NotImplementedError(f"{type(self).__name__} drives no arm: it says no proprioception")
+        return arm_proprioception(self.robot)
 
     @abstractmethod
     def evaluate(self) -> dict[str, Any]:
@@ -241,9 +266,16 @@ class FactoryEnv(gym.Env):
     Args:
         task: The Task class.
         obs_mode: ``"state"`` (Box), ``"goal"`` (Dict observation / achieved_goal /
-            desired_goal, for goal-conditioned tasks) or ``"rgb"`` (Dict with an 84x84 ``rgb``
-            image from the cell's ``top`` camera, one more image per ``extra_obs_cameras`` under
-            the camera's name, and the ``state`` vector).
+            desired_goal, for goal-conditioned tasks) or ``"rgb"`` (Dict: one uint8 image
+            (H, W, 3) per camera under the camera's name, and ``proprio``, the robot's readings of
+            itself (``Task.proprioception``); none of the twin's state a robot could not sense).
+        cameras: The ``rgb`` mode's cameras (layout names); default the task's ``obs_camera`` and
+            ``extra_obs_cameras``.
+        image_size: The side of the ``rgb`` mode's square images, 32 to 256 pixels (default 84);
+            the cameras render at it.
+        robot_meshes: How the arms look to cameras: ``"visual"`` (their models' detailed meshes)
+            or ``"collision"`` (their collision meshes, some ten times faster to render on a CPU);
+            default ``"collision"`` in the ``rgb`` mode, else ``"visual"``. Physics is the same.
         reward_type: ``"dense"`` or ``"sparse"``.
         render_mode: ``None`` or ``"rgb_array"`` (640x480 frames from the ``overview`` camera).
         layout: Layout to build instead of the task's bundled one (path, name or CellLayout).
@@ -269,10 +301,14 @@ class FactoryEnv(gym.Env):
         robot: str | None = None,
         faults: str | list[str] | None = "layout",
         randomize: bool | None = None,
+        cameras: Sequence[str] | None = None,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        robot_meshes: str | None = None,
         **knobs: Any,
     ) -> None:
         if obs_mode not in task.obs_modes:
             raise ValueError(f"{task.__name__} supports obs_mode {list(task.obs_modes)}, got {obs_mode!r}")
+        self._image_names, self._image_size = _check_images(obs_mode, cameras, image_size, task)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.obs_mode = obs_mode
@@ -297,8 +333,9 @@ class FactoryEnv(gym.Env):
             ref = task.adapt_layout(ref, **knobs)
         if varied:
             ref = with_variation(ref, faults, randomize, str(source or "the layout"))
-        self.twin = Twin(ref, source=source)
-        self._build = (source, task, reward_type, task_kwargs)
+        meshes = robot_meshes or ("collision" if obs_mode == "rgb" else "visual")
+        self.twin = Twin(ref, source=source, robot_meshes=meshes)
+        self._build = (source, task, reward_type, task_kwargs, meshes)
         self._resets = 0
         rnd = self.twin.layout.randomization
         self._latency_range, self._action_noise = rnd.latency, rnd.action_noise
@@ -311,8 +348,7 @@ class FactoryEnv(gym.Env):
             if self._arm:
                 _check_task_reach(self.task)
             self.metadata = {**self.metadata, "render_fps": round(1.0 / self.twin.control_dt)}
-            self._obs_cam = self._camera(task.obs_camera) if obs_mode == "rgb" else None
-            self._extra_cams = {n: self._camera(n) for n in task.extra_obs_cameras} if obs_mode == "rgb" else {}
+            self._obs_cams = {n: self._camera(n) for n in self._image_names}
             self._render_cam = self._camera(task.render_camera) if render_mode == "rgb_array" else None
             n_act = (4 if task.uses_tool else 3) if self._arm else task.action_size
             self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
@@ -326,14 +362,12 @@ class FactoryEnv(gym.Env):
 
     def _rebuild(self) -> None:
         """A new twin and task in place of the old ones (``Task.fresh_world``)."""
-        source, task_cls, reward_type, task_kwargs = self._build
+        source, task_cls, reward_type, task_kwargs, meshes = self._build
         layout = self.twin.layout
         self.twin.close()
-        self.twin = Twin(layout, source=source)
+        self.twin = Twin(layout, source=source, robot_meshes=meshes)
         self.task = task_cls(self.twin, reward_type, **task_kwargs)
-        if self._obs_cam is not None:
-            self._obs_cam = self._camera(task_cls.obs_camera)
-            self._extra_cams = {n: self._camera(n) for n in task_cls.extra_obs_cameras}
+        self._obs_cams = {n: self._camera(n) for n in self._image_names}
         if self._render_cam is not None:
             size = (self._render_cam.width, self._render_cam.height)
             self._render_cam = self._camera(task_cls.render_camera).resized(*size)
@@ -376,9 +410,11 @@ class FactoryEnv(gym.Env):
                     "desired_goal": spaces.Box(-OBS_BOUND, OBS_BOUND, (g,), np.float32),
                 }
             )
-        images = {"rgb": self._obs_cam, **self._extra_cams}
-        boxes = {k: spaces.Box(0, 255, (c.height, c.width, 3), np.uint8) for k, c in images.items()}
-        return spaces.Dict({**boxes, "state": state})
+        side = self._image_size
+        boxes = {k: spaces.Box(0, 255, (side, side, 3), np.uint8) for k in self._obs_cams}
+        n_proprio = self.task.proprioception().shape[0]
+        proprio = spaces.Box(-OBS_BOUND, OBS_BOUND, (n_proprio,), np.float32)
+        return spaces.Dict({**boxes, PROPRIO_KEY: proprio})
 
     def _state(self) -> np.ndarray:
         state = self.task.observe().astype(np.float32, copy=False)
@@ -390,16 +426,22 @@ class FactoryEnv(gym.Env):
         return np.clip(state, low, self._obs_high)
 
     def _obs(self) -> Any:
+        if self.obs_mode == "rgb":
+            return self._images()
         state = self._state()
         if self.obs_mode == "state":
             return state
-        if self.obs_mode == "goal":
-            return {
-                "observation": state,
-                "achieved_goal": np.clip(self.task.achieved_goal().astype(np.float32), -OBS_BOUND, OBS_BOUND),
-                "desired_goal": np.clip(self.task.desired_goal().astype(np.float32), -OBS_BOUND, OBS_BOUND),
-            }
-        return {"rgb": self._obs_cam.rgb(), **{k: c.rgb() for k, c in self._extra_cams.items()}, "state": state}
+        return {
+            "observation": state,
+            "achieved_goal": np.clip(self.task.achieved_goal().astype(np.float32), -OBS_BOUND, OBS_BOUND),
+            "desired_goal": np.clip(self.task.desired_goal().astype(np.float32), -OBS_BOUND, OBS_BOUND),
+        }
+
+    def _images(self) -> dict[str, np.ndarray]:
+        """The ``rgb`` observation: each camera's frame at the policy's size, and the robot's readings."""
+        side = (self._image_size, self._image_size)
+        proprio = np.clip(self.task.proprioception(), -OBS_BOUND, OBS_BOUND).astype(np.float32, copy=False)
+        return {**{k: c.rgb(side) for k, c in self._obs_cams.items()}, PROPRIO_KEY: proprio}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
@@ -465,6 +507,11 @@ class FactoryEnv(gym.Env):
         """Layout entry of the camera the ``rgb`` observation mode uses."""
         return self._camera(self.task.obs_camera).config
 
+    @property
+    def image_cameras(self) -> tuple[str, ...]:
+        """The cameras of the ``rgb`` observation (empty in the other modes)."""
+        return tuple(self._image_names)
+
     def set_render_size(self, width: int, height: int) -> None:
         """Render ``rgb_array`` frames at ``width`` x ``height`` pixels instead of the camera's size
         (smaller frames render faster: the CPU renderer's cost grows with the pixels)."""
@@ -508,6 +555,31 @@ class FactoryGoalEnv(FactoryEnv):
     def goal_reward_spec(self) -> dict[str, Any] | None:
         """The task's ``compute_reward`` as a declaration learners evaluate on the GPU (see ``Task``)."""
         return self.task.goal_reward_spec()
+
+
+def _check_images(obs_mode: str, cameras: Any, image_size: Any, task: type[Task]) -> tuple[tuple[str, ...], int]:
+    """The ``rgb`` mode's cameras and image side, checked (ValueError naming the setting)."""
+    if obs_mode != "rgb":
+        if cameras is not None:
+            raise ValueError(f"cameras= is a setting of obs_mode='rgb', not of obs_mode={obs_mode!r}")
+        return (), DEFAULT_IMAGE_SIZE
+    if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer):
+        raise ValueError(f"image_size must be a whole number of pixels, got {image_size!r}")
+    lo, hi = IMAGE_SIZES
+    if not lo <= int(image_size) <= hi:
+        raise ValueError(f"image_size must be {lo} to {hi} pixels, got {image_size}")
+    if cameras is None:
+        names = (task.obs_camera, *task.extra_obs_cameras)
+    else:
+        if isinstance(cameras, str):
+            cameras = [c for c in cameras.split(",") if c]
+        names = tuple(cameras)
+        bad = [c for c in names if not isinstance(c, str) or not c or c == PROPRIO_KEY]
+        if bad or not names:
+            raise ValueError(f"cameras must name one or more of the layout's cameras, got {cameras!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"cameras names a camera twice: {list(names)}")
+    return names, int(image_size)
 
 
 def make_env(task: type[Task], obs_mode: str = "state", **kwargs: Any) -> FactoryEnv:

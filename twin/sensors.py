@@ -83,11 +83,13 @@ class Camera:
         self.fault: tuple[str, float, np.random.Generator] | None = None
         """A camera fault while on: its mode (``dropped``, ``frozen``, ``noisy``), its noise (8-bit
         levels) and the fault's own noise stream."""
-        self._last: CameraImages | None = None
+        self._last: dict[tuple[int, int], CameraImages] = {}
+        """The last good frame at each size it was rendered at (a frozen camera repeats it)."""
+        self._projections: dict[tuple[int, int], Sequence[float]] = {(self.width, self.height): self.proj}
 
     def clear_fault(self) -> None:
         """End a camera fault and forget the last good frame (a new episode starts clean)."""
-        self.fault, self._last = None, None
+        self.fault, self._last = None, {}
 
     def resized(self, width: int, height: int) -> Camera:
         """The same camera (pose, field of view, carrier) giving images of another size."""
@@ -120,26 +122,35 @@ class Camera:
         fy = self.height / (2 * math.tan(math.radians(self.config.fov) / 2))
         return np.array([[fy, 0, self.width / 2], [0, fy, self.height / 2], [0, 0, 1]])
 
-    def _capture(self, flags: int) -> tuple:
+    def _projection(self, width: int, height: int) -> Sequence[float]:
+        key = (width, height)
+        if key not in self._projections:
+            c = self.config
+            self._projections[key] = self.world.p.computeProjectionMatrixFOV(c.fov, width / height, c.near, c.far)
+        return self._projections[key]
+
+    def _capture(self, flags: int, width: int, height: int) -> tuple:
         if self.world.egl is None:  # first render in this world: decide on the renderer now, so
             enable_egl(self.world)  # worlds that never render (state observations) never load EGL
         renderer = pb.ER_BULLET_HARDWARE_OPENGL if self.world.egl else pb.ER_TINY_RENDERER
         return self.world.p.getCameraImage(
-            self.width,
-            self.height,
+            width,
+            height,
             self._view_now(),
-            self.proj,
+            self._projection(width, height),
             renderer=renderer,
             flags=flags,
             shadow=0,
             **self.light,
         )
 
-    def rgb(self) -> np.ndarray:
-        """An RGB frame, uint8 (H, W, 3); while a camera fault is on, what the faulty camera gives."""
-        return self.capture(rgb_only=True).rgb
+    def rgb(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """An RGB frame, uint8 (H, W, 3); while a camera fault is on, what the faulty camera gives.
+        ``size`` (width, height) renders at another size than the camera's own, with the same pose,
+        lighting and fault (a policy's resolution: the CPU renderer's cost grows with the pixels)."""
+        return self.capture(rgb_only=True, size=size).rgb
 
-    def capture(self, rgb_only: bool = False) -> CameraImages:
+    def capture(self, rgb_only: bool = False, size: tuple[int, int] | None = None) -> CameraImages:
         """RGB, metric depth and segmentation in one render, as the camera delivers them: while a
         camera fault is on, a ``dropped`` frame is black with no depth (every pixel at ``far``) and
         no segmentation (-1), a ``frozen`` one repeats the last good frame, and a ``noisy`` one has
@@ -148,7 +159,7 @@ class Camera:
         arrays are then empty. A frozen camera whose last good frame was RGB only gives no depth
         (``far``) and no segmentation (-1) beside the repeated RGB."""
         mode = self.fault[0] if self.fault is not None else None
-        h, w = self.height, self.width
+        w, h = size if size is not None else (self.width, self.height)
         blank = (0, 0) if rgb_only else (h, w)
         if mode == "dropped":
             return CameraImages(
@@ -156,8 +167,8 @@ class Camera:
                 depth=np.full(blank, self.config.far, dtype=np.float32),
                 segmentation=np.full(blank, -1, dtype=np.int32),
             )
-        if mode == "frozen" and self._last is not None:
-            last = self._last
+        if mode == "frozen" and (w, h) in self._last:
+            last = self._last[(w, h)]
             if rgb_only or last.depth.size:
                 return CameraImages(
                     last.rgb.copy(),
@@ -169,7 +180,7 @@ class Camera:
                 last.rgb.copy(), np.full(blank, self.config.far, np.float32), np.full(blank, -1, np.int32)
             )
         flags = pb.ER_NO_SEGMENTATION_MASK if rgb_only else 0
-        _, _, px, depth_buf, seg = self._capture(flags)
+        _, _, px, depth_buf, seg = self._capture(flags, w, h)
         rgb = np.asarray(px, dtype=np.uint8).reshape(h, w, 4)[..., :3]
         if rgb_only:
             depth, seg_ids = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int32)
@@ -186,7 +197,7 @@ class Camera:
                 depth = (depth * (1.0 + stream.normal(0.0, level / 255.0, depth.shape))).astype(np.float32)
             return CameraImages(rgb=rgb, depth=depth, segmentation=seg_ids)
         if mode is None:
-            self._last = images
+            self._last[(w, h)] = images
         return images
 
 

@@ -95,6 +95,8 @@ class World:
         self.physics_hz = float(physics_hz)
         self.substeps = int(substeps)
         self.gui = gui
+        self.robot_meshes = "visual"
+        """Which meshes arms built in this world show the cameras (``twin.robots.arm.ROBOT_MESHES``)."""
         with _quiet_stdout():
             self.client: BulletClient | None = _Client(connection_mode=pb.GUI if gui else pb.DIRECT)
         self.p.setAdditionalSearchPath(pybullet_data.getDataPath())

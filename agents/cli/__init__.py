@@ -184,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train on the task's easier knob settings first (ConveyorPick: 1 part on a slow belt, 1, 2), then the task",
     )
+    p.add_argument(
+        "--obs",
+        help="the env's observation mode (its obs_mode): state (default), goal, or rgb: the cameras' images and "
+        "the robot's own readings (--algo bc and dagger)",
+    )
+    p.add_argument("--cameras", help="with --obs rgb: the cameras, comma-separated layout names (default the task's)")
+    p.add_argument("--image-size", type=int, help="with --obs rgb: image side in pixels, 32 to 256 (default 84)")
     p.add_argument("--compile", action="store_true", help="compile the update with torch.compile (falls back to eager)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field; repeatable")
     p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")

@@ -88,6 +88,9 @@ class TrainConfig:
     """Smallest spread (standard deviation, in each feature's own units) the observation normaliser
     divides by: a feature the data never varied (a flag always 0 in the demos) is not scaled up
     ten-thousandfold and clipped the first time it moves. Runs saved before it existed used 0."""
+    image_shift: Annotated[int, Field(ge=0, le=16)] = 4
+    """Image observations: each training image is shifted by up to this many pixels each way, a
+    random shift per sample (DrQ's augmentation); 0: none."""
     compile: bool = False
     """Compile the update step with ``torch.compile`` (falls back to eager where unsupported)."""
     eval_episodes: Annotated[int, Field(ge=0, le=100_000)] = 100

@@ -3,11 +3,14 @@
 Agents see every observation as one float32 vector, the observation flattened with
 ``gymnasium.spaces.flatten``: a Box is reshaped, a Dict of Boxes is concatenated in the space's
 key order (Gymnasium sorts Dict keys, so a goal dict flattens as achieved_goal, desired_goal,
-observation). This is the ``obs`` input of exported ONNX policies too.
+observation). This is the ``obs`` input of exported ONNX policies too. Images (uint8 Boxes of
+shape (H, W, 3), alone or in a Dict) flatten the same way, channels last, 0 to 255;
+``ImageLayout`` says where they lie in the vector (``agents.common.vision`` reads them out).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,21 +24,26 @@ class UnsupportedSpaceError(ValueError):
 
 
 def check_spaces(obs_space: spaces.Space, act_space: spaces.Space) -> None:
-    """Raise UnsupportedSpaceError unless observations are a Box or a Dict of Boxes and actions a bounded Box."""
+    """Raise UnsupportedSpaceError unless observations are a Box or a Dict of Boxes (1-D float
+    vectors, or uint8 RGB images) and actions a bounded 1-D Box."""
     if not isinstance(act_space, spaces.Box) or len(act_space.shape) != 1:
         raise UnsupportedSpaceError(f"actions must be a 1-D Box, got {act_space}")
     if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
         raise UnsupportedSpaceError(f"the action Box must be bounded, got low={act_space.low} high={act_space.high}")
     if isinstance(obs_space, spaces.Box):
         if obs_space.dtype == np.uint8 or len(obs_space.shape) > 1:
-            raise UnsupportedSpaceError(
-                f"image observations are not supported by these agents (got {obs_space}); use obs_mode='state'"
-            )
+            if obs_space.dtype != np.uint8:
+                raise UnsupportedSpaceError(f"observations must be a 1-D Box or uint8 images, got {obs_space}")
+            check_image_space("obs", obs_space)
         return
     if isinstance(obs_space, spaces.Dict):
         for key, sub in obs_space.spaces.items():
-            if not isinstance(sub, spaces.Box) or sub.dtype == np.uint8 or len(sub.shape) != 1:
-                raise UnsupportedSpaceError(f"observation[{key!r}] must be a 1-D float Box, got {sub}")
+            if isinstance(sub, spaces.Box) and sub.dtype == np.uint8 and len(sub.shape) > 1:
+                check_image_space(key, sub)
+            elif not isinstance(sub, spaces.Box) or sub.dtype == np.uint8 or len(sub.shape) != 1:
+                raise UnsupportedSpaceError(
+                    f"observation[{key!r}] must be a 1-D float Box or a uint8 image (H, W, 3), got {sub}"
+                )
         return
     raise UnsupportedSpaceError(f"observations must be a Box or a Dict of Boxes, got {type(obs_space).__name__}")
 
@@ -81,3 +89,94 @@ def describe(space: spaces.Space) -> dict[str, Any]:
     if isinstance(space, spaces.Dict):
         return {"type": "Dict", "spaces": {k: describe(v) for k, v in space.spaces.items()}}
     return {"type": type(space).__name__}
+
+
+# -- images -----------------------------------------------------------------------------------
+
+IMAGE_SIDES = (32, 256)
+"""The image sides (pixels) the encoder takes, as the envs render them."""
+
+
+@dataclass(frozen=True)
+class Camera:
+    key: str
+    start: int
+    height: int
+    width: int
+
+    @property
+    def size(self) -> int:
+        return self.height * self.width * 3
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Where the cameras' pixels lie in a flat observation of ``dim`` numbers."""
+
+    cameras: tuple[Camera, ...]
+    dim: int
+
+    @property
+    def pixel_mask(self) -> np.ndarray:
+        mask = np.zeros(self.dim, dtype=bool)
+        for c in self.cameras:
+            mask[c.start : c.start + c.size] = True
+        return mask
+
+    @property
+    def vector_dim(self) -> int:
+        return self.dim - sum(c.size for c in self.cameras)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The ONNX ``obs`` contract: each camera's slice of the flat input."""
+        return [
+            {
+                "camera": c.key,
+                "offset": c.start,
+                "shape": [c.height, c.width, 3],
+                "order": "HWC, RGB",
+                "range": [0, 255],
+            }
+            for c in self.cameras
+        ]
+
+
+def _is_image(desc: dict[str, Any]) -> bool:
+    return desc.get("type") == "Box" and desc.get("dtype") == "uint8" and len(desc.get("shape") or ()) == 3
+
+
+def image_layout(space: spaces.Space | dict[str, Any]) -> ImageLayout | None:
+    """The layout of a Dict space's (or its JSON description's) images; None without images."""
+    desc = describe(space) if isinstance(space, spaces.Space) else space
+    if _is_image(desc):  # an env whose whole observation is one image
+        shape = desc["shape"]
+        return ImageLayout((Camera("obs", 0, int(shape[0]), int(shape[1])),), int(np.prod(shape)))
+    if desc.get("type") != "Dict":
+        return None
+    cams, start = [], 0
+    for key, sub in desc["spaces"].items():
+        shape = list(sub.get("shape") or [])
+        if _is_image(sub):
+            cams.append(Camera(key, start, int(shape[0]), int(shape[1])))
+        start += int(np.prod(shape)) if shape else 0
+    return ImageLayout(tuple(cams), start) if cams else None
+
+
+def image_keys(space: spaces.Space) -> list[str]:
+    """The observation keys that hold images."""
+    layout = image_layout(space)
+    return [c.key for c in layout.cameras] if layout is not None else []
+
+
+def check_image_space(key: str, space: spaces.Box) -> None:
+    """Raise ValueError unless ``space`` is an image the encoder takes (naming the observation key)."""
+    shape = space.shape
+    if len(shape) != 3 or shape[2] != 3:
+        raise UnsupportedSpaceError(
+            f"observation[{key!r}]: images must be (height, width, 3) RGB, channels last, got shape {shape}"
+        )
+    lo, hi = IMAGE_SIDES
+    if not (lo <= shape[0] <= hi and lo <= shape[1] <= hi):
+        raise UnsupportedSpaceError(
+            f"observation[{key!r}]: images must be {lo} to {hi} pixels a side, got {shape[0]}x{shape[1]}"
+        )

@@ -8,6 +8,7 @@ by (policy, task, variant, seed), so rows are identical whatever the worker coun
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -143,6 +144,7 @@ class _OnnxPolicy:
         d, a = flatdim(env.observation_space), env.action_space.shape[0]
         if len(ins) != 1 or ins[0].name != "obs":
             raise PolicyError(f"{self.path}: expected one input named 'obs', got {[i.name for i in ins]}")
+        self._check_images(env)
         if not any(o.name == "action" for o in outs):
             raise PolicyError(f"{self.path}: expected an output named 'action', got {[o.name for o in outs]}")
         out = next(o for o in outs if o.name == "action")
@@ -152,6 +154,38 @@ class _OnnxPolicy:
                 raise PolicyError(f"{self.path}: {what} has shape {shape}, the env {env.spec.id} needs [batch, {want}]")
             if "float" not in node.type:
                 raise PolicyError(f"{self.path}: {what} has type {node.type}, expected tensor(float)")
+
+    def _check_images(self, env: gym.Env) -> None:
+        """An image policy (metadata ``factory_twin.obs_images``) against the suite env's cameras,
+        naming the first camera that differs."""
+        from agents.common.spaces import image_layout
+
+        raw = self.sess.get_modelmeta().custom_metadata_map.get("factory_twin.obs_images")
+        theirs = image_layout(env.observation_space)
+        gives = {c.key: [c.height, c.width, 3] for c in theirs.cameras} if theirs is not None else {}
+        if raw is None:
+            return  # a plain 'obs' vector: its length is checked against the env's
+        try:
+            wants = {c["camera"]: list(c["shape"]) for c in json.loads(raw)}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PolicyError(f"{self.path}: metadata factory_twin.obs_images is not a camera list ({exc})") from None
+        where = f"the suite's {env.spec.id}"
+        if not gives:
+            raise PolicyError(
+                f"{self.path}: input 'obs' reads cameras {sorted(wants)}; {where} gives state observations "
+                f"(set env_kwargs obs_mode='rgb' in a suite variant)"
+            )
+        for cam, shape in wants.items():
+            if cam not in gives:
+                raise PolicyError(f"{self.path}: input 'obs' reads camera {cam!r}; {where} has cameras {sorted(gives)}")
+            if gives[cam] != shape:
+                raise PolicyError(
+                    f"{self.path}: input 'obs' reads camera {cam!r} as {shape[0]}x{shape[1]}x{shape[2]} (HWC, RGB); "
+                    f"{where} gives {gives[cam][0]}x{gives[cam][1]}x3"
+                )
+        extra = sorted(set(gives) - set(wants))
+        if extra:
+            raise PolicyError(f"{self.path}: input 'obs' reads no camera {extra[0]!r}, which {where} gives")
 
     def __call__(self, flat: np.ndarray) -> np.ndarray:
         return self.sess.run(["action"], {"obs": flat[None].astype(np.float32)})[0]

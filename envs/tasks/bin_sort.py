@@ -48,6 +48,7 @@ class BinSort(ConveyorPick):
     """
 
     layout = "bin_sort"
+    obs_camera = "top"
     extra_obs_cameras = ("wrist",)
 
     task_knobs = ("sensor",)

@@ -81,6 +81,7 @@ class ConveyorPick(Task):
 
     layout = "default"
     obs_modes = ("state", "rgb")
+    obs_camera = "scene"
     shares: ClassVar[dict[str, float]] = {
         "intercept": INTERCEPT,
         "grasp": GRASP,

@@ -1,0 +1,158 @@
+"""Policies that see: image observations through the learners, checkpoints, ONNX and evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from agents.cli import run as cli  # noqa: E402
+from agents.common.config import make_config  # noqa: E402
+from agents.common.spaces import UnsupportedSpaceError, check_spaces, flatten_one, image_layout  # noqa: E402
+from agents.common.vision import PixelNorm, PixelStore, VisionActor, random_shift, shift_images  # noqa: E402
+from agents.train import TrainError, load_policy, train  # noqa: E402
+
+IMAGES = {"obs_mode": "rgb", "image_size": 32}
+QUICK = {"round_steps": "200", "n_envs": "2", "updates_per_round": "20", "batch_size": "32", "net_width": "32"}
+
+
+def _space(side=32, cams=("top", "wrist")):
+    sub = {c: gym.spaces.Box(0, 255, (side, side, 3), np.uint8) for c in cams}
+    return gym.spaces.Dict({**sub, "proprio": gym.spaces.Box(-1, 1, (5,), np.float32)})
+
+
+def test_the_layout_finds_each_camera_in_the_flat_vector():
+    space = _space()
+    layout = image_layout(space)
+    obs = space.sample()
+    flat = flatten_one(space, obs)
+    assert layout.dim == flat.shape[0] == 2 * 32 * 32 * 3 + 5
+    for cam in layout.cameras:
+        np.testing.assert_array_equal(flat[cam.start : cam.start + cam.size], obs[cam.key].reshape(-1))
+    actor = VisionActor(layout, 3, 16, 1)
+    images = actor.images(torch.as_tensor(flat)[None])
+    np.testing.assert_array_equal(images["wrist"][0].permute(1, 2, 0).numpy(), obs["wrist"])
+    assert image_layout(gym.spaces.Box(-1, 1, (4,), np.float32)) is None
+
+
+def test_images_outside_the_encoder_range_are_refused_naming_the_key():
+    act = gym.spaces.Box(-1, 1, (3,), np.float32)
+    with pytest.raises(
+        UnsupportedSpaceError, match=r"observation\['top'\]: images must be 32 to 256 pixels a side, got 16x16"
+    ):
+        check_spaces(_space(16), act)
+    bad = gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (32, 32, 1), np.uint8)})
+    with pytest.raises(UnsupportedSpaceError, match=r"observation\['top'\]: images must be \(height, width, 3\) RGB"):
+        check_spaces(bad, act)
+    check_spaces(_space(), act)
+
+
+def test_random_shift_moves_each_image_as_a_whole_within_the_pad():
+    img = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    out = shift_images(img, 2, gen)
+    padded = torch.nn.functional.pad(img, (2, 2, 2, 2), mode="replicate")
+    for k in range(2):  # some crop of the padded image, the same for all three channels
+        hits = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[k], padded[k, :, dy : dy + 8, dx : dx + 8])
+        ]
+        assert len(hits) == 1
+    assert torch.equal(shift_images(img, 0), img)
+    space = _space()
+    layout = image_layout(space)
+    flat = torch.as_tensor(np.stack([flatten_one(space, space.sample()) for _ in range(4)]))
+    shifted = random_shift(flat, layout, 4)
+    vec = torch.as_tensor(~layout.pixel_mask)
+    assert torch.equal(shifted[:, vec], flat[:, vec])  # the robot's readings are never shifted
+    assert not torch.equal(shifted, flat)
+
+
+def test_pixels_keep_fixed_statistics_and_are_stored_as_bytes():
+    space = _space()
+    layout = image_layout(space)
+    norm = PixelNorm(layout, min_std=0.01)
+    flat = torch.as_tensor(np.stack([flatten_one(space, space.sample()) for _ in range(64)]))
+    norm.update(flat)
+    out = norm(flat)
+    pix = torch.as_tensor(layout.pixel_mask)
+    torch.testing.assert_close(out[:, pix], flat[:, pix] / 127.5 - 1.0)
+    assert abs(float(out[:, ~pix].mean())) < 0.2  # the readings are standardised by their running statistics
+    store = PixelStore(100_000, layout, torch.device("cpu"))
+    store.put(torch.arange(64), flat)
+    assert store.pix.dtype == torch.uint8 and len(store.pix) == 1024  # memory taken as rows come, not all at once
+    torch.testing.assert_close(store.get(torch.arange(64)), flat)
+
+
+def test_dagger_from_images_checkpoints_resumes_and_exports(tmp_path):
+    run = tmp_path / "run"
+    cfg = make_config("dagger", "FactoryReach-v0", {**QUICK, "total_steps": "400", "eval_episodes": "2"})
+    cfg.env_kwargs = IMAGES
+    result = train(cfg, run, quiet=True)
+    assert result["step"] >= 400
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    labelled = [r["labelled"] for r in rows if "labelled" in r][-1]
+    policy, doc = load_policy(run)
+    assert set(doc["obs_space"]["spaces"]) == {"top", "proprio"}
+    env = gym.make("FactoryReach-v0", **IMAGES)
+    obs, _ = env.reset(seed=0)
+    flat = torch.as_tensor(flatten_one(env.observation_space, obs))[None]
+    with torch.no_grad():
+        action = policy(flat)
+    assert action.shape == (1, env.action_space.shape[0]) and torch.isfinite(action).all()
+    # resumed: the uint8 aggregate comes back whole
+    cfg.total_steps = 600
+    train(cfg, run, resume=True, quiet=True)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    after = [r["labelled"] for r in rows if "labelled" in r][-1]
+    assert after > labelled and after >= 570  # every state of both lives; a lost aggregate would hold about 200
+    # ONNX: the same actions, and the cameras named in the model's metadata
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from agents.evaluation.runner import PolicyError, _OnnxPolicy
+
+    assert cli(["export", str(run), "--onnx", str(tmp_path / "p.onnx")]) == 0
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "p.onnx")).metadata_props}
+    cams = json.loads(props["factory_twin.obs_images"])
+    assert [c["camera"] for c in cams] == ["top"] and cams[0]["shape"] == [32, 32, 3]
+    onnx_policy = _OnnxPolicy(str(tmp_path / "p.onnx"))
+    onnx_policy.check(env)
+    policy, _ = load_policy(run)  # the resumed run's
+    with torch.no_grad():
+        action = policy(flat)
+    np.testing.assert_allclose(onnx_policy(flat[0].numpy()), action.numpy(), atol=1e-4)
+    env.close()
+    for kwargs, message in (
+        (
+            {"obs_mode": "rgb", "image_size": 48},
+            r"reads camera 'top' as 32x32x3 \(HWC, RGB\); the suite's .* gives 48x48x3",
+        ),
+        ({}, r"reads cameras \['top'\]; the suite's FactoryReach-v0 gives state observations"),
+    ):
+        other = gym.make("FactoryReach-v0", **kwargs)
+        with pytest.raises(PolicyError, match=message):
+            onnx_policy.check(other)
+        other.close()
+
+
+def test_state_learners_refuse_images_naming_the_ones_that_see(tmp_path, capsys):
+    cfg = make_config("sac", "ConveyorPick-v1", {"total_steps": "100", "n_envs": "1"})
+    cfg.env_kwargs = {"obs_mode": "rgb"}
+    with pytest.raises(
+        TrainError, match=r"image observations \(scene\): --algo sac learns from state vectors; bc and dagger"
+    ):
+        train(cfg, tmp_path / "sac", quiet=True)
+    args = ["train", "--env", "ConveyorPick-v1", "--algo", "dagger", "--out", str(tmp_path / "x")]
+    assert cli([*args, "--cameras", "top"]) == 2
+    assert "--cameras and --image-size are settings of --obs rgb" in capsys.readouterr().err
+    assert cli([*args, "--obs", "rgb", "--cameras", "top,side", "--steps", "10"]) == 2
+    assert "no camera named 'side'" in capsys.readouterr().err
+    assert cli([*args, "--obs", "rgb", "--image-size", "8", "--steps", "10"]) == 2
+    assert "image_size must be 32 to 256 pixels, got 8" in capsys.readouterr().err
