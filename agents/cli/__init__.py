@@ -236,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="an expert's twin eval folder to show beside the policy (default: the bundled one for the suite)",
     )
+    p.add_argument(
+        "--obs",
+        choices=["state", "rgb"],
+        help="the observation every variant is played with: rgb for an image policy (default: a checkpoint's own, "
+        "else each variant's)",
+    )
+    p.add_argument("--cameras", help="with --obs rgb: the cameras, comma-separated (default the tasks')")
+    p.add_argument("--image-size", type=int, help="with --obs rgb: image side in pixels (default 84)")
     p.add_argument("--task", action="append", metavar="ENV_ID", help="run only this task of the suite (repeatable)")
     p.add_argument("--variant", action="append", metavar="NAME", help="run only this variant of the tasks (repeatable)")
     p.add_argument(

@@ -50,6 +50,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"--telemetry {args.telemetry}: already holds {held[0]}; name a new folder")
     elif args.telemetry_rate is not None:
         raise UsageError("--telemetry-rate needs --telemetry DIR")
+    observation = None
+    if (args.cameras is not None or args.image_size is not None) and args.obs != "rgb":
+        raise UsageError("--cameras and --image-size are settings of --obs rgb")
+    if args.obs is not None:
+        observation = {"obs_mode": args.obs}
+        if args.cameras is not None:
+            observation["cameras"] = [c.strip() for c in args.cameras.split(",") if c.strip()]
+        if args.image_size is not None:
+            observation["image_size"] = args.image_size
     with _progress() as prog:
         bar: dict = {}
 
@@ -87,6 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     notify=notify,
                     telemetry=args.telemetry,
                     telemetry_rate=args.telemetry_rate,
+                    observation=observation,
                 )
         except EvalError as exc:
             raise UsageError(str(exc)) from None
@@ -96,9 +106,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return stop.exit_code
     rate = ev.meta["episodes_per_minute"]
     rate = f", {rate:.1f} episodes/min" if rate else ""
+    seen = ev.meta.get("observation")
+    seen = f" seeing {seen['obs_mode']}" if isinstance(seen, dict) else ""
     out.print(
         _scorecard_table(
-            f"{ev.suite}: {ev.policy.kind} policy, {ev.episodes} episodes{rate}", ev.aggregates, ev.reference
+            f"{ev.suite}: {ev.policy.kind} policy{seen}, {ev.episodes} episodes{rate}", ev.aggregates, ev.reference
         )
     )
     out.print(f"wrote {ev.out}/results.json, results.parquet and report.html", highlight=False)

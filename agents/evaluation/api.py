@@ -86,6 +86,23 @@ def merge_limits(suite: LoadedSuite, **overrides: float | int | None) -> Limits:
         raise EvalError(f"{LIMIT_FLAGS.get(name, name)}: {first['msg']}") from None
 
 
+OBSERVATION_KWARGS = ("obs_mode", "cameras", "image_size", "robot_meshes")
+"""The env kwargs that say how a policy observes the cell (not the cell itself)."""
+
+
+def checkpoint_observation(path: str | Path) -> dict[str, Any] | None:
+    """The observation kwargs a checkpoint was trained with, where it saw anything but the state."""
+    from agents.common import checkpoint as ckpt
+
+    try:
+        doc = ckpt.read_sidecar(ckpt.resolve_policy(path))
+    except ckpt.CheckpointError as exc:
+        raise PolicyError(str(exc)) from None
+    kwargs = doc.get("config", {}).get("env_kwargs") or {}
+    seen = {k: kwargs[k] for k in OBSERVATION_KWARGS if k in kwargs}
+    return seen if seen.get("obs_mode", "state") != "state" else None
+
+
 def evaluate(
     policy: str | PolicySpec,
     suite: str | Path | LoadedSuite,
@@ -107,6 +124,7 @@ def evaluate(
     notify: Callable[[str], None] | None = None,
     telemetry: str | Path | None = None,
     telemetry_rate: float | None = None,
+    observation: dict[str, Any] | None = None,
 ) -> Evaluation:
     """Evaluate ``policy`` on every episode of ``suite``, writing results and the report into ``out``.
 
@@ -131,6 +149,9 @@ def evaluate(
             folder per task and variant (``<task>/<variant>/``, as ``twin record`` writes one),
             each episode recorded by the worker that ran it (``twin.telemetry.parts``).
         telemetry_rate: Samples per simulated second (default: every control step).
+        observation: Env kwargs of the observation to play every variant with (``{"obs_mode":
+            "rgb"}``, with ``cameras`` and ``image_size``): how an image policy sees the suite.
+            Default: a checkpoint's own (those it was trained with), else each variant's.
 
     Returns:
         The :class:`Evaluation`; ``errors`` counts the episodes that could not run to their end.
@@ -152,6 +173,10 @@ def evaluate(
         if tasks or variants:
             loaded = loaded.only(tasks, variants)
         spec = policy if isinstance(policy, PolicySpec) else policy_spec(policy)
+        if observation is None and spec.kind == "checkpoint":
+            observation = checkpoint_observation(spec.path)
+        if observation:
+            loaded = loaded.with_observation(observation)
         limits = merge_limits(loaded, episode_seconds=episode_seconds, call_seconds=call_seconds, memory_mb=memory_mb)
         check_policy(spec, loaded)  # every variant's env built once; shapes against every task's spaces
     except (SuiteError, PolicyError) as exc:
@@ -165,6 +190,7 @@ def evaluate(
         if telemetry_rate is not None and not telemetry_rate > 0:
             raise EvalError(f"--telemetry-rate {telemetry_rate:g}: expected a rate in Hz above 0")
     meta = scorecard_meta(loaded, spec, backend, workers)
+    meta["observation"] = observation or "state (as the suite's variants set it)"
     if loaded.tasks_run is not None:
         meta["tasks_run"] = loaded.tasks_run
     if loaded.variants_run is not None:
@@ -173,7 +199,7 @@ def evaluate(
         ref = None if spec.kind == "expert" and not reference else load_reference(meta, reference)
     except ValueError as exc:
         raise EvalError(f"--reference: {exc}") from None
-    identity = {k: meta[k] for k in ("suite", "suite_hash", "layout_hashes", "policy")}
+    identity = {k: meta[k] for k in ("suite", "suite_hash", "layout_hashes", "policy", "observation")}
     identity |= {"limits": limits.model_dump(), "videos": videos}
     for part in ("tasks_run", "variants_run"):  # resuming a part of a suite is resuming that part
         if meta.get(part) is not None:

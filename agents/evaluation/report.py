@@ -273,6 +273,7 @@ def _provenance_html(meta: dict[str, Any], reference) -> str:
         "suite_hash": "Suite SHA-256",
         "layout_hashes": "Layout SHA-256s",
         "policy": "Policy",
+        "observation": "Observation the policy used",
         "package_version": "Factory Twin version",
         "git_commit": "Git commit",
         "created": "Created",

@@ -183,10 +183,20 @@ class LoadedSuite:
         """(env_id, variant, seed) of every episode, in suite order."""
         return [(t.env_id, v.name, s) for t in self.suite.tasks for v in t.variants for s in t.seeds]
 
+    observation: dict[str, Any] | None = None
+    """Env kwargs of the observation every variant is played with (``twin eval --obs rgb``: a
+    policy that sees), over the variants' own; None: each variant's."""
+
+    def with_observation(self, observation: dict[str, Any] | None) -> LoadedSuite:
+        """This suite played with ``observation`` (``obs_mode`` and its settings) in every variant."""
+        part = LoadedSuite(self.suite, self.path, self.hash)
+        part.tasks_run, part.variants_run, part.observation = self.tasks_run, self.variants_run, observation
+        return part
+
     def env_kwargs(self, env_id: str, variant: str) -> dict[str, Any]:
         task = next(t for t in self.suite.tasks if t.env_id == env_id)
         v = next(v for v in task.variants if v.name == variant)
-        kwargs = dict(v.env_kwargs)
+        kwargs = dict(v.env_kwargs) | (self.observation or {})
         layout = self.layout_paths[(env_id, variant)]
         if layout is not None:
             kwargs["layout"] = layout

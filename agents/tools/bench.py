@@ -208,6 +208,28 @@ def _twin_figures(env: gym.Env, twin, steps: int, repeats: int) -> Iterator[tupl
         cam = Camera(twin.world, env.unwrapped.task_camera_config(), w, h)
         yield f"camera_fps_{w}x{h}", _median_rate(cam.rgb, 20 if w > 100 else 100, repeats), "frames/s"
     yield "renderer_egl", float(twin.world.egl), "bool"
+    if "rgb" in getattr(env.unwrapped.task, "obs_modes", ()):
+        yield from _image_figures(env.spec.id, env_rate, steps, repeats)
+
+
+def _image_figures(env_id: str, state_rate: float, steps: int, repeats: int) -> Iterator[tuple[str, float, str]]:
+    """The image observation's cost: each camera's frames/s at the policy's size as the ``rgb``
+    mode renders it (the arm's collision meshes), the env's steps/s in that mode, and the share of
+    an ``rgb`` step that rendering takes (against the same env's state steps/s)."""
+    env = gym.make(env_id, obs_mode="rgb")
+    try:
+        side = env.unwrapped._image_size
+        env.reset(seed=0)
+        for a in _random_actions(env, 60, 1):
+            env.step(a)
+        for name, cam in env.unwrapped._obs_cams.items():
+            rate = _median_rate(lambda cam=cam: cam.rgb((side, side)), 100, repeats)
+            yield f"rgb_camera_fps_{name}_{side}x{side}", rate, "frames/s"
+        rgb_rate, _, _ = _env_step_rate(env, steps, repeats)
+        yield "rgb_env_steps_per_s", rgb_rate, "steps/s"
+        yield "rgb_render_share_of_step", max(0.0, 1.0 - rgb_rate / state_rate), "share"
+    finally:
+        env.close()
 
 
 def _pool_figures(

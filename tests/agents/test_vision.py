@@ -90,7 +90,7 @@ def test_pixels_keep_fixed_statistics_and_are_stored_as_bytes():
     torch.testing.assert_close(store.get(torch.arange(64)), flat)
 
 
-def test_dagger_from_images_checkpoints_resumes_and_exports(tmp_path):
+def test_dagger_from_images_checkpoints_resumes_exports_and_evaluates(tmp_path, capsys):
     run = tmp_path / "run"
     cfg = make_config("dagger", "FactoryReach-v0", {**QUICK, "total_steps": "400", "eval_episodes": "2"})
     cfg.env_kwargs = IMAGES
@@ -129,6 +129,32 @@ def test_dagger_from_images_checkpoints_resumes_and_exports(tmp_path):
         action = policy(flat)
     np.testing.assert_allclose(onnx_policy(flat[0].numpy()), action.numpy(), atol=1e-4)
     env.close()
+    # twin eval plays a checkpoint's suite with the observation it was trained with, and says so
+    (tmp_path / "tiny.toml").write_text('name = "tiny"\n[[tasks]]\nenv_id = "FactoryReach-v0"\nseeds = [1, 2]\n')
+    args = ["eval", "--policy", str(run), "--suite", str(tmp_path / "tiny.toml"), "--videos", "0"]
+    assert cli([*args, "--out", str(tmp_path / "ev")]) == 0
+    meta = json.loads((tmp_path / "ev" / "results.json").read_text())["scorecard"]
+    assert meta["observation"] == IMAGES
+    assert "Observation the policy used" in (tmp_path / "ev" / "report.html").read_text()
+    assert cli([*args, "--policy", str(tmp_path / "p.onnx"), "--out", str(tmp_path / "ev2")]) == 2  # sees no images
+    assert cli([*args, "--policy", str(tmp_path / "p.onnx"), "--out", str(tmp_path / "ev3"), "--obs", "rgb"]) == 2
+    assert "reads camera 'top' as 32x32x3" in capsys.readouterr().err
+    assert (
+        cli(
+            [
+                *args,
+                "--policy",
+                str(tmp_path / "p.onnx"),
+                "--out",
+                str(tmp_path / "ev4"),
+                "--obs",
+                "rgb",
+                "--image-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     for kwargs, message in (
         (
             {"obs_mode": "rgb", "image_size": 48},
