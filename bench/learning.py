@@ -31,7 +31,12 @@ on the imitation matrix's DAgger students (``--bases``: that matrix's ``--out``)
 where the scripted expert is weakest. Its residual cells wait for their base runs, and PPO for
 SAC's.
 
-Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation|rl] [--seeds 3] [--first-seed 0] [--parallel 1]
+The ``vision`` matrix is policies that see: DAgger students from the cameras (ConveyorPick's
+scene camera, BinSort's top and wrist cameras) and the arm's own readings, scored like the
+imitation cells (a checkpoint is evaluated with the observation it was trained with), with
+BinSort's sorting accuracy beside the expert's on its inspection sensor alone.
+
+Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation|rl|vision] [--seeds 3] [--first-seed 0] [--parallel 1]
        [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore]
        [--bases DIR] [--out bench-out/learning]
 """
@@ -193,6 +198,49 @@ def _rl() -> list[Cell]:
     return cells
 
 
+# Policies that see: DAgger students from the cells' cameras and the arm's own readings (no state
+# of the twin), scored on the imitation suite's variants beside the state students. Images at 84x84,
+# the arm's collision meshes in the cameras' view (the rgb mode's default); a smaller batch and
+# fewer updates per round than the state students', each update being some 20 times dearer.
+VISION_SETS = {"updates_per_round": "600", "batch_size": "256", "eval_episodes": "0", "eval_every": "20000"}
+_VISION = {
+    "ConveyorPick-v1": (80_000, {"obs_mode": "rgb"}, "scene camera"),
+    "BinSort-v1": (80_000, {"obs_mode": "rgb"}, "top and wrist cameras"),
+}
+
+
+def _vision() -> list[Cell]:
+    return [
+        Cell(
+            env_id,
+            "dagger",
+            steps,
+            seconds=3000,
+            sets={**VISION_SETS, "env_kwargs": json.dumps(view, separators=(",", ":"))},
+            suite=IMITATION_SUITE,
+            tag=tag,
+        )
+        for env_id, (steps, view, tag) in _VISION.items()
+    ]
+
+
+def sorting(results_json: Path, variant: str = "nominal") -> dict[str, float] | None:
+    """BinSort's sorting on a variant, from an evaluation's aggregates: the share of sorted parts in
+    the right bin, and of the defective ones caught; None for a task that sorts nothing."""
+    doc = json.loads(results_json.read_text())
+    agg = next((a for a in doc["aggregates"] if a["variant"] == variant), None)
+    if agg is None or agg.get("defects_arrived_mean") is None:
+        return None
+    kinds = ("good_shipped", "defects_caught", "false_rejects", "defects_escaped")
+    n = {k: agg.get(f"{k}_mean") or 0.0 for k in kinds}
+    sorted_parts = sum(n.values())
+    defects = n["defects_caught"] + n["defects_escaped"]
+    return {
+        "accuracy": (n["good_shipped"] + n["defects_caught"]) / sorted_parts if sorted_parts else float("nan"),
+        "defects_caught": n["defects_caught"] / defects if defects else float("nan"),
+    }
+
+
 MATRICES: dict[str, list[Cell]] = {
     # Every task imitated from its scripted expert, on 2 cores: DAgger within 20 minutes of
     # wall-clock, and BC from recorded demos at the same budget.
@@ -200,6 +248,8 @@ MATRICES: dict[str, list[Cell]] = {
     # RL beyond imitation, on 2 cores: from demos (figure 1 and its ablations), from scratch on a
     # skill, and residual RL on the imitation students (--bases: the imitation matrix's --out).
     "rl": _rl(),
+    # Policies that see: DAgger from the cameras on ConveyorPick and BinSort (2 cores).
+    "vision": _vision(),
     # The GPU machine (16 cores): the issue's budgets; every task, every algorithm.
     "full": [
         Cell("FactoryReach-v0", "sac", 4_500),
@@ -538,10 +588,12 @@ def main() -> int:
                 continue
             ev = json.loads((run_dir / "eval.json").read_text())
             variants: dict[str, float] = {}
+            sort = None
             if cell.suite:  # scored on the suite's fixed seeds, as every policy is
                 variants, suite_s = suite_eval(str(run_dir), cell.env_id, cell.suite, run_dir / "suite", args.variants)
                 ev["eval_success_rate"] = variants["nominal"]
                 wall += suite_s
+                sort = sorting(run_dir / "suite" / "results.json")
             rows = curve(run_dir)
             steps90, secs90 = to_90(rows)
             results.append(
@@ -561,6 +613,7 @@ def main() -> int:
                     "command_seconds": wall,
                     "demo_seconds": demo_s,
                     "variants": variants,
+                    "sorting": sort,
                     "steps_to_90": steps90,
                     "seconds_to_90": secs90,
                     "curve": rows,
@@ -648,6 +701,12 @@ def main() -> int:
             row["ceiling"] = ex.get("ceiling")
             nominal = (ex.get("ceiling") or ex.get("expert") or {}).get("nominal")
             row["of_expert"] = None if not nominal else row["success_median"] / nominal
+            sorts = [r["sorting"] for r in rs if r.get("sorting")]
+            if sorts:  # how well it sorts, beside how the expert sorts on the sensor alone
+                row["sorting_median"] = {k: statistics.median(x[k] for x in sorts) for k in sorts[0]}
+                observed = out / "expert-observed" / cell.env_id.replace(":", ".") / "-".join(args.variants)
+                if (observed / "results.json").is_file():
+                    row["sorting_sensor"] = sorting(observed / "results.json")
         table.append(row)
         tag = cell.name
         print(f"{tag}.success_mean {row['success_mean']:.3g} fraction", flush=True)
@@ -662,6 +721,9 @@ def main() -> int:
             print(f"{tag}.{v}.success_median {x:.3g} fraction", flush=True)
         if row.get("of_expert") is not None:
             print(f"{tag}.of_expert {row['of_expert']:.3g} ratio", flush=True)
+        for who in ("sorting_median", "sorting_sensor"):
+            for k, x in (row.get(who) or {}).items():
+                print(f"{tag}.{who}.{k} {x:.3g} fraction", flush=True)
     doc = {**stamp(args.device), "suite": IMITATION_SUITE, "rows": table, "experts": experts, "runs": results}
     (out / "table.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = [

@@ -667,8 +667,51 @@ def opcua_lines() -> list[str]:
     return out
 
 
+VISION = ROOT / "bench" / "results" / "vision" / "table.json"
+
+
+def vision_lines() -> list[str]:
+    """Policies that see beside the state students of the same tasks: the vision bench's rows, the
+    imitation bench's DAgger rows, and BinSort's sorting against its inspection sensor's."""
+    if not VISION.is_file():
+        return ["No image-policy results are committed yet (`bench/results/vision/table.json`)."]
+    doc = json.loads(VISION.read_text(encoding="utf-8"))
+    rows = list(doc["rows"])
+    tasks = {r["task"] for r in rows}
+    state = json.loads(BASELINES.read_text(encoding="utf-8"))["rows"] if BASELINES.is_file() else []
+    for r in state:
+        if r["task"] in tasks and r["algorithm"] == "DAgger":
+            rows.append({**r, "algorithm": "DAgger (state)", "expert": None, "ceiling": None})
+    rows.sort(key=lambda r: (r["task"], r["algorithm"] != "DAgger (state)"))
+    out = [
+        f"Success on {doc.get('suite', 'the suite')}'s fixed seeds (100 per variant), medians over the seeds "
+        f"trained; from `python bench/learning.py --matrix vision` on {doc.get('machine', '?')}, "
+        f"{doc.get('date', '?')}, beside the state students of `--matrix imitation` (each row's commit in its last "
+        "column). The image students see only their cameras (84x84 RGB) and the arm's own readings.",
+        "",
+        *imitation_table(rows),
+    ]
+    sorted_rows = [r for r in doc["rows"] if r.get("sorting_median")]
+    if sorted_rows:
+        out += [
+            "",
+            "| task | policy | sorted right (share of parts sorted) | defects caught (share) |",
+            "| --- | --- | ---: | ---: |",
+        ]
+        for r in sorted_rows:
+            for who, label in (
+                ("sorting_median", r["algorithm"]),
+                ("sorting_sensor", "expert on the inspection sensor"),
+            ):
+                x = r.get(who)
+                if x:
+                    out.append(f"| {r['task']} | {label} | {x['accuracy']:.3f} | {x['defects_caught']:.3f} |")
+    return out
+
+
 BLOCKS: dict[tuple[Path, str], Callable[[], list[str]]] = {
     (README, "baselines"): _baselines_lines,
+    (ROOT / "docs" / "vision.md", "vision"): vision_lines,
     (ROOT / "docs" / "evaluation.md", "expert-scorecard"): expert_scorecard_lines,
     (README, "line-model"): line_model_lines,
     (ROOT / "docs" / "lines.md", "line-model"): line_model_lines,
