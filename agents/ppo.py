@@ -23,17 +23,28 @@ from agents.common.config import PPOConfig
 from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
 from agents.common.runtime import EpisodeStats, Run, compiled
-from agents.common.spaces import flatdim, flatten_batch, flatten_one
+from agents.common.spaces import ImageLayout, flatdim, flatten_batch, flatten_one, image_layout
+from agents.common.vision import PixelNorm, VisionActor
 
 SQUASH = "clip"
 
 
 class PPOAgent(nn.Module):
-    def __init__(self, cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
+    """A Gaussian policy and a value function, MLPs on the normalised state; on images (``layout``)
+    each has its own convolutional encoder per camera (``agents.common.vision``)."""
+
+    def __init__(
+        self, cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high, layout: ImageLayout | None = None
+    ) -> None:
         super().__init__()
-        self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
-        self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=0.01)
-        self.critic = mlp(obs_dim, 1, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=1.0)
+        if layout is None:
+            self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
+            self.actor = mlp(obs_dim, act_dim, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=0.01)
+            self.critic = mlp(obs_dim, 1, cfg.net_width, cfg.net_depth, nn.Tanh, out_gain=1.0)
+        else:
+            self.norm = PixelNorm(layout, min_std=cfg.norm_floor if cfg.norm_obs else 0.0)
+            self.actor = VisionActor(layout, act_dim, cfg.net_width, cfg.net_depth, out_gain=0.01)
+            self.critic = VisionActor(layout, 1, cfg.net_width, cfg.net_depth)
         self.log_std = nn.Parameter(torch.full((act_dim,), cfg.init_log_std))
         self.scale = ActionScale(act_low, act_high)
 
@@ -48,8 +59,8 @@ class PPOAgent(nn.Module):
         return DeterministicPolicy(self.norm, self.actor, self.scale, SQUASH)
 
 
-def build(cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high) -> PPOAgent:
-    return PPOAgent(cfg, obs_dim, act_dim, act_low, act_high)
+def build(cfg: PPOConfig, obs_dim: int, act_dim: int, act_low, act_high, layout: ImageLayout | None = None) -> PPOAgent:
+    return PPOAgent(cfg, obs_dim, act_dim, act_low, act_high, layout)
 
 
 def ppo_loss(agent: PPOAgent, cfg: PPOConfig, obs, actions, old_logp, adv, returns):
@@ -160,7 +171,7 @@ def train(cfg: PPOConfig, vec, run: Run, device: torch.device, state: dict | Non
     """Train on the pool ``vec``; ``state`` (from a checkpoint) resumes. Returns the agent and step."""
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
-    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
+    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high, image_layout(obs_space)).to(device)
     graph = cfg.cuda_graph and device.type == "cuda"
     note = lambda line: run.console.print(  # noqa: E731
         line, style="bold red" if line.startswith("WARNING") else "yellow", markup=False, highlight=False

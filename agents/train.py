@@ -42,7 +42,7 @@ MAX_POLICY_PARAMS = 500_000_000
 """Largest network a checkpoint may ask to be built (2 GB of float32 weights)."""
 
 
-IMAGE_ALGOS = ("bc", "dagger")
+IMAGE_ALGOS = ("bc", "dagger", "ppo")
 """The algorithms whose networks read images (``agents.common.vision``)."""
 IMAGES_PROP = "factory_twin.obs_images"
 """The ONNX metadata property of an image policy: its cameras' places in the ``obs`` input."""
@@ -164,7 +164,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         if image_layout(vec.single_observation_space) is not None and algo_of(cfg) not in IMAGE_ALGOS:
             raise TrainError(
                 f"{cfg.env_id} gives image observations ({', '.join(image_keys(vec.single_observation_space))}): "
-                f"--algo {algo_of(cfg)} learns from state vectors; {' and '.join(IMAGE_ALGOS)} learn from images"
+                f"--algo {algo_of(cfg)} learns from state vectors; {', '.join(IMAGE_ALGOS[:-1])} and {IMAGE_ALGOS[-1]} "
+                "learn from images"
             )
         if isinstance(cfg, SACConfig) and cfg.base_policy:
             _check_base_spaces(cfg, vec.single_observation_space, vec.single_action_space)

@@ -405,6 +405,17 @@ def expert_rows(env_ids: list[str], suite: str, out: Path, variants=VARIANTS) ->
     return rows
 
 
+def last_timers(run_dir: Path) -> dict[str, float]:
+    """The run's last logged split of its training time: ``collect_s`` (stepping the envs, cameras
+    rendering included, and acting) and ``update_s`` (learning)."""
+    out: dict[str, float] = {}
+    path = run_dir / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        row = json.loads(line)
+        out |= {k: row[k] for k in ("collect_s", "update_s") if k in row}
+    return out
+
+
 def curve(run_dir: Path) -> list[tuple[int, float, float]]:
     """(env steps, seconds, success rate) of each evaluation during training: the deterministic
     policy on held-out seeds (``progress_success_rate``); runs without them (BC) fall back to
@@ -596,6 +607,7 @@ def main() -> int:
                 sort = sorting(run_dir / "suite" / "results.json")
             rows = curve(run_dir)
             steps90, secs90 = to_90(rows)
+            timers = last_timers(run_dir)
             results.append(
                 {
                     "cell": cell.name,
@@ -614,6 +626,8 @@ def main() -> int:
                     "demo_seconds": demo_s,
                     "variants": variants,
                     "sorting": sort,
+                    "collect_seconds": timers.get("collect_s"),
+                    "update_seconds": timers.get("update_s"),
                     "steps_to_90": steps90,
                     "seconds_to_90": secs90,
                     "curve": rows,
@@ -701,6 +715,11 @@ def main() -> int:
             row["ceiling"] = ex.get("ceiling")
             nominal = (ex.get("ceiling") or ex.get("expert") or {}).get("nominal")
             row["of_expert"] = None if not nominal else row["success_median"] / nominal
+            split = [r for r in rs if r.get("collect_seconds") is not None and r.get("update_seconds") is not None]
+            if split:  # where a run's training time went
+                row["collect_share_median"] = statistics.median(
+                    r["collect_seconds"] / (r["collect_seconds"] + r["update_seconds"]) for r in split
+                )
             sorts = [r["sorting"] for r in rs if r.get("sorting")]
             if sorts:  # how well it sorts, beside how the expert sorts on the sensor alone
                 row["sorting_median"] = {k: statistics.median(x[k] for x in sorts) for k in sorts[0]}
@@ -721,6 +740,8 @@ def main() -> int:
             print(f"{tag}.{v}.success_median {x:.3g} fraction", flush=True)
         if row.get("of_expert") is not None:
             print(f"{tag}.of_expert {row['of_expert']:.3g} ratio", flush=True)
+        if row.get("collect_share_median") is not None:
+            print(f"{tag}.collect_share_of_training {row['collect_share_median']:.3g} share", flush=True)
         for who in ("sorting_median", "sorting_sensor"):
             for k, x in (row.get(who) or {}).items():
                 print(f"{tag}.{who}.{k} {x:.3g} fraction", flush=True)

@@ -44,10 +44,16 @@ class PixelNorm(RunningNorm):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        mean, var = self.mean.clone(), self.var.clone()
-        super().update(x)
-        self.mean[self.pixels] = mean[self.pixels]
-        self.var[self.pixels] = var[self.pixels]
+        keep = ~self.pixels
+        v = x.reshape(-1, x.shape[-1])[:, keep].double()  # the pixels' statistics stay as they are
+        b_mean, b_var, b_n = v.mean(0), v.var(0, unbiased=False), v.shape[0]
+        mean, var, n = self.mean[keep].double(), self.var[keep].double(), self.count
+        tot = n + b_n
+        delta = b_mean - mean
+        m2 = var * n + b_var * b_n + delta.square() * n * b_n / tot
+        self.mean[keep] = (mean + delta * b_n / tot).float()
+        self.var[keep] = (m2 / tot).float()
+        self.count.copy_(tot)
 
     def vector(self, v: torch.Tensor) -> torch.Tensor:
         """The non-pixel features alone (``[batch, vector_dim]``), normalised as ``forward`` does."""
@@ -81,7 +87,9 @@ class VisionActor(nn.Module):
     camera, ``features`` numbers each (linear, LayerNorm, tanh), concatenated with the non-pixel
     features, then an MLP of ``depth`` layers of ``width``."""
 
-    def __init__(self, layout: ImageLayout, n_out: int, width: int, depth: int, features: int = 64) -> None:
+    def __init__(
+        self, layout: ImageLayout, n_out: int, width: int, depth: int, features: int = 64, out_gain: float = 1.0
+    ) -> None:
         super().__init__()
         self.layout = layout
         self.encoders = nn.ModuleDict()
@@ -89,7 +97,7 @@ class VisionActor(nn.Module):
             conv, n = _conv_stack((c.height, c.width))
             self.encoders[c.key] = nn.Sequential(conv, nn.Linear(n, features), nn.LayerNorm(features), nn.Tanh())
         self.register_buffer("vector_idx", torch.as_tensor(np.flatnonzero(~layout.pixel_mask)), persistent=False)
-        self.head = mlp(features * len(layout.cameras) + layout.vector_dim, n_out, width, depth)
+        self.head = mlp(features * len(layout.cameras) + layout.vector_dim, n_out, width, depth, out_gain=out_gain)
 
     def images(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each camera's images ``[batch, 3, H, W]`` out of flat observations."""

@@ -168,11 +168,28 @@ def test_dagger_from_images_checkpoints_resumes_exports_and_evaluates(tmp_path, 
         other.close()
 
 
+def test_ppo_learns_from_images_and_its_policy_exports(tmp_path):
+    cfg = make_config(
+        "ppo", "FactoryReach-v0", {"total_steps": "256", "n_envs": "2", "n_steps": "64", "net_width": "32"}
+    )
+    cfg.env_kwargs = IMAGES
+    result = train(cfg, tmp_path / "ppo", quiet=True)
+    assert result["step"] >= 256
+    policy, doc = load_policy(tmp_path / "ppo")
+    assert doc["algo"] == "ppo" and set(doc["obs_space"]["spaces"]) == {"top", "proprio"}
+    assert policy.norm.mean[0] != 127.5 or policy.norm.var[0] != 127.5**2  # proprio first: its own statistics
+    pix = torch.as_tensor(image_layout(doc["obs_space"]).pixel_mask)
+    assert torch.all(policy.norm.mean[pix] == 127.5) and torch.all(policy.norm.var[pix] == 127.5**2)
+    pytest.importorskip("onnxruntime")
+    assert cli(["export", str(tmp_path / "ppo"), "--onnx", str(tmp_path / "ppo.onnx")]) == 0
+
+
 def test_state_learners_refuse_images_naming_the_ones_that_see(tmp_path, capsys):
     cfg = make_config("sac", "ConveyorPick-v1", {"total_steps": "100", "n_envs": "1"})
     cfg.env_kwargs = {"obs_mode": "rgb"}
     with pytest.raises(
-        TrainError, match=r"image observations \(scene\): --algo sac learns from state vectors; bc and dagger"
+        TrainError,
+        match=r"image observations \(scene\): --algo sac learns from state vectors; bc, dagger and ppo learn from images",
     ):
         train(cfg, tmp_path / "sac", quiet=True)
     args = ["train", "--env", "ConveyorPick-v1", "--algo", "dagger", "--out", str(tmp_path / "x")]
