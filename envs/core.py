@@ -35,6 +35,8 @@ OBS_MODES = ("state", "goal", "rgb")
 IMAGE_SIZES = (32, 256)
 """The smallest and largest side, in pixels, of the square images of the ``rgb`` observation."""
 DEFAULT_IMAGE_SIZE = 84
+MAX_FRAMES = 8
+"""The most frames an ``rgb`` image may stack."""
 PROPRIO_KEY = "proprio"
 """The key of the robot's own readings in an ``rgb`` observation (images are under camera names)."""
 
@@ -273,6 +275,9 @@ class FactoryEnv(gym.Env):
             ``extra_obs_cameras``.
         image_size: The side of the ``rgb`` mode's square images, 32 to 256 pixels (default 84);
             the cameras render at it.
+        frames: Frames each ``rgb`` image stacks, 1 to 8 (default 1): the camera's last ``frames``
+            frames along the channels, oldest first (``(H, W, 3 * frames)``), the first frame
+            repeated after a reset; for a policy that must see motion (a belt's speed).
         robot_meshes: How the arms look to cameras: ``"visual"`` (their models' detailed meshes)
             or ``"collision"`` (their collision meshes, some ten times faster to render on a CPU);
             default ``"collision"`` in the ``rgb`` mode, else ``"visual"``. Physics is the same.
@@ -303,12 +308,19 @@ class FactoryEnv(gym.Env):
         randomize: bool | None = None,
         cameras: Sequence[str] | None = None,
         image_size: int = DEFAULT_IMAGE_SIZE,
+        frames: int = 1,
         robot_meshes: str | None = None,
         **knobs: Any,
     ) -> None:
         if obs_mode not in task.obs_modes:
             raise ValueError(f"{task.__name__} supports obs_mode {list(task.obs_modes)}, got {obs_mode!r}")
         self._image_names, self._image_size = _check_images(obs_mode, cameras, image_size, task)
+        if isinstance(frames, bool) or not isinstance(frames, int | np.integer) or not 1 <= frames <= MAX_FRAMES:
+            raise ValueError(f"frames must be a whole number from 1 to {MAX_FRAMES}, got {frames!r}")
+        if frames > 1 and obs_mode != "rgb":
+            raise ValueError(f"frames= is a setting of obs_mode='rgb', not of obs_mode={obs_mode!r}")
+        self._frames = int(frames)
+        self._history: dict[str, deque[np.ndarray]] = {}
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.obs_mode = obs_mode
@@ -411,7 +423,7 @@ class FactoryEnv(gym.Env):
                 }
             )
         side = self._image_size
-        boxes = {k: spaces.Box(0, 255, (side, side, 3), np.uint8) for k in self._obs_cams}
+        boxes = {k: spaces.Box(0, 255, (side, side, 3 * self._frames), np.uint8) for k in self._obs_cams}
         n_proprio = self.task.proprioception().shape[0]
         proprio = spaces.Box(-OBS_BOUND, OBS_BOUND, (n_proprio,), np.float32)
         return spaces.Dict({**boxes, PROPRIO_KEY: proprio})
@@ -441,7 +453,16 @@ class FactoryEnv(gym.Env):
         """The ``rgb`` observation: each camera's frame at the policy's size, and the robot's readings."""
         side = (self._image_size, self._image_size)
         proprio = np.clip(self.task.proprioception(), -OBS_BOUND, OBS_BOUND).astype(np.float32, copy=False)
-        return {**{k: c.rgb(side) for k, c in self._obs_cams.items()}, PROPRIO_KEY: proprio}
+        images = {k: c.rgb(side) for k, c in self._obs_cams.items()}
+        if self._frames > 1:
+            for k, img in images.items():
+                past = self._history.get(k)
+                if past is None:  # the episode's first frame stands for the ones before it
+                    past = self._history[k] = deque([img] * self._frames, maxlen=self._frames)
+                else:
+                    past.append(img)
+                images[k] = np.concatenate(past, axis=2)
+        return {**images, PROPRIO_KEY: proprio}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
@@ -455,6 +476,7 @@ class FactoryEnv(gym.Env):
             self._rebuild()
         self._resets += 1
         self.task.pending = self._queue
+        self._history = {}
         self.twin.reset(self.np_random)
         self.task.reset(self.np_random)
         self._elapsed = 0

@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cameras", help="with --obs rgb: the cameras, comma-separated layout names (default the task's)")
     p.add_argument("--image-size", type=int, help="with --obs rgb: image side in pixels, 32 to 256 (default 84)")
+    p.add_argument("--frames", type=int, help="with --obs rgb: frames each image stacks, 1 to 8 (default 1)")
     p.add_argument("--compile", action="store_true", help="compile the update with torch.compile (falls back to eager)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field; repeatable")
     p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cameras", help="with --obs rgb: the cameras, comma-separated (default the tasks')")
     p.add_argument("--image-size", type=int, help="with --obs rgb: image side in pixels (default 84)")
+    p.add_argument("--frames", type=int, help="with --obs rgb: frames each image stacks (default 1)")
     p.add_argument("--task", action="append", metavar="ENV_ID", help="run only this task of the suite (repeatable)")
     p.add_argument("--variant", action="append", metavar="NAME", help="run only this variant of the tasks (repeatable)")
     p.add_argument(

@@ -51,14 +51,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif args.telemetry_rate is not None:
         raise UsageError("--telemetry-rate needs --telemetry DIR")
     observation = None
-    if (args.cameras is not None or args.image_size is not None) and args.obs != "rgb":
-        raise UsageError("--cameras and --image-size are settings of --obs rgb")
+    if (args.cameras is not None or args.image_size is not None or args.frames is not None) and args.obs != "rgb":
+        raise UsageError("--cameras, --image-size and --frames are settings of --obs rgb")
     if args.obs is not None:
         observation = {"obs_mode": args.obs}
         if args.cameras is not None:
             observation["cameras"] = [c.strip() for c in args.cameras.split(",") if c.strip()]
         if args.image_size is not None:
             observation["image_size"] = args.image_size
+        if args.frames is not None:
+            observation["frames"] = args.frames
     with _progress() as prog:
         bar: dict = {}
 

@@ -72,8 +72,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         sets["curriculum"] = "true"
     if args.difficulty_curriculum:
         sets["difficulty_curriculum"] = "true"
-    if (args.cameras is not None or args.image_size is not None) and args.obs != "rgb":
-        raise UsageError("--cameras and --image-size are settings of --obs rgb")
+    if (args.cameras is not None or args.image_size is not None or args.frames is not None) and args.obs != "rgb":
+        raise UsageError("--cameras, --image-size and --frames are settings of --obs rgb")
     try:
         cfg = make_config(args.algo, args.env, sets)
         if args.obs is not None:
@@ -82,6 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 view["cameras"] = [c.strip() for c in args.cameras.split(",") if c.strip()]
             if args.image_size is not None:
                 view["image_size"] = args.image_size
+            if args.frames is not None:
+                view["frames"] = args.frames
             sets["env_kwargs"] = json.dumps({**cfg.env_kwargs, **view})
             cfg = make_config(args.algo, args.env, sets)
         if args.show_config:

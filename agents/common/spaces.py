@@ -103,10 +103,12 @@ class Camera:
     start: int
     height: int
     width: int
+    channels: int = 3
+    """3 per frame: RGB, or the last frames' RGB stacked, oldest first (the env's ``frames``)."""
 
     @property
     def size(self) -> int:
-        return self.height * self.width * 3
+        return self.height * self.width * self.channels
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,8 @@ class ImageLayout:
             {
                 "camera": c.key,
                 "offset": c.start,
-                "shape": [c.height, c.width, 3],
-                "order": "HWC, RGB",
+                "shape": [c.height, c.width, c.channels],
+                "order": "HWC, RGB" if c.channels == 3 else f"HWC, RGB of {c.channels // 3} frames, oldest first",
                 "range": [0, 255],
             }
             for c in self.cameras
@@ -150,14 +152,14 @@ def image_layout(space: spaces.Space | dict[str, Any]) -> ImageLayout | None:
     desc = describe(space) if isinstance(space, spaces.Space) else space
     if _is_image(desc):  # an env whose whole observation is one image
         shape = desc["shape"]
-        return ImageLayout((Camera("obs", 0, int(shape[0]), int(shape[1])),), int(np.prod(shape)))
+        return ImageLayout((Camera("obs", 0, int(shape[0]), int(shape[1]), int(shape[2])),), int(np.prod(shape)))
     if desc.get("type") != "Dict":
         return None
     cams, start = [], 0
     for key, sub in desc["spaces"].items():
         shape = list(sub.get("shape") or [])
         if _is_image(sub):
-            cams.append(Camera(key, start, int(shape[0]), int(shape[1])))
+            cams.append(Camera(key, start, int(shape[0]), int(shape[1]), int(shape[2])))
         start += int(np.prod(shape)) if shape else 0
     return ImageLayout(tuple(cams), start) if cams else None
 
@@ -171,9 +173,10 @@ def image_keys(space: spaces.Space) -> list[str]:
 def check_image_space(key: str, space: spaces.Box) -> None:
     """Raise ValueError unless ``space`` is an image the encoder takes (naming the observation key)."""
     shape = space.shape
-    if len(shape) != 3 or shape[2] != 3:
+    if len(shape) != 3 or shape[2] % 3 or not 3 <= shape[2] <= 24:
         raise UnsupportedSpaceError(
-            f"observation[{key!r}]: images must be (height, width, 3) RGB, channels last, got shape {shape}"
+            f"observation[{key!r}]: images must be (height, width, 3) RGB, channels last (or 1 to 8 such frames "
+            f"stacked), got shape {shape}"
         )
     lo, hi = IMAGE_SIDES
     if not (lo <= shape[0] <= hi and lo <= shape[1] <= hi):

@@ -67,12 +67,12 @@ class PixelNorm(RunningNorm):
         return ((x - self.mean) / torch.sqrt(var + self.eps)).clamp(-self.clip, self.clip)
 
 
-def _conv_stack(side: tuple[int, int]) -> tuple[nn.Sequential, int]:
+def _conv_stack(side: tuple[int, int], channels: int = 3) -> tuple[nn.Sequential, int]:
     """The encoder's convolutions for images of ``side`` (height, width), and its output size."""
     h, w = side
     # large images get the Atari network's 8x8 stride-4 entry; small ones a 4x4 stride-2 one
     first = (8, 4) if min(h, w) >= 64 else (4, 2)
-    layers, c = [], 3
+    layers, c = [], channels
     for out, (k, s) in zip((32, 64, 64), (first, (4, 2), (3, 1)), strict=True):
         conv = nn.Conv2d(c, out, k, s)
         nn.init.orthogonal_(conv.weight, math.sqrt(2))
@@ -94,15 +94,15 @@ class VisionActor(nn.Module):
         self.layout = layout
         self.encoders = nn.ModuleDict()
         for c in layout.cameras:
-            conv, n = _conv_stack((c.height, c.width))
+            conv, n = _conv_stack((c.height, c.width), c.channels)
             self.encoders[c.key] = nn.Sequential(conv, nn.Linear(n, features), nn.LayerNorm(features), nn.Tanh())
         self.register_buffer("vector_idx", torch.as_tensor(np.flatnonzero(~layout.pixel_mask)), persistent=False)
         self.head = mlp(features * len(layout.cameras) + layout.vector_dim, n_out, width, depth, out_gain=out_gain)
 
     def images(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each camera's images ``[batch, 3, H, W]`` out of flat observations."""
+        """Each camera's images ``[batch, C, H, W]`` out of flat observations."""
         return {
-            c.key: x[:, c.start : c.start + c.size].reshape(-1, c.height, c.width, 3).permute(0, 3, 1, 2)
+            c.key: x[:, c.start : c.start + c.size].reshape(-1, c.height, c.width, c.channels).permute(0, 3, 1, 2)
             for c in self.layout.cameras
         }
 
@@ -140,7 +140,7 @@ def random_shift(x: torch.Tensor, layout: ImageLayout, pad: int = 4, generator: 
     out = x.clone()
     n = x.shape[0]
     for c in layout.cameras:
-        img = x[:, c.start : c.start + c.size].reshape(n, c.height, c.width, 3).permute(0, 3, 1, 2)
+        img = x[:, c.start : c.start + c.size].reshape(n, c.height, c.width, c.channels).permute(0, 3, 1, 2)
         shifted = shift_images(img, pad, generator)
         out[:, c.start : c.start + c.size] = shifted.permute(0, 2, 3, 1).reshape(n, -1)
     return out
@@ -152,7 +152,7 @@ def training_images(layout: ImageLayout, pixels: torch.Tensor, pad: int) -> dict
     out, off = {}, 0
     n = pixels.shape[0]
     for c in layout.cameras:
-        img = pixels[:, off : off + c.size].reshape(n, c.height, c.width, 3).permute(0, 3, 1, 2).float()
+        img = pixels[:, off : off + c.size].reshape(n, c.height, c.width, c.channels).permute(0, 3, 1, 2).float()
         out[c.key] = shift_images(img, pad) / 127.5 - 1.0
         off += c.size
     return out

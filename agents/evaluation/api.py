@@ -86,7 +86,7 @@ def merge_limits(suite: LoadedSuite, **overrides: float | int | None) -> Limits:
         raise EvalError(f"{LIMIT_FLAGS.get(name, name)}: {first['msg']}") from None
 
 
-OBSERVATION_KWARGS = ("obs_mode", "cameras", "image_size", "robot_meshes")
+OBSERVATION_KWARGS = ("obs_mode", "cameras", "image_size", "frames", "robot_meshes")
 """The env kwargs that say how a policy observes the cell (not the cell itself)."""
 
 

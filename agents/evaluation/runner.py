@@ -162,7 +162,7 @@ class _OnnxPolicy:
 
         raw = self.sess.get_modelmeta().custom_metadata_map.get("factory_twin.obs_images")
         theirs = image_layout(env.observation_space)
-        gives = {c.key: [c.height, c.width, 3] for c in theirs.cameras} if theirs is not None else {}
+        gives = {c.key: [c.height, c.width, c.channels] for c in theirs.cameras} if theirs is not None else {}
         if raw is None:
             return  # a plain 'obs' vector: its length is checked against the env's
         try:
@@ -181,7 +181,7 @@ class _OnnxPolicy:
             if gives[cam] != shape:
                 raise PolicyError(
                     f"{self.path}: input 'obs' reads camera {cam!r} as {shape[0]}x{shape[1]}x{shape[2]} (HWC, RGB); "
-                    f"{where} gives {gives[cam][0]}x{gives[cam][1]}x3"
+                    f"{where} gives {gives[cam][0]}x{gives[cam][1]}x{gives[cam][2]}"
                 )
         extra = sorted(set(gives) - set(wants))
         if extra:

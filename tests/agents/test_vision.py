@@ -49,6 +49,12 @@ def test_images_outside_the_encoder_range_are_refused_naming_the_key():
     with pytest.raises(UnsupportedSpaceError, match=r"observation\['top'\]: images must be \(height, width, 3\) RGB"):
         check_spaces(bad, act)
     check_spaces(_space(), act)
+    stacked = gym.spaces.Dict({"top": gym.spaces.Box(0, 255, (32, 32, 6), np.uint8)})
+    check_spaces(stacked, act)  # two frames
+    layout = image_layout(stacked)
+    assert layout.cameras[0].channels == 6 and layout.dim == 32 * 32 * 6
+    out = VisionActor(layout, 3, 16, 1)(torch.zeros(2, layout.dim))
+    assert out.shape == (2, 3)
 
 
 def test_random_shift_moves_each_image_as_a_whole_within_the_pad():
@@ -194,8 +200,19 @@ def test_state_learners_refuse_images_naming_the_ones_that_see(tmp_path, capsys)
         train(cfg, tmp_path / "sac", quiet=True)
     args = ["train", "--env", "ConveyorPick-v1", "--algo", "dagger", "--out", str(tmp_path / "x")]
     assert cli([*args, "--cameras", "top"]) == 2
-    assert "--cameras and --image-size are settings of --obs rgb" in capsys.readouterr().err
+    assert "--cameras, --image-size and --frames are settings of --obs rgb" in capsys.readouterr().err
     assert cli([*args, "--obs", "rgb", "--cameras", "top,side", "--steps", "10"]) == 2
     assert "no camera named 'side'" in capsys.readouterr().err
     assert cli([*args, "--obs", "rgb", "--image-size", "8", "--steps", "10"]) == 2
     assert "image_size must be 32 to 256 pixels, got 8" in capsys.readouterr().err
+
+
+def test_a_student_sees_stacked_frames_from_the_command_line(tmp_path):
+    run = tmp_path / "stacked"
+    args = ["train", "--env", "FactoryReach-v0", "--algo", "dagger", "--obs", "rgb", "--image-size", "32"]
+    args += ["--frames", "2", "--steps", "200", "--out", str(run)]
+    sets = {**QUICK, "eval_episodes": "1"}
+    assert cli([*args, *(a for k, v in sets.items() for a in ("--set", f"{k}={v}"))]) == 0
+    _, doc = load_policy(run)
+    assert doc["obs_space"]["spaces"]["top"]["shape"] == [32, 32, 6]
+    assert doc["config"]["env_kwargs"] == {"obs_mode": "rgb", "image_size": 32, "frames": 2}

@@ -88,3 +88,27 @@ def test_a_frozen_camera_repeats_its_last_frame_at_the_policy_size():
         assert obs["scene"].shape == (32, 32, 3) and not obs["scene"].any()
     finally:
         env.close()
+
+
+def test_stacked_frames_show_motion_oldest_first():
+    env = gym.make("ConveyorPick-v1", obs_mode="rgb", image_size=32, frames=3)
+    try:
+        assert env.observation_space["scene"].shape == (32, 32, 9)
+        obs, _ = env.reset(seed=0)
+        first = obs["scene"]
+        np.testing.assert_array_equal(first[..., 0:3], first[..., 6:9])  # the first frame stands for the earlier
+        seen = [first[..., 6:9]]
+        for _ in range(3):
+            obs, *_ = env.step(np.array([1.0, 0.0, 0.0, 0.0], np.float32))
+            seen.append(obs["scene"][..., 6:9])
+        np.testing.assert_array_equal(obs["scene"][..., 0:3], seen[-3])
+        np.testing.assert_array_equal(obs["scene"][..., 3:6], seen[-2])
+        assert not np.array_equal(seen[0], seen[-1])  # the arm moved
+        obs, _ = env.reset(seed=0)
+        np.testing.assert_array_equal(obs["scene"], first)  # a reset forgets the last episode's frames
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match=r"frames must be a whole number from 1 to 8, got 9"):
+        gym.make("ConveyorPick-v1", obs_mode="rgb", frames=9)
+    with pytest.raises(ValueError, match=r"frames= is a setting of obs_mode='rgb'"):
+        gym.make("ConveyorPick-v1", frames=2)
