@@ -307,7 +307,7 @@ class FactoryEnv(gym.Env):
         faults: str | list[str] | None = "layout",
         randomize: bool | None = None,
         cameras: Sequence[str] | None = None,
-        image_size: int = DEFAULT_IMAGE_SIZE,
+        image_size: int | None = None,
         frames: int = 1,
         robot_meshes: str | None = None,
         **knobs: Any,
@@ -582,9 +582,12 @@ class FactoryGoalEnv(FactoryEnv):
 def _check_images(obs_mode: str, cameras: Any, image_size: Any, task: type[Task]) -> tuple[tuple[str, ...], int]:
     """The ``rgb`` mode's cameras and image side, checked (ValueError naming the setting)."""
     if obs_mode != "rgb":
-        if cameras is not None:
-            raise ValueError(f"cameras= is a setting of obs_mode='rgb', not of obs_mode={obs_mode!r}")
+        for name, value in (("cameras", cameras), ("image_size", image_size)):
+            if value is not None:
+                raise ValueError(f"{name}= is a setting of obs_mode='rgb', not of obs_mode={obs_mode!r}")
         return (), DEFAULT_IMAGE_SIZE
+    if image_size is None:
+        image_size = DEFAULT_IMAGE_SIZE
     if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer):
         raise ValueError(f"image_size must be a whole number of pixels, got {image_size!r}")
     lo, hi = IMAGE_SIZES

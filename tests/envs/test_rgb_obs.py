@@ -44,6 +44,8 @@ def test_cameras_and_image_size_are_chosen_and_checked():
         gym.make("ConveyorPick-v1", obs_mode="rgb", image_size=64.5)
     with pytest.raises(ValueError, match=r"cameras= is a setting of obs_mode='rgb'"):
         gym.make("ConveyorPick-v1", cameras=["top"])
+    with pytest.raises(ValueError, match=r"image_size= is a setting of obs_mode='rgb', not of obs_mode='state'"):
+        gym.make("ConveyorPick-v1", image_size=64)
     with pytest.raises(ValueError, match=r"names a camera twice"):
         gym.make("ConveyorPick-v1", obs_mode="rgb", cameras=["top", "top"])
     with pytest.raises(ValueError, match=r"robot_meshes must be one of"):
