@@ -204,7 +204,7 @@ def _rl() -> list[Cell]:
 # fewer updates per round than the state students', each update being some 20 times dearer.
 VISION_SETS = {"updates_per_round": "600", "batch_size": "256", "eval_episodes": "0", "eval_every": "20000"}
 _VISION = {
-    "ConveyorPick-v1": (80_000, {"obs_mode": "rgb"}, "scene camera", {}),
+    "ConveyorPick-v1": (40_000, {"obs_mode": "rgb"}, "scene camera", {"eval_every": "10000"}),
     # two cameras: each update about twice as dear
     "BinSort-v1": (60_000, {"obs_mode": "rgb"}, "top and wrist cameras", {"updates_per_round": "500"}),
 }
