@@ -681,7 +681,7 @@ def vision_lines() -> list[str]:
     state = json.loads(BASELINES.read_text(encoding="utf-8"))["rows"] if BASELINES.is_file() else []
     for r in state:
         if r["task"] in tasks and r["algorithm"] == "DAgger":
-            rows.append({**r, "algorithm": "DAgger (state)", "expert": None, "ceiling": None})
+            rows.append({**r, "algorithm": "DAgger (state)"})
     rows.sort(key=lambda r: (r["task"], r["algorithm"] != "DAgger (state)"))
     out = [
         f"Success on {doc.get('suite', 'the suite')}'s fixed seeds (100 per variant), medians over the seeds "
@@ -712,6 +712,7 @@ def vision_lines() -> list[str]:
 BLOCKS: dict[tuple[Path, str], Callable[[], list[str]]] = {
     (README, "baselines"): _baselines_lines,
     (ROOT / "docs" / "vision.md", "vision"): vision_lines,
+    (README, "vision"): vision_lines,
     (ROOT / "docs" / "evaluation.md", "expert-scorecard"): expert_scorecard_lines,
     (README, "line-model"): line_model_lines,
     (ROOT / "docs" / "lines.md", "line-model"): line_model_lines,
