@@ -679,9 +679,17 @@ def vision_lines() -> list[str]:
     rows = list(doc["rows"])
     tasks = {r["task"] for r in rows}
     state = json.loads(BASELINES.read_text(encoding="utf-8"))["rows"] if BASELINES.is_file() else []
+    own = {r["task"]: r for r in doc["rows"]}
     for r in state:
-        if r["task"] in tasks and r["algorithm"] == "DAgger":
-            rows.append({**r, "algorithm": "DAgger (state)"})
+        if r["task"] in tasks and r["algorithm"] == "DAgger":  # the expert rows of this bench's run
+            rows.append(
+                {
+                    **r,
+                    "algorithm": "DAgger (state)",
+                    "expert": own[r["task"]].get("expert"),
+                    "ceiling": own[r["task"]].get("ceiling"),
+                }
+            )
     rows.sort(key=lambda r: (r["task"], r["algorithm"] != "DAgger (state)"))
     out = [
         f"Success on {doc.get('suite', 'the suite')}'s fixed seeds (100 per variant), medians over the seeds "
@@ -691,6 +699,15 @@ def vision_lines() -> list[str]:
         "",
         *imitation_table(rows),
     ]
+    for r in doc["rows"]:
+        kept = ", ".join(f"{p:,}" for p in r.get("policy_steps", []) if p is not None)
+        share = r.get("collect_share_median")
+        line = (
+            f"{r['task']}, {r['algorithm']}: the policy kept from env step {kept or '?'} (the best held-out evaluation)"
+        )
+        if share is not None:
+            line += f"; stepping the envs (their cameras rendering included) took {share:.0%} of {r['train_seconds_median']:.0f} s of training, learning the rest"
+        out += ["", line + "."]
     sorted_rows = [r for r in doc["rows"] if r.get("sorting_median")]
     if sorted_rows:
         out += [
