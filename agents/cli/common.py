@@ -199,6 +199,23 @@ def _play_inputs(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _observation(args) -> dict | None:
+    """The env kwargs of ``--obs`` and its settings (``--cameras``, ``--image-size``, ``--frames``),
+    or None without ``--obs``; those settings without ``--obs rgb`` are refused."""
+    if (args.cameras is not None or args.image_size is not None or args.frames is not None) and args.obs != "rgb":
+        raise UsageError("--cameras, --image-size and --frames are settings of --obs rgb")
+    if args.obs is None:
+        return None
+    view = {"obs_mode": args.obs}
+    if args.cameras is not None:
+        view["cameras"] = [c.strip() for c in args.cameras.split(",") if c.strip()]
+    if args.image_size is not None:
+        view["image_size"] = args.image_size
+    if args.frames is not None:
+        view["frames"] = args.frames
+    return view
+
+
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
     out_: dict[str, str] = {}
     for pair in pairs:

@@ -12,6 +12,7 @@ from agents.cli.common import (
     UsageError,
     _episode_ticker,
     _in_path,
+    _observation,
     _out_dir,
     _out_file,
     _progress,
@@ -50,17 +51,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"--telemetry {args.telemetry}: already holds {held[0]}; name a new folder")
     elif args.telemetry_rate is not None:
         raise UsageError("--telemetry-rate needs --telemetry DIR")
-    observation = None
-    if (args.cameras is not None or args.image_size is not None or args.frames is not None) and args.obs != "rgb":
-        raise UsageError("--cameras, --image-size and --frames are settings of --obs rgb")
-    if args.obs is not None:
-        observation = {"obs_mode": args.obs}
-        if args.cameras is not None:
-            observation["cameras"] = [c.strip() for c in args.cameras.split(",") if c.strip()]
-        if args.image_size is not None:
-            observation["image_size"] = args.image_size
-        if args.frames is not None:
-            observation["frames"] = args.frames
+    observation = _observation(args)
     with _progress() as prog:
         bar: dict = {}
 

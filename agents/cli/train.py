@@ -15,6 +15,7 @@ from agents.cli.common import (
     _fmt,
     _in_path,
     _metric,
+    _observation,
     _out_dir,
     _out_file,
     _parse_sets,
@@ -72,18 +73,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         sets["curriculum"] = "true"
     if args.difficulty_curriculum:
         sets["difficulty_curriculum"] = "true"
-    if (args.cameras is not None or args.image_size is not None or args.frames is not None) and args.obs != "rgb":
-        raise UsageError("--cameras, --image-size and --frames are settings of --obs rgb")
+    view = _observation(args)
     try:
         cfg = make_config(args.algo, args.env, sets)
-        if args.obs is not None:
-            view = {"obs_mode": args.obs}
-            if args.cameras is not None:
-                view["cameras"] = [c.strip() for c in args.cameras.split(",") if c.strip()]
-            if args.image_size is not None:
-                view["image_size"] = args.image_size
-            if args.frames is not None:
-                view["frames"] = args.frames
+        if view is not None:
             sets["env_kwargs"] = json.dumps({**cfg.env_kwargs, **view})
             cfg = make_config(args.algo, args.env, sets)
         if args.show_config:
