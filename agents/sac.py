@@ -31,7 +31,16 @@ from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
 from agents.common.rewards import goal_reward
 from agents.common.runtime import EpisodeStats, Run, compiled
-from agents.common.spaces import flatdim, flatten_batch, flatten_one, goal_slices, is_goal_space
+from agents.common.spaces import (
+    ImageLayout,
+    flatdim,
+    flatten_batch,
+    flatten_one,
+    goal_slices,
+    image_layout,
+    is_goal_space,
+)
+from agents.common.vision import Encoder, PixelNorm, random_shift
 
 SQUASH = "tanh"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -64,17 +73,38 @@ class Backup(NamedTuple):
 
 
 class SACAgent(nn.Module):
-    """Actor, temperature and an ensemble of ``num_qs`` critics with their targets."""
+    """Actor, temperature and an ensemble of ``num_qs`` critics with their targets.
 
-    def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high) -> None:
+    On images (``layout``), as DrQ: one convolutional ``Encoder`` (with a target copy) turns the
+    normalised observation into features for the critics and the actor; the critics' loss trains
+    it, and the actor reads its features detached. Without images the features are the
+    normalised observation itself."""
+
+    def __init__(
+        self, cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high, layout: ImageLayout | None = None
+    ) -> None:
         super().__init__()
         w, d = cfg.net_width, cfg.net_depth
         self.act_dim = act_dim
-        self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
-        self.actor = mlp(obs_dim, 2 * act_dim, w, d)
+        self.encoder: Encoder | None = None
+        self.encoder_target: Encoder | None = None
+        self.shift = cfg.image_shift
+        feat = obs_dim
+        if layout is None:
+            self.norm = RunningNorm(obs_dim, min_std=cfg.norm_floor) if cfg.norm_obs else Identity()
+        else:
+            if cfg.base_config:
+                raise ValueError("residual RL (base_policy) takes state observations, not images")
+            self.norm = PixelNorm(layout, min_std=cfg.norm_floor if cfg.norm_obs else 0.0)
+            self.encoder, self.encoder_target = Encoder(layout), Encoder(layout)
+            self.encoder_target.load_state_dict(self.encoder.state_dict())
+            self.encoder_target.requires_grad_(False)
+            feat = self.encoder.out_dim
+        self.layout = layout
+        self.actor = mlp(feat, 2 * act_dim, w, d)
         ln = cfg.critic_layernorm
-        self.critic = EnsembleMLP(cfg.num_qs, obs_dim + act_dim, 1, w, d, layer_norm=ln)
-        self.critic_target = EnsembleMLP(cfg.num_qs, obs_dim + act_dim, 1, w, d, layer_norm=ln)
+        self.critic = EnsembleMLP(cfg.num_qs, feat + act_dim, 1, w, d, layer_norm=ln)
+        self.critic_target = EnsembleMLP(cfg.num_qs, feat + act_dim, 1, w, d, layer_norm=ln)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.init_alpha))))
@@ -124,8 +154,13 @@ class SACAgent(nn.Module):
         self._two_critics_to_ensemble(state, "")
         return state
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The critics' and actor's input for normalised observations ``x``: the encoder's features
+        on images, else ``x``."""
+        return x if self.encoder is None else self.encoder(x)
+
     def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Squashed action in [-1, 1] and its log-probability."""
+        """Squashed action in [-1, 1] and its log-probability, from features (``features``)."""
         mean, log_std = self.actor(x).split(self.act_dim, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         u = mean + log_std.exp() * torch.randn_like(mean)
@@ -157,7 +192,10 @@ class SACAgent(nn.Module):
             return ResidualPolicy(
                 self.base_policy(), self.norm, MeanHead(self.actor, self.act_dim), self.scale, self.residual_scale
             )
-        return DeterministicPolicy(self.norm, MeanHead(self.actor, self.act_dim), self.scale, SQUASH)
+        head = MeanHead(self.actor, self.act_dim)
+        if self.encoder is not None:
+            head = nn.Sequential(self.encoder, head)
+        return DeterministicPolicy(self.norm, head, self.scale, SQUASH)
 
 
 def residual_action(base: torch.Tensor, u: torch.Tensor, scale: ActionScale, residual_scale: float) -> torch.Tensor:
@@ -179,8 +217,8 @@ class ResidualPolicy(nn.Module):
         return residual_action(self.base(obs), u, self.scale, self.residual_scale)
 
 
-def build(cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high) -> SACAgent:
-    return SACAgent(cfg, obs_dim, act_dim, act_low, act_high)
+def build(cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high, layout: ImageLayout | None = None) -> SACAgent:
+    return SACAgent(cfg, obs_dim, act_dim, act_low, act_high, layout)
 
 
 def sac_losses(
@@ -191,12 +229,29 @@ def sac_losses(
     Each loss reaches only its own parameters (the actor's goes through frozen critic weights),
     so their sum is backpropagated once. ``actor=False``: the critics' loss alone (the actor and
     temperature losses are zeros), for the critic updates between actor updates.
+
+    On images each observation is randomly shifted (``agent.shift`` pixels, DrQ); the critics'
+    loss trains the encoder, the target critics read the target encoder's features, the actor
+    the encoder's detached.
     """
-    x, nx = agent.norm(obs), agent.norm(next_obs)
+    if agent.encoder is None:
+        x, nx = agent.norm(obs), agent.norm(next_obs)
+        x_actor, nx_target = x, nx
+    else:
+        if agent.shift > 0:
+            obs, next_obs = (
+                random_shift(obs, agent.layout, agent.shift),
+                random_shift(next_obs, agent.layout, agent.shift),
+            )
+        x = agent.encoder(agent.norm(obs))
+        x_actor = x.detach()
+        with torch.no_grad():
+            nobs = agent.norm(next_obs)
+            nx, nx_target = agent.encoder(nobs), agent.encoder_target(nobs)
     alpha = agent.log_alpha.exp().detach()
     with torch.no_grad():
         na, nlogp = agent.sample(nx)
-        next_q = agent.q_target(nx, na, hp.num_min_qs)
+        next_q = agent.q_target(nx_target, na, hp.num_min_qs)
         if hp.backup_entropy:
             next_q = next_q - alpha * nlogp
         target = rewards + hp.gamma * (1.0 - terminated) * next_q
@@ -205,8 +260,8 @@ def sac_losses(
     if not actor:
         zero = critic_loss.new_zeros(())
         return critic_loss, critic_loss, zero, q.mean()
-    a, logp = agent.sample(x)
-    qa = agent.q_frozen(x, a)
+    a, logp = agent.sample(x_actor)
+    qa = agent.q_frozen(x_actor, a)
     qa = qa.mean(0) if hp.actor_q == "mean" else qa.min(0).values
     actor_loss = (alpha * logp - qa).mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
@@ -247,11 +302,17 @@ class Updater:
         self.sample_in_graph = sample_in_graph
         # capturable for CUDA graphs; else the fused kernels (one per parameter group, CPU and CUDA)
         kw = {"capturable": True, "foreach": True} if self.graph_mode else {"fused": True}
-        self.critic_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.lr, **kw)
+        critic_params = [*agent.critic.parameters()]
+        if agent.encoder is not None:  # the critics' loss trains the encoder
+            critic_params += [*agent.encoder.parameters()]
+        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.lr, **kw)
         self.actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.lr, **kw)
         self.alpha_opt = torch.optim.Adam([agent.log_alpha], lr=cfg.lr, **kw)
         self.losses_fn = compile_fn(sac_losses) if compile_fn and not self.graph_mode else sac_losses
-        self._targets = ([*agent.critic_target.parameters()], [*agent.critic.parameters()])
+        targets = [(agent.critic_target, agent.critic)]
+        if agent.encoder is not None:
+            targets.append((agent.encoder_target, agent.encoder))
+        self._targets = tuple([p for pair in targets for p in pair[k].parameters()] for k in (0, 1))
         self.device, self.note = device, note
         self.count = 0  # critic updates run, which places the actor's
         self._graphs: dict[bool, torch.cuda.CUDAGraph] = {}
@@ -338,7 +399,8 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     """Train on the pool ``vec``; ``state`` (from a checkpoint) resumes. Returns the agent and step."""
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
-    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high).to(device)
+    layout = image_layout(obs_space)
+    agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high, layout).to(device)
     note = lambda line: run.console.print(  # noqa: E731
         line, style="bold red" if line.startswith("WARNING") else "yellow", markup=False, highlight=False
     )
@@ -356,9 +418,13 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         goal_slices=goal_slices(obs_space) if goal else None,
         her_ratio=cfg.her_ratio,
         reward_fn=reward_fn,
+        layout=layout,
     )
     compile_fn = (lambda f: compiled(f, run.console)) if cfg.compile else None
     graph = cfg.cuda_graph and device.type == "cuda"
+    if graph and layout is not None:  # the image replay grows as it fills: no fixed addresses to capture
+        graph = False
+        note("images: SAC's updates run without CUDA graphs (the image replay is allocated as it fills)")
     if cfg.demos:  # RL from demonstrations: every batch part demos, part online (RLPD)
         demos = load_demos(cfg, obs_space, act_space, agent, device)
         sample = mixed_sample(buffer.sample, demos, cfg.batch_size, cfg.demo_ratio)
@@ -407,7 +473,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     warmup_rng = np.random.default_rng(int(rng.integers(2**31)))  # uniform actions before learning_starts
 
     def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:
-        u, _ = agent.sample(agent.norm(x))
+        u, _ = agent.sample(agent.features(agent.norm(x)))
         return (torch.cat([agent.env_action(x, u), u], -1),)
 
     acting = BatchedAct(policy_step, n, obs_dim, device, graph, note=note)

@@ -42,8 +42,6 @@ MAX_POLICY_PARAMS = 500_000_000
 """Largest network a checkpoint may ask to be built (2 GB of float32 weights)."""
 
 
-IMAGE_ALGOS = ("bc", "dagger", "ppo")
-"""The algorithms whose networks read images (``agents.common.vision``)."""
 IMAGES_PROP = "factory_twin.obs_images"
 """The ONNX metadata property of an image policy: its cameras' places in the ``obs`` input."""
 
@@ -83,8 +81,6 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[t
             f"(obs {obs_dim}, width {cfg.net_width}, depth {cfg.net_depth}), over the {MAX_POLICY_PARAMS:,} limit"
         )
     try:
-        if layout is not None and algo_of(cfg) not in IMAGE_ALGOS:
-            raise ValueError(f"--algo {algo_of(cfg)} has no image policy")
         extra = (layout,) if layout is not None else ()
         agent = ALGOS[algo_of(cfg)].build(cfg, obs_dim, act_dim, act["low"], act["high"], *extra)
     except (ValueError, TypeError, RuntimeError, MemoryError) as exc:
@@ -161,12 +157,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     )
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
-        if image_layout(vec.single_observation_space) is not None and algo_of(cfg) not in IMAGE_ALGOS:
-            raise TrainError(
-                f"{cfg.env_id} gives image observations ({', '.join(image_keys(vec.single_observation_space))}): "
-                f"--algo {algo_of(cfg)} learns from state vectors; {', '.join(IMAGE_ALGOS[:-1])} and {IMAGE_ALGOS[-1]} "
-                "learn from images"
-            )
         if isinstance(cfg, SACConfig) and cfg.base_policy:
             _check_base_spaces(cfg, vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
@@ -275,6 +265,11 @@ def _with_base(cfg: SACConfig) -> SACConfig:
 
 
 def _check_base_spaces(cfg: SACConfig, obs_space, act_space) -> None:
+    if image_layout(obs_space) is not None:
+        raise TrainError(
+            f"base_policy {cfg.base_policy}: residual RL corrects a policy on state observations; "
+            f"{cfg.env_id} gives images ({', '.join(image_keys(obs_space))})"
+        )
     doc = ckpt.read_sidecar(ckpt.resolve_policy(cfg.base_policy))
     if doc["obs_space"] != describe(obs_space):
         raise TrainError(

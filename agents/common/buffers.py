@@ -7,6 +7,62 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from agents.common.spaces import ImageLayout
+
+
+class PixelRings:
+    """Flat observations in ``n_envs`` rings of ``cap`` slots, indexed ``[env, slot]`` like a tensor
+    of ``[n_envs, cap, dim]``, whose pixel features are kept as uint8 (a quarter of the memory) and
+    the others as float32; reads give float32 flat rows. The slots are allocated as the rings fill
+    (doubling), not all at once: a million 84x84 images would be 21 GB."""
+
+    def __init__(self, n_envs: int, cap: int, layout: ImageLayout, device: torch.device) -> None:
+        mask = torch.as_tensor(layout.pixel_mask, device=device)
+        self.pix_idx, self.vec_idx = torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten()
+        rows = min(cap, 256)
+        self.pix = torch.zeros((n_envs, rows, len(self.pix_idx)), dtype=torch.uint8, device=device)
+        self.vec = torch.zeros((n_envs, rows, len(self.vec_idx)), device=device)
+        self.cap, self.dim = cap, layout.dim
+        self.shape = (n_envs, cap, layout.dim)
+
+    def reserve(self, slots: int) -> None:
+        """Room for slots ``0 .. slots - 1`` in every ring."""
+        have = self.pix.shape[1]
+        if slots <= have:
+            return
+        new = min(self.cap, max(slots, 2 * have))
+        grow = lambda t: torch.cat([t, t.new_zeros((t.shape[0], new - have, t.shape[2]))], 1)  # noqa: E731
+        self.pix, self.vec = grow(self.pix), grow(self.vec)
+
+    def __setitem__(self, key: tuple[torch.Tensor, torch.Tensor], obs: torch.Tensor) -> None:
+        ids, slot = key
+        self.reserve(int(slot.max()) + 1)
+        self.pix[ids, slot] = obs.index_select(-1, self.pix_idx).round().clamp(0, 255).to(torch.uint8)
+        self.vec[ids, slot] = obs.index_select(-1, self.vec_idx)
+
+    def __getitem__(self, key: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        env, i = key
+        pix, vec = self.pix[env, i], self.vec[env, i]
+        out = torch.empty((*pix.shape[:-1], self.dim), device=vec.device)
+        out[..., self.pix_idx] = pix.float()
+        out[..., self.vec_idx] = vec
+        return out
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` slots of every ring: (uint8 pixels, float32 features)."""
+        self.reserve(n)
+        return self.pix[:, :n], self.vec[:, :n]
+
+    def load_head(self, pix: torch.Tensor, vec: torch.Tensor) -> None:
+        n = pix.shape[1]
+        if pix.shape[::2] != self.pix.shape[::2] or vec.shape[::2] != self.vec.shape[::2] or vec.shape[1] != n:
+            raise ValueError(
+                f"pixels {list(pix.shape)} and features {list(vec.shape)} do not fit {self.shape[0]} envs x "
+                f"{len(self.pix_idx)} pixels and {len(self.vec_idx)} features"
+            )
+        self.reserve(n)
+        self.pix[:, :n], self.vec[:, :n] = pix.to(self.pix.device), vec.to(self.vec.device)
+
 
 class ReplayBuffer:
     """Transitions of ``n_envs`` envs, a ring per env so each episode is contiguous in time.
@@ -34,11 +90,16 @@ class ReplayBuffer:
         goal_slices: dict[str, slice] | None = None,
         her_ratio: float = 0.0,
         reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        layout: ImageLayout | None = None,
     ) -> None:
         self.cap = max(capacity // n_envs, 1)
         self.n_envs, self.device = n_envs, device
         z = lambda *s: torch.zeros((n_envs, self.cap, *s), dtype=torch.float32, device=device)  # noqa: E731
-        self.obs, self.next_obs = z(obs_dim), z(obs_dim)
+        if layout is None:
+            self.obs, self.next_obs = z(obs_dim), z(obs_dim)
+        else:  # image observations: uint8 pixels, allocated as they arrive
+            self.obs, self.next_obs = (PixelRings(n_envs, self.cap, layout, device) for _ in range(2))
+        self.obs_dim = obs_dim
         self.actions, self.rewards, self.terminated = z(act_dim), z(), z()
         self.ep_end = torch.full((n_envs, self.cap), -1, dtype=torch.long, device=device)
         self.t = torch.zeros(n_envs, dtype=torch.long, device=device)  # transitions added per env
@@ -126,9 +187,18 @@ class ReplayBuffer:
 
     def state(self) -> dict[str, torch.Tensor]:
         n = int(min(int(self.t_host.max()), self.cap))
+        if isinstance(self.obs, PixelRings):
+            (op, ov), (np_, nv) = self.obs.head(n), self.next_obs.head(n)
+            obs = {
+                "replay.obs_pixels": op,
+                "replay.obs_vector": ov,
+                "replay.next_pixels": np_,
+                "replay.next_vector": nv,
+            }
+        else:
+            obs = {"replay.obs": self.obs[:, :n], "replay.next_obs": self.next_obs[:, :n]}
         return {
-            "replay.obs": self.obs[:, :n],
-            "replay.next_obs": self.next_obs[:, :n],
+            **obs,
             "replay.actions": self.actions[:, :n],
             "replay.rewards": self.rewards[:, :n],
             "replay.terminated": self.terminated[:, :n],
@@ -138,16 +208,31 @@ class ReplayBuffer:
         }
 
     def load_state(self, st: dict[str, torch.Tensor]) -> None:
-        n = st["replay.obs"].shape[1]
-        if st["replay.obs"].shape[0] != self.n_envs or n > self.cap or st["replay.obs"].shape[2] != self.obs.shape[2]:
+        shape = st["replay.actions"].shape
+        n = shape[1]
+        if shape[0] != self.n_envs or n > self.cap or shape[2] != self.actions.shape[2]:
             raise ValueError(
-                f"replay buffer of shape {list(st['replay.obs'].shape)} does not fit "
-                f"{self.n_envs} envs x {self.cap} x {self.obs.shape[2]}"
+                f"replay buffer of {shape[0]} envs x {n} transitions x {shape[2]} action(s) does not fit "
+                f"{self.n_envs} envs x {self.cap} x {self.actions.shape[2]}"
             )
+        images = isinstance(self.obs, PixelRings)
+        if images != ("replay.obs_pixels" in st):
+            saved, here = ("images", "state vectors") if not images else ("state vectors", "images")
+            raise ValueError(f"its observations are {saved}, this run's are {here}")
+        if images:
+            self.obs.load_head(st["replay.obs_pixels"], st["replay.obs_vector"])
+            self.next_obs.load_head(st["replay.next_pixels"], st["replay.next_vector"])
+        elif st["replay.obs"].shape[2] != self.obs_dim or st["replay.obs"].shape[1] != n:
+            raise ValueError(f"observations of {st['replay.obs'].shape[2]} numbers, this run's have {self.obs_dim}")
         t = st["replay.t"].reshape(-1).to(torch.int64)
         if t.numel() != self.n_envs:  # the format of lock-step runs: one count for every env
             t = t[:1].expand(self.n_envs)
-        for name in ("obs", "next_obs", "actions", "rewards", "terminated", "ep_end"):
+        names = (
+            ("actions", "rewards", "terminated", "ep_end")
+            if images
+            else ("obs", "next_obs", "actions", "rewards", "terminated", "ep_end")
+        )
+        for name in names:
             getattr(self, name)[:, :n] = st[f"replay.{name}"].to(self.device)
         self.t.copy_(t.to(self.device))
         self.t_host[:] = t.cpu().numpy()

@@ -8,9 +8,10 @@ camera's pixels lie in that vector, and the networks here read them back out:
 
 * ``PixelNorm``: the observation normaliser, running statistics for the non-pixel features and a
   fixed map of every pixel to [-1, 1];
-* ``VisionActor``: one small convolutional encoder per camera (three layers, as the Atari DQN's,
+* ``Encoder``: one small convolutional encoder per camera (three layers, as the Atari DQN's,
   scaled to the 32 to 256 pixel images), each to ``features`` numbers through LayerNorm and tanh,
-  fused with the normalised proprioception by an MLP;
+  beside the normalised proprioception; ``VisionActor`` fuses them with an MLP (the students' and
+  PPO's networks), and SAC shares one encoder between its critics and its actor (DrQ);
 * ``random_shift``: DrQ's augmentation (Kostrikov et al. 2020), each image padded by ``pad``
   pixels at its edges and cropped back at a random offset, per sample; it makes imitation and RL
   from pixels work on little data.
@@ -82,14 +83,12 @@ def _conv_stack(side: tuple[int, int], channels: int = 3) -> tuple[nn.Sequential
     return nn.Sequential(*layers, nn.Flatten()), c * h * w
 
 
-class VisionActor(nn.Module):
-    """From a normalised flat observation to actions (pre-squash): a convolutional encoder per
-    camera, ``features`` numbers each (linear, LayerNorm, tanh), concatenated with the non-pixel
-    features, then an MLP of ``depth`` layers of ``width``."""
+class Encoder(nn.Module):
+    """From a normalised flat observation to features: a convolutional encoder per camera,
+    ``features`` numbers each (linear, LayerNorm, tanh), concatenated with the non-pixel features
+    (``out_dim`` in all)."""
 
-    def __init__(
-        self, layout: ImageLayout, n_out: int, width: int, depth: int, features: int = 64, out_gain: float = 1.0
-    ) -> None:
+    def __init__(self, layout: ImageLayout, features: int = 64) -> None:
         super().__init__()
         self.layout = layout
         self.encoders = nn.ModuleDict()
@@ -97,7 +96,7 @@ class VisionActor(nn.Module):
             conv, n = _conv_stack((c.height, c.width), c.channels)
             self.encoders[c.key] = nn.Sequential(conv, nn.Linear(n, features), nn.LayerNorm(features), nn.Tanh())
         self.register_buffer("vector_idx", torch.as_tensor(np.flatnonzero(~layout.pixel_mask)), persistent=False)
-        self.head = mlp(features * len(layout.cameras) + layout.vector_dim, n_out, width, depth, out_gain=out_gain)
+        self.out_dim = features * len(layout.cameras) + layout.vector_dim
 
     def images(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each camera's images ``[batch, C, H, W]`` out of flat observations."""
@@ -106,13 +105,30 @@ class VisionActor(nn.Module):
             for c in self.layout.cameras
         }
 
+    def encode(self, images: dict[str, torch.Tensor], vector: torch.Tensor) -> torch.Tensor:
+        """From each camera's normalised images ``[batch, 3, H, W]`` and the normalised non-pixel features."""
+        return torch.cat([*(self.encoders[c.key](images[c.key]) for c in self.layout.cameras), vector], dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fuse(self.images(x), x.index_select(1, self.vector_idx))
+        return self.encode(self.images(x), x.index_select(1, self.vector_idx))
+
+
+class VisionActor(Encoder):
+    """From a normalised flat observation to actions (pre-squash): the ``Encoder``'s features, then
+    an MLP of ``depth`` layers of ``width``."""
+
+    def __init__(
+        self, layout: ImageLayout, n_out: int, width: int, depth: int, features: int = 64, out_gain: float = 1.0
+    ) -> None:
+        super().__init__(layout, features)
+        self.head = mlp(self.out_dim, n_out, width, depth, out_gain=out_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(super().forward(x))
 
     def fuse(self, images: dict[str, torch.Tensor], vector: torch.Tensor) -> torch.Tensor:
         """From each camera's normalised images ``[batch, 3, H, W]`` and the normalised non-pixel features."""
-        feats = [self.encoders[c.key](images[c.key]) for c in self.layout.cameras]
-        return self.head(torch.cat([*feats, vector], dim=1))
+        return self.head(self.encode(images, vector))
 
 
 def shift_images(img: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agents.cli import run as cli  # noqa: E402
+from agents.common import checkpoint as ckpt  # noqa: E402
 from agents.common.config import make_config  # noqa: E402
 from agents.common.spaces import UnsupportedSpaceError, check_spaces, flatten_one, image_layout  # noqa: E402
 from agents.common.vision import PixelNorm, PixelStore, VisionActor, random_shift, shift_images  # noqa: E402
@@ -190,12 +191,82 @@ def test_ppo_learns_from_images_and_its_policy_exports(tmp_path):
     assert cli(["export", str(tmp_path / "ppo"), "--onnx", str(tmp_path / "ppo.onnx")]) == 0
 
 
-def test_state_learners_refuse_images_naming_the_ones_that_see(tmp_path, capsys):
-    cfg = make_config("sac", "ConveyorPick-v1", {"total_steps": "100", "n_envs": "1"})
-    cfg.env_kwargs = {"obs_mode": "rgb"}
+def test_sac_from_images_learns_through_a_shared_encoder_and_resumes_its_byte_replay(tmp_path):
+    run = tmp_path / "sac"
+    sets = {"total_steps": "300", "n_envs": "2", "learning_starts": "100", "batch_size": "16", "net_width": "32"}
+    cfg = make_config("sac", "FactoryReach-v0", {**sets, "eval_episodes": "1", "image_shift": "2"})
+    cfg.env_kwargs = IMAGES
+    assert train(cfg, run, quiet=True)["step"] >= 300
+    state = ckpt.load_state(ckpt.resolve_checkpoint(run), torch.device("cpu"))
+    tensors = state["tensors"]
+    # one encoder (and its target) for the critics and the actor; the replay keeps pixels as bytes
+    assert any(k.startswith("model.encoder.encoders.top.") for k in tensors)
+    assert any(k.startswith("model.encoder_target.") for k in tensors)
+    assert not any(k.startswith("model.actor.") and "encoders" in k for k in tensors)
+    replay = state["replay"]
+    assert replay["replay.obs_pixels"].dtype == torch.uint8 and replay["replay.obs_pixels"].shape[2] == 32 * 32 * 3
+    assert int(replay["replay.t"].sum()) >= 300
+    # the critics' loss moved the encoder: it is no longer its starting copy, and the target trails it
+    enc = {k: v for k, v in tensors.items() if k.startswith("model.encoder.")}
+    target = {
+        k.replace("encoder_target", "encoder"): v for k, v in tensors.items() if k.startswith("model.encoder_target.")
+    }
+    assert any(not torch.equal(v, target[k]) for k, v in enc.items())
+    cfg.total_steps = 400
+    train(cfg, run, resume=True, quiet=True)
+    replay = ckpt.load_state(ckpt.resolve_checkpoint(run), torch.device("cpu"))["replay"]
+    assert int(replay["replay.t"].sum()) >= 400  # the stored images came back and grew
+    policy, doc = load_policy(run)
+    assert doc["algo"] == "sac" and set(doc["obs_space"]["spaces"]) == {"top", "proprio"}
+    env = gym.make("FactoryReach-v0", **IMAGES)
+    obs, _ = env.reset(seed=0)
+    flat = torch.as_tensor(flatten_one(env.observation_space, obs))[None]
+    with torch.no_grad():
+        action = policy(flat)
+    env.close()
+    assert action.shape == (1, 3) and torch.isfinite(action).all()
+    pytest.importorskip("onnxruntime")
+    from agents.evaluation.runner import _OnnxPolicy
+
+    assert cli(["export", str(run), "--onnx", str(tmp_path / "sac.onnx")]) == 0
+    np.testing.assert_allclose(_OnnxPolicy(str(tmp_path / "sac.onnx"))(flat[0].numpy()), action.numpy(), atol=1e-4)
+
+
+def test_image_replay_keeps_bytes_grows_as_it_fills_and_refuses_a_state_replay():
+    from agents.common.buffers import ReplayBuffer
+
+    layout = image_layout(_space(cams=("top",)))
+    buf = ReplayBuffer(1000, 2, layout.dim, 3, torch.device("cpu"), layout=layout)
+    assert buf.obs.pix.shape[1] == 256  # not the whole 500 slots per env yet
+    rng = np.random.default_rng(0)
+    obs = torch.as_tensor(np.concatenate([rng.uniform(-1, 1, (2, 5)), rng.integers(0, 256, (2, layout.dim - 5))], 1))
+    obs = obs.float()[:, np.argsort(np.r_[np.flatnonzero(~layout.pixel_mask), np.flatnonzero(layout.pixel_mask)])]
+    for t in range(300):
+        buf.add(np.arange(2), obs, obs + (t % 2), torch.zeros(2, 3), torch.ones(2), torch.zeros(2), np.zeros(2, bool))
+    assert buf.obs.pix.shape[1] == 500 and buf.obs.pix.dtype == torch.uint8
+    o, _, r, _, _ = buf.sample(64)
+    hits = [(o[k] == obs).all(1).any().item() for k in range(64)]
+    assert all(hits) and torch.all(r == 1.0)  # every sampled observation is one that was stored, exactly
+    other = ReplayBuffer(1000, 2, layout.dim, 3, torch.device("cpu"), layout=layout)
+    other.load_state(buf.state())
+    torch.testing.assert_close(
+        other.obs[torch.arange(2), torch.tensor([5, 7])], buf.obs[torch.arange(2), torch.tensor([5, 7])]
+    )
+    plain = ReplayBuffer(1000, 2, layout.dim, 3, torch.device("cpu"))
+    with pytest.raises(ValueError, match="its observations are images, this run's are state vectors"):
+        plain.load_state(buf.state())
+
+
+def test_residual_rl_on_images_is_refused_and_cli_settings_are_checked(tmp_path, capsys):
+    base = make_config("dagger", "FactoryReach-v0", {**QUICK, "total_steps": "200", "eval_episodes": "0"})
+    base.env_kwargs = IMAGES
+    train(base, tmp_path / "base", quiet=True)
+    cfg = make_config(
+        "sac", "FactoryReach-v0", {"total_steps": "100", "n_envs": "1", "base_policy": str(tmp_path / "base")}
+    )
+    cfg.env_kwargs = IMAGES
     with pytest.raises(
-        TrainError,
-        match=r"image observations \(scene\): --algo sac learns from state vectors; bc, dagger and ppo learn from images",
+        TrainError, match=r"residual RL corrects a policy on state observations; .* gives images \(top\)"
     ):
         train(cfg, tmp_path / "sac", quiet=True)
     args = ["train", "--env", "ConveyorPick-v1", "--algo", "dagger", "--out", str(tmp_path / "x")]
