@@ -287,3 +287,12 @@ def test_a_student_sees_stacked_frames_from_the_command_line(tmp_path):
     _, doc = load_policy(run)
     assert doc["obs_space"]["spaces"]["top"]["shape"] == [32, 32, 6]
     assert doc["config"]["env_kwargs"] == {"obs_mode": "rgb", "image_size": 32, "frames": 2}
+
+
+def test_image_students_get_their_own_defaults_and_explicit_settings_win():
+    rgb = {"env_kwargs": '{"obs_mode": "rgb"}'}
+    cfg = make_config("dagger", "ConveyorPick-v1", rgb)
+    assert (cfg.lr, cfg.batch_size, cfg.updates_per_round) == (3e-4, 256, 600)
+    assert make_config("dagger", "ConveyorPick-v1", {**rgb, "lr": "1e-3"}).lr == 1e-3
+    state = make_config("dagger", "ConveyorPick-v1")
+    assert (state.lr, state.batch_size, state.updates_per_round) == (1e-3, 512, 1000)
