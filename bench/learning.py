@@ -212,8 +212,14 @@ VISION_SETS = {
 }
 _VISION = {
     "ConveyorPick-v1": (40_000, {"obs_mode": "rgb"}, "scene camera", {"eval_every": "10000"}),
-    # two cameras: each update about twice as dear
-    "BinSort-v1": (60_000, {"obs_mode": "rgb"}, "top and wrist cameras", {"updates_per_round": "500"}),
+    # two cameras: each update about twice as dear; the state student was within 0.9 of its final
+    # success by 40,000 env steps on every seed
+    "BinSort-v1": (
+        40_000,
+        {"obs_mode": "rgb"},
+        "top and wrist cameras",
+        {"updates_per_round": "500", "eval_every": "10000"},
+    ),
 }
 
 
