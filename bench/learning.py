@@ -200,16 +200,9 @@ def _rl() -> list[Cell]:
 
 # Policies that see: DAgger students from the cells' cameras and the arm's own readings (no state
 # of the twin), scored on the imitation suite's variants beside the state students. Images at 84x84,
-# the arm's collision meshes in the cameras' view (the rgb mode's default); a smaller batch and
-# fewer updates per round than the state students', each update being some 20 times dearer, and a
-# third of their learning rate (at 1e-3 a run could lose its grip once the student drove).
-VISION_SETS = {
-    "updates_per_round": "600",
-    "batch_size": "256",
-    "lr": "3e-4",
-    "eval_episodes": "0",
-    "eval_every": "20000",
-}
+# the arm's collision meshes in the cameras' view (the rgb mode's default); the learning rate, batch
+# and updates per round are DAgger's defaults on images (agents.common.config.IMAGE_DEFAULTS).
+VISION_SETS = {"eval_episodes": "0", "eval_every": "20000"}
 _VISION = {
     "ConveyorPick-v1": (40_000, {"obs_mode": "rgb"}, "scene camera", {"eval_every": "10000"}),
     # two cameras: each update about twice as dear; the state student was within 0.9 of its final

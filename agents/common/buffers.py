@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from agents.common.spaces import ImageLayout
+from agents.common.vision import PixelColumns
 
 
 class PixelRings:
@@ -17,12 +18,11 @@ class PixelRings:
     (doubling), not all at once: a million 84x84 images would be 21 GB."""
 
     def __init__(self, n_envs: int, cap: int, layout: ImageLayout, device: torch.device) -> None:
-        mask = torch.as_tensor(layout.pixel_mask, device=device)
-        self.pix_idx, self.vec_idx = torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten()
+        self.columns = cols = PixelColumns(layout, device)
         rows = min(cap, 256)
-        self.pix = torch.zeros((n_envs, rows, len(self.pix_idx)), dtype=torch.uint8, device=device)
-        self.vec = torch.zeros((n_envs, rows, len(self.vec_idx)), device=device)
-        self.cap, self.dim = cap, layout.dim
+        self.pix = torch.zeros((n_envs, rows, len(cols.pix_idx)), dtype=torch.uint8, device=device)
+        self.vec = torch.zeros((n_envs, rows, len(cols.vec_idx)), device=device)
+        self.cap = cap
         self.shape = (n_envs, cap, layout.dim)
 
     def reserve(self, slots: int) -> None:
@@ -37,16 +37,11 @@ class PixelRings:
     def __setitem__(self, key: tuple[torch.Tensor, torch.Tensor], obs: torch.Tensor) -> None:
         ids, slot = key
         self.reserve(int(slot.max()) + 1)
-        self.pix[ids, slot] = obs.index_select(-1, self.pix_idx).round().clamp(0, 255).to(torch.uint8)
-        self.vec[ids, slot] = obs.index_select(-1, self.vec_idx)
+        self.pix[ids, slot], self.vec[ids, slot] = self.columns.split(obs)
 
     def __getitem__(self, key: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         env, i = key
-        pix, vec = self.pix[env, i], self.vec[env, i]
-        out = torch.empty((*pix.shape[:-1], self.dim), device=vec.device)
-        out[..., self.pix_idx] = pix.float()
-        out[..., self.vec_idx] = vec
-        return out
+        return self.columns.join(self.pix[env, i], self.vec[env, i])
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` slots of every ring: (uint8 pixels, float32 features)."""
@@ -58,7 +53,7 @@ class PixelRings:
         if pix.shape[::2] != self.pix.shape[::2] or vec.shape[::2] != self.vec.shape[::2] or vec.shape[1] != n:
             raise ValueError(
                 f"pixels {list(pix.shape)} and features {list(vec.shape)} do not fit {self.shape[0]} envs x "
-                f"{len(self.pix_idx)} pixels and {len(self.vec_idx)} features"
+                f"{self.pix.shape[2]} pixels and {self.vec.shape[2]} features"
             )
         self.reserve(n)
         self.pix[:, :n], self.vec[:, :n] = pix.to(self.pix.device), vec.to(self.vec.device)

@@ -174,18 +174,39 @@ def training_images(layout: ImageLayout, pixels: torch.Tensor, pad: int) -> dict
     return out
 
 
+class PixelColumns:
+    """Where a flat observation's pixels lie, and its split into uint8 pixels and float32 features
+    (``split``) and back (``join``): the storage of ``PixelStore`` and the image replay's."""
+
+    def __init__(self, layout: ImageLayout, device: torch.device) -> None:
+        mask = torch.as_tensor(layout.pixel_mask, device=device)
+        self.pix_idx, self.vec_idx = torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten()
+        self.dim = layout.dim
+
+    def split(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat float32 observations ``[..., dim]`` as (uint8 pixels, float32 features)."""
+        pix = obs.index_select(-1, self.pix_idx).round().clamp(0, 255).to(torch.uint8)
+        return pix, obs.index_select(-1, self.vec_idx)
+
+    def join(self, pix: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+        """Flat float32 observations from stored (uint8 pixels, float32 features)."""
+        out = torch.empty((*pix.shape[:-1], self.dim), device=vec.device)
+        out[..., self.pix_idx] = pix.float()
+        out[..., self.vec_idx] = vec
+        return out
+
+
 class PixelStore:
     """A ring of flat observations whose pixel features are kept as uint8 (a quarter of the memory),
     the others as float32; ``get`` gives float32 flat rows back. Memory is taken as rows arrive
     (doubling), not for the whole ``capacity`` at once."""
 
     def __init__(self, capacity: int, layout: ImageLayout, device: torch.device) -> None:
-        mask = torch.as_tensor(layout.pixel_mask, device=device)
-        self.pix_idx, self.vec_idx = torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten()
+        self.columns = cols = PixelColumns(layout, device)
         rows = min(capacity, 1024)
-        self.pix = torch.zeros((rows, len(self.pix_idx)), dtype=torch.uint8, device=device)
-        self.vec = torch.zeros((rows, len(self.vec_idx)), device=device)
-        self.capacity, self.dim = capacity, layout.dim
+        self.pix = torch.zeros((rows, len(cols.pix_idx)), dtype=torch.uint8, device=device)
+        self.vec = torch.zeros((rows, len(cols.vec_idx)), device=device)
+        self.capacity = capacity
 
     def reserve(self, rows: int) -> None:
         """Room for slots ``0 .. rows - 1``."""
@@ -198,15 +219,11 @@ class PixelStore:
 
     def put(self, idx: torch.Tensor, obs: torch.Tensor) -> None:
         self.reserve(int(idx.max()) + 1)
-        self.pix[idx] = obs.index_select(1, self.pix_idx).round().clamp(0, 255).to(torch.uint8)
-        self.vec[idx] = obs.index_select(1, self.vec_idx)
+        self.pix[idx], self.vec[idx] = self.columns.split(obs)
 
     def parts(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The slots' uint8 pixel rows (cameras in the flat order) and float32 non-pixel features."""
         return self.pix[idx], self.vec[idx]
 
     def get(self, idx: torch.Tensor) -> torch.Tensor:
-        out = torch.empty((len(idx), self.dim), device=self.vec.device)
-        out[:, self.pix_idx] = self.pix[idx].float()
-        out[:, self.vec_idx] = self.vec[idx]
-        return out
+        return self.columns.join(self.pix[idx], self.vec[idx])
