@@ -25,7 +25,7 @@ from torch.func import functional_call
 
 from agents.collect import demos as demos_io
 from agents.common import checkpoint as ckpt
-from agents.common.buffers import DemoBuffer, ReplayBuffer, mixed_sample
+from agents.common.buffers import DemoBuffer, ReplayBuffer, demo_rows, mixed_sample
 from agents.common.config import SACConfig
 from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
@@ -66,10 +66,15 @@ class Backup(NamedTuple):
     num_min_qs: int
     backup_entropy: bool
     actor_q: str
+    bc_weight: float = 0.0
+    bc_rows: int = 0
+    """The batch's last rows that are demonstrations (``mixed_sample``), which the cloning term reads."""
+    bc_q_filter: bool = True
 
     @classmethod
     def of(cls, cfg: SACConfig) -> Backup:
-        return cls(cfg.gamma, cfg.num_min_qs, cfg.backup_entropy, cfg.actor_q)
+        rows = demo_rows(cfg.batch_size, cfg.demo_ratio) if cfg.demos and cfg.bc_weight > 0 else 0
+        return cls(cfg.gamma, cfg.num_min_qs, cfg.backup_entropy, cfg.actor_q, cfg.bc_weight, rows, cfg.bc_q_filter)
 
 
 class SACAgent(nn.Module):
@@ -264,6 +269,16 @@ def sac_losses(
     qa = agent.q_frozen(x_actor, a)
     qa = qa.mean(0) if hp.actor_q == "mean" else qa.min(0).values
     actor_loss = (alpha * logp - qa).mean()
+    if hp.bc_rows:  # cloning the demonstrations' actions (the batch's last rows)
+        x_demo, a_demo = x_actor[-hp.bc_rows :], actions[-hp.bc_rows :]
+        mean_a = torch.tanh(agent.actor(x_demo)[:, : agent.act_dim])
+        gap = (mean_a - a_demo).square().sum(-1)
+        if hp.bc_q_filter:  # only where the demonstrated action is valued above the actor's mean one
+            with torch.no_grad():
+                q = agent.q_frozen(torch.cat([x_demo, x_demo]), torch.cat([a_demo, mean_a]))
+                q = q.mean(0) if hp.actor_q == "mean" else q.min(0).values
+                gap = gap * (q[: hp.bc_rows] > q[hp.bc_rows :]).float()
+        actor_loss = actor_loss + hp.bc_weight * gap.mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
     return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean()
 

@@ -254,12 +254,17 @@ class DemoBuffer:
         return self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminated[i]
 
 
+def demo_rows(batch: int, demo_ratio: float) -> int:
+    """How many of a ``batch``'s transitions ``mixed_sample`` takes from the demonstrations."""
+    return min(batch - 1, max(1, round(batch * demo_ratio)))
+
+
 def mixed_sample(
     online: Callable[[int], tuple[torch.Tensor, ...]], demos: DemoBuffer, batch: int, demo_ratio: float
 ) -> Callable[[], tuple[torch.Tensor, ...]]:
-    """A sampler of batches with ``round(batch * demo_ratio)`` demonstration transitions and the
-    rest from ``online`` (RLPD's symmetric sampling at ``demo_ratio = 0.5``)."""
-    k = min(batch - 1, max(1, round(batch * demo_ratio)))
+    """A sampler of batches of ``demo_rows(batch, demo_ratio)`` demonstration transitions, last,
+    after the rest from ``online`` (RLPD's symmetric sampling at ``demo_ratio = 0.5``)."""
+    k = demo_rows(batch, demo_ratio)
 
     def sample() -> tuple[torch.Tensor, ...]:
         a, b = online(batch - k), demos.sample(k)

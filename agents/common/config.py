@@ -209,6 +209,14 @@ class SACConfig(TrainConfig):
     demo_ratio: Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)] = 0.5
     critic_layernorm: bool = False
     """LayerNorm in the critics' hidden layers (on by default with ``demos``, as in RLPD)."""
+    bc_weight: Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)] = 0.0
+    """With ``demos``: the weight of a behaviour-cloning term in the actor's loss, the squared
+    distance of the actor's mean action from the demonstrated one on each batch's demonstration
+    transitions (Nair et al. 2018); 0 leaves the actor to the critics alone."""
+    bc_q_filter: bool = True
+    """Count a demonstration transition in the cloning term only where the critics value its
+    action above the actor's own (the Q-filter), so the actor follows the demos only until it
+    does better than them."""
     base_policy: str = ""
     """Residual RL: a run or checkpoint folder of this env (any algorithm; an imitation student)
     whose policy stays frozen while the agent learns a correction to it. The env gets the base's
@@ -487,6 +495,10 @@ def validate(cfg: TrainConfig) -> None:
         problems.append(
             "base_policy and demos do not mix: residual RL learns a correction from its own rollouts (RLPD from "
             "demos learns the whole action)"
+        )
+    if isinstance(cfg, SACConfig) and cfg.bc_weight > 0 and not cfg.demos:
+        problems.append(
+            f"bc_weight ({cfg.bc_weight:g}) needs demos (--demos FILE): it clones the demonstrations' actions"
         )
     if isinstance(cfg, SACConfig) and cfg.base_config and not cfg.base_policy:
         problems.append("base_config is copied in from base_policy when training starts; set base_policy instead")

@@ -96,6 +96,51 @@ def test_actor_on_the_mean_and_targets_without_entropy_follow_their_definitions(
     torch.testing.assert_close(actor, want_actor)
 
 
+@pytest.mark.parametrize("q_filter", [True, False])
+def test_the_cloning_term_pulls_the_actor_to_the_demos_where_the_critics_prefer_them(q_filter):
+    plain = _cfg(demos="demos.safetensors", batch_size="32", demo_ratio="0.25")
+    cfg = _cfg(
+        demos="demos.safetensors", batch_size="32", demo_ratio="0.25", bc_weight="2", bc_q_filter=str(q_filter).lower()
+    )
+    hp = Backup.of(cfg)
+    assert hp.bc_rows == 8 and Backup.of(plain).bc_rows == 0  # the batch's last quarter is demos
+    torch.manual_seed(1)
+    agent = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2))
+    obs, act, rew, nxt, term = _batch()
+    torch.manual_seed(5)
+    _, _, without, _ = sac_losses(agent, Backup.of(plain), -1.0, obs, act, rew, nxt, term)
+    torch.manual_seed(5)
+    _, _, actor, _ = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
+    with torch.no_grad():  # by hand: the mean action's squared distance from the demo's
+        x = agent.norm(obs)[-8:]
+        mean_a = torch.tanh(agent.actor(x)[:, :2])
+        gap = (mean_a - act[-8:]).square().sum(-1)
+        q_demo = agent.critic(torch.cat([x, act[-8:]], -1)).squeeze(-1).min(0).values
+        q_mean = agent.critic(torch.cat([x, mean_a], -1)).squeeze(-1).min(0).values
+        keep = (q_demo > q_mean).float() if q_filter else torch.ones(8)
+    assert 0 < keep.sum() < 8 or not q_filter  # the filter decides row by row here
+    torch.testing.assert_close(actor, without + 2 * (gap * keep).mean())
+    if not q_filter:  # SAC's updates with a heavy cloning term bring the actor's mean action to the demos'
+        heavy = _cfg(
+            demos="demos.safetensors", batch_size="32", demo_ratio="0.25", bc_weight="100", bc_q_filter="false"
+        )
+        update = Updater(agent, heavy, -1.0, lambda: (obs, act, rew, nxt, term), torch.device("cpu"))
+        for _ in range(150):
+            update()
+        with torch.no_grad():
+            mean_a = torch.tanh(agent.actor(agent.norm(obs)[-8:])[:, :2])
+        assert float((mean_a - act[-8:]).square().sum(-1).mean()) < 0.02 < float(gap.mean())
+
+
+def test_cloning_without_demos_is_refused_naming_the_setting(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"bc_weight \(1\) needs demos"):
+        _cfg(bc_weight="1")
+    args = ["train", "--env", "FactoryReach-v0", "--algo", "sac", "--out", str(tmp_path / "r"), "--set", "bc_weight=-1"]
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert "bc_weight must be in [0, 100]" in err and "Traceback" not in err, err
+
+
 def test_the_actor_and_temperature_move_once_per_group_of_critic_updates():
     cfg = _cfg(num_qs="5", actor_every="3", batch_size="32")
     agent = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2))
