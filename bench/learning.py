@@ -19,7 +19,11 @@ scored instead by ``twin eval`` on ``standard-v3``'s variants (``--variants``), 
 expert on the same episodes; its rows give medians over seeds and the ratio to the expert. A run
 with ``--only`` keeps the other cells' runs of the table it finds in ``--out``, and every run
 records its commit. ``--rescore`` trains nothing: it scores the runs already there on the
-variants their rows lack (the expert too) and writes the tables again. The README's baselines
+variants their rows lack (the expert too) and writes the tables again. ``--keep-trained`` keeps
+the runs in ``--out`` that finished training with the settings their cell asks for (``twin train
+--show-config`` against the run's ``config.json``; a bench cut short while scoring, or stopped
+between seeds), scores them on the variants their folders lack, trains the rest, and gives each
+row the commit its run trained on (``runs/<run>.bench.json``). The README's baselines
 table is generated from the committed copy (``bench/results/learning/table.json``).
 
 The ``rl`` matrix is RL past imitation: SAC from 20 demos on ConveyorPick-v1 within 20 minutes
@@ -37,7 +41,7 @@ imitation cells (a checkpoint is evaluated with the observation it was trained w
 BinSort's sorting accuracy beside the expert's on its inspection sensor alone.
 
 Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation|rl|vision] [--seeds 3] [--first-seed 0] [--parallel 1]
-       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore]
+       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore] [--keep-trained]
        [--bases DIR] [--out bench-out/learning]
 """
 
@@ -373,24 +377,65 @@ VARIANTS = ("nominal", "randomized", "faults")
 
 def suite_eval(policy: str, env_id: str, suite: str, out_dir: Path, variants=VARIANTS) -> tuple[dict, float]:
     """``twin eval`` of ``policy`` on the task's ``variants`` of ``suite``, as a user runs it
-    (resumed where ``out_dir`` holds a part of it made on this edition of the suite, made again
-    where the suite has changed since): success per variant, and the seconds it took."""
+    (resumed where ``out_dir`` holds a part of it made on this edition of the suite with the same
+    variants, made again otherwise): success per variant, and the seconds it took."""
     from agents.evaluation.suite import load_suite
 
     workers = str(len(os.sched_getaffinity(0)))
     cmd = ["twin", "eval", "--policy", policy, "--suite", suite, "--task", env_id, "--out", str(out_dir)]
     cmd += ["--workers", workers, "--videos", "0", *(a for v in variants for a in ("--variant", v))]
     if (out_dir / "episodes.jsonl").exists():
-        made_on = (
-            json.loads((out_dir / "run.json").read_text()).get("suite_hash")
-            if (out_dir / "run.json").exists()
-            else None
-        )
-        cmd.append("--resume" if made_on == load_suite(suite).hash else "--overwrite")
+        made = json.loads((out_dir / "run.json").read_text()) if (out_dir / "run.json").exists() else {}
+        same = made.get("suite_hash") == load_suite(suite).hash and made.get("variants_run") == list(variants)
+        cmd.append("--resume" if same else "--overwrite")
     t0 = time.perf_counter()
     subprocess.run(_pinned(cmd, None), check=True, stdout=subprocess.DEVNULL)
     doc = json.loads((out_dir / "results.json").read_text())
     return {a["variant"]: a["success_mean"] for a in doc["aggregates"]}, time.perf_counter() - t0
+
+
+def provenance_file(run_dir: Path) -> Path:
+    """Beside a run's folder (and its log): the commit and cores it trained on, which a later
+    ``--keep-trained`` bench reports for it."""
+    return run_dir.with_name(f"{run_dir.name}.bench.json")
+
+
+def scored(run_dir: Path, env_id: str, suite: str, variants: list[str]) -> tuple[dict, float, Path]:
+    """``twin eval`` of a run on ``variants`` of ``suite``, keeping the parts of it already in the
+    run's folder made on this edition of the suite (``suite/``, then ``suite-<variants>/``: a run
+    kept from an earlier bench, or one whose scoring was cut short) and evaluating only the rest:
+    success per variant, the seconds it took, and the folder holding the nominal variant."""
+    from agents.evaluation.suite import load_suite
+
+    edition = load_suite(suite).hash
+    have: dict[str, float] = {}
+    where: dict[str, Path] = {}
+    for part in [run_dir / "suite", *sorted(run_dir.glob("suite-*"))]:
+        res, made = part / "results.json", part / "run.json"
+        if not (res.is_file() and made.is_file()) or json.loads(made.read_text()).get("suite_hash") != edition:
+            continue
+        for agg in json.loads(res.read_text())["aggregates"]:
+            if agg["variant"] in variants and agg["variant"] not in have:
+                have[agg["variant"]], where[agg["variant"]] = agg["success_mean"], part
+    todo = [v for v in variants if v not in have]
+    seconds = 0.0
+    if todo:
+        part = run_dir / ("suite" if not have else f"suite-{'-'.join(todo)}")
+        scores, seconds = suite_eval(str(run_dir), env_id, suite, part, todo)
+        have |= scores
+        where |= dict.fromkeys(scores, part)
+    return {v: have[v] for v in VARIANTS if v in have}, seconds, where.get("nominal", run_dir / "suite")
+
+
+def trained_as(run_dir: Path, cmd: list[str]) -> bool:
+    """Whether ``run_dir`` holds a finished run (its ``eval.json``) trained with the settings that
+    ``cmd`` (a ``twin train`` command) asks for, as ``twin train --show-config`` resolves them."""
+    if not (run_dir / "eval.json").is_file() or not (run_dir / "config.json").is_file():
+        return False
+    shown = subprocess.run(_pinned([*cmd, "--show-config"], None), capture_output=True, text=True)
+    if shown.returncode != 0:
+        return False
+    return json.loads(shown.stdout) == json.loads((run_dir / "config.json").read_text())
 
 
 def expert_rows(env_ids: list[str], suite: str, out: Path, variants=VARIANTS) -> dict[str, dict]:
@@ -520,6 +565,11 @@ def main() -> int:
         action="store_true",
         help="train nothing: score the imitation runs already in --out on the --variants their rows lack",
     )
+    ap.add_argument(
+        "--keep-trained",
+        action="store_true",
+        help="keep the runs in --out that finished training with the settings asked for, and only score them",
+    )
     ap.add_argument("--out", default="bench-out/learning")
     ap.add_argument("--bases", help="the folder whose runs/ hold residual cells' base runs (default: --out)")
     args = ap.parse_args()
@@ -537,7 +587,7 @@ def main() -> int:
     slots = [",".join(map(str, cores[i * share : (i + 1) * share])) for i in range(args.parallel)]
     hw = hardware(args.device)
 
-    jobs = []
+    jobs, pending, kept_runs = [], [], []  # every run; those to train; those kept as trained
     results: list[dict] = []
     earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
@@ -552,14 +602,68 @@ def main() -> int:
             made_here = any(c.name == cell.base for c in cells)  # trained earlier in this invocation
             if base is not None and not made_here and not (base / "eval.json").is_file():
                 ap.error(f"{cell.name} seed {seed}: its base policy {base} is not there; run {cell.base} first")
+            job = (cell, seed, run_dir, demos, demo_s, base)
+            jobs.append(job)
+            if args.keep_trained and trained_as(run_dir, train_command(cell, seed, run_dir, args.device, demos, base)):
+                kept_runs.append(job)
+                print(f"# kept {cell.name} seed {seed}: trained in {run_dir}", file=sys.stderr, flush=True)
+                continue
             if run_dir.exists():
                 subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-            jobs.append((cell, seed, run_dir, demos, demo_s, base))
+            pending.append(job)
 
+    def finish(job: tuple, cpus: str | None, cmd: list[str], wall: float, budget_s: float | None, made: dict) -> None:
+        """The row of a trained run: scored on the suite where its cell is, its curve and timers."""
+        cell, seed, run_dir, _, demo_s, _ = job
+        ev = json.loads((run_dir / "eval.json").read_text())
+        variants: dict[str, float] = {}
+        sort = None
+        if cell.suite:  # scored on the suite's fixed seeds, as every policy is
+            variants, suite_s, nominal = scored(run_dir, cell.env_id, cell.suite, args.variants)
+            ev["eval_success_rate"] = variants["nominal"]
+            wall += suite_s
+            sort = sorting(nominal / "results.json")
+        rows = curve(run_dir)
+        steps90, secs90 = to_90(rows)
+        timers = last_timers(run_dir)
+        results.append(
+            {
+                "cell": cell.name,
+                "env_id": cell.env_id,
+                "algo": cell.algo,
+                "demos": cell.demos,
+                "seed": seed,
+                "budget_steps": cell.steps,
+                "budget_seconds": budget_s,
+                "steps": ev["step"],
+                "success": ev["eval_success_rate"],
+                "policy_step": ev.get("policy_step", ev.get("step")),
+                "parts_placed": ev.get("eval_parts_placed_fraction"),
+                "train_seconds": ev["train_seconds"] - ev.get("progress_eval_seconds", 0.0),
+                "command_seconds": wall,
+                "demo_seconds": demo_s,
+                "variants": variants,
+                "sorting": sort,
+                "collect_seconds": timers.get("collect_s"),
+                "update_seconds": timers.get("update_s"),
+                "steps_to_90": steps90,
+                "seconds_to_90": secs90,
+                "curve": rows,
+                # the best of the held-out evaluations while training, beside the row's
+                # success (the final weights' where the cell keeps no best, keep_best=false)
+                "best_heldout": max((p[2] for p in rows), default=None) if cell.algo != "bc" else None,
+                "command": shlex.join(cmd).replace(str(out), "OUT"),
+                "cpus": cpus or "all",
+                # the commit it trained on (a kept run's, where its folder says), else this one
+                "commit": made.get("commit") or commit(),
+            }
+        )
+        print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
+
+    started_at = commit()
     running: list[tuple] = []
     free = list(slots) if args.parallel > 1 else [None]
-    pending = list(jobs)
-    while pending or running:
+    while pending or running or kept_runs:
         while pending and free:
             # a residual cell's run waits for its base's (the same seed's) to finish, and a cell
             # timed by another's wall-clock for all of that cell's runs
@@ -592,8 +696,15 @@ def main() -> int:
             job[2].parent.mkdir(parents=True, exist_ok=True)
             log = open(job[2].parent / f"{job[2].name}.log", "w")  # noqa: SIM115 (the child writes it)
             proc = subprocess.Popen(_pinned(cmd, cpus), stdout=log, stderr=subprocess.STDOUT)
+            provenance_file(job[2]).write_text(json.dumps({"commit": started_at, "cpus": cpus or "all"}) + "\n")
             running.append((proc, job, time.perf_counter(), cpus, cmd, log, cell.seconds))
             print(f"# started {shlex.join(cmd)}", file=sys.stderr, flush=True)
+        if kept_runs:  # scored while the runs just started train
+            job = kept_runs.pop(0)
+            made = json.loads(provenance_file(job[2]).read_text()) if provenance_file(job[2]).is_file() else {}
+            cmd = train_command(job[0], job[1], job[2], args.device, job[3], job[5])
+            ev = json.loads((job[2] / "eval.json").read_text())
+            finish(job, made.get("cpus"), cmd, ev.get("run_seconds", ev["train_seconds"]), job[0].seconds, made)
         time.sleep(1.0)
         for item in list(running):
             proc, job, t0, cpus, cmd, log, budget_s = item
@@ -602,54 +713,10 @@ def main() -> int:
             log.close()
             running.remove(item)
             free.append(cpus)
-            cell, seed, run_dir, _, demo_s, _ = job
-            wall = time.perf_counter() - t0
             if proc.returncode != 0:
                 print(f"# FAILED ({proc.returncode}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
                 continue
-            ev = json.loads((run_dir / "eval.json").read_text())
-            variants: dict[str, float] = {}
-            sort = None
-            if cell.suite:  # scored on the suite's fixed seeds, as every policy is
-                variants, suite_s = suite_eval(str(run_dir), cell.env_id, cell.suite, run_dir / "suite", args.variants)
-                ev["eval_success_rate"] = variants["nominal"]
-                wall += suite_s
-                sort = sorting(run_dir / "suite" / "results.json")
-            rows = curve(run_dir)
-            steps90, secs90 = to_90(rows)
-            timers = last_timers(run_dir)
-            results.append(
-                {
-                    "cell": cell.name,
-                    "env_id": cell.env_id,
-                    "algo": cell.algo,
-                    "demos": cell.demos,
-                    "seed": seed,
-                    "budget_steps": cell.steps,
-                    "budget_seconds": budget_s,
-                    "steps": ev["step"],
-                    "success": ev["eval_success_rate"],
-                    "policy_step": ev.get("policy_step", ev.get("step")),
-                    "parts_placed": ev.get("eval_parts_placed_fraction"),
-                    "train_seconds": ev["train_seconds"] - ev.get("progress_eval_seconds", 0.0),
-                    "command_seconds": wall,
-                    "demo_seconds": demo_s,
-                    "variants": variants,
-                    "sorting": sort,
-                    "collect_seconds": timers.get("collect_s"),
-                    "update_seconds": timers.get("update_s"),
-                    "steps_to_90": steps90,
-                    "seconds_to_90": secs90,
-                    "curve": rows,
-                    # the best of the held-out evaluations while training, beside the row's
-                    # success (the final weights' where the cell keeps no best, keep_best=false)
-                    "best_heldout": max((p[2] for p in rows), default=None) if cell.algo != "bc" else None,
-                    "command": shlex.join(cmd).replace(str(out), "OUT"),
-                    "cpus": cpus or "all",
-                    "commit": commit(),
-                }
-            )
-            print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
+            finish(job, cpus, cmd, time.perf_counter() - t0, budget_s, {"commit": started_at})
 
     # runs of cells not run this time stay in the table (a matrix run task by task, --only), as
     # the table is now: read again, for another bench may have written it while these runs trained

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,8 @@ import pytest
 
 from agents.cli import run
 from twin.paths import LAYOUTS_DIR
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_envs_lists_every_env(capsys):
@@ -214,6 +218,44 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     }
     assert list(rescored["expert"]) == ["nominal", "randomized"]
     assert rescored["expert"]["nominal"] == row["expert"]["nominal"]
+    # a bench run again with --keep-trained keeps the trained run and the parts of the suite it was
+    # scored on, evaluates only the variant they lack, and reports the commit the run trained on
+    run_dir = tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0"
+    nominal_part = (run_dir / "suite" / "episodes.jsonl").read_text()
+    made = json.loads((tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0.bench.json").read_text())
+    kept = [*cmd[: cmd.index("--variants")], "--variants", "nominal", "faults", "--device", "cpu", "--keep-trained"]
+    proc = subprocess.run([*kept, "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "# kept FactoryReach-v0-dagger-1200s seed 0" in proc.stderr
+    assert (run_dir / "eval.json").read_text() == trained
+    assert (run_dir / "suite" / "episodes.jsonl").read_text() == nominal_part
+    faults = [json.loads(ln) for ln in (run_dir / "suite-faults" / "episodes.jsonl").read_text().splitlines()]
+    assert len(faults) == 100 and {e["variant"] for e in faults} == {"faults"}
+    doc = json.loads((tmp_path / "table.json").read_text())
+    (kept_row,) = doc["rows"]
+    assert kept_row["variants_median"] == {
+        "nominal": row["success_median"],
+        "faults": sum(e["success"] for e in faults) / 100,
+    }
+    assert [r["commit"] for r in doc["runs"]] == [made["commit"]]
+    # a run trained with other settings is not kept
+    bench = importlib.util.spec_from_file_location("learning_bench", ROOT / "bench" / "learning.py")
+    learning = importlib.util.module_from_spec(bench)
+    sys.path.insert(0, str(ROOT / "bench"))  # its own imports (provenance)
+    sys.modules[bench.name] = learning  # its dataclasses look their module up
+    try:
+        bench.loader.exec_module(learning)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+        del sys.modules[bench.name]
+    (cell,) = [c for c in learning.MATRICES["imitation"] if c.name == "FactoryReach-v0-dagger-1200s"]
+    train = learning.train_command(cell, 0, run_dir, "cpu", None)
+    assert learning.trained_as(run_dir, train)
+    other = tmp_path / "other-run"
+    shutil.copytree(run_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "lr": config["lr"] * 2}))
+    assert not learning.trained_as(other, learning.train_command(cell, 0, other, "cpu", None))
 
 
 @pytest.mark.slow
