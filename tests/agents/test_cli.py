@@ -238,6 +238,11 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
         "faults": sum(e["success"] for e in faults) / 100,
     }
     assert [r["commit"] for r in doc["runs"]] == [made["commit"]]
+    # a kept run with no note beside it (trained before the bench wrote them) takes the table's
+    (tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0.bench.json").unlink()
+    proc = subprocess.run([*kept, "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["commit"] for r in json.loads((tmp_path / "table.json").read_text())["runs"]] == [made["commit"]]
     # a run trained with other settings is not kept
     bench = importlib.util.spec_from_file_location("learning_bench", ROOT / "bench" / "learning.py")
     learning = importlib.util.module_from_spec(bench)
