@@ -416,24 +416,30 @@ def scored(run_dir: Path, env_id: str, suite: str, variants: list[str]) -> tuple
     """``twin eval`` of a run on ``variants`` of ``suite``, keeping the parts of it already in the
     run's folder made on this edition of the suite (``suite/``, then ``suite-<variants>/``: a run
     kept from an earlier bench, or one whose scoring was cut short) and evaluating only the rest:
-    success per variant, the seconds it took, and the folder holding the nominal variant."""
+    success per variant, the seconds it took (a kept part's from its scorecard's episodes per
+    minute), and the folder holding the nominal variant."""
     from agents.evaluation.suite import load_suite
 
     edition = load_suite(suite).hash
     have: dict[str, float] = {}
     where: dict[str, Path] = {}
+    seconds = 0.0
     for part in [run_dir / "suite", *sorted(run_dir.glob("suite-*"))]:
         res, made = part / "results.json", part / "run.json"
         if not (res.is_file() and made.is_file()) or json.loads(made.read_text()).get("suite_hash") != edition:
             continue
-        for agg in json.loads(res.read_text())["aggregates"]:
-            if agg["variant"] in variants and agg["variant"] not in have:
-                have[agg["variant"]], where[agg["variant"]] = agg["success_mean"], part
+        doc = json.loads(res.read_text())
+        used = [a for a in doc["aggregates"] if a["variant"] in variants and a["variant"] not in have]
+        for agg in used:
+            have[agg["variant"]], where[agg["variant"]] = agg["success_mean"], part
+        rate = doc.get("scorecard", {}).get("episodes_per_minute")
+        if used and rate:  # the seconds it took then, from its scorecard's pace
+            seconds += 60.0 * len(doc.get("episodes", [])) / rate
     todo = [v for v in variants if v not in have]
-    seconds = 0.0
     if todo:
         part = run_dir / ("suite" if not have else f"suite-{'-'.join(todo)}")
-        scores, seconds = suite_eval(str(run_dir), env_id, suite, part, todo)
+        scores, spent = suite_eval(str(run_dir), env_id, suite, part, todo)
+        seconds += spent
         have |= scores
         where |= dict.fromkeys(scores, part)
     return {v: have[v] for v in VARIANTS if v in have}, seconds, where.get("nominal", run_dir / "suite")

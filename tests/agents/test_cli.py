@@ -242,7 +242,13 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     (tmp_path / "runs" / "FactoryReach-v0-dagger-1200s-s0.bench.json").unlink()
     proc = subprocess.run([*kept, "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
-    assert [r["commit"] for r in json.loads((tmp_path / "table.json").read_text())["runs"]] == [made["commit"]]
+    (again_row,) = json.loads((tmp_path / "table.json").read_text())["runs"]
+    assert again_row["commit"] == made["commit"]
+    # its end to end: the run's seconds and its suite parts' (from their scorecards' pace), none made now
+    parts = [json.loads((run_dir / d / "results.json").read_text()) for d in ("suite", "suite-faults")]
+    paced = sum(60 * len(d["episodes"]) / d["scorecard"]["episodes_per_minute"] for d in parts)
+    ran = json.loads(trained)["run_seconds"]
+    assert again_row["command_seconds"] == pytest.approx(ran + paced)
     # a run trained with other settings is not kept
     bench = importlib.util.spec_from_file_location("learning_bench", ROOT / "bench" / "learning.py")
     learning = importlib.util.module_from_spec(bench)
