@@ -201,7 +201,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
                 agent, step = ALGOS[algo_of(cfg)].train(cfg, vec, run, device, state)
         finally:
             run.close()
-        train_s, run_s = time.perf_counter() - t0, run.elapsed()
+        # a resumed run's training seconds count the runs before it (their wall-clock, as saved)
+        before = state["doc"].get("timers", {}).get("wall", 0.0) if state else 0.0
+        train_s, run_s = before + time.perf_counter() - t0, run.elapsed()
         restarts, dropped = getattr(vec, "worker_restarts", 0), getattr(vec, "episodes_dropped", 0)
     finally:
         vec.close()

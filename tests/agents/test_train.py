@@ -161,6 +161,8 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     longer = _cfg("sac", "ToyPointGoal-v0", total_steps=600, eval_episodes=0)
     res = train(longer, out, resume=True, quiet=True)
     assert res["step"] == 600
+    # its training seconds count the first run's (the wall-clock saved at step 400) and its own
+    assert res["train_seconds"] > doc["timers"]["wall"] > 0
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 600
     # The resumed run started from the saved optimiser state, not from scratch.
