@@ -302,7 +302,7 @@ class Run:
         self.log(step, row)
 
     def log(self, step: int, values: dict[str, float]) -> None:
-        row = {"step": step, "time": round(time.perf_counter() - self.t0, 3), **values}
+        row = {"step": step, "time": round(self.elapsed(), 3), **values}  # a resumed run's counts on
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
         if self._tb is not None:

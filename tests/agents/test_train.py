@@ -163,8 +163,12 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     assert res["step"] == 600
     # its training seconds count the first run's (the wall-clock saved at step 400) and its own
     assert res["train_seconds"] > doc["timers"]["wall"] > 0
-    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [x["step"] for x in lines]
     assert steps == sorted(steps) and steps[-1] == 600
+    # its clock goes on from the first run's: the curve against wall-clock never steps back
+    times = [x["time"] for x in lines]
+    assert times == sorted(times) and times[-1] >= doc["timers"]["wall"]
     # The resumed run started from the saved optimiser state, not from scratch.
     doc2 = ckpt.read_sidecar(resolve_checkpoint(out))
     step_key = "optim.critic.0.step"
