@@ -38,7 +38,10 @@ SAC's.
 The ``vision`` matrix is policies that see: DAgger students from the cameras (ConveyorPick's
 scene camera, BinSort's top and wrist cameras) and the arm's own readings, scored like the
 imitation cells (a checkpoint is evaluated with the observation it was trained with), with
-BinSort's sorting accuracy beside the expert's on its inspection sensor alone.
+BinSort's sorting accuracy beside the expert's on its inspection sensor alone. BinSort has a row
+at 40,000 env steps and one at 80,000 from the same runs: the longer cell continues the shorter's
+(``Cell.continues``: each run copied and trained on from its last checkpoint, ``twin train
+--resume``, its row naming the run it went on from), so neither budget is trained twice.
 
 Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation|rl|vision] [--seeds 3] [--first-seed 0] [--parallel 1]
        [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore] [--keep-trained]
@@ -96,6 +99,11 @@ class Cell:
     base: str = ""
     """Residual RL: the name of the cell whose run of the same seed is the frozen base policy
     (``base_policy``), found under ``--bases`` (default ``--out``)."""
+    continues: str = ""
+    """The name of a cell whose run of the same seed this cell trains on from its last checkpoint
+    (copied into this cell's folder, then ``twin train --resume`` to this cell's budget): a longer
+    budget's row without training the first part again. The two cells may differ only in what a
+    resume may change (the budget and the evaluation cadence); a run continued is said in its row."""
 
     @property
     def curriculum(self) -> bool:
@@ -220,17 +228,14 @@ _VISION = [
         "scene camera, trained randomized",
         {"eval_every": "10000"},
     ),
-    # two cameras: each update about twice as dear. At 40,000 env steps every seed's held-out
-    # success was still rising (0.85, 0.60, 0.55), so the cell has the state student's 80,000.
-    # A held-out evaluation (20 episodes of about 600 rendered steps, some 8 minutes on one core)
-    # at 40,000 and 80,000: the policy kept is the better of the two
+    # two cameras: each update about twice as dear
     (
         "BinSort-v1",
-        80_000,
-        9600,
+        40_000,
+        4800,
         {"obs_mode": "rgb"},
         "top and wrist cameras",
-        {"updates_per_round": "500", "eval_every": "40000"},
+        {"updates_per_round": "500", "eval_every": "10000"},
     ),
 ]
 """Each cell's cap on training seconds is well above what its env steps take on one core of the
@@ -238,7 +243,7 @@ _VISION = [
 
 
 def _vision() -> list[Cell]:
-    return [
+    cells = [
         Cell(
             env_id,
             "dagger",
@@ -250,6 +255,13 @@ def _vision() -> list[Cell]:
         )
         for env_id, steps, seconds, view, tag, extra in _VISION
     ]
+    # At 40,000 env steps every BinSort seed's held-out success was still rising (0.85, 0.60,
+    # 0.55): the same runs trained on to the state student's 80,000. A held-out evaluation (20
+    # episodes of about 600 rendered steps, some 8 minutes on one core) at 80,000 only: the policy
+    # kept is the better of it and the 40,000-step run's
+    (binsort,) = [c for c in cells if c.env_id == "BinSort-v1"]
+    longer = {**binsort.sets, "eval_every": "40000"}
+    return [*cells, dataclasses.replace(binsort, steps=80_000, seconds=9600, sets=longer, continues=binsort.name)]
 
 
 def sorting(results_json: Path, variant: str = "nominal") -> dict[str, float] | None:
@@ -317,6 +329,16 @@ MATRICES: dict[str, list[Cell]] = {
             base="FactoryReach-v0-bc-demos",
         ),
         Cell("FactoryReach-v0", "ppo", 10_000_000, seconds_from="FactoryReach-v0-sac-8s", sets={"eval_episodes": "10"}),
+        # a longer budget trained on from the SAC cell's runs
+        Cell(
+            "FactoryReach-v0",
+            "sac",
+            100_000,
+            seconds=14,
+            sets={"eval_every": "1000", "eval_episodes": "10"},
+            tag="continued",
+            continues="FactoryReach-v0-sac-8s",
+        ),
     ],
     # The 2-core machine: what fits in minutes.
     "cpu": [
@@ -414,12 +436,52 @@ def provenance_file(run_dir: Path) -> Path:
     return run_dir.with_name(f"{run_dir.name}.bench.json")
 
 
+def continue_from(source: Path, run_dir: Path) -> dict:
+    """Copy ``source`` (a finished run) to ``run_dir`` for ``twin train --resume`` to go on from its
+    last checkpoint: its final scoring (``eval.json``, ``suite*/``) and the checkpoints neither
+    ``latest`` nor ``best`` names stay behind. Returns what the continued run was: its folder's
+    name, the env step it ended at and the commit it trained on (its own note, else unknown)."""
+    import shutil
+
+    ckpts = source / "checkpoints"
+    named = {(ckpts / f).read_text().strip() for f in ("latest", "best") if (ckpts / f).is_file()}
+
+    def left(folder: str, names: list[str]) -> set[str]:
+        if Path(folder) == source:
+            return {n for n in names if n == "eval.json" or n.startswith("suite")}
+        if Path(folder) == ckpts:
+            return {n for n in names if (ckpts / n).is_dir() and n not in named}
+        return set()
+
+    shutil.copytree(source, run_dir, ignore=left)
+    note = provenance_file(source)
+    made = json.loads(note.read_text()) if note.is_file() else {}
+    step = json.loads((source / "eval.json").read_text())["step"]
+    return {"run": source.name, "step": step, "commit": made.get("commit", "unknown")}
+
+
+def same_but_resumable(cmd: list[str], other: list[str]) -> list[str]:
+    """The settings two ``twin train`` commands resolve differently (``--show-config``) beyond those
+    a resumed run may change: what a continuing cell cannot change from the cell it continues."""
+    from agents.train import RESUMABLE_CHANGES
+
+    shown = []
+    for c in (cmd, other):
+        proc = subprocess.run(_pinned([*c, "--show-config"], None), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{shlex.join(c)} --show-config failed: {proc.stderr.strip()}")
+        shown.append(json.loads(proc.stdout))
+    keys = (set(shown[0]) | set(shown[1])) - set(RESUMABLE_CHANGES)
+    return sorted(k for k in keys if shown[0].get(k) != shown[1].get(k))
+
+
 def scored(run_dir: Path, env_id: str, suite: str, variants: list[str]) -> tuple[dict, float, Path]:
     """``twin eval`` of a run on ``variants`` of ``suite``, keeping the parts of it already in the
     run's folder made on this edition of the suite (``suite/``, then ``suite-<variants>/``: a run
     kept from an earlier bench, or one whose scoring was cut short) and evaluating only the rest:
     success per variant, the seconds it took (a kept part's from its scorecard's episodes per
-    minute), and the folder holding the nominal variant."""
+    minute), and the folder holding the nominal variant. Variants its folders hold beyond
+    ``variants`` stay in what it returns: scoring a run on one more variant keeps the others."""
     from agents.evaluation.suite import load_suite
 
     edition = load_suite(suite).hash
@@ -431,7 +493,7 @@ def scored(run_dir: Path, env_id: str, suite: str, variants: list[str]) -> tuple
         if not (res.is_file() and made.is_file()) or json.loads(made.read_text()).get("suite_hash") != edition:
             continue
         doc = json.loads(res.read_text())
-        used = [a for a in doc["aggregates"] if a["variant"] in variants and a["variant"] not in have]
+        used = [a for a in doc["aggregates"] if a["variant"] not in have]
         for agg in used:
             have[agg["variant"]], where[agg["variant"]] = agg["success_mean"], part
         rate = doc.get("scorecard", {}).get("episodes_per_minute")
@@ -611,10 +673,15 @@ def main() -> int:
     results: list[dict] = []
     earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
+    by_name = {c.name: c for c in MATRICES[args.matrix]}
     for cell in cells:
         if args.rescore:
             results += rescore(cell, seeds, out, args.variants, earlier.get("runs", [])) if cell.suite else []
             continue
+        if cell.continues:  # checked before anything trains
+            ours, theirs = (train_command(c, 0, out / "x", args.device, None) for c in (cell, by_name[cell.continues]))
+            if differ := same_but_resumable(ours, theirs):
+                ap.error(f"{cell.name} continues {cell.continues} but sets {', '.join(differ)} otherwise")
         demos, demo_s = record_demos(cell, out, None) if cell.demos else (None, 0.0)
         for seed in seeds:
             run_dir = out / "runs" / f"{cell.name}-s{seed}"
@@ -622,6 +689,12 @@ def main() -> int:
             made_here = any(c.name == cell.base for c in cells)  # trained earlier in this invocation
             if base is not None and not made_here and not (base / "eval.json").is_file():
                 ap.error(f"{cell.name} seed {seed}: its base policy {base} is not there; run {cell.base} first")
+            source = out / "runs" / f"{cell.continues}-s{seed}"
+            ahead = any(c.name == cell.continues for c in cells)  # trained earlier in this invocation
+            if cell.continues and not ahead and not (source / "eval.json").is_file():
+                ap.error(
+                    f"{cell.name} seed {seed}: it continues {source}, which is not there; run {cell.continues} first"
+                )
             job = (cell, seed, run_dir, demos, demo_s, base)
             jobs.append(job)
             if args.keep_trained and trained_as(run_dir, train_command(cell, seed, run_dir, args.device, demos, base)):
@@ -632,8 +705,13 @@ def main() -> int:
                 subprocess.run(["rm", "-rf", str(run_dir)], check=True)
             pending.append(job)
 
+    def continued(job: tuple) -> Path | None:
+        """The run a continuing cell's job trains on from (the same seed's of the cell it continues)."""
+        return out / "runs" / f"{job[0].continues}-s{job[1]}" if job[0].continues else None
+
     def finish(job: tuple, cpus: str | None, cmd: list[str], wall: float, budget_s: float | None, made: dict) -> None:
-        """The row of a trained run: scored on the suite where its cell is, its curve and timers."""
+        """The row of a trained run: scored on the suite where its cell is, its curve and timers.
+        ``wall``: the seconds its training took, across the runs it continues."""
         cell, seed, run_dir, _, demo_s, _ = job
         ev = json.loads((run_dir / "eval.json").read_text())
         variants: dict[str, float] = {}
@@ -659,7 +737,9 @@ def main() -> int:
                 "success": ev["eval_success_rate"],
                 "policy_step": ev.get("policy_step", ev.get("step")),
                 "parts_placed": ev.get("eval_parts_placed_fraction"),
-                "train_seconds": ev["train_seconds"] - ev.get("progress_eval_seconds", 0.0),
+                # across the runs it continues (run_seconds counts them; train_seconds is this
+                # process's), held-out evaluations left out
+                "train_seconds": ev.get("run_seconds", ev["train_seconds"]) - ev.get("progress_eval_seconds", 0.0),
                 "command_seconds": wall,
                 "demo_seconds": demo_s,
                 "variants": variants,
@@ -675,7 +755,9 @@ def main() -> int:
                 "command": shlex.join(cmd).replace(str(out), "OUT"),
                 "cpus": cpus or "all",
                 # the commit it trained on (a kept run's as noted beside it, or in the table)
-                "commit": made.get("commit") or commit(),
+                "commit": made["commit"],
+                # a continuing cell's: the run it trained on from (its folder, last step, commit)
+                **({"continues": made["continues"]} if made.get("continues") else {}),
             }
         )
         print(f"# done {cell.name} seed {seed}: success {ev['eval_success_rate']:.2f}", file=sys.stderr, flush=True)
@@ -689,12 +771,19 @@ def main() -> int:
             # timed by another's wall-clock for all of that cell's runs
             busy = {j[0].name for j in pending} | {item[1][0].name for item in running}
             ready = [
-                j for j in pending if (j[5] is None or (j[5] / "eval.json").is_file()) and j[0].seconds_from not in busy
+                j
+                for j in pending
+                if all(w is None or (w / "eval.json").is_file() for w in (j[5], continued(j)))
+                and j[0].seconds_from not in busy
             ]
             if not ready:
                 if not running:  # its base failed or never ran: nothing left to wait for
                     for j in pending:
-                        print(f"# SKIPPED {j[0].name} seed {j[1]}: no base run {j[5]}", file=sys.stderr, flush=True)
+                        print(
+                            f"# SKIPPED {j[0].name} seed {j[1]}: no run {j[5] or continued(j)} to start from",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     pending = []
                 break
             job = ready[0]
@@ -714,9 +803,13 @@ def main() -> int:
             cpus = free.pop(0)
             cmd = train_command(cell, job[1], job[2], args.device, job[3], job[5])
             job[2].parent.mkdir(parents=True, exist_ok=True)
+            made = {"commit": started_at, "cpus": cpus or "all"}
+            if cell.continues:  # a copy of the continued run, trained on from its last checkpoint
+                made["continues"] = continue_from(continued(job), job[2])
+                cmd.append("--resume")
+            provenance_file(job[2]).write_text(json.dumps(made) + "\n")
             log = open(job[2].parent / f"{job[2].name}.log", "w")  # noqa: SIM115 (the child writes it)
             proc = subprocess.Popen(_pinned(cmd, cpus), stdout=log, stderr=subprocess.STDOUT)
-            provenance_file(job[2]).write_text(json.dumps({"commit": started_at, "cpus": cpus or "all"}) + "\n")
             running.append((proc, job, time.perf_counter(), cpus, cmd, log, cell.seconds))
             print(f"# started {shlex.join(cmd)}", file=sys.stderr, flush=True)
         if kept_runs:  # scored while the runs just started train
@@ -726,6 +819,7 @@ def main() -> int:
                 row = next((r for r in earlier.get("runs", []) if (r["cell"], r["seed"]) == (job[0].name, job[1])), {})
                 made = {"commit": row.get("commit", "unknown"), "cpus": row.get("cpus")}
             cmd = train_command(job[0], job[1], job[2], args.device, job[3], job[5])
+            cmd += ["--resume"] if job[0].continues else []
             ev = json.loads((job[2] / "eval.json").read_text())
             finish(job, made.get("cpus"), cmd, ev.get("run_seconds", ev["train_seconds"]), job[0].seconds, made)
         time.sleep(1.0)
@@ -739,7 +833,12 @@ def main() -> int:
             if proc.returncode != 0:
                 print(f"# FAILED ({proc.returncode}): {shlex.join(cmd)}", file=sys.stderr, flush=True)
                 continue
-            finish(job, cpus, cmd, time.perf_counter() - t0, budget_s, {"commit": started_at})
+            wall = time.perf_counter() - t0
+            made = json.loads(provenance_file(job[2]).read_text())
+            if job[0].continues:  # the continued run's training seconds, before this part's
+                first = json.loads((continued(job) / "eval.json").read_text())
+                wall += first.get("run_seconds", first["train_seconds"])
+            finish(job, cpus, cmd, wall, budget_s, made)
 
     # runs of cells not run this time stay in the table (a matrix run task by task, --only), as
     # the table is now: read again, for another bench may have written it while these runs trained
@@ -806,6 +905,9 @@ def main() -> int:
             "command": rs[0]["command"].replace(str(out), "OUT"),
             "commits": sorted({r.get("commit", "?") for r in rs}),
         }
+        if cell.continues:  # its runs are the continued cell's, trained on from their last step
+            row["continues"] = cell.continues
+            row["continues_steps"] = [r["continues"]["step"] for r in rs if r.get("continues")]
         if rs[0].get("variants"):
             row["success_median"] = statistics.median(succ)
             every = [v for v in VARIANTS if all(v in r["variants"] for r in rs)]  # scored on every seed
@@ -862,6 +964,8 @@ def main() -> int:
         budget = f"{r['budget_steps']:,} env steps" if r["algorithm"] != "BC" else f"{r['budget_steps']:,} updates"
         if r["budget_seconds"]:
             budget = f"{r['budget_seconds']:g} s of training ({r['steps_median']:,.0f} env steps)"
+        if r.get("continues"):
+            budget += f", on from {r['continues']}'s runs"
         md.append(
             f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {budget} | {r['seeds']} | "
             f"{r['success_mean']:.2f} ({r['success_min']:.2f}-{r['success_max']:.2f}) | {placed} | "

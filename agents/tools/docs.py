@@ -445,6 +445,8 @@ def imitation_table(table: list[dict]) -> list[str]:
             budget = f"{r['steps_median']:,.0f} env steps"
             if r["budget_seconds"]:
                 budget += f" (cap {r['budget_seconds']:g} s)"
+            if r.get("continues_steps"):  # the same runs as a shorter budget's row, trained on
+                budget += f", on from the {min(r['continues_steps']):,}-step runs"
         of = "-" if r.get("of_expert") is None else f"{r['of_expert']:.2f}"
         out.append(
             f"| {r['task']} | {r['algorithm']} | {budget} | {r['seeds']} | "
@@ -703,7 +705,8 @@ def vision_lines() -> list[str]:
         kept = ", ".join(f"{p:,}" for p in r.get("policy_steps", []) if p is not None)
         share = r.get("collect_share_median")
         line = (
-            f"{r['task']}, {r['algorithm']}: the policy kept from env step {kept or '?'} (the best held-out evaluation)"
+            f"{r['task']}, {r['algorithm']}, {r['budget_steps']:,} env steps: the policy kept from env step "
+            f"{kept or '?'} (the best held-out evaluation)"
         )
         if share is not None:
             line += f"; stepping the envs (their cameras rendering included) took {share:.0%} of {r['train_seconds_median']:.0f} s of training, learning the rest"
@@ -715,14 +718,16 @@ def vision_lines() -> list[str]:
             "| task | policy | sorted right (share of parts sorted) | defects caught (share) |",
             "| --- | --- | ---: | ---: |",
         ]
+        sensor_shown = set()
         for r in sorted_rows:
             for who, label in (
-                ("sorting_median", r["algorithm"]),
+                ("sorting_median", f"{r['algorithm']}, {r['budget_steps']:,} env steps"),
                 ("sorting_sensor", "expert on the inspection sensor"),
             ):
                 x = r.get(who)
-                if x:
+                if x and not (who == "sorting_sensor" and r["task"] in sensor_shown):
                     out.append(f"| {r['task']} | {label} | {x['accuracy']:.3f} | {x['defects_caught']:.3f} |")
+            sensor_shown.add(r["task"])
     return out
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -267,6 +268,10 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "lr": config["lr"] * 2}))
     assert not learning.trained_as(other, learning.train_command(cell, 0, other, "cpu", None))
+    # a cell may continue another's runs with a longer budget, not with other settings
+    longer = dataclasses.replace(cell, steps=cell.steps * 2, sets={**cell.sets, "eval_every": "999"})
+    assert learning.same_but_resumable(train, learning.train_command(longer, 0, run_dir, "cpu", None)) == []
+    assert learning.same_but_resumable(train, [*train, "--set", "lr=0.01"]) == ["lr"]
 
 
 @pytest.mark.slow
@@ -279,7 +284,7 @@ def test_learning_bench_runs_a_residual_cell_on_its_base_and_ppo_at_sacs_wall_cl
     assert Path(residual["base_policy"]).is_relative_to(runs / "FactoryReach-v0-bc-demos-s0")
     doc = json.loads((tmp_path / "table.json").read_text())
     rows = {r["algorithm"]: r for r in doc["rows"]}
-    assert set(rows) == {"SAC", "BC", "SAC, residual on FactoryReach-v0-bc-demos", "PPO"}
+    assert set(rows) == {"SAC", "BC", "SAC, residual on FactoryReach-v0-bc-demos", "PPO", "SAC (continued)"}
     # PPO's budget is SAC's training seconds, and its run was capped there
     sac = [r for r in doc["runs"] if r["cell"] == "FactoryReach-v0-sac-8s"]
     assert rows["PPO"]["budget_seconds"] == round(sac[0]["train_seconds"]) > 0
@@ -288,6 +293,24 @@ def test_learning_bench_runs_a_residual_cell_on_its_base_and_ppo_at_sacs_wall_cl
     # the best held-out evaluation while training, beside the row's score
     assert rows["SAC"]["best_heldout_median"] == max(p[2] for p in sac[0]["curve"])
     assert rows["BC"]["best_heldout_median"] is None
+    # the continuing cell trained on from the SAC run's last checkpoint: its curve starts as that
+    # run's, its clock and step go on from it, and its row says so
+    first, longer = runs / "FactoryReach-v0-sac-8s-s0", runs / "FactoryReach-v0-sac-14s-continued-s0"
+    ended = json.loads((first / "eval.json").read_text())
+    made = json.loads((runs / "FactoryReach-v0-sac-14s-continued-s0.bench.json").read_text())
+    source_made = json.loads((runs / "FactoryReach-v0-sac-8s-s0.bench.json").read_text())
+    assert made["continues"] == {"run": first.name, "step": ended["step"], "commit": source_made["commit"]}
+    before = (first / "metrics.jsonl").read_text().splitlines()
+    after = (longer / "metrics.jsonl").read_text().splitlines()
+    assert after[: len(before)] == before and len(after) > len(before)
+    times = [json.loads(x)["time"] for x in after]
+    assert times == sorted(times)
+    went_on = json.loads((longer / "eval.json").read_text())
+    assert went_on["step"] > ended["step"] and went_on["train_seconds"] > ended["train_seconds"]
+    (cont,) = [r for r in doc["runs"] if r["cell"] == "FactoryReach-v0-sac-14s-continued"]
+    assert cont["continues"] == made["continues"] and cont["command"].endswith("--resume")
+    assert rows["SAC (continued)"]["continues_steps"] == [ended["step"]]
+    assert cont["command_seconds"] > sac[0]["command_seconds"]
     # a residual cell whose base was never run is refused before anything trains
     other = tmp_path / "other"
     proc = subprocess.run([*cmd, "--algos", "sac", "--out", str(other)], capture_output=True, text=True, timeout=600)
