@@ -737,9 +737,8 @@ def main() -> int:
                 "success": ev["eval_success_rate"],
                 "policy_step": ev.get("policy_step", ev.get("step")),
                 "parts_placed": ev.get("eval_parts_placed_fraction"),
-                # across the runs it continues (run_seconds counts them; train_seconds is this
-                # process's), held-out evaluations left out
-                "train_seconds": ev.get("run_seconds", ev["train_seconds"]) - ev.get("progress_eval_seconds", 0.0),
+                # across the runs it continues, held-out evaluations left out
+                "train_seconds": ev["train_seconds"] - ev.get("progress_eval_seconds", 0.0),
                 "command_seconds": wall,
                 "demo_seconds": demo_s,
                 "variants": variants,
