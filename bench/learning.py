@@ -639,6 +639,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", nargs="*", help="only these env ids")
     ap.add_argument("--algos", nargs="*", help="only these algorithms (bc, sac, ppo, dagger)")
+    ap.add_argument("--cells", nargs="*", help="only these cells, by name (their run folders' names less -sN)")
     ap.add_argument(
         "--variants", nargs="*", default=list(VARIANTS), help="suite variants the imitation cells are scored on"
     )
@@ -657,12 +658,17 @@ def main() -> int:
     args = ap.parse_args()
     if args.seeds < 1 or args.parallel < 1:
         ap.error("--seeds and --parallel must be at least 1")
+    if unknown := sorted(set(args.cells or ()) - {c.name for c in MATRICES[args.matrix]}):
+        names = ", ".join(c.name for c in MATRICES[args.matrix])
+        ap.error(f"--cells: no cell {', '.join(unknown)} in the {args.matrix} matrix; it has {names}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cells = [
         c
         for c in MATRICES[args.matrix]
-        if (not args.only or c.env_id in args.only) and (not args.algos or c.algo in args.algos)
+        if (not args.only or c.env_id in args.only)
+        and (not args.algos or c.algo in args.algos)
+        and (not args.cells or c.name in args.cells)
     ]
     cores = sorted(os.sched_getaffinity(0))
     share = max(1, len(cores) // args.parallel)

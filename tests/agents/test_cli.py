@@ -161,14 +161,13 @@ def test_bench_prints_machine_readable_lines(capsys):
 
 @pytest.mark.slow
 def test_learning_bench_writes_its_table_and_curves(tmp_path):
-    cmd = [sys.executable, "bench/learning.py", "--matrix", "cpu", "--seeds", "1", "--only", "FactoryReach-v0"]
+    cmd = [sys.executable, "bench/learning.py", "--matrix", "cpu", "--seeds", "1", "--cells", "FactoryReach-v0-sac"]
     cmd += ["--device", "cpu", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
     assert figures["FactoryReach-v0-sac.success_mean"] >= 0.9
-    rows = json.loads((tmp_path / "table.json").read_text())["rows"]
-    (row,) = [r for r in rows if r["task"] == "FactoryReach-v0"]
+    (row,) = json.loads((tmp_path / "table.json").read_text())["rows"]
     assert (row["algorithm"], row["demos"], row["budget_steps"], row["seeds"]) == ("SAC", 0, 4500, 1)
     assert row["success_mean"] == figures["FactoryReach-v0-sac.success_mean"]
     table = (tmp_path / "table.md").read_text()
@@ -176,6 +175,15 @@ def test_learning_bench_writes_its_table_and_curves(tmp_path):
         "| FactoryReach-v0 | SAC | - | 4,500 env steps | 1 |" in table and "twin train --env FactoryReach-v0" in table
     )
     assert (tmp_path / "curves_FactoryReach-v0.png").stat().st_size > 10_000
+
+
+def test_learning_bench_refuses_a_cell_its_matrix_lacks(tmp_path):
+    cmd = [sys.executable, "bench/learning.py", "--matrix", "smoke", "--cells", "FactoryReach-v0-sac", "nope-sac"]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "--cells: no cell nope-sac in the smoke matrix" in proc.stderr
+    assert "FactoryReach-v0-sac-8s" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
