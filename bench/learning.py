@@ -885,6 +885,7 @@ def main() -> int:
             "end_to_end_seconds_median": statistics.median(r["demo_seconds"] + r["command_seconds"] for r in rs),
             "seeds": len(rs),
             "success_mean": statistics.mean(succ),
+            "success_median": statistics.median(succ),
             "success_min": min(succ),
             "success_max": max(succ),
             "parts_placed_mean": (
@@ -914,7 +915,6 @@ def main() -> int:
             row["continues"] = cell.continues
             row["continues_steps"] = [r["continues"]["step"] for r in rs if r.get("continues")]
         if rs[0].get("variants"):
-            row["success_median"] = statistics.median(succ)
             every = [v for v in VARIANTS if all(v in r["variants"] for r in rs)]  # scored on every seed
             row["variants_median"] = {v: statistics.median(r["variants"][v] for r in rs) for v in every}
             ex = experts.get(cell.env_id, {})
@@ -936,6 +936,7 @@ def main() -> int:
         table.append(row)
         tag = cell.name
         print(f"{tag}.success_mean {row['success_mean']:.3g} fraction", flush=True)
+        print(f"{tag}.success_median {row['success_median']:.3g} fraction", flush=True)
         print(f"{tag}.success_min {row['success_min']:.3g} fraction", flush=True)
         if row["seconds_to_90_median"] is not None:
             print(f"{tag}.seconds_to_90 {row['seconds_to_90_median']:.4g} s", flush=True)

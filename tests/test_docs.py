@@ -3,6 +3,8 @@ needs are declared."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agents.tools.docs import PAGES, REFERENCE, stale
@@ -50,3 +52,35 @@ def test_the_generated_tables_in_hand_written_pages_are_made_from_their_sources(
     assert any(name == "expert-scorecard" for _, name in BLOCKS)
     with pytest.raises(ValueError, match="no <!-- baselines"):
         with_blocks(README, "a README without its table")
+
+
+def test_the_rl_table_shows_each_rows_median_and_its_drop_from_the_best(tmp_path, monkeypatch):
+    from agents.tools import docs
+
+    monkeypatch.setattr(docs, "RL", tmp_path / "none.json")
+    assert docs.rl_lines() == ["No `rl` results are committed yet (`bench/results/rl/table.json`)."]
+    row = {
+        "task": "ConveyorPick-v1",
+        "algorithm": "SAC",
+        "demos": 20,
+        "budget_seconds": 1200,
+        "steps_median": 60000,
+        "seeds": 3,
+        "success_median": 0.9,
+        "success_min": 0.84,
+        "success_max": 0.97,
+        "final_weights": True,
+        "best_heldout_median": 0.95,
+        "below_best_max": 0.11,
+        "train_seconds_median": 1187.4,
+        "end_to_end_seconds_median": 1302.0,
+        "hardware": "2 x AMD EPYC; 2 cores per run",
+        "commits": ["abc123"],
+    }
+    (tmp_path / "table.json").write_text(json.dumps({"machine": "m", "date": "d", "rows": [row]}))
+    monkeypatch.setattr(docs, "RL", tmp_path / "table.json")
+    (line,) = [ln for ln in docs.rl_lines() if ln.startswith("| ConveyorPick-v1")]
+    assert line == (
+        "| ConveyorPick-v1 | SAC | 20 | 60,000 env steps (cap 1200 s) | 3 | 0.90; 0.84-0.97 | final weights | "
+        "0.95 | 0.11 | 1187 | 1302 | 2 x AMD EPYC; 2 cores per run | `abc123` |"
+    )

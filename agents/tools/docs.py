@@ -9,7 +9,7 @@
 * ``kpis.md``: every KPI with its name, unit and which way is better;
 * ``baselines.md`` and the README's baselines table: the imitation rows of the learning bench's
   committed results (``bench/results/learning/table.json``), with the commit and machine they
-  came from; the experts' scorecard in ``docs/evaluation.md``, from the bundled reference.
+  came from, and the ``rl`` matrix's (``bench/results/rl/table.json``); the experts' scorecard in ``docs/evaluation.md``, from the bundled reference.
 
 ``python -m agents.tools.docs`` writes them; ``--check`` exits 1 naming each page that is out of
 date (a test runs it).
@@ -476,8 +476,54 @@ def _baselines_lines() -> list[str]:
     return out
 
 
+RL = ROOT / "bench" / "results" / "rl" / "table.json"
+
+
+def rl_lines() -> list[str]:
+    """The rl matrix's committed rows: RL from demos (with its ablations), from scratch on the
+    skills, and residual RL beside the experts on the suite's variants."""
+    if not RL.is_file():
+        return ["No `rl` results are committed yet (`bench/results/rl/table.json`)."]
+    doc = json.loads(RL.read_text(encoding="utf-8"))
+    out = [
+        f"From `python bench/learning.py --matrix rl` on {doc.get('machine', '?')}, {doc.get('date', '?')} (each "
+        "row's commit in its last column). Success is the final weights' on the task's 100 fixed seeds where the "
+        'row says so (no kept best), the median over the seeds with the lowest and highest beside it; "best '
+        'held-out" is the median of each run\'s best evaluation on 20 held-out seeds while it trained, and "most '
+        'below it" the largest drop from that best to the final weights over the seeds.',
+        "",
+        "| task | policy | demos | budget | seeds | success (median; min-max) | scored on | best held-out (median) "
+        "| most below it | training (s, median) | end to end (s, median) | hardware | commit |",
+        "| --- | --- | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    num = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    for r in doc["rows"]:
+        budget = f"{r['steps_median']:,.0f} env steps"
+        if r.get("budget_seconds"):
+            budget += f" (cap {r['budget_seconds']:g} s)"
+        scored = "final weights" if r.get("final_weights") else "kept best"
+        out.append(
+            f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {budget} | {r['seeds']} | "
+            f"{r['success_median']:.2f}; {r['success_min']:.2f}-{r['success_max']:.2f} | {scored} | "
+            f"{num(r.get('best_heldout_median'))} | {num(r.get('below_best_max'))} | "
+            f"{r['train_seconds_median']:.0f} | {r['end_to_end_seconds_median']:.0f} | {r['hardware']} | "
+            f"{', '.join(f'`{c}`' for c in r.get('commits', [])) or '-'} |"
+        )
+    beside = imitation_table(doc["rows"])
+    if beside:
+        out += ["", "On the suite's variants, beside the scripted experts:", "", *beside]
+    return out
+
+
 def baselines_reference() -> str:
-    return HEADER + "# Baselines: every task imitated\n\n" + "\n".join(_baselines_lines()) + "\n"
+    return (
+        HEADER
+        + "# Baselines: every task imitated\n\n"
+        + "\n".join(_baselines_lines())
+        + "\n\n## RL past imitation\n\n"
+        + "\n".join(rl_lines())
+        + "\n"
+    )
 
 
 def expert_scorecard_lines(suite: str = "standard-v2") -> list[str]:
@@ -733,6 +779,7 @@ def vision_lines() -> list[str]:
 
 BLOCKS: dict[tuple[Path, str], Callable[[], list[str]]] = {
     (README, "baselines"): _baselines_lines,
+    (ROOT / "docs" / "baselines.md", "rl"): rl_lines,
     (ROOT / "docs" / "vision.md", "vision"): vision_lines,
     (README, "vision"): vision_lines,
     (ROOT / "docs" / "evaluation.md", "expert-scorecard"): expert_scorecard_lines,
