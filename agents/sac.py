@@ -275,9 +275,9 @@ def sac_losses(
         gap = (mean_a - a_demo).square().sum(-1)
         if hp.bc_q_filter:  # only where the demonstrated action is valued above the actor's mean one
             with torch.no_grad():
-                q = agent.q_frozen(torch.cat([x_demo, x_demo]), torch.cat([a_demo, mean_a]))
-                q = q.mean(0) if hp.actor_q == "mean" else q.min(0).values
-                gap = gap * (q[: hp.bc_rows] > q[hp.bc_rows :]).float()
+                qd = agent.q_frozen(torch.cat([x_demo, x_demo]), torch.cat([a_demo, mean_a]))
+                qd = qd.mean(0) if hp.actor_q == "mean" else qd.min(0).values
+                gap = gap * (qd[: hp.bc_rows] > qd[hp.bc_rows :]).float()
         actor_loss = actor_loss + hp.bc_weight * gap.mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
     return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean()

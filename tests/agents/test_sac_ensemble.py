@@ -108,9 +108,10 @@ def test_the_cloning_term_pulls_the_actor_to_the_demos_where_the_critics_prefer_
     agent = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2))
     obs, act, rew, nxt, term = _batch()
     torch.manual_seed(5)
-    _, _, without, _ = sac_losses(agent, Backup.of(plain), -1.0, obs, act, rew, nxt, term)
+    _, _, without, q_plain = sac_losses(agent, Backup.of(plain), -1.0, obs, act, rew, nxt, term)
     torch.manual_seed(5)
-    _, _, actor, _ = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
+    _, _, actor, q_logged = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
+    torch.testing.assert_close(q_logged, q_plain)  # the logged mean Q is the batch's, not the filter's
     with torch.no_grad():  # by hand: the mean action's squared distance from the demo's
         x = agent.norm(obs)[-8:]
         mean_a = torch.tanh(agent.actor(x)[:, :2])
