@@ -587,7 +587,8 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import EngFormatter
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    cells = list(dict.fromkeys(r["cell"] for r in results))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4 + 0.22 * len(cells)))
     colours: dict[str, str] = {}
     for r in results:
         key = r["cell"]
@@ -605,9 +606,10 @@ def plot(task: str, results: list[dict], out: Path) -> None:
         ax.set_ylabel("success rate, 20 held-out seeds (fraction)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    a.legend(loc="lower right", fontsize=8)
+    # below both panels, one cell a line: inside a panel the legend hid its curves
+    fig.legend(loc="lower center", fontsize=8, ncol=1, frameon=False)
     fig.suptitle(f"{task}: the deterministic policy's success while training (one line per seed)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.055 * len(cells), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
