@@ -9,7 +9,8 @@
 * ``kpis.md``: every KPI with its name, unit and which way is better;
 * ``baselines.md`` and the README's baselines table: the imitation rows of the learning bench's
   committed results (``bench/results/learning/table.json``), with the commit and machine they
-  came from, and the ``rl`` matrix's (``bench/results/rl/table.json``); the experts' scorecard in ``docs/evaluation.md``, from the bundled reference.
+  came from, and the ``rl`` matrix's (``bench/results/rl/table.json``); the experts' scorecard
+  in ``docs/evaluation.md``, from the bundled reference.
 
 ``python -m agents.tools.docs`` writes them; ``--check`` exits 1 naming each page that is out of
 date (a test runs it).
