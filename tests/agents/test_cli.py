@@ -242,8 +242,9 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     assert len(faults) == 100 and {e["variant"] for e in faults} == {"faults"}
     doc = json.loads((tmp_path / "table.json").read_text())
     (kept_row,) = doc["rows"]
-    assert kept_row["variants_median"] == {
+    assert kept_row["variants_median"] == {  # the randomized part scored before stays in the row
         "nominal": row["success_median"],
+        "randomized": rescored["variants_median"]["randomized"],
         "faults": sum(e["success"] for e in faults) / 100,
     }
     assert [r["commit"] for r in doc["runs"]] == [made["commit"]]
@@ -254,7 +255,9 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     (again_row,) = json.loads((tmp_path / "table.json").read_text())["runs"]
     assert again_row["commit"] == made["commit"]
     # its end to end: the run's seconds and its suite parts' (from their scorecards' pace), none made now
-    parts = [json.loads((run_dir / d / "results.json").read_text()) for d in ("suite", "suite-faults")]
+    parts = [
+        json.loads((run_dir / d / "results.json").read_text()) for d in ("suite", "suite-faults", "suite-randomized")
+    ]
     paced = sum(60 * len(d["episodes"]) / d["scorecard"]["episodes_per_minute"] for d in parts)
     ran = json.loads(trained)["run_seconds"]
     assert again_row["command_seconds"] == pytest.approx(ran + paced)
