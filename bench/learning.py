@@ -44,7 +44,8 @@ at 40,000 env steps and one at 80,000 from the same runs: the longer cell contin
 --resume``, its row naming the run it went on from), so neither budget is trained twice.
 
 Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation|rl|vision] [--seeds 3] [--first-seed 0] [--parallel 1]
-       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--variants V ...] [--rescore] [--keep-trained]
+       [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--cells NAME ...] [--variants V ...] [--rescore]
+       [--keep-trained]
        [--bases DIR] [--out bench-out/learning]
 """
 
@@ -463,17 +464,24 @@ def continue_from(source: Path, run_dir: Path) -> dict:
     return {"run": source.name, "step": step, "commit": made.get("commit", "unknown")}
 
 
+def shown_config(cmd: list[str]) -> dict | None:
+    """The settings a ``twin train`` command resolves to (``--show-config``); None where it fails
+    (said on stderr)."""
+    proc = subprocess.run(_pinned([*cmd, "--show-config"], None), capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"# {shlex.join(cmd)} --show-config failed: {proc.stderr.strip()}", file=sys.stderr, flush=True)
+        return None
+    return json.loads(proc.stdout)
+
+
 def same_but_resumable(cmd: list[str], other: list[str]) -> list[str]:
     """The settings two ``twin train`` commands resolve differently (``--show-config``) beyond those
     a resumed run may change: what a continuing cell cannot change from the cell it continues."""
     from agents.train import RESUMABLE_CHANGES
 
-    shown = []
-    for c in (cmd, other):
-        proc = subprocess.run(_pinned([*c, "--show-config"], None), capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{shlex.join(c)} --show-config failed: {proc.stderr.strip()}")
-        shown.append(json.loads(proc.stdout))
+    shown = [shown_config(c) for c in (cmd, other)]
+    if None in shown:
+        raise SystemExit("a continuing cell's settings could not be resolved (above)")
     keys = (set(shown[0]) | set(shown[1])) - set(RESUMABLE_CHANGES)
     return sorted(k for k in keys if shown[0].get(k) != shown[1].get(k))
 
@@ -517,10 +525,8 @@ def trained_as(run_dir: Path, cmd: list[str]) -> bool:
     ``cmd`` (a ``twin train`` command) asks for, as ``twin train --show-config`` resolves them."""
     if not (run_dir / "eval.json").is_file() or not (run_dir / "config.json").is_file():
         return False
-    shown = subprocess.run(_pinned([*cmd, "--show-config"], None), capture_output=True, text=True)
-    if shown.returncode != 0:
-        return False
-    return json.loads(shown.stdout) == json.loads((run_dir / "config.json").read_text())
+    shown = shown_config(cmd)
+    return shown is not None and shown == json.loads((run_dir / "config.json").read_text())
 
 
 def expert_rows(env_ids: list[str], suite: str, out: Path, variants=VARIANTS) -> dict[str, dict]:
@@ -685,6 +691,11 @@ def main() -> int:
     earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     by_name = {c.name: c for c in MATRICES[args.matrix]}
+
+    def continued(job: tuple) -> Path | None:
+        """The run a continuing cell's job trains on from (the same seed's of the cell it continues)."""
+        return out / "runs" / f"{job[0].continues}-s{job[1]}" if job[0].continues else None
+
     for cell in cells:
         if args.rescore:
             results += rescore(cell, seeds, out, args.variants, earlier.get("runs", [])) if cell.suite else []
@@ -700,13 +711,13 @@ def main() -> int:
             made_here = any(c.name == cell.base for c in cells)  # trained earlier in this invocation
             if base is not None and not made_here and not (base / "eval.json").is_file():
                 ap.error(f"{cell.name} seed {seed}: its base policy {base} is not there; run {cell.base} first")
-            source = out / "runs" / f"{cell.continues}-s{seed}"
+            job = (cell, seed, run_dir, demos, demo_s, base)
+            source = continued(job)
             ahead = any(c.name == cell.continues for c in cells)  # trained earlier in this invocation
-            if cell.continues and not ahead and not (source / "eval.json").is_file():
+            if source is not None and not ahead and not (source / "eval.json").is_file():
                 ap.error(
                     f"{cell.name} seed {seed}: it continues {source}, which is not there; run {cell.continues} first"
                 )
-            job = (cell, seed, run_dir, demos, demo_s, base)
             jobs.append(job)
             if args.keep_trained and trained_as(run_dir, train_command(cell, seed, run_dir, args.device, demos, base)):
                 kept_runs.append(job)
@@ -715,10 +726,6 @@ def main() -> int:
             if run_dir.exists():
                 subprocess.run(["rm", "-rf", str(run_dir)], check=True)
             pending.append(job)
-
-    def continued(job: tuple) -> Path | None:
-        """The run a continuing cell's job trains on from (the same seed's of the cell it continues)."""
-        return out / "runs" / f"{job[0].continues}-s{job[1]}" if job[0].continues else None
 
     def finish(job: tuple, cpus: str | None, cmd: list[str], wall: float, budget_s: float | None, made: dict) -> None:
         """The row of a trained run: scored on the suite where its cell is, its curve and timers.

@@ -418,6 +418,12 @@ BASELINES = ROOT / "bench" / "results" / "learning" / "table.json"
 README = ROOT / "README.md"
 
 
+def _steps_budget(row: dict) -> str:
+    """A bench row's env steps (median over its seeds), and its cap on training seconds if it has one."""
+    cap = f" (cap {row['budget_seconds']:g} s)" if row.get("budget_seconds") else ""
+    return f"{row['steps_median']:,.0f} env steps{cap}"
+
+
 def imitation_table(table: list[dict]) -> list[str]:
     """The imitation rows as a Markdown table: each task's expert (and, where the observation caps
     success, its ceiling), DAgger and BC on the suite's variants (medians over seeds)."""
@@ -443,9 +449,7 @@ def imitation_table(table: list[dict]) -> list[str]:
         if r["algorithm"] == "BC":
             budget = f"{r['demos']} demos, {r['budget_steps']:,} updates"
         else:
-            budget = f"{r['steps_median']:,.0f} env steps"
-            if r["budget_seconds"]:
-                budget += f" (cap {r['budget_seconds']:g} s)"
+            budget = _steps_budget(r)
             if r.get("continues_steps"):  # the same runs as a shorter budget's row, trained on
                 budget += f", on from the {min(r['continues_steps']):,}-step runs"
         of = "-" if r.get("of_expert") is None else f"{r['of_expert']:.2f}"
@@ -499,9 +503,7 @@ def rl_lines() -> list[str]:
     ]
     num = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     for r in doc["rows"]:
-        budget = f"{r['steps_median']:,.0f} env steps"
-        if r.get("budget_seconds"):
-            budget += f" (cap {r['budget_seconds']:g} s)"
+        budget = _steps_budget(r)
         scored = "final weights" if r.get("final_weights") else "kept best"
         out.append(
             f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {budget} | {r['seeds']} | "
