@@ -177,7 +177,7 @@ RLPD_ABLATIONS = {
     # not one of RLPD's: the actor also clones the demos' actions where the critics rate them
     # above its own (Nair et al. 2018), against the swings of an actor led by young critics
     "cloning term on the demos, weight 1, Q-filtered": {"bc_weight": "1"},
-    # the two rows that held their gains best in their first runs, together
+    # the two changes that did most in their first runs, together
     "2 updates per env step, actor every 2, cloning term": {
         "updates_per_step": "2",
         "actor_every": "2",
