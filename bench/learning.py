@@ -45,8 +45,7 @@ at 40,000 env steps and one at 80,000 from the same runs: the longer cell contin
 
 Usage: python bench/learning.py [--matrix full|cpu|smoke|imitation|rl|vision] [--seeds 3] [--first-seed 0] [--parallel 1]
        [--device auto] [--only ENV_ID ...] [--algos ALGO ...] [--cells NAME ...] [--variants V ...] [--rescore]
-       [--keep-trained]
-       [--bases DIR] [--out bench-out/learning]
+       [--keep-trained] [--bases DIR] [--out bench-out/learning]
 """
 
 from __future__ import annotations
@@ -610,11 +609,12 @@ def plot(task: str, results: list[dict], out: Path) -> None:
 
     cells = list(dict.fromkeys(r["cell"] for r in results))
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4 + 0.22 * len(cells)))
-    colours: dict[str, str] = {}
+    labelled: set[str] = set()  # each cell's legend entry from its first run
     for r in results:
         key = r["cell"]
-        first = key not in colours
-        c = colours.setdefault(key, f"C{len(colours)}")
+        first = key not in labelled
+        labelled.add(key)
+        c = f"C{cells.index(key)}"
         steps = [p[0] for p in r["curve"]]
         secs = [p[1] for p in r["curve"]]
         succ = [p[2] for p in r["curve"]]
