@@ -226,6 +226,20 @@ def _rl() -> list[Cell]:
             sets={"eval_every": "125000"},
         )
     )
+    # the same two on the staged reward (the progress itself on every step, the episode running to
+    # its time limit), which a learner without demos can climb from being near the part
+    staged = {"env_kwargs": json.dumps({"reward_type": "staged"})}
+    cells.append(Cell("ConveyorPickSkill-v1", "sac", 150_000, sets=staged, tag="staged reward"))
+    cells.append(
+        Cell(
+            "ConveyorPickSkill-v1",
+            "ppo",
+            10_000_000,
+            seconds_from="ConveyorPickSkill-v1-sac-staged-reward",
+            sets={"eval_every": "125000", **staged},
+            tag="staged reward",
+        )
+    )
     for env_id, (variant, kwargs) in _BEYOND.items():
         sets = {"env_kwargs": json.dumps(kwargs), "eval_every": "25000"}
         base = next(c.name for c in _imitation() if c.env_id == env_id and c.algo == "dagger")

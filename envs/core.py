@@ -129,9 +129,13 @@ class Task(ABC):
     handling pays a new build (tens of milliseconds) for episodes that depend on their seed alone.
     Code holding ``env.unwrapped.task`` or ``.twin`` across a reset must read them again."""
 
+    reward_types: ClassVar[tuple[str, ...]] = ("dense", "sparse")
+    """The ``reward_type`` values the task has."""
+
     def __init__(self, twin: Twin, reward_type: str = "dense") -> None:
-        if reward_type not in ("dense", "sparse"):
-            raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
+        if reward_type not in self.reward_types:
+            kinds = ", ".join(map(repr, self.reward_types))
+            raise ValueError(f"{type(self).__name__}: reward_type must be one of {kinds}, got {reward_type!r}")
         self.twin = twin
         if self.drives == "arm" and not twin.robots:
             raise ValueError(f"{type(self).__name__} needs a layout with a robot arm ([[robots]]); this one has none")
@@ -281,7 +285,8 @@ class FactoryEnv(gym.Env):
         robot_meshes: How the arms look to cameras: ``"visual"`` (their models' detailed meshes)
             or ``"collision"`` (their collision meshes, some ten times faster to render on a CPU);
             default ``"collision"`` in the ``rgb`` mode, else ``"visual"``. Physics is the same.
-        reward_type: ``"dense"`` or ``"sparse"``.
+        reward_type: ``"dense"`` or ``"sparse"``; the pick-and-place tasks from ``-v1`` on also
+            ``"staged"`` (see their reward).
         render_mode: ``None`` or ``"rgb_array"`` (640x480 frames from the ``overview`` camera).
         layout: Layout to build instead of the task's bundled one (path, name or CellLayout).
         robot: Arm model to put in place of the layout's (``"panda"`` or ``"iiwa"``), at the same

@@ -282,6 +282,7 @@ class ConveyorPick(Task):
             "placed_now": placed_now,
             "bad_now": bad_now,
             "gained": gained,
+            "share_done": progress / n_total if n_total else 0.0,
             "info": info,
         }
 
@@ -362,6 +363,16 @@ class PickV1:
     shares: ClassVar[dict[str, float]] = {"intercept": 0.1, "grasp": 0.1, "lift": 0.1, "carry": 0.15, "release": 0.5}
     grasp_when_gripped = True
     settles_at_time_limit = True
+    reward_types = ("dense", "sparse", "staged")
+
+    def reward(self, ev: dict[str, Any]) -> float:
+        if self.reward_type == "staged":
+            return float(ev["share_done"])
+        return super().reward(ev)
+
+    def terminated(self, ev: dict[str, Any]) -> bool:
+        # staged: the episode runs to its time limit, a placed part paying on every step after
+        return self.reward_type != "staged" and super().terminated(ev)
 
     def observe(self) -> np.ndarray:
         return np.concatenate([super().observe(), np.asarray(tool_state(self.robot), dtype=np.float32)])
@@ -422,6 +433,13 @@ class ConveyorPickV1(PickV1, ConveyorPick):
 
     A missed or dropped part's progress is taken back when it is lost. **Sparse reward:** +1 per
     placement.
+
+    **Staged reward** (``reward_type="staged"``, for learners without demonstrations): each step
+    earns the progress itself, as a share of the episode's parts (0 to 1), not its change. The
+    episode is never terminated, only truncated at its time limit, so a placed part pays on every
+    step after it and a lost one pays nothing more (robotics suites' dense rewards work this way:
+    being near the part pays while it lasts, which a learner that starts from nothing can find).
+    Success is reported as in the other rewards.
     """
 
 

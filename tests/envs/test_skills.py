@@ -67,3 +67,31 @@ def test_skills_stay_out_of_the_suites_task_list_but_have_experts_and_arms():
     assert not set(envs.SKILL_IDS) & set(envs.LATEST_IDS)
     for skill, (base, *_rest) in envs.SKILLS.items():
         assert envs.EXPERTS[skill] is envs.EXPERTS[base] and envs.ARMS[skill] == envs.ARMS[base]
+
+
+def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_the_time_limit():
+    env = gym.make("ConveyorPickSkill-v1", reward_type="staged")
+    try:
+        obs, _ = env.reset(seed=0)
+        expert = envs.EXPERTS["ConveyorPickSkill-v1"](env)
+        rewards, placed_at = [], None
+        for t in range(env.spec.max_episode_steps):
+            obs, reward, term, trunc, info = env.step(expert(obs))
+            rewards.append(reward)
+            assert not term  # never terminated: a placed part keeps paying
+            if placed_at is None and info["is_success"]:
+                placed_at = t
+            if trunc:
+                break
+        assert trunc and t + 1 == env.spec.max_episode_steps and info["is_success"]
+        assert placed_at is not None and placed_at < 0.8 * len(rewards)
+        assert all(0.0 <= r <= 1.0 for r in rewards)
+        assert rewards[placed_at:] == [1.0] * (len(rewards) - placed_at)  # the placed part, on every step
+        before = rewards[:placed_at]
+        assert before[0] == 0.0 and max(before) < 1.0  # no part yet at the start
+        assert any(0.0 < r < 0.1 for r in before)  # near the part (the intercept stage), then up the stages
+        assert max(before) >= 0.5  # it paid the release stage on the way into the bin
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match=r"PegInsertV1: reward_type must be one of 'dense', 'sparse', got 'staged'"):
+        gym.make("PegInsert-v1", reward_type="staged")
