@@ -69,11 +69,18 @@ def test_skills_stay_out_of_the_suites_task_list_but_have_experts_and_arms():
         assert envs.EXPERTS[skill] is envs.EXPERTS[base] and envs.ARMS[skill] == envs.ARMS[base]
 
 
-def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_the_time_limit():
-    env = gym.make("ConveyorPickSkill-v1", reward_type="staged")
+@pytest.mark.parametrize("skill", ["ConveyorPickSkill-v1", "BinSortSkill-v1"])
+def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_the_time_limit(skill):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(skill, reward_type="staged")
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
         obs, _ = env.reset(seed=0)
-        expert = envs.EXPERTS["ConveyorPickSkill-v1"](env)
+        expert = envs.EXPERTS[skill](env)
         rewards, placed_at = [], None
         for t in range(env.spec.max_episode_steps):
             obs, reward, term, trunc, info = env.step(expert(obs))
