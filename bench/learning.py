@@ -214,32 +214,14 @@ def _rl() -> list[Cell]:
     cells = [Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=dict(_RLPD))]
     for tag, sets in RLPD_ABLATIONS.items():
         cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets={**_RLPD, **sets}, tag=tag))
-    # from scratch on the one-part skill: SAC's 150,000 env steps; PPO at SAC's wall-clock
-    cells.append(Cell("ConveyorPickSkill-v1", "sac", 150_000))
-    # (its budget is SAC's seconds: about 1,000,000 env steps on 2 cores, so 8 evaluations in them)
-    cells.append(
-        Cell(
-            "ConveyorPickSkill-v1",
-            "ppo",
-            10_000_000,
-            seconds_from="ConveyorPickSkill-v1-sac",
-            sets={"eval_every": "125000"},
-        )
-    )
-    # the same two on the staged reward (the progress itself on every step, the episode running to
-    # its time limit), which a learner without demos can climb from being near the part
-    staged = {"env_kwargs": json.dumps({"reward_type": "staged"})}
-    cells.append(Cell("ConveyorPickSkill-v1", "sac", 150_000, sets=staged, tag="staged reward"))
-    cells.append(
-        Cell(
-            "ConveyorPickSkill-v1",
-            "ppo",
-            10_000_000,
-            seconds_from="ConveyorPickSkill-v1-sac-staged-reward",
-            sets={"eval_every": "125000", **staged},
-            tag="staged reward",
-        )
-    )
+    # from scratch on the one-part skill: SAC's 150,000 env steps; PPO at SAC's wall-clock (about
+    # 1,000,000 env steps on 2 cores, so 8 evaluations in them). Each on the task's dense reward and
+    # on the staged one (the progress itself on every step, the episode running to its time
+    # limit), which a learner without demos can climb from being near the part
+    for tag, extra in (("", {}), ("staged reward", {"env_kwargs": json.dumps({"reward_type": "staged"})})):
+        sac = Cell("ConveyorPickSkill-v1", "sac", 150_000, sets=dict(extra), tag=tag)
+        ppo_sets = {"eval_every": "125000", **extra}
+        cells += [sac, Cell("ConveyorPickSkill-v1", "ppo", 10_000_000, seconds_from=sac.name, sets=ppo_sets, tag=tag)]
     for env_id, (variant, kwargs) in _BEYOND.items():
         sets = {"env_kwargs": json.dumps(kwargs), "eval_every": "25000"}
         base = next(c.name for c in _imitation() if c.env_id == env_id and c.algo == "dagger")
