@@ -81,10 +81,12 @@ def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_t
         sb3_check_env(env.unwrapped, warn=True)
         obs, _ = env.reset(seed=0)
         expert = envs.EXPERTS[skill](env)
-        rewards, placed_at = [], None
+        rewards, carrying, placed_at = [], [], None
         for t in range(env.spec.max_episode_steps):
             obs, reward, term, trunc, info = env.step(expert(obs))
             rewards.append(reward)
+            if info["stage"] == "carry":
+                carrying.append(reward)
             assert not term  # never terminated: a placed part keeps paying
             if placed_at is None and info["is_success"]:
                 placed_at = t
@@ -97,7 +99,9 @@ def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_t
         before = rewards[:placed_at]
         assert before[0] == 0.0 and max(before) < 1.0  # no part yet at the start
         assert any(0.0 < r < 0.1 for r in before)  # near the part (the intercept stage), then up the stages
-        assert max(before) >= 0.5  # it paid the release stage on the way into the bin
+        assert max(before) == pytest.approx(0.8)  # it paid the release stage on the way into the bin
+        # carrying the part the metre to the bin climbs all the way, and pays more than lifting it
+        assert carrying[0] >= 0.4 and carrying[-1] - carrying[0] >= 0.2 and max(carrying) < 0.7
     finally:
         env.close()
     with pytest.raises(ValueError, match=r"PegInsertV1: reward_type must be one of 'dense', 'sparse', got 'staged'"):
