@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from envs.core import Feature, Task, tool_features, tool_state
-from envs.motion import act_towards, planned_ee, planned_tool, via_around_base
+from envs.motion import act_towards, planned_ee, planned_tool, route_length, via_around_base
 from twin.parts import TERMINAL, Part
 
 _NO_PART = (0.0,) * 11  # the target-part block of the observation when no part is in play
@@ -301,7 +301,7 @@ class ConveyorPick(Task):
                 rest = float(part.arrival_pose[0][2]) if part.arrival_pose is not None else self.conveyor.surface_z
                 lift = min(1.0, max(0.0, (xyz[2] - rest) / LIFT_CLEAR))  # from where it rode on the belt
             w, scale = self.stage_shares()
-            carry = 1.0 - math.tanh(scale * math.dist(xyz, self.drop_for(part)))
+            carry = 1.0 - math.tanh(scale * self.carry_distance(xyz, part))
             stage = "carry" if lift >= 1.0 else "lift" if lift > 0.25 else "grasp"
             return stage, w["intercept"] + w["grasp"] + w["lift"] * lift + w["carry"] * carry
         w, _ = self.stage_shares()
@@ -311,6 +311,10 @@ class ConveyorPick(Task):
         if self.robot.gripping == part.id and self.grasp_when_gripped:
             return "grasp", w["intercept"] + w["grasp"]
         return "intercept", w["intercept"] * near
+
+    def carry_distance(self, xyz: np.ndarray, part: Part) -> float:
+        """Metres from a held part at ``xyz`` to its drop point, as the carry stage measures them."""
+        return math.dist(xyz, self.drop_for(part))
 
     def stage_shares(self) -> tuple[dict[str, float], float]:
         """The stages' shares of a part's progress and the distance scale (per metre)."""
@@ -379,9 +383,9 @@ class PickV1:
     """The staged reward's stages: each step after the grip pays more than holding still (lifting
     +0.2, carrying up to +0.3 more), and letting go over the bin more than any held state."""
     staged_distance_scale: ClassVar[float] = 1.5
-    """Per metre: the drop point is about 1 m from where a part is picked (and the tool starts
-    half a metre from an arriving part); at the dense reward's scale (5 per metre) the carry stage
-    pays nothing until the last 30 cm of it."""
+    """Per metre: the drop point is about 1.3 m from where a part is picked, around the arm's
+    base (and the tool starts half a metre from an arriving part); at the dense reward's scale (5
+    per metre) the carry stage pays nothing until the last 30 cm of it."""
     grasp_when_gripped = True
     settles_at_time_limit = True
     reward_types = ("dense", "sparse", "staged")
@@ -390,6 +394,11 @@ class PickV1:
         if self.reward_type == "staged":
             return float(ev["share_done"])
         return super().reward(ev)
+
+    def carry_distance(self, xyz: np.ndarray, part: Part) -> float:
+        if self.reward_type == "staged":  # along the route around the arm's base, as the expert goes
+            return route_length(xyz, self.drop_for(part), self.robot.base_position)
+        return super().carry_distance(xyz, part)
 
     def stage_shares(self) -> tuple[dict[str, float], float]:
         if self.reward_type == "staged":
@@ -475,8 +484,10 @@ class ConveyorPickV1(PickV1, ConveyorPick):
     intercept             0.1 * (1 - tanh(1.5 * tool-part distance))
     grasp                 0.2 once the fingers grip the part
     lift                  + 0.2 * min(1, rise above the belt / 8 cm)
-    carry                 + 0.3 * (1 - tanh(1.5 * part-drop point distance)): the drop
-                          point is about 1 m from where a part is picked
+    carry                 + 0.3 * (1 - tanh(1.5 * part-drop point distance)), the
+                          distance along the route around the arm's base where the
+                          straight path passes within 40 cm of its axis (the arm cannot
+                          fold through itself): about 1.3 m from where a part is picked
     release               0.8 while it falls into the bin
     placed                1
     ====================  ==============================================================

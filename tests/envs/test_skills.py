@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import gymnasium as gym
@@ -106,3 +107,16 @@ def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_t
         env.close()
     with pytest.raises(ValueError, match=r"PegInsertV1: reward_type must be one of 'dense', 'sparse', got 'staged'"):
         gym.make("PegInsert-v1", reward_type="staged")
+
+
+def test_the_staged_carry_is_measured_around_the_arms_base():
+    """A learner that carries a part straight at the bin folds the arm against its own base and
+    stops there; the staged reward's carry distance goes around the base, as the expert does."""
+    from envs.motion import route_length
+
+    base, drop = (0.0, 0.0, 0.75), (0.5, -0.12, 0.83)
+    clear = (0.2, -0.45, 1.0)  # the straight path from here passes 45 cm from the base's axis
+    assert route_length(clear, drop, base) == pytest.approx(math.dist(clear, drop))
+    folded = (0.1, -0.37, 1.25)  # where SAC stalled: straight on would pass 25 cm from the axis
+    assert route_length(folded, drop, base) > math.dist(folded, drop) + 0.1
+    assert route_length(folded, drop, base) > route_length(clear, drop, base)  # moving out pays
