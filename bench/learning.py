@@ -618,7 +618,9 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     from matplotlib.ticker import EngFormatter
 
     cells = list(dict.fromkeys(r["cell"] for r in results))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4 + 0.22 * len(cells)))
+    # one y-axis label for both panels, and the layout engine keeps the title, labels and the
+    # legend below them clear of each other
+    fig, (a, b) = plt.subplots(1, 2, sharey=True, figsize=(11, 4 + 0.22 * len(cells)), layout="constrained")
     labelled: set[str] = set()  # each cell's legend entry from its first run
     for r in results:
         key = r["cell"]
@@ -634,14 +636,13 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     a.set_xlabel("wall-clock (s)")
     b.set_xlabel("env steps")
     b.xaxis.set_major_formatter(EngFormatter(sep=""))
+    a.set_ylabel("success rate, 20 held-out seeds (fraction)")
     for ax in (a, b):
-        ax.set_ylabel("success rate, 20 held-out seeds (fraction)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     # below both panels, one cell a line: inside a panel the legend hid its curves
-    fig.legend(loc="lower center", fontsize=8, ncol=1, frameon=False)
+    fig.legend(loc="outside lower center", fontsize=8, ncol=1, frameon=False)
     fig.suptitle(f"{task}: the deterministic policy's success while training (one line per seed)")
-    fig.tight_layout(rect=(0, 0.055 * len(cells), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
