@@ -166,22 +166,20 @@ def _imitation() -> list[Cell]:
 # cores, its final weights scored (no kept best: the run must hold its gains), then one row per
 # RLPD setting changed from the defaults, each alone, and all of them together.
 _RLPD = {"eval_every": "7500", "keep_best": "false"}
+_TWO_UPDATES = {"updates_per_step": "2", "actor_every": "2"}
+"""Two critic updates per env step, the actor every second one: the rows built on it add to it."""
 RLPD_ABLATIONS = {
     "10 critics, target min of 2": {"num_qs": "10", "num_min_qs": "2"},
     "10 critics, actor on their mean": {"num_qs": "10", "num_min_qs": "2", "actor_q": "mean"},
     "tau 0.005": {"tau": "0.005"},
     "target entropy -|A|/2": {"target_entropy_scale": "0.5"},
     "no entropy in the target": {"backup_entropy": "false"},
-    "2 updates per env step, actor every 2": {"updates_per_step": "2", "actor_every": "2"},
+    "2 updates per env step, actor every 2": dict(_TWO_UPDATES),
     # not one of RLPD's: the actor also clones the demos' actions where the critics rate them
     # above its own (Nair et al. 2018), against the swings of an actor led by young critics
     "cloning term on the demos, weight 1, Q-filtered": {"bc_weight": "1"},
     # the two changes that did most in their first runs, together
-    "2 updates per env step, actor every 2, cloning term": {
-        "updates_per_step": "2",
-        "actor_every": "2",
-        "bc_weight": "1",
-    },
+    "2 updates per env step, actor every 2, cloning term": {**_TWO_UPDATES, "bc_weight": "1"},
     # more updates per env step, paid for by compiling the update (``torch.compile``: about 1.3x
     # the eager updates/s on the 2-core machine), so that 60,000 env steps still fit in 20 minutes
     "3 updates per env step, actor every 3, compiled update": {
@@ -191,18 +189,10 @@ RLPD_ABLATIONS = {
     },
     # tau 0.005 alone left three-quarters of the 20 minutes unused and dropped least from its
     # best: with the second update per env step that fills the clock
-    "2 updates per env step, actor every 2, tau 0.005": {
-        "updates_per_step": "2",
-        "actor_every": "2",
-        "tau": "0.005",
-    },
+    "2 updates per env step, actor every 2, tau 0.005": {**_TWO_UPDATES, "tau": "0.005"},
     # no entropy in the target alone held its gains better than the defaults but, like tau
     # 0.005, learned late and left two-thirds of the 20 minutes unused
-    "2 updates per env step, actor every 2, no entropy in the target": {
-        "updates_per_step": "2",
-        "actor_every": "2",
-        "backup_entropy": "false",
-    },
+    "2 updates per env step, actor every 2, no entropy in the target": {**_TWO_UPDATES, "backup_entropy": "false"},
     "RLPD's settings, 20 updates per env step": {
         "num_qs": "10",
         "num_min_qs": "2",
