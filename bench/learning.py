@@ -204,6 +204,20 @@ RLPD_ABLATIONS = {
         "actor_every": "20",
     },
 }
+_STAGED = {"env_kwargs": json.dumps({"reward_type": "staged"})}
+# SAC from scratch on the skill's staged reward, each row one setting changed from the defaults
+SKILL_SAC_ROWS: dict[str, dict[str, str]] = {
+    # SAC gripped the part and held it on the belt (0.2 a step). A placement some 90 steps later
+    # pays 0.8 a step more to the time limit: at the skill's gamma of 0.97 that is worth about 1.7
+    # from the grip (holding on, 6.7), at 0.99 about 32 (holding on, 20), more than a drop on the
+    # way can cost
+    "gamma 0.99": {"gamma": "0.99"},
+    # At either gamma the learned policy pressed the gripped part down on the belt, its temperature
+    # at 0.002 to 0.005 and its z action pinned between -0.6 and -1, though lifting straight up
+    # from its grip reaches the next stage at once. A target entropy of 0 (not -|A|) keeps the
+    # temperature up, and with it the exploration that could find the lift
+    "target entropy 0": {"target_entropy_scale": "0"},
+}
 # Beyond the expert: SAC learns a correction to the frozen DAgger student of the imitation matrix
 # (the same seed's run, under --bases) on the variant where the expert is weak, scored on every
 # variant of the suite beside the expert.
@@ -222,31 +236,14 @@ def _rl() -> list[Cell]:
     # 1,000,000 env steps on 2 cores, so 8 evaluations in them). Each on the task's dense reward and
     # on the staged one (the progress itself on every step, the episode running to its time
     # limit), which a learner without demos can climb from being near the part
-    for tag, extra in (("", {}), ("staged reward", {"env_kwargs": json.dumps({"reward_type": "staged"})})):
+    for tag, extra in (("", {}), ("staged reward", _STAGED)):
         sac = Cell("ConveyorPickSkill-v1", "sac", 150_000, sets=dict(extra), tag=tag)
         ppo_sets = {"eval_every": "125000", **extra}
         cells += [sac, Cell("ConveyorPickSkill-v1", "ppo", 10_000_000, seconds_from=sac.name, sets=ppo_sets, tag=tag)]
-    # SAC on the staged reward gripped the part and held it on the belt (0.2 a step). A placement
-    # some 90 steps later pays 0.8 a step more to the time limit: at the skill's gamma of 0.97 that
-    # is worth about 1.7 from the grip (holding on, 6.7), at 0.99 about 32 (holding on, 20), more
-    # than a drop on the way can cost
-    staged = cells[-2].sets
-    cells.append(
-        Cell("ConveyorPickSkill-v1", "sac", 150_000, sets={**staged, "gamma": "0.99"}, tag="staged reward, gamma 0.99")
-    )
-    # At either gamma the learned policy pressed the gripped part down on the belt, its temperature
-    # at 0.002 to 0.005 and its z action pinned at -0.7 to -0.9, though lifting straight up from its
-    # grip reaches the next stage at once. A target entropy of 0 (not -|A|) keeps the temperature
-    # up, and with it the exploration that could find the lift
-    cells.append(
-        Cell(
-            "ConveyorPickSkill-v1",
-            "sac",
-            150_000,
-            sets={**staged, "target_entropy_scale": "0"},
-            tag="staged reward, target entropy 0",
+    for tag, sets in SKILL_SAC_ROWS.items():
+        cells.append(
+            Cell("ConveyorPickSkill-v1", "sac", 150_000, sets={**_STAGED, **sets}, tag=f"staged reward, {tag}")
         )
-    )
     for env_id, (variant, kwargs) in _BEYOND.items():
         sets = {"env_kwargs": json.dumps(kwargs), "eval_every": "25000"}
         base = next(c.name for c in _imitation() if c.env_id == env_id and c.algo == "dagger")
