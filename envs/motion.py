@@ -46,6 +46,16 @@ def via_around_base(ee, goal, base, clearance: float = 0.4, radius: float = 0.55
     return np.array([*(base + radius * np.array([np.cos(ang), np.sin(ang)])), goal[2]])
 
 
+def route_length(start, goal, base, clearance: float = 0.4, radius: float = 0.55) -> float:
+    """Metres from ``start`` to ``goal`` along the route the arm can take: straight, or by way of
+    ``via_around_base``'s waypoint when the straight path passes too close to the base's axis."""
+    start, goal = np.asarray(start, dtype=float), np.asarray(goal, dtype=float)
+    via = via_around_base(start, goal, base, clearance, radius)
+    if via is goal:
+        return float(np.linalg.norm(goal - start))
+    return float(np.linalg.norm(via - start) + np.linalg.norm(goal - via))
+
+
 # -- stateless pick and place -----------------------------------------------------------------
 #
 # The experts below remember nothing between calls: each works out from the twin's state where a

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from envs.core import Feature, Task, tool_features, tool_state
-from envs.motion import act_towards, planned_ee, planned_tool, via_around_base
+from envs.motion import act_towards, planned_ee, planned_tool, route_length, via_around_base
 from twin.parts import TERMINAL, Part
 
 _NO_PART = (0.0,) * 11  # the target-part block of the observation when no part is in play
@@ -90,6 +90,9 @@ class ConveyorPick(Task):
         "release": RELEASED,
     }
     """Each stage's share of a part's progress (a placed part is 1; see the reward table)."""
+    distance_scale: ClassVar[float] = 5.0
+    """Per metre: the intercept and carry stages pay their shares times 1 - tanh(distance_scale *
+    the tool-part and part-drop point distances)."""
     grasp_when_gripped: ClassVar[bool] = False
     """Pay the grasp stage as soon as the fingers grip the part (else once it is lifted off)."""
     workspace = ((-0.7, -0.7, 0.755), (0.75, 0.3, 1.25))
@@ -297,16 +300,25 @@ class ConveyorPick(Task):
             else:
                 rest = float(part.arrival_pose[0][2]) if part.arrival_pose is not None else self.conveyor.surface_z
                 lift = min(1.0, max(0.0, (xyz[2] - rest) / LIFT_CLEAR))  # from where it rode on the belt
-            carry = 1.0 - math.tanh(5.0 * math.dist(xyz, self.drop_for(part)))
+            w, scale = self.stage_shares()
+            carry = 1.0 - math.tanh(scale * self.carry_distance(xyz, part))
             stage = "carry" if lift >= 1.0 else "lift" if lift > 0.25 else "grasp"
-            w = self.shares
             return stage, w["intercept"] + w["grasp"] + w["lift"] * lift + w["carry"] * carry
+        w, _ = self.stage_shares()
         if part.state == "loose" and self.bin_for(part).above(xyz):
-            return "release", self.shares["release"]
-        near = 1.0 - math.tanh(5.0 * math.dist(xyz, self.robot.ee_xyz()))
+            return "release", w["release"]
+        near = 1.0 - math.tanh(self.stage_shares()[1] * math.dist(xyz, self.robot.ee_xyz()))
         if self.robot.gripping == part.id and self.grasp_when_gripped:
-            return "grasp", self.shares["intercept"] + self.shares["grasp"]
-        return "intercept", self.shares["intercept"] * near
+            return "grasp", w["intercept"] + w["grasp"]
+        return "intercept", w["intercept"] * near
+
+    def carry_distance(self, xyz: np.ndarray, part: Part) -> float:
+        """Metres from a held part at ``xyz`` to its drop point, as the carry stage measures them."""
+        return math.dist(xyz, self.drop_for(part))
+
+    def stage_shares(self) -> tuple[dict[str, float], float]:
+        """The stages' shares of a part's progress and the distance scale (per metre)."""
+        return self.shares, self.distance_scale
 
     def reward(self, ev: dict[str, Any]) -> float:
         if self.reward_type == "sparse":
@@ -361,6 +373,19 @@ class PickV1:
     """
 
     shares: ClassVar[dict[str, float]] = {"intercept": 0.1, "grasp": 0.1, "lift": 0.1, "carry": 0.15, "release": 0.5}
+    staged_shares: ClassVar[dict[str, float]] = {
+        "intercept": 0.1,
+        "grasp": 0.1,
+        "lift": 0.2,
+        "carry": 0.3,
+        "release": 0.8,
+    }
+    """The staged reward's stages: each step after the grip pays more than holding still (lifting
+    +0.2, carrying up to +0.3 more), and letting go over the bin more than any held state."""
+    staged_distance_scale: ClassVar[float] = 1.5
+    """Per metre: the drop point is about 1.3 m from where a part is picked, around the arm's
+    base (and the tool starts half a metre from an arriving part); at the dense reward's scale (5
+    per metre) the carry stage pays nothing until the last 30 cm of it."""
     grasp_when_gripped = True
     settles_at_time_limit = True
     reward_types = ("dense", "sparse", "staged")
@@ -369,6 +394,16 @@ class PickV1:
         if self.reward_type == "staged":
             return float(ev["share_done"])
         return super().reward(ev)
+
+    def carry_distance(self, xyz: np.ndarray, part: Part) -> float:
+        if self.reward_type == "staged":  # along the route around the arm's base, as the expert goes
+            return route_length(xyz, self.drop_for(part), self.robot.base_position)
+        return super().carry_distance(xyz, part)
+
+    def stage_shares(self) -> tuple[dict[str, float], float]:
+        if self.reward_type == "staged":
+            return self.staged_shares, self.staged_distance_scale
+        return super().stage_shares()
 
     def terminated(self, ev: dict[str, Any]) -> bool:
         # staged: the episode runs to its time limit, a placed part paying on every step after
@@ -439,6 +474,24 @@ class ConveyorPickV1(PickV1, ConveyorPick):
     episode is never terminated, only truncated at its time limit, so a placed part pays on every
     step after it and a lost one pays nothing more (robotics suites' dense rewards work this way:
     being near the part pays while it lasts, which a learner that starts from nothing can find).
+    Its stages are wider and larger after the grip than the dense reward's, so that every step
+    from the grip to the bin pays more than the one before (holding a part still on the belt is
+    the plateau learners without demos stop on):
+
+    ====================  ==============================================================
+    stage                 progress on the target part
+    ====================  ==============================================================
+    intercept             0.1 * (1 - tanh(1.5 * tool-part distance))
+    grasp                 0.2 once the fingers grip the part
+    lift                  + 0.2 * min(1, rise above the belt / 8 cm)
+    carry                 + 0.3 * (1 - tanh(1.5 * part-drop point distance)), the
+                          distance along the route around the arm's base where the
+                          straight path passes within 40 cm of its axis (the arm cannot
+                          fold through itself): about 1.3 m from where a part is picked
+    release               0.8 while it falls into the bin
+    placed                1
+    ====================  ==============================================================
+
     Success is reported as in the other rewards.
     """
 

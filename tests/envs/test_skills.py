@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import gymnasium as gym
@@ -81,10 +82,12 @@ def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_t
         sb3_check_env(env.unwrapped, warn=True)
         obs, _ = env.reset(seed=0)
         expert = envs.EXPERTS[skill](env)
-        rewards, placed_at = [], None
+        rewards, carrying, placed_at = [], [], None
         for t in range(env.spec.max_episode_steps):
             obs, reward, term, trunc, info = env.step(expert(obs))
             rewards.append(reward)
+            if info["stage"] == "carry":
+                carrying.append(reward)
             assert not term  # never terminated: a placed part keeps paying
             if placed_at is None and info["is_success"]:
                 placed_at = t
@@ -97,8 +100,23 @@ def test_the_staged_reward_pays_the_progress_each_step_and_a_placed_part_until_t
         before = rewards[:placed_at]
         assert before[0] == 0.0 and max(before) < 1.0  # no part yet at the start
         assert any(0.0 < r < 0.1 for r in before)  # near the part (the intercept stage), then up the stages
-        assert max(before) >= 0.5  # it paid the release stage on the way into the bin
+        assert max(before) == pytest.approx(0.8)  # it paid the release stage on the way into the bin
+        # carrying the part the metre to the bin climbs all the way, and pays more than lifting it
+        assert carrying[0] >= 0.4 and carrying[-1] - carrying[0] >= 0.2 and max(carrying) < 0.7
     finally:
         env.close()
     with pytest.raises(ValueError, match=r"PegInsertV1: reward_type must be one of 'dense', 'sparse', got 'staged'"):
         gym.make("PegInsert-v1", reward_type="staged")
+
+
+def test_the_staged_carry_is_measured_around_the_arms_base():
+    """A learner that carries a part straight at the bin folds the arm against its own base and
+    stops there; the staged reward's carry distance goes around the base, as the expert does."""
+    from envs.motion import route_length
+
+    base, drop = (0.0, 0.0, 0.75), (0.5, -0.12, 0.83)
+    clear = (0.2, -0.45, 1.0)  # the straight path from here passes 45 cm from the base's axis
+    assert route_length(clear, drop, base) == pytest.approx(math.dist(clear, drop))
+    folded = (0.1, -0.37, 1.25)  # where SAC stalled: straight on would pass 25 cm from the axis
+    assert route_length(folded, drop, base) > math.dist(folded, drop) + 0.1
+    assert route_length(folded, drop, base) > route_length(clear, drop, base)  # moving out pays
