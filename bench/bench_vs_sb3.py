@@ -16,8 +16,13 @@ reaches it is said so, and the ratio is taken over the seeds where both did.
 One ``name value unit`` line per figure; medians over seeds. ``--json FILE`` writes every run's
 numbers and curve.
 
+``--sb3-run DIR`` trains SB3's SAC alone, for the first of ``--seeds``, into ``DIR`` as ``twin
+train`` writes a run (``config.json``, ``metrics.jsonl`` with the held-out evaluations,
+``eval.json`` with the final one on the 100 fixed seeds): how ``bench/learning.py``'s SB3 cells
+run, so that SB3's row lands in the baselines table beside ours from the same bench run.
+
 Usage: python bench/bench_vs_sb3.py [--env panda_gym:PandaReach-v3] [--steps N] [--seeds 0 1 2]
-       [--target 0.8] [--eval-every N] [--set KEY=VALUE ...] [--json FILE]
+       [--target 0.8] [--eval-every N] [--set KEY=VALUE ...] [--json FILE] [--sb3-run DIR [--show-config]]
 """
 
 from __future__ import annotations
@@ -74,26 +79,57 @@ def twin_run(env_id: str, steps: int | None, seed: int, eval_every: int, sets: l
     }
 
 
-def rollout_success(model, env, seed_base: int, episodes: int) -> float:
-    wins = 0
+def rollouts(model, env, seed_base: int, episodes: int) -> list[dict]:
+    """The deterministic policy's episodes on seeds ``seed_base + k``: one row each, as the twin's
+    evaluation writes them (seed, return, length, success, parts placed where the task counts)."""
+    rows = []
     for k in range(episodes):
         obs, _ = env.reset(seed=seed_base + k)
+        ret, length = 0.0, 0
         while True:
             action, _ = model.predict(obs, deterministic=True)
-            obs, _, term, trunc, info = env.step(action)
+            obs, reward, term, trunc, info = env.step(action)
+            ret, length = ret + float(reward), length + 1
             if term or trunc:
-                wins += bool(info.get("is_success", False))
+                row = {"seed": seed_base + k, "return": ret, "length": length}
+                row["success"] = bool(info.get("is_success", False))
+                row |= {key: int(info[key]) for key in ("parts_placed", "parts_arrived") if key in info}
+                rows.append(row)
                 break
-    return wins / episodes
+    return rows
 
 
-def sb3_run(env_id: str, env_kwargs: dict, steps: int, seed: int, episodes: int, eval_every: int) -> dict:
+def sb3_config(env_id: str, env_kwargs: dict, steps: int, seed: int, episodes: int, eval_every: int) -> dict:
+    """What an SB3 run is (its ``config.json``): the settings it was given and SB3's own defaults."""
+    import stable_baselines3
+
+    return {
+        "algo": "sb3-sac",
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "total_steps": steps,
+        "seed": seed,
+        "eval_every": eval_every,
+        "progress_episodes": PROGRESS_EPISODES,
+        "eval_episodes": episodes,
+        "stable_baselines3": stable_baselines3.__version__,
+        "hyperparameters": "SB3's defaults (MlpPolicy, or MultiInputPolicy with HerReplayBuffer on a goal env)",
+    }
+
+
+def sb3_run(
+    env_id: str, env_kwargs: dict, steps: int, seed: int, episodes: int, eval_every: int, out: Path | None = None
+) -> dict:
+    """SB3's SAC for ``steps`` env steps, its deterministic policy on the held-out seeds every
+    ``eval_every`` and on ``episodes`` of the fixed seeds at the end. With ``out``, the run is
+    written there as ``twin train`` writes one (``metrics.jsonl``, ``eval.json``)."""
     import gymnasium as gym
     import torch
     from stable_baselines3 import SAC, HerReplayBuffer
     from stable_baselines3.common.callbacks import BaseCallback
 
     import envs
+    from agents.common.runtime import summarize_eval
 
     envs.check_env_id(env_id)  # imports the module of a module:EnvId
     torch.manual_seed(seed)
@@ -103,6 +139,10 @@ def sb3_run(env_id: str, env_kwargs: dict, steps: int, seed: int, episodes: int,
     model = SAC("MultiInputPolicy" if goal else "MlpPolicy", env, seed=seed, device="cpu", verbose=0, **her)
     probe = gym.make(env_id, **env_kwargs)
     curve: list[tuple[int, float, float]] = []
+    metrics = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = (out / "metrics.jsonl").open("w")
 
     class HeldOut(BaseCallback):
         """The deterministic policy on the held-out seeds every ``eval_every`` env steps, its
@@ -114,22 +154,53 @@ def sb3_run(env_id: str, env_kwargs: dict, steps: int, seed: int, episodes: int,
             self.eval_s = 0.0
 
         def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every == 0:
+            if self.num_timesteps % eval_every == 0 or self.num_timesteps == steps:
                 t = time.perf_counter()
                 trained = t - self.t0 - self.eval_s
-                success = rollout_success(self.model, probe, PROGRESS_SEED_BASE, PROGRESS_EPISODES)
+                held = summarize_eval(rollouts(self.model, probe, PROGRESS_SEED_BASE, PROGRESS_EPISODES))
                 self.eval_s += time.perf_counter() - t
-                curve.append((self.num_timesteps, trained, success))
+                curve.append((self.num_timesteps, trained, held["eval_success_rate"]))
+                if metrics is not None:  # as the twin's runs log their held-out evaluations
+                    row = {
+                        "step": self.num_timesteps,
+                        "time": round(time.perf_counter() - self.t0, 3),
+                        "progress_episodes": held["eval_episodes"],
+                        "progress_return_mean": held["eval_return_mean"],
+                        "progress_success_rate": held["eval_success_rate"],
+                        "eval_s": self.eval_s,
+                    }
+                    metrics.write(json.dumps(row) + "\n")
+                    metrics.flush()
             return True
 
     held_out = HeldOut()
     t0 = time.perf_counter()
-    model.learn(total_timesteps=steps, callback=held_out)
-    train_s = time.perf_counter() - t0 - held_out.eval_s
-    success = rollout_success(model, env, EVAL_SEED_BASE, episodes)
+    try:
+        model.learn(total_timesteps=steps, callback=held_out)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    run_s = time.perf_counter() - t0
+    train_s = run_s - held_out.eval_s
+    t1 = time.perf_counter()
+    rows = rollouts(model, env, EVAL_SEED_BASE, episodes)
     env.close()
     probe.close()
-    return {"train_s": train_s, "success": success, "curve": curve}
+    summary = summarize_eval(rows)
+    if out is not None:
+        doc = {
+            "env_id": env_id,
+            "algo": "sb3-sac",
+            "step": int(model.num_timesteps),
+            "device": "cpu",
+            "train_seconds": round(run_s, 2),  # as the twin's: its held-out evaluations included
+            "progress_eval_seconds": round(held_out.eval_s, 2),
+            "eval_seconds": round(time.perf_counter() - t1, 2),
+            **summary,
+            "episodes": rows,
+        }
+        (out / "eval.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return {"train_s": train_s, "success": summary["eval_success_rate"], "curve": curve}
 
 
 def main() -> int:
@@ -144,7 +215,11 @@ def main() -> int:
     )
     ap.add_argument("--set", dest="sets", action="append", default=[], help="a twin train setting, KEY=VALUE")
     ap.add_argument("--json", help="write every run's numbers and curves here")
+    ap.add_argument("--sb3-run", metavar="DIR", help="train SB3's SAC alone (the first seed) into DIR, as a run")
+    ap.add_argument("--show-config", action="store_true", help="with --sb3-run: print its config.json, train nothing")
     args = ap.parse_args()
+    if args.show_config and not args.sb3_run:
+        ap.error("--show-config goes with --sb3-run")
     if not 0.0 < args.target <= 1.0:
         ap.error(f"--target {args.target}: a success fraction in (0, 1] was expected")
     if args.steps is not None and args.steps < 1:
@@ -161,6 +236,19 @@ def main() -> int:
         ap.error(f"--set: {exc}")
     steps = args.steps or cfg.total_steps
     every = args.eval_every or max(1, steps // 10)
+    if args.sb3_run:  # one SB3 run as the learning bench's cells make them
+        run = Path(args.sb3_run)
+        episodes = cfg.eval_episodes if "eval_episodes" in overrides else args.episodes  # as a cell sets it
+        config = sb3_config(args.env, cfg.env_kwargs, steps, args.seeds[0], episodes, every)
+        if args.show_config:
+            print(json.dumps(config, indent=2))
+            return 0
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        s = sb3_run(args.env, cfg.env_kwargs, steps, args.seeds[0], episodes, every, out=run)
+        line(f"{tag}.sb3_success", s["success"], "fraction")
+        line(f"{tag}.sb3_train_seconds", s["train_s"], "s")
+        return 0
     for seed in args.seeds:
         t = twin_run(args.env, args.steps, seed, every, args.sets)
         s = sb3_run(args.env, cfg.env_kwargs, t["steps"], seed, args.episodes, every)

@@ -30,10 +30,11 @@ The ``rl`` matrix is RL past imitation: SAC from 20 demos on ConveyorPick-v1 wit
 with one row per RLPD setting changed (``RLPD_ABLATIONS``), each run scored on its final weights
 (``keep_best=false``) with the best of its held-out evaluations beside it ("best held-out", and
 "most below it": the largest gap over the seeds between that best and the final score); SAC and
-PPO from scratch on the one-part ConveyorPick skill, PPO at SAC's wall-clock; and SAC residual
-on the imitation matrix's DAgger students (``--bases``: that matrix's ``--out``) on the variants
-where the scripted expert is weakest. Its residual cells wait for their base runs, and PPO for
-SAC's.
+PPO from scratch on the one-part ConveyorPick skill, PPO at SAC's wall-clock, and SB3's SAC on the
+same env and env steps (``bench/bench_vs_sb3.py --sb3-run``, its row from its final weights); and
+SAC residual on the imitation matrix's DAgger students (``--bases``: that matrix's ``--out``) on
+the variants where the scripted expert is weakest. Its residual cells wait for their base runs,
+and PPO for SAC's.
 
 The ``vision`` matrix is policies that see: DAgger students from the cameras (ConveyorPick's
 scene camera, BinSort's top and wrist cameras) and the arm's own readings, scored like the
@@ -124,7 +125,9 @@ class Cell:
         elif self.algo == "sac" and self.demos:
             name = "SAC + demos + reverse curriculum" if self.curriculum else "SAC + demos (RLPD)"
         else:
-            name = {"sac": "SAC", "ppo": "PPO", "bc": "BC", "dagger": "DAgger"}.get(self.algo, self.algo)
+            name = {"sac": "SAC", "ppo": "PPO", "bc": "BC", "dagger": "DAgger", "sb3-sac": "SB3's SAC"}.get(
+                self.algo, self.algo
+            )
         return f"{name} ({self.tag})" if self.tag else name
 
 
@@ -244,6 +247,9 @@ def _rl() -> list[Cell]:
         cells.append(
             Cell("ConveyorPickSkill-v1", "sac", 150_000, sets={**_STAGED, **sets}, tag=f"staged reward, {tag}")
         )
+    # Stable-Baselines3's SAC (its own defaults) on the same env and env steps, from the same bench
+    # run: the from-scratch comparison researchers make first
+    cells.append(Cell("ConveyorPickSkill-v1", "sb3-sac", 150_000, sets=dict(_STAGED), tag="staged reward"))
     for env_id, (variant, kwargs) in _BEYOND.items():
         sets = {"env_kwargs": json.dumps(kwargs), "eval_every": "25000"}
         base = next(c.name for c in _imitation() if c.env_id == env_id and c.algo == "dagger")
@@ -372,6 +378,8 @@ MATRICES: dict[str, list[Cell]] = {
             base="FactoryReach-v0-bc-demos",
         ),
         Cell("FactoryReach-v0", "ppo", 10_000_000, seconds_from="FactoryReach-v0-sac-8s", sets={"eval_episodes": "10"}),
+        # SB3's SAC, written as a run and scored as ours are
+        Cell("FactoryReach-v0", "sb3-sac", 300, sets={"env_kwargs": "{}", "eval_every": "100", "eval_episodes": "10"}),
         # a longer budget trained on from the SAC cell's runs
         Cell(
             "FactoryReach-v0",
@@ -427,12 +435,24 @@ def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
     whatever is on PATH, pinned to ``cpus`` where given."""
     if cmd and cmd[0] == "twin":
         cmd = [sys.executable, "-m", "agents.cli", *cmd[1:]]
+    elif cmd[:2] == ["python", SB3_SCRIPT]:  # an SB3 cell's run, from this checkout's bench
+        cmd = [sys.executable, str(Path(__file__).resolve().parent / Path(SB3_SCRIPT).name), *cmd[2:]]
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
+SB3_SCRIPT = "bench/bench_vs_sb3.py"
+"""Runs an SB3 cell (``algo="sb3-sac"``): Stable-Baselines3's SAC with its own defaults, written as
+a ``twin train`` run is, its held-out and final evaluations on the same seeds as ours."""
 
 
 def train_command(
     cell: Cell, seed: int, run_dir: Path, device: str, demos: Path | None, base: Path | None = None
 ) -> list[str]:
+    if cell.algo == "sb3-sac":
+        cmd = ["python", SB3_SCRIPT, "--env", cell.env_id, "--steps", str(cell.steps), "--seeds", str(seed)]
+        cmd += ["--eval-every", cell.sets.get("eval_every", str(max(500, cell.steps // EVALS_PER_RUN)))]
+        cmd += [a for k, v in cell.sets.items() if k != "eval_every" for a in ("--set", f"{k}={v}")]
+        return [*cmd, "--sb3-run", str(run_dir)]
     cmd = ["twin", "train", "--env", cell.env_id, "--algo", cell.algo, "--steps", str(cell.steps)]
     cmd += ["--seed", str(seed), "--device", device, "--out", str(run_dir)]
     if demos is not None:
@@ -950,7 +970,7 @@ def main() -> int:
             "reached_90": f"{len(reached)}/{len(rs)}",
             "train_seconds_median": statistics.median(r["train_seconds"] for r in rs),
             "policy_steps": [r["policy_step"] for r in rs],
-            "final_weights": cell.sets.get("keep_best") == "false",
+            "final_weights": cell.sets.get("keep_best") == "false" or cell.algo == "sb3-sac",  # SB3 keeps no best
             "best_heldout_median": (
                 statistics.median(r["best_heldout"] for r in rs)
                 if all(r.get("best_heldout") is not None for r in rs)

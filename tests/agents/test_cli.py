@@ -295,7 +295,26 @@ def test_learning_bench_runs_a_residual_cell_on_its_base_and_ppo_at_sacs_wall_cl
     assert Path(residual["base_policy"]).is_relative_to(runs / "FactoryReach-v0-bc-demos-s0")
     doc = json.loads((tmp_path / "table.json").read_text())
     rows = {r["algorithm"]: r for r in doc["rows"]}
-    assert set(rows) == {"SAC", "BC", "SAC, residual on FactoryReach-v0-bc-demos", "PPO", "SAC (continued)"}
+    assert set(rows) == {
+        "SAC",
+        "BC",
+        "SAC, residual on FactoryReach-v0-bc-demos",
+        "PPO",
+        "SAC (continued)",
+        "SB3's SAC",
+    }
+    # SB3's SAC: a run folder as ours, held-out evaluations on our progress seeds, scored on its
+    # final weights on the fixed seeds
+    sb3_run = runs / "FactoryReach-v0-sb3-sac-s0"
+    (sb3,) = [r for r in doc["runs"] if r["algo"] == "sb3-sac"]
+    assert sb3["command"].startswith("python bench/bench_vs_sb3.py --env FactoryReach-v0 --steps 300")
+    assert [p[0] for p in sb3["curve"]] == [100, 200, 300] and sb3["steps"] == 300
+    episodes = json.loads((sb3_run / "eval.json").read_text())["episodes"]
+    assert [e["seed"] for e in episodes] == list(range(1_000_000, 1_000_010))
+    assert sb3["success"] == sum(e["success"] for e in episodes) / 10
+    assert rows["SB3's SAC"]["final_weights"] and rows["SB3's SAC"]["best_heldout_median"] == max(
+        p[2] for p in sb3["curve"]
+    )
     # PPO's budget is SAC's training seconds, and its run was capped there
     sac = [r for r in doc["runs"] if r["cell"] == "FactoryReach-v0-sac-8s"]
     assert rows["PPO"]["budget_seconds"] == round(sac[0]["train_seconds"]) > 0
