@@ -440,6 +440,12 @@ def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
 
 
+def eval_every(cell: Cell) -> int:
+    """Env steps between an RL run's held-out evaluations where its cell does not set them: the
+    curve, on the held-out seeds 8 times a run."""
+    return max(500, cell.steps // EVALS_PER_RUN)
+
+
 SB3_SCRIPT = "bench/bench_vs_sb3.py"
 """Runs an SB3 cell (``algo="sb3-sac"``): Stable-Baselines3's SAC with its own defaults, written as
 a ``twin train`` run is, its held-out and final evaluations on the same seeds as ours."""
@@ -450,7 +456,7 @@ def train_command(
 ) -> list[str]:
     if cell.algo == "sb3-sac":
         cmd = ["python", SB3_SCRIPT, "--env", cell.env_id, "--steps", str(cell.steps), "--seeds", str(seed)]
-        cmd += ["--eval-every", cell.sets.get("eval_every", str(max(500, cell.steps // EVALS_PER_RUN)))]
+        cmd += ["--eval-every", cell.sets.get("eval_every", str(eval_every(cell)))]
         cmd += [a for k, v in cell.sets.items() if k != "eval_every" for a in ("--set", f"{k}={v}")]
         return [*cmd, "--sb3-run", str(run_dir)]
     cmd = ["twin", "train", "--env", cell.env_id, "--algo", cell.algo, "--steps", str(cell.steps)]
@@ -459,8 +465,8 @@ def train_command(
         cmd += ["--demos", str(demos)]
     if base is not None:
         cmd += ["--set", f"base_policy={base}"]
-    if cell.algo != "bc" and "eval_every" not in cell.sets:  # the curve: held-out seeds, 8 times a run
-        cmd += ["--set", f"eval_every={max(500, cell.steps // EVALS_PER_RUN)}"]
+    if cell.algo != "bc" and "eval_every" not in cell.sets:
+        cmd += ["--set", f"eval_every={eval_every(cell)}"]
     if cell.seconds:
         cmd += ["--set", f"max_seconds={cell.seconds:g}"]
     if cell.curriculum:
