@@ -294,23 +294,21 @@ class ConveyorPick(Task):
         if part is None:
             return "none", 0.0
         xyz = part.xyz
+        w, scale = self.stage_shares()
         if part.state == "held":
             if self.bin_for(part).above(xyz):
                 lift = 1.0  # over the bin is clear of the belt: lowering into it costs nothing
             else:
                 rest = float(part.arrival_pose[0][2]) if part.arrival_pose is not None else self.conveyor.surface_z
                 lift = min(1.0, max(0.0, (xyz[2] - rest) / LIFT_CLEAR))  # from where it rode on the belt
-            w, scale = self.stage_shares()
             carry = 1.0 - math.tanh(scale * self.carry_distance(xyz, part))
             stage = "carry" if lift >= 1.0 else "lift" if lift > 0.25 else "grasp"
             return stage, w["intercept"] + w["grasp"] + w["lift"] * lift + w["carry"] * carry
-        w, _ = self.stage_shares()
         if part.state == "loose" and self.bin_for(part).above(xyz):
             return "release", w["release"]
-        near = 1.0 - math.tanh(self.stage_shares()[1] * math.dist(xyz, self.robot.ee_xyz()))
         if self.robot.gripping == part.id and self.grasp_when_gripped:
             return "grasp", w["intercept"] + w["grasp"]
-        return "intercept", w["intercept"] * near
+        return "intercept", w["intercept"] * (1.0 - math.tanh(scale * math.dist(xyz, self.robot.ee_xyz())))
 
     def carry_distance(self, xyz: np.ndarray, part: Part) -> float:
         """Metres from a held part at ``xyz`` to its drop point, as the carry stage measures them."""
