@@ -26,7 +26,7 @@ from torch.func import functional_call
 from agents.collect import demos as demos_io
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import DemoBuffer, ReplayBuffer, demo_rows, mixed_sample
-from agents.common.config import SACConfig
+from agents.common.config import ConfigError, SACConfig
 from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
 from agents.common.rewards import goal_reward
@@ -410,6 +410,33 @@ class Updater:
         return ran
 
 
+class HeldExploration:
+    """Temporally-extended epsilon-greedy on some action dimensions (Dabney et al. 2021): each env
+    not exploring starts, with probability ``prob`` per step, an excursion of 1 to ``hold`` steps
+    in which ``dims`` hold one uniform random value in [-1, 1] (the squashed action's range)."""
+
+    def __init__(self, n_envs: int, dims: list[int], prob: float, hold: int, seed: int) -> None:
+        self.dims, self.prob, self.hold = np.asarray(dims), prob, hold
+        self.rng = np.random.default_rng([seed, 0x6578])  # its own stream: the other draws stay as they were
+        self.left = np.zeros(n_envs, dtype=np.int64)  # steps left of each env's excursion
+        self.value = np.zeros((n_envs, len(dims)), dtype=np.float32)
+
+    def apply(self, ids: np.ndarray, u: np.ndarray) -> bool:
+        """Overwrite the explored dimensions of ``u`` (rows: ``ids``) in place; whether any changed."""
+        start = (self.left[ids] == 0) & (self.rng.random(len(ids)) < self.prob)
+        if start.any():
+            new = ids[start]
+            self.left[new] = self.rng.integers(1, self.hold + 1, len(new))
+            self.value[new] = self.rng.uniform(-1.0, 1.0, (len(new), len(self.dims)))
+        on = self.left[ids] > 0
+        if not on.any():
+            return False
+        rows = np.flatnonzero(on)
+        u[rows[:, None], self.dims] = self.value[ids[rows]]
+        self.left[ids[rows]] -= 1
+        return True
+
+
 def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[SACAgent, int]:
     """Train on the pool ``vec``; ``state`` (from a checkpoint) resumes. Returns the agent and step."""
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
@@ -486,6 +513,14 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                 replay = Path(state["source"]).parent / ckpt.REPLAY
                 raise ckpt.CheckpointError(f"{replay}: the replay buffer does not fit: {exc}") from None
     warmup_rng = np.random.default_rng(int(rng.integers(2**31)))  # uniform actions before learning_starts
+    explore = None
+    if cfg.explore_dims:
+        if max(cfg.explore_dims) >= act_dim:
+            raise ConfigError(
+                f"explore_dims ({cfg.explore_dims}): {cfg.env_id}'s action has {act_dim} dimensions, "
+                f"numbered 0 to {act_dim - 1}"
+            )
+        explore = HeldExploration(n, cfg.explore_dims, cfg.explore_prob, cfg.explore_hold, cfg.seed)
 
     def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:
         u, _ = agent.sample(agent.features(agent.norm(x)))
@@ -508,7 +543,11 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
             return (mid + half * u).astype(np.float32)
         (both,) = acting(x, rows)
         both = both.cpu().numpy()  # the one device-to-host copy
-        u_host[ids] = both[:, act_dim:]
+        u = both[:, act_dim:]
+        if explore is not None and explore.apply(ids, u):  # some envs explore: their actions again
+            with torch.no_grad():
+                both[:, :act_dim] = agent.env_action(x, torch.as_tensor(u, device=device)).cpu().numpy()
+        u_host[ids] = u
         return both[:, :act_dim]
 
     stats = EpisodeStats(n)

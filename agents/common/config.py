@@ -30,7 +30,7 @@ _STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, arbitrary_ty
 
 def _from_text(value: Any, info) -> Any:
     """``--set`` values arrive as text: integers are parsed exactly (``1e6`` and ``2_000`` too) and
-    objects as JSON; everything else is left to the field's own type."""
+    objects and lists as JSON; everything else is left to the field's own type."""
     if not isinstance(value, str):
         return value
     kind = _kind(info.config, info.field_name)
@@ -40,7 +40,7 @@ def _from_text(value: Any, info) -> Any:
         except InvalidOperation:
             return value
         return int(d) if d.is_finite() and d == d.to_integral_value() else value
-    if kind == "dict":
+    if kind in ("dict", "list"):
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
@@ -189,6 +189,17 @@ class SACConfig(TrainConfig):
     ``updates_per_step`` critic updates)."""
     target_entropy_scale: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)] = 1.0
     """The temperature is tuned towards an entropy of ``-target_entropy_scale * |A|`` (RLPD: 0.5)."""
+    explore_dims: list[Annotated[int, Field(ge=0, le=63)]] = field(default_factory=list)
+    """Action dimensions explored by temporally-extended epsilon-greedy (Dabney et al. 2021's
+    epsilon-z-greedy): at each env step, an env not already exploring starts with probability
+    ``explore_prob`` an excursion in which these dimensions hold one uniform random value (over
+    their range) for 1 to ``explore_hold`` steps in place of the policy's. For a command the
+    policy has learned never to give where it rarely is, such as opening the gripper over the bin
+    (ConveyorPick: ``[3]``). The replay stores the action taken."""
+    explore_prob: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0
+    """Per env step, the chance that an env starts an ``explore_dims`` excursion."""
+    explore_hold: Annotated[int, Field(ge=1, le=1000)] = 10
+    """The longest excursion, in env steps (each lasts 1 to this many, uniformly)."""
     backup_entropy: bool = True
     """Subtract the next action's entropy term in the critics' target (soft Q); False: plain
     clipped double-Q targets, as RLPD uses on sparse-reward tasks."""
@@ -352,14 +363,14 @@ TASK_DEFAULTS[("ConveyorPickSkill-v1", "ppo")] = {
 
 
 def _kinds() -> dict[str, str]:
-    """Each setting's kind (``int``, ``float``, ``bool``, ``str``, ``dict``), over every algorithm."""
+    """Each setting's kind (``int``, ``float``, ``bool``, ``str``, ``dict``, ``list``), over every algorithm."""
     out: dict[str, str] = {}
     for cls in CONFIGS.values():
         for name, info in cls.__pydantic_fields__.items():
             ann = info.annotation
             out[name] = next(
                 (k for t, k in ((bool, "bool"), (int, "int"), (float, "float"), (dict, "dict")) if ann is t), ""
-            ) or ("dict" if getattr(ann, "__origin__", None) is dict else "str")
+            ) or {dict: "dict", list: "list"}.get(getattr(ann, "__origin__", None), "str")
     return out
 
 
@@ -389,7 +400,14 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
-_WANTS = {"int": "an int", "float": "a float", "bool": "true or false", "str": "a string", "dict": "a JSON object"}
+_WANTS = {
+    "int": "an int",
+    "float": "a float",
+    "bool": "true or false",
+    "str": "a string",
+    "dict": "a JSON object",
+    "list": "a JSON list",
+}
 
 
 def _problems(cls: type[TrainConfig], exc: ValidationError) -> list[str]:
@@ -399,7 +417,10 @@ def _problems(cls: type[TrainConfig], exc: ValidationError) -> list[str]:
         name = str(e["loc"][0]) if e["loc"] else "config"
         got = e.get("input")
         kind = e["type"]
-        if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        if len(e["loc"]) > 1 and not kind.endswith("_type"):  # an entry of a list or object setting
+            item = "".join(f"[{k}]" for k in e["loc"][1:])
+            out.append(f"{name}{item}: {e['msg'].replace('Input should be', 'must be')}, got {_show(got)}")
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
             out.append(f"{name} must be in {_bounds(cls, name)}, got {_show(got)}")
         elif kind == "finite_number":
             out.append(f"{name} must be a finite number, got {_show(got)}")
@@ -507,6 +528,13 @@ def validate(cfg: TrainConfig) -> None:
             f"num_min_qs ({cfg.num_min_qs}) must not exceed num_qs ({cfg.num_qs}): the target's minimum is "
             "over critics drawn from the ensemble"
         )
+    if isinstance(cfg, SACConfig) and bool(cfg.explore_dims) != (cfg.explore_prob > 0):
+        problems.append(
+            f"explore_dims ({cfg.explore_dims}) and explore_prob ({cfg.explore_prob:g}) go together: the "
+            "dimensions to explore and the chance per env step of starting to explore them"
+        )
+    if isinstance(cfg, SACConfig) and len(set(cfg.explore_dims)) != len(cfg.explore_dims):
+        problems.append(f"explore_dims ({cfg.explore_dims}) names a dimension more than once")
     if isinstance(cfg, SACConfig) and cfg.batch_size > cfg.buffer_size:
         problems.append(f"batch_size ({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})")
     if problems:
