@@ -220,6 +220,16 @@ SKILL_SAC_ROWS: dict[str, dict[str, str]] = {
     # from its grip reaches the next stage at once. A target entropy of 0 (not -|A|) keeps the
     # temperature up, and with it the exploration that could find the lift
     "target entropy 0": {"target_entropy_scale": "0"},
+    # With a target entropy of 0 it gripped, lifted and carried the part to above the bin, and held
+    # it there to the time limit: opening the fingers anywhere on the way had dropped the part, so
+    # the policy never opened them, though a scripted open over the bin placed it. Excursions of
+    # the gripper command (uniform in [-1, 1] for 1 to 10 steps, started with a chance of 0.01 per
+    # step) open it where the policy no longer would
+    "target entropy 0, gripper explored": {
+        "target_entropy_scale": "0",
+        "explore_dims": "[3]",
+        "explore_prob": "0.01",
+    },
 }
 # Beyond the expert: SAC learns a correction to the frozen DAgger student of the imitation matrix
 # (the same seed's run, under --bases) on the variant where the expert is weak, scored on every
