@@ -188,6 +188,18 @@ def test_a_target_subset_larger_than_the_ensemble_is_refused():
         _cfg(num_min_qs="3")
 
 
+def test_conveyorpick_from_demos_defaults_to_two_updates_per_env_step_and_the_user_overrides_them():
+    demos = {"demos": "pick.safetensors"}
+    cfg = make_config("sac", "ConveyorPick-v1", demos)
+    assert (cfg.updates_per_step, cfg.actor_every, cfg.critic_layernorm) == (2.0, 2, True)
+    # from scratch, and on the -v0 task, the SAC defaults stay
+    scratch = make_config("sac", "ConveyorPick-v1", {})
+    assert (scratch.updates_per_step, scratch.actor_every) == (0.5, 1)
+    assert make_config("sac", "ConveyorPick-v0", demos).updates_per_step == 0.5
+    mine = make_config("sac", "ConveyorPick-v1", {**demos, "updates_per_step": "0.5", "actor_every": "1"})
+    assert (mine.updates_per_step, mine.actor_every) == (0.5, 1)
+
+
 def test_a_run_with_rlpd_settings_trains_saves_and_serves_its_policy(tmp_path):
     cfg = _cfg(
         total_steps="256",
