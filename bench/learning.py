@@ -857,6 +857,8 @@ def main() -> int:
                 "best_heldout": max((p[2] for p in rows), default=None) if cell.algo != "bc" else None,
                 "command": shlex.join(cmd).replace(str(out), "OUT"),
                 "cpus": cpus or "all",
+                # the machine it trained on (a table's runs may come from several)
+                "machine": hw,
                 # the commit it trained on (a kept run's as noted beside it, or in the table)
                 "commit": made["commit"],
                 # a continuing cell's: the run it trained on from (its folder, last step, commit)
@@ -948,9 +950,10 @@ def main() -> int:
     earlier = json.loads((out / "table.json").read_text()) if (out / "table.json").exists() else {}
     ran = {(r["cell"], r["seed"]) for r in results} | {(c.name, j[1]) for c in cells for j in jobs if j[0] is c}
     kept = [r for r in earlier.get("runs", []) if (r["cell"], r["seed"]) not in ran]
-    for r in kept:  # written before runs recorded their own commit: the table's
-        r.setdefault("commit", earlier.get("commit", "?"))
     results = kept + results
+    for r in results:  # written before runs recorded their own commit and machine: the table's
+        r.setdefault("commit", earlier.get("commit", "?"))
+        r.setdefault("machine", earlier.get("machine", "?"))
     names = [c.name for c in MATRICES[args.matrix]]
     results.sort(key=lambda r: (names.index(r["cell"]) if r["cell"] in names else len(names), r["seed"]))
     suite_tasks = list(dict.fromkeys(r["env_id"] for r in results if r.get("variants")))
@@ -1005,7 +1008,8 @@ def main() -> int:
                 if all(r.get("best_heldout") is not None for r in rs)
                 else None
             ),
-            "hardware": f"{hw}; {len(rs[0]['cpus'].split(',')) if rs[0]['cpus'] != 'all' else len(cores)} cores per run",
+            "hardware": f"{' and '.join(dict.fromkeys(r['machine'] for r in rs))}; "
+            f"{len(rs[0]['cpus'].split(',')) if rs[0]['cpus'] != 'all' else len(cores)} cores per run",
             "command": rs[0]["command"].replace(str(out), "OUT"),
             "commits": sorted({r.get("commit", "?") for r in rs}),
         }

@@ -491,8 +491,8 @@ def rl_lines() -> list[str]:
         return ["No `rl` results are committed yet (`bench/results/rl/table.json`)."]
     doc = json.loads(RL.read_text(encoding="utf-8"))
     out = [
-        f"From `python bench/learning.py --matrix rl` on {doc.get('machine', '?')}, {doc.get('date', '?')} (each "
-        "row's commit in its last column). Success is the final weights' on the task's 100 fixed seeds where the "
+        f"From `python bench/learning.py --matrix rl`, last written on {doc.get('machine', '?')}, {doc.get('date', '?')} "
+        "(each row's machine and commit in its last two columns). Success is the final weights' on the task's 100 fixed seeds where the "
         'row says so (no kept best), the median over the seeds with the lowest and highest beside it; "best '
         'held-out" is the median of each run\'s best evaluation on 20 held-out seeds while it trained, and "most '
         'below it" the largest drop from that best to the final weights over the seeds.',

@@ -175,6 +175,19 @@ def test_learning_bench_writes_its_table_and_curves(tmp_path):
         "| FactoryReach-v0 | SAC | - | 4,500 env steps | 1 |" in table and "twin train --env FactoryReach-v0" in table
     )
     assert (tmp_path / "curves_FactoryReach-v0.png").stat().st_size > 10_000
+    # each run records the machine it trained on, and a row names the machines of its runs: a
+    # table's runs may come from several (written again with --rescore, nothing trained)
+    doc = json.loads((tmp_path / "table.json").read_text())
+    (run,) = doc["runs"]
+    assert run["machine"] == doc["machine"] and row["hardware"].startswith(f"{doc['machine']}; ")
+    other = {**run, "seed": 1, "machine": "2 x Other CPU"}
+    (tmp_path / "table.json").write_text(json.dumps({**doc, "machine": "2 x Later CPU", "runs": [run, other]}))
+    proc = subprocess.run([*cmd, "--seeds", "2", "--rescore"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "table.json").read_text())
+    (row,) = doc["rows"]
+    assert row["seeds"] == 2 and row["hardware"].startswith(f"{run['machine']} and 2 x Other CPU; ")
+    assert [r["machine"] for r in doc["runs"]] == [run["machine"], "2 x Other CPU"]
 
 
 def test_learning_bench_refuses_a_cell_its_matrix_lacks(tmp_path):
