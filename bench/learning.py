@@ -237,6 +237,18 @@ SKILL_SAC_ROWS: dict[str, dict[str, str]] = {
         "explore_dims": "[3]",
         "explore_prob": "0.01",
     },
+    # With the gripper explored, one seed of three learned to place the part (0.71); the other two
+    # held it short of the bin. One held it still, gripped and lifted, 0.8 m from the drop (0.45 a
+    # step): the scripted expert, taking over from its step 100, placed the part in each of 3
+    # episodes some 40 steps later (1 a step from then on). The policy had never moved a held part
+    # far enough to learn that; excursions of the whole action (its three motion commands and the
+    # gripper's held for 1 to 10 steps) move it up to 30 cm in a random direction, a grip released
+    # in about half of them
+    "target entropy 0, whole action explored": {
+        "target_entropy_scale": "0",
+        "explore_dims": "[0,1,2,3]",
+        "explore_prob": "0.01",
+    },
 }
 # Beyond the expert: SAC learns a correction to the frozen DAgger student of the imitation matrix
 # (the same seed's run, under --bases) on the variant where the expert is weak, scored on every
