@@ -105,6 +105,7 @@ RESUMABLE_CHANGES = (
     "workers",
     "double_buffer",
     "pin_workers",
+    "learner_threads",
     "collect",
     "backend",
 )
@@ -160,7 +161,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         if isinstance(cfg, SACConfig) and cfg.base_policy:
             _check_base_spaces(cfg, vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
-        share_cores(vec.local_processes)  # leave a core to each env worker
+        share_cores(vec.local_processes, cfg.learner_threads, update_bound=isinstance(cfg, SACConfig))
         if resume:
             state = ckpt.load_state(folder, device)
             if state["doc"]["obs_space"] != describe(vec.single_observation_space):

@@ -6,7 +6,8 @@
 * PPO: env steps/s while collecting (and over the whole run, updates included), against the bare
   pool; the share of each iteration spent in the update.
 * SAC: env steps/s over a run whose updates overlap the workers' physics, against the bare pool;
-  the share of the learner's time spent updating.
+  the share of the learner's time spent updating; on a CPU, the same run with the learner on
+  the cores the workers leave free (``learner_threads``) against every core (SAC's default).
 * SAC gradient updates/s (2 x 256 networks, sampling from a filled device replay buffer included)
   at batches 256, 1024 and 4096: eager, ``torch.compile`` and, on CUDA, one CUDA graph per update.
 * The critic ensemble (``--ensembles``, batch 256): updates/s with each number of critics, and on
@@ -14,7 +15,7 @@
 
 Usage: python bench/bench_train.py [--env ID] [--workers W] [--envs-per-worker K] [--iters I]
        [--device auto|cpu|cuda] [--skip-ppo] [--skip-sac] [--skip-updates]
-       [--ensembles N ...]
+       [--ensembles N ...] [--sac-set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -42,17 +43,29 @@ def line(name: str, value: float, unit: str) -> None:
     print(f"{name} {value:.4g} {unit}", flush=True)
 
 
-def run_rates(algo: str, env_id: str, n_envs: int, workers: int, steps_per_env: int, device: str) -> dict:
-    """A short training run: env steps/s while collecting, over the whole run, and the update's share."""
+def run_rates(
+    algo: str,
+    env_id: str,
+    n_envs: int,
+    workers: int,
+    steps_per_env: int,
+    device: str,
+    sets: dict[str, str] | None = None,
+    threads: int = 0,
+) -> dict:
+    """A short training run: env steps/s while collecting, over the whole run, and the update's
+    share. ``sets``: settings over the task's defaults; ``threads``: the learner's CPU threads (0:
+    as ``twin train`` sets them)."""
     settings = {"n_envs": str(n_envs), "workers": str(workers), "eval_episodes": "0", "device": device}
+    settings.update(sets or {})
     if algo == "sac":
         settings["learning_starts"] = str(2 * n_envs)
     cfg = make_config(algo, env_id, settings)
     cfg.total_steps = steps_per_env * n_envs
     cfg.checkpoint_every = cfg.log_every = 10**12
     vec = make_vec_env(env_id, n_envs, cfg.env_kwargs, workers=workers)
-    threads = torch.get_num_threads()
-    share_cores(workers)  # as `twin train` does
+    before = torch.get_num_threads()
+    used = share_cores(workers, threads, update_bound=algo == "sac")  # as `twin train` does
     try:
         dev = resolve_device(device)
         with tempfile.TemporaryDirectory() as tmp:
@@ -65,9 +78,9 @@ def run_rates(algo: str, env_id: str, n_envs: int, workers: int, steps_per_env: 
             run.close()
     finally:
         vec.close()
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     c, u = run.timers["collect"], run.timers["update"]
-    return {"steps": steps, "collect": steps / c, "wall": steps / wall, "update_fraction": u / (c + u)}
+    return {"steps": steps, "collect": steps / c, "wall": steps / wall, "update_fraction": u / (c + u), "threads": used}
 
 
 def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200, num_qs: int = 2) -> float:
@@ -151,6 +164,13 @@ def looped_critics_updates_per_s(num_qs: int, batch: int, n: int = 100) -> float
     return statistics.median(rates)
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not key or not eq:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. updates_per_step=2")
+    return key, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="ConveyorPick-v0")
@@ -161,6 +181,14 @@ def main() -> None:
     ap.add_argument("--skip-ppo", action="store_true")
     ap.add_argument("--skip-sac", action="store_true")
     ap.add_argument("--skip-updates", action="store_true")
+    ap.add_argument(
+        "--sac-set",
+        nargs="*",
+        default=[],
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="settings of the SAC run over the task's defaults",
+    )
     ap.add_argument("--ensembles", type=int, nargs="*", default=[2, 10], help="critic ensemble sizes to time")
     ap.add_argument("--batches", type=int, nargs="*", default=[256, 1024, 4096], help="batch sizes to time updates at")
     ap.add_argument(
@@ -185,10 +213,19 @@ def main() -> None:
         line("ppo_env_steps_per_s_whole_run", r["wall"], "steps/s")
         line("ppo_update_fraction", r["update_fraction"], "x")
     if not args.skip_sac:
-        r = run_rates("sac", args.env, n, args.workers, per_env, args.device)
+        sets = dict(args.sac_set)
+        r = run_rates("sac", args.env, n, args.workers, per_env, args.device, sets)
+        line("sac_learner_threads", r["threads"], "threads")
         line("sac_env_steps_per_s_whole_run", r["wall"], "steps/s")
         line("sac_whole_run_vs_bare", r["wall"] / bare, "x")
         line("sac_update_fraction", r["update_fraction"], "x")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        shared = max(1, cores - args.workers)
+        if dev.type == "cpu" and shared != r["threads"]:  # the baseline: the cores the workers leave free
+            base = run_rates("sac", args.env, n, args.workers, per_env, args.device, sets, threads=shared)
+            line("sac_learner_threads_shared", shared, "threads")
+            line("sac_env_steps_per_s_whole_run_shared", base["wall"], "steps/s")
+            line("sac_every_core_vs_shared", r["wall"] / base["wall"], "x")
     if not args.skip_updates:
         modes = [m for m in args.modes if m != "graph" or dev.type == "cuda"]
         for batch in args.batches:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -368,7 +369,7 @@ def test_training_bench_prints_its_figures():
 
     cmd = [sys.executable, "bench/bench_train.py", "--env", "FactoryReach-v0", "--workers", "1"]
     cmd += ["--envs-per-worker", "2", "--iters", "1", "--skip-updates"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([*cmd, "--sac-set", "updates_per_step=2"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
     for name in (
@@ -378,6 +379,13 @@ def test_training_bench_prints_its_figures():
         "sac_whole_run_vs_bare",
     ):
         assert figures[name] > 0, name
+    # SAC's learner on every core, against the cores the one worker leaves free where they differ
+    assert figures["sac_learner_threads"] == len(os.sched_getaffinity(0))
+    if figures["sac_learner_threads"] > 1:
+        assert figures["sac_learner_threads_shared"] == figures["sac_learner_threads"] - 1
+        assert figures["sac_every_core_vs_shared"] > 0
+    bad = subprocess.run([*cmd, "--sac-set", "updates_per_step"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "'updates_per_step': expected KEY=VALUE" in bad.stderr
 
 
 def test_commands_take_module_env_ids(tmp_path, capsys):

@@ -74,6 +74,25 @@ def test_tiny_runs_write_a_complete_run_folder(tmp_path, algo, env_id):
     assert (tmp_path / "r" / "tb").is_dir()
 
 
+@pytest.mark.parametrize(("algo", "setting", "expected"), [("sac", 0, "every"), ("ppo", 0, "left"), ("sac", 1, 1)])
+def test_the_learner_s_cpu_threads(tmp_path, algo, setting, expected):
+    """SAC's learner takes every core the run may use (its env workers wait through its updates),
+    PPO's the cores its workers leave free, and ``learner_threads`` wins over both."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    want = {"every": cores, "left": max(1, cores - 1)}.get(expected, expected)
+    extra = {"n_steps": 64} if algo == "ppo" else {"learning_starts": 64}
+    cfg = _cfg(algo, "ToyPoint-v0", total_steps=128, eval_episodes=0, n_envs=2, workers=1, **extra)
+    cfg.learner_threads = setting
+    before = torch.get_num_threads()
+    try:
+        train(cfg, tmp_path / "r", quiet=True)
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_her_relabels_with_a_later_achieved_goal_of_the_same_episode():
     obs_space = toy_envs.PointGoalEnv().observation_space
     sl = goal_slices(obs_space)
