@@ -33,7 +33,7 @@ from rich.console import Console
 from agents import ppo, sac
 from agents.collect.vec import make_vec_env
 from agents.common.buffers import ReplayBuffer
-from agents.common.config import make_config
+from agents.common.config import ConfigError, make_config
 from agents.common.nets import mlp
 from agents.common.runtime import Run, compiled, resolve_device, share_cores
 from agents.tools.bench import pool_rate
@@ -195,6 +195,11 @@ def main() -> None:
         "--modes", nargs="*", default=["eager", "compiled", "graph"], help="update modes (graph: on CUDA only)"
     )
     args = ap.parse_args()
+    sets = dict(args.sac_set)
+    try:  # a setting SAC does not have, or a value out of its range, is refused before anything runs
+        make_config("sac", args.env, sets)
+    except ConfigError as exc:
+        ap.error(f"--sac-set: {exc}")
     dev = resolve_device(args.device)
     n = args.workers * args.envs_per_worker
     line("device_cuda", float(dev.type == "cuda"), "bool")
@@ -213,7 +218,6 @@ def main() -> None:
         line("ppo_env_steps_per_s_whole_run", r["wall"], "steps/s")
         line("ppo_update_fraction", r["update_fraction"], "x")
     if not args.skip_sac:
-        sets = dict(args.sac_set)
         r = run_rates("sac", args.env, n, args.workers, per_env, args.device, sets)
         line("sac_learner_threads", r["threads"], "threads")
         line("sac_env_steps_per_s_whole_run", r["wall"], "steps/s")

@@ -386,6 +386,9 @@ def test_training_bench_prints_its_figures():
         assert figures["sac_every_core_vs_shared"] > 0
     bad = subprocess.run([*cmd, "--sac-set", "updates_per_step"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "'updates_per_step': expected KEY=VALUE" in bad.stderr
+    bad = subprocess.run([*cmd, "--sac-set", "updates_per_step=99"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--sac-set" in bad.stderr and "updates_per_step" in bad.stderr
+    assert not bad.stdout  # refused before anything ran
 
 
 def test_commands_take_module_env_ids(tmp_path, capsys):
