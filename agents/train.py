@@ -161,7 +161,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         if isinstance(cfg, SACConfig) and cfg.base_policy:
             _check_base_spaces(cfg, vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
-        share_cores(vec.local_processes, cfg.learner_threads, update_bound=isinstance(cfg, SACConfig))
+        share_cores(vec.local_processes, cfg.learner_threads)  # by default a core to each env worker
         if resume:
             state = ckpt.load_state(folder, device)
             if state["doc"]["obs_space"] != describe(vec.single_observation_space):

@@ -7,7 +7,7 @@
   pool; the share of each iteration spent in the update.
 * SAC: env steps/s over a run whose updates overlap the workers' physics, against the bare pool;
   the share of the learner's time spent updating; on a CPU, the same run with the learner on
-  the cores the workers leave free (``learner_threads``) against every core (SAC's default).
+  every core (``learner_threads``) against the cores the workers leave free (the default).
 * SAC gradient updates/s (2 x 256 networks, sampling from a filled device replay buffer included)
   at batches 256, 1024 and 4096: eager, ``torch.compile`` and, on CUDA, one CUDA graph per update.
 * The critic ensemble (``--ensembles``, batch 256): updates/s with each number of critics, and on
@@ -65,7 +65,7 @@ def run_rates(
     cfg.checkpoint_every = cfg.log_every = 10**12
     vec = make_vec_env(env_id, n_envs, cfg.env_kwargs, workers=workers)
     before = torch.get_num_threads()
-    used = share_cores(workers, threads, update_bound=algo == "sac")  # as `twin train` does
+    used = share_cores(workers, threads)  # as `twin train` does (threads: its learner_threads)
     try:
         dev = resolve_device(device)
         with tempfile.TemporaryDirectory() as tmp:
@@ -224,12 +224,11 @@ def main() -> None:
         line("sac_whole_run_vs_bare", r["wall"] / bare, "x")
         line("sac_update_fraction", r["update_fraction"], "x")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        shared = max(1, cores - args.workers)
-        if dev.type == "cpu" and shared != r["threads"]:  # the baseline: the cores the workers leave free
-            base = run_rates("sac", args.env, n, args.workers, per_env, args.device, sets, threads=shared)
-            line("sac_learner_threads_shared", shared, "threads")
-            line("sac_env_steps_per_s_whole_run_shared", base["wall"], "steps/s")
-            line("sac_every_core_vs_shared", r["wall"] / base["wall"], "x")
+        if dev.type == "cpu" and cores != r["threads"]:  # the learner on every core (learner_threads)
+            every = run_rates("sac", args.env, n, args.workers, per_env, args.device, sets, threads=cores)
+            line("sac_learner_threads_every_core", cores, "threads")
+            line("sac_env_steps_per_s_whole_run_every_core", every["wall"], "steps/s")
+            line("sac_every_core_vs_shared", every["wall"] / r["wall"], "x")
     if not args.skip_updates:
         modes = [m for m in args.modes if m != "graph" or dev.type == "cuda"]
         for batch in args.batches:

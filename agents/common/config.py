@@ -70,10 +70,11 @@ class TrainConfig:
     double_buffer: bool = True
     """Each worker steps half its envs while the learner acts on the other half."""
     learner_threads: Annotated[int, Field(ge=0, le=1024)] = 0
-    """CPU threads of the learner's torch ops; 0: SAC uses every core the run may use (its env
-    workers sit idle through most of its updates: ConveyorPick-v1's from-demos run spent 23 s of
-    its 1,100 collecting on 2 cores), the others the cores their env workers leave free (at least
-    one), as their workers step while they learn."""
+    """CPU threads of the learner's torch ops; 0: the cores the env workers leave free (at least
+    one). SAC with wide networks on few cores, whose workers wait through most of its updates, can
+    take every core: on 2 cores ConveyorPick-v1 from demos (2 x 256 networks, two updates per env
+    step) collected 1.42 times the env steps per second with 2 threads, where SAC with 32-wide
+    networks on a toy env ran about three times slower with them."""
     pin_workers: bool = True
     """Bind each local env worker to a core of those this process may use (give concurrent runs
     their own cores with ``taskset -c``, or turn this off)."""

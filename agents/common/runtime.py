@@ -37,20 +37,18 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def share_cores(n_env_processes: int, threads: int = 0, update_bound: bool = False) -> int:
-    """Set the learner's CPU threads: ``threads`` where given (more than 0); else every core this
-    process may use when the learner is ``update_bound`` (SAC: its workers step a batch of envs
-    while it runs its updates, and wait for it most of the time); else the cores the env worker
-    processes leave free (at least one).
+def share_cores(n_env_processes: int, threads: int = 0) -> int:
+    """Set the learner's CPU threads: ``threads`` where given (more than 0), else the cores the env
+    worker processes leave free (at least one).
 
     Torch's CPU thread pool spins for a while after each parallel op; sharing a core with a
-    worker that steps all the time (PPO's) steals time from the physics. Returns the thread count set.
+    worker steals time from the physics. Returns the thread count set.
     """
     if threads <= 0:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if n_env_processes <= 0:
             return torch.get_num_threads()
-        threads = cores if update_bound else max(1, cores - n_env_processes)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores - n_env_processes)
     torch.set_num_threads(threads)
     return threads
 

@@ -74,10 +74,10 @@ def test_tiny_runs_write_a_complete_run_folder(tmp_path, algo, env_id):
     assert (tmp_path / "r" / "tb").is_dir()
 
 
-@pytest.mark.parametrize(("algo", "setting", "expected"), [("sac", 0, "every"), ("ppo", 0, "left"), ("sac", 1, 1)])
+@pytest.mark.parametrize(("algo", "setting", "expected"), [("sac", 0, "left"), ("ppo", 0, "left"), ("sac", 2, 2)])
 def test_the_learner_s_cpu_threads(tmp_path, algo, setting, expected):
-    """SAC's learner takes every core the run may use (its env workers wait through its updates),
-    PPO's the cores its workers leave free, and ``learner_threads`` wins over both."""
+    """The learner takes the cores its env workers leave free (at least one), or
+    ``learner_threads`` of them where set."""
     import os
 
     cores = len(os.sched_getaffinity(0))
