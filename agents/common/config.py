@@ -72,9 +72,9 @@ class TrainConfig:
     learner_threads: Annotated[int, Field(ge=0, le=1024)] = 0
     """CPU threads of the learner's torch ops; 0: the cores the env workers leave free (at least
     one). SAC with wide networks on few cores, whose workers wait through most of its updates, can
-    take every core: on 2 cores ConveyorPick-v1 from demos (2 x 256 networks, two updates per env
-    step) collected 1.42 times the env steps per second with 2 threads, where SAC with 32-wide
-    networks on a toy env ran about three times slower with them."""
+    take every core: on 2 cores SAC on ConveyorPick-v1 at its from-demos updates (2 x 256
+    networks, two updates per env step) collected 1.42 times the env steps per second with 2
+    threads, where SAC with 32-wide networks on a toy env ran about three times slower with them."""
     pin_workers: bool = True
     """Bind each local env worker to a core of those this process may use (give concurrent runs
     their own cores with ``taskset -c``, or turn this off)."""
