@@ -203,6 +203,9 @@ RLPD_ABLATIONS = {
     # no entropy in the target alone held its gains better than the defaults but, like tau
     # 0.005, learned late and left two-thirds of the 20 minutes unused
     "2 updates per env step, actor every 2, no entropy in the target": {**_TWO_UPDATES, "backup_entropy": "false"},
+    # the defaults' learner on both cores (``learner_threads``): every row above ran its updates
+    # on one thread while the env workers, waiting on them, left the other core nearly idle
+    "2 updates per env step, actor every 2, learner on both cores": {**_TWO_UPDATES, "learner_threads": "2"},
     "RLPD's settings, 20 updates per env step": {
         "num_qs": "10",
         "num_min_qs": "2",
