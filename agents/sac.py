@@ -26,7 +26,7 @@ from torch.func import functional_call
 from agents.collect import demos as demos_io
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import DemoBuffer, ReplayBuffer, demo_rows, mixed_sample
-from agents.common.config import ConfigError, SACConfig
+from agents.common.config import ConfigError, SACConfig, explore_groups
 from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
 from agents.common.rewards import goal_reward
@@ -415,9 +415,10 @@ class HeldExploration:
     not exploring starts, with probability ``prob`` per step, an excursion of 1 to ``hold`` steps
     in which ``dims`` hold one uniform random value in [-1, 1] (the squashed action's range)."""
 
-    def __init__(self, n_envs: int, dims: list[int], prob: float, hold: int, seed: int) -> None:
+    def __init__(self, n_envs: int, dims: list[int], prob: float, hold: int, seed: int, stream: int = 0) -> None:
         self.dims, self.prob, self.hold = np.asarray(dims), prob, hold
-        self.rng = np.random.default_rng([seed, 0x6578])  # its own stream: the other draws stay as they were
+        # its own stream (one per group of dimensions explored apart): the other draws stay as they were
+        self.rng = np.random.default_rng([seed, 0x6578] + ([stream] if stream else []))
         self.left = np.zeros(n_envs, dtype=np.int64)  # steps left of each env's excursion
         self.value = np.zeros((n_envs, len(dims)), dtype=np.float32)
 
@@ -513,14 +514,15 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                 replay = Path(state["source"]).parent / ckpt.REPLAY
                 raise ckpt.CheckpointError(f"{replay}: the replay buffer does not fit: {exc}") from None
     warmup_rng = np.random.default_rng(int(rng.integers(2**31)))  # uniform actions before learning_starts
-    explore = None
-    if cfg.explore_dims:
-        if max(cfg.explore_dims) >= act_dim:
-            raise ConfigError(
-                f"explore_dims ({cfg.explore_dims}): {cfg.env_id}'s action has {act_dim} dimensions, "
-                f"numbered 0 to {act_dim - 1}"
-            )
-        explore = HeldExploration(n, cfg.explore_dims, cfg.explore_prob, cfg.explore_hold, cfg.seed)
+    groups = explore_groups(cfg)
+    if groups and max(max(g) for g in groups) >= act_dim:
+        named, shown = (
+            ("explore_groups", cfg.explore_groups) if cfg.explore_groups else ("explore_dims", cfg.explore_dims)
+        )
+        raise ConfigError(
+            f"{named} ({shown}): {cfg.env_id}'s action has {act_dim} dimensions, numbered 0 to {act_dim - 1}"
+        )
+    explores = [HeldExploration(n, g, cfg.explore_prob, cfg.explore_hold, cfg.seed, k) for k, g in enumerate(groups)]
 
     def policy_step(x: torch.Tensor) -> tuple[torch.Tensor]:
         u, _ = agent.sample(agent.features(agent.norm(x)))
@@ -544,7 +546,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         (both,) = acting(x, rows)
         both = both.cpu().numpy()  # the one device-to-host copy
         u = both[:, act_dim:]
-        if explore is not None and explore.apply(ids, u):  # some envs explore: their actions again
+        if any([e.apply(ids, u) for e in explores]):  # some envs explore: their actions again (every group drawn)
             with torch.no_grad():
                 both[:, :act_dim] = agent.env_action(x, torch.as_tensor(u, device=device)).cpu().numpy()
         u_host[ids] = u

@@ -201,9 +201,16 @@ class SACConfig(TrainConfig):
     ``explore_prob`` an excursion in which these dimensions hold one uniform random value (over
     their range) for 1 to ``explore_hold`` steps in place of the policy's. For a command the
     policy has learned never to give where it rarely is, such as opening the gripper over the bin
-    (ConveyorPick: ``[3]``). The replay stores the action taken."""
+    (ConveyorPick: ``[3]``). The replay stores the action taken. ``explore_groups`` explores
+    groups of dimensions apart."""
+    explore_groups: list[list[Annotated[int, Field(ge=0, le=63)]]] = field(default_factory=list)
+    """In place of ``explore_dims``: groups of action dimensions, each with excursions of its own
+    (drawn apart, so one group's may start, end or overlap another's). ConveyorPick's
+    ``[[0, 1, 2], [3]]`` moves the part at random while the gripper holds the policy's command,
+    and opens or closes the gripper while the arm holds the policy's motion."""
     explore_prob: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0
-    """Per env step, the chance that an env starts an ``explore_dims`` excursion."""
+    """Per env step, the chance that an env starts an ``explore_dims`` excursion (with
+    ``explore_groups``: each group's, drawn apart)."""
     explore_hold: Annotated[int, Field(ge=1, le=1000)] = 10
     """The longest excursion, in env steps (each lasts 1 to this many, uniformly)."""
     backup_entropy: bool = True
@@ -428,8 +435,10 @@ def _problems(cls: type[TrainConfig], exc: ValidationError) -> list[str]:
         name = str(e["loc"][0]) if e["loc"] else "config"
         got = e.get("input")
         kind = e["type"]
-        if len(e["loc"]) > 1 and not kind.endswith("_type"):  # an entry of a list or object setting
-            item = "".join(f"[{k}]" for k in e["loc"][1:])
+        item = "".join(f"[{k}]" for k in e["loc"][1:])
+        if len(e["loc"]) > 1 and kind == "list_type":  # an entry of a list of lists
+            out.append(f"{name}{item}: expected a JSON list, got {_show(got)}")
+        elif len(e["loc"]) > 1 and not kind.endswith("_type"):  # an entry of a list or object setting
             out.append(f"{name}{item}: {e['msg'].replace('Input should be', 'must be')}, got {_show(got)}")
         elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
             out.append(f"{name} must be in {_bounds(cls, name)}, got {_show(got)}")
@@ -499,6 +508,33 @@ def make_config(algo: str, env_id: str, overrides: dict[str, Any] | None = None)
     return _build(cls, values)
 
 
+def explore_groups(cfg: SACConfig) -> list[list[int]]:
+    """The groups of action dimensions explored, each with its own excursions (none: [])."""
+    return [list(g) for g in cfg.explore_groups] or ([list(cfg.explore_dims)] if cfg.explore_dims else [])
+
+
+def _exploration_problems(cfg: SACConfig) -> list[str]:
+    problems = []
+    if cfg.explore_dims and cfg.explore_groups:
+        problems.append(
+            f"explore_dims ({cfg.explore_dims}) and explore_groups ({cfg.explore_groups}): give one, not "
+            "both (explore_dims is one group)"
+        )
+    named = "explore_groups" if cfg.explore_groups else "explore_dims"
+    shown = cfg.explore_groups or cfg.explore_dims
+    if bool(shown) != (cfg.explore_prob > 0):
+        problems.append(
+            f"{named} ({shown}) and explore_prob ({cfg.explore_prob:g}) go together: the "
+            "dimensions to explore and the chance per env step of starting to explore them"
+        )
+    if any(not g for g in cfg.explore_groups):
+        problems.append(f"explore_groups ({cfg.explore_groups}) has an empty group: each names a dimension or more")
+    dims = [d for g in explore_groups(cfg) for d in g]
+    if len(set(dims)) != len(dims):
+        problems.append(f"{named} ({shown}) names a dimension more than once")
+    return problems
+
+
 def validate(cfg: TrainConfig) -> None:
     """What the field types cannot say: settings that must agree with each other."""
     problems = []
@@ -539,13 +575,8 @@ def validate(cfg: TrainConfig) -> None:
             f"num_min_qs ({cfg.num_min_qs}) must not exceed num_qs ({cfg.num_qs}): the target's minimum is "
             "over critics drawn from the ensemble"
         )
-    if isinstance(cfg, SACConfig) and bool(cfg.explore_dims) != (cfg.explore_prob > 0):
-        problems.append(
-            f"explore_dims ({cfg.explore_dims}) and explore_prob ({cfg.explore_prob:g}) go together: the "
-            "dimensions to explore and the chance per env step of starting to explore them"
-        )
-    if isinstance(cfg, SACConfig) and len(set(cfg.explore_dims)) != len(cfg.explore_dims):
-        problems.append(f"explore_dims ({cfg.explore_dims}) names a dimension more than once")
+    if isinstance(cfg, SACConfig):
+        problems += _exploration_problems(cfg)
     if isinstance(cfg, SACConfig) and cfg.batch_size > cfg.buffer_size:
         problems.append(f"batch_size ({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})")
     if problems:

@@ -57,15 +57,32 @@ def test_excursions_follow_the_seed_and_only_the_envs_stepped():
     assert a.left[1] == 0  # env 1 was never stepped, so it never explored
 
 
-def test_a_run_stores_the_explored_actions_it_took(tmp_path):
+def test_groups_explored_apart_draw_their_own_excursions():
+    # ConveyorPick's [[0, 1, 2], [3]]: the motion commands move together, the gripper on its own
+    a = HeldExploration(64, [0, 1, 2], 0.05, 10, seed=5, stream=0)
+    b = HeldExploration(64, [3], 0.05, 10, seed=5, stream=1)
+    one = HeldExploration(64, [0, 1, 2], 0.05, 10, seed=5)  # explore_dims' one group: the same draws
+    ids = np.arange(64)
+    motion, grip = [], []
+    for _ in range(500):
+        u, same = np.full((64, 4), 0.5, np.float32), np.full((64, 4), 0.5, np.float32)
+        a.apply(ids, u)
+        b.apply(ids, u)
+        one.apply(ids, same)
+        assert (u[:, :3] == same[:, :3]).all()
+        assert ((u[:, :3] == 0.5).all(1) | (u[:, :3] != 0.5).all(1)).all()  # a group's dimensions move together
+        motion.append((u[:, :3] != 0.5).all(1))
+        grip.append(u[:, 3] != 0.5)
+    motion, grip = np.array(motion), np.array(grip)
+    assert 0.1 < motion.mean() < 0.35 and 0.1 < grip.mean() < 0.35
+    assert (motion & ~grip).mean() > 0.05 and (grip & ~motion).mean() > 0.05  # each explores without the other
+    assert abs((motion & grip).mean() - motion.mean() * grip.mean()) < 0.02  # drawn apart: independent
+
+
+@pytest.mark.parametrize(("name", "value"), [("explore_dims", "[0]"), ("explore_groups", "[[0]]")])
+def test_a_run_stores_the_explored_actions_it_took(tmp_path, name, value):
     # every env explores dimension 0 from its first learned step, one value for the whole run
-    cfg = _cfg(
-        total_steps="256",
-        learning_starts="64",
-        explore_dims="[0]",
-        explore_prob="1",
-        explore_hold="1000",
-    )
+    cfg = _cfg(total_steps="256", learning_starts="64", explore_prob="1", explore_hold="1000", **{name: value})
     res = train(cfg, tmp_path / "r", quiet=True)
     assert res["step"] == 256
     replay = load_file(str(ckpt.resolve_checkpoint(tmp_path / "r") / ckpt.REPLAY))
@@ -85,6 +102,18 @@ def test_a_run_stores_the_explored_actions_it_took(tmp_path):
         ({"explore_dims": "[2, -1]", "explore_prob": "0.1"}, r"explore_dims\[1\]: must be greater than or equal to 0"),
         ({"explore_dims": "[0]", "explore_prob": "1.5"}, "explore_prob must be in"),
         ({"explore_dims": "[0]", "explore_prob": "0.1", "explore_hold": "0"}, "explore_hold must be in"),
+        ({"explore_groups": "[[0], [1]]"}, r"explore_groups \(\[\[0\], \[1\]\]\) and explore_prob \(0\) go together"),
+        (
+            {"explore_dims": "[0]", "explore_groups": "[[1]]", "explore_prob": "0.1"},
+            r"explore_dims \(\[0\]\) and explore_groups \(\[\[1\]\]\): give one, not both",
+        ),
+        ({"explore_groups": "[[0, 1], [1]]", "explore_prob": "0.1"}, "names a dimension more than once"),
+        ({"explore_groups": "[[0], []]", "explore_prob": "0.1"}, "has an empty group"),
+        (
+            {"explore_groups": "[0, 1]", "explore_prob": "0.1"},
+            r"explore_groups\[0\]: expected a JSON list, got 0; explore_groups\[1\]: expected a JSON list, got 1",
+        ),
+        ({"explore_groups": "[[0, -1]]", "explore_prob": "0.1"}, r"explore_groups\[0\]\[1\]: must be greater"),
     ],
 )
 def test_bad_exploration_settings_are_refused_naming_them(settings, expected):
@@ -92,9 +121,13 @@ def test_bad_exploration_settings_are_refused_naming_them(settings, expected):
         _cfg(**settings)
 
 
-def test_a_dimension_the_action_lacks_is_refused_naming_the_env(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("setting", "shown"), [("explore_dims=[7]", "[7]"), ("explore_groups=[[0], [7]]", "[[0], [7]]")]
+)
+def test_a_dimension_the_action_lacks_is_refused_naming_the_env(tmp_path, capsys, setting, shown):
     args = ["train", "--env", "FactoryReach-v0", "--algo", "sac", "--steps", "64", "--out", str(tmp_path / "r")]
-    args += ["--set", "explore_dims=[7]", "--set", "explore_prob=0.1"]
+    args += ["--set", setting, "--set", "explore_prob=0.1"]
     assert cli(args) == 2
     err = capsys.readouterr().err
-    assert "explore_dims ([7]): FactoryReach-v0's action has" in err and "Traceback" not in err, err
+    name = setting.split("=")[0]
+    assert f"{name} ({shown}): FactoryReach-v0's action has" in err and "Traceback" not in err, err
