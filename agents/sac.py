@@ -12,6 +12,7 @@ the workers wait.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -127,6 +128,10 @@ class SACAgent(nn.Module):
             with torch.no_grad():
                 self.actor[-1].weight[:act_dim].zero_()
                 self.actor[-1].bias[:act_dim].zero_()
+        # the running average of the actor's weights that is the policy (``actor_average``)
+        self.actor_avg: nn.Module | None = None
+        if cfg.actor_average > 0:
+            self.actor_avg = copy.deepcopy(self.actor).requires_grad_(False)
 
     def base_policy(self) -> nn.Module | None:
         """The frozen base policy (raw observations to actions), or None without one."""
@@ -193,11 +198,14 @@ class SACAgent(nn.Module):
         return self.critic_target(xa, pick).squeeze(-1).min(0).values  # only the drawn critics run
 
     def policy(self) -> nn.Module:
+        """The deterministic policy: the actor's mean action (its running average's, with
+        ``actor_average``)."""
+        actor = self.actor if self.actor_avg is None else self.actor_avg
         if self.base_agent is not None:
             return ResidualPolicy(
-                self.base_policy(), self.norm, MeanHead(self.actor, self.act_dim), self.scale, self.residual_scale
+                self.base_policy(), self.norm, MeanHead(actor, self.act_dim), self.scale, self.residual_scale
             )
-        head = MeanHead(self.actor, self.act_dim)
+        head = MeanHead(actor, self.act_dim)
         if self.encoder is not None:
             head = nn.Sequential(self.encoder, head)
         return DeterministicPolicy(self.norm, head, self.scale, SQUASH)
@@ -328,6 +336,9 @@ class Updater:
         if agent.encoder is not None:
             targets.append((agent.encoder_target, agent.encoder))
         self._targets = tuple([p for pair in targets for p in pair[k].parameters()] for k in (0, 1))
+        self._average = None  # (the averaged actor's weights, the actor's)
+        if agent.actor_avg is not None:
+            self._average = ([*agent.actor_avg.parameters()], [*agent.actor.parameters()])
         self.device, self.note = device, note
         self.count = 0  # critic updates run, which places the actor's
         self._graphs: dict[bool, torch.cuda.CUDAGraph] = {}
@@ -364,6 +375,8 @@ class Updater:
                 self.alpha_opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._targets[0], self._targets[1], cfg.tau)
+            if actor and self._average is not None:
+                torch._foreach_lerp_(self._average[0], self._average[1], cfg.actor_average)
         return torch.stack([critic_loss.detach(), actor_loss.detach(), a.log_alpha.detach().exp(), q_mean.detach()])
 
     def _record(self, out: torch.Tensor, actor: bool) -> None:
@@ -443,6 +456,11 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
     layout = image_layout(obs_space)
+    if layout is not None and cfg.actor_average > 0:
+        raise ConfigError(
+            f"actor_average ({cfg.actor_average:g}) takes state observations: on {cfg.env_id}'s images the "
+            "encoder the actor reads keeps changing under the average"
+        )
     agent = build(cfg, obs_dim, act_dim, act_space.low, act_space.high, layout).to(device)
     note = lambda line: run.console.print(  # noqa: E731
         line, style="bold red" if line.startswith("WARNING") else "yellow", markup=False, highlight=False

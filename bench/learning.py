@@ -206,6 +206,10 @@ RLPD_ABLATIONS = {
     # the defaults' learner on both cores (``learner_threads``): every row above ran its updates
     # on one thread while the env workers, waiting on them, left the other core nearly idle
     "2 updates per env step, actor every 2, learner on both cores": {**_TWO_UPDATES, "learner_threads": "2"},
+    # not one of RLPD's: the policy scored is a running average of the actor's weights (Nikishin
+    # et al. 2018), against held-out success that swings by up to 0.3 between evaluations; 0.0005
+    # remembers about the last 2,000 actor updates
+    "2 updates per env step, actor every 2, actor averaged 0.0005": {**_TWO_UPDATES, "actor_average": "0.0005"},
     "RLPD's settings, 20 updates per env step": {
         "num_qs": "10",
         "num_min_qs": "2",

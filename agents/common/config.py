@@ -177,6 +177,12 @@ class SACConfig(TrainConfig):
     gamma: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.95
     tau: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.05
     """Polyak factor of the target critics."""
+    actor_average: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] = 0.0
+    """The policy evaluated, kept and exported is a running average of the actor's weights
+    (Nikishin et al. 2018), moved this share of the way to the actor at each actor update (about
+    ``1 / actor_average`` actor updates remembered); 0: the actor itself. The actor still acts
+    while training. State observations only: on images the encoder the actor reads keeps
+    changing under the average."""
     learning_starts: Annotated[int, Field(ge=0, le=10**12)] = 1_000
     """Env steps of uniform random actions before learning."""
     updates_per_step: Annotated[float, Field(gt=0.0, le=64.0, allow_inf_nan=False)] = 0.5

@@ -257,3 +257,48 @@ def test_runs_saved_with_two_separate_critics_still_load_and_say_why_they_cannot
     torch.testing.assert_close(agent.critic.weights[0][1], tensors["model.q2.0.weight"].t())
     with pytest.raises((ckpt.CheckpointError, TrainError), match="two separate critics"):
         train(_cfg(total_steps="256", learning_starts="64", keep_best="false"), tmp_path / "r", resume=True, quiet=True)
+
+
+def test_the_averaged_actor_follows_the_actor_at_each_actor_update_and_is_the_policy():
+    cfg = _cfg(actor_average="0.25", actor_every="2", batch_size="32")
+    agent = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2))
+    assert all(torch.equal(a, b) for a, b in zip(agent.actor_avg.parameters(), agent.actor.parameters(), strict=True))
+    batch = _batch()
+    update = Updater(agent, cfg, -1.0, lambda: batch, torch.device("cpu"))
+    for n in range(4):
+        before = [p.detach().clone() for p in agent.actor_avg.parameters()]
+        update()
+        after = [*agent.actor_avg.parameters()]
+        if n % 2 == 0:  # a critic-only update leaves the average as it was
+            assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        else:  # a quarter of the way to the actor just updated
+            for old, new, actor in zip(before, after, agent.actor.parameters(), strict=True):
+                torch.testing.assert_close(new, 0.75 * old + 0.25 * actor.detach())
+    assert not any(p.requires_grad for p in agent.actor_avg.parameters())
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        want = torch.tanh(agent.actor_avg(agent.norm(x))[:, :2])
+        online = torch.tanh(agent.actor(agent.norm(x))[:, :2])
+        torch.testing.assert_close(agent.policy()(x), want)  # the box is [-1, 1]: the mean itself
+    assert not torch.allclose(want, online)  # and not the actor's own
+
+
+def test_a_run_with_an_averaged_actor_saves_and_serves_the_average(tmp_path):
+    cfg = _cfg(total_steps="256", learning_starts="64", actor_average="0.1")
+    res = train(cfg, tmp_path / "r", quiet=True)
+    assert res["step"] == 256
+    tensors = load_file(str(ckpt.resolve_checkpoint(tmp_path / "r") / ckpt.MODEL))
+    avg = {k: v for k, v in tensors.items() if k.startswith("model.actor_avg.")}
+    assert avg and not all(torch.equal(v, tensors[k.replace("actor_avg", "actor")]) for k, v in avg.items())
+    policy, _ = load_policy(tmp_path / "r")
+    agent = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2))
+    agent.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(policy(x), agent.policy()(x))
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "nan"])
+def test_an_actor_average_out_of_range_is_refused_naming_it(value):
+    with pytest.raises(ConfigError, match="actor_average"):
+        _cfg(actor_average=value)

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from agents.cli import run as cli  # noqa: E402
 from agents.common import checkpoint as ckpt  # noqa: E402
-from agents.common.config import make_config  # noqa: E402
+from agents.common.config import ConfigError, make_config  # noqa: E402
 from agents.common.spaces import UnsupportedSpaceError, check_spaces, flatten_one, image_layout  # noqa: E402
 from agents.common.vision import PixelNorm, PixelStore, VisionActor, random_shift, shift_images  # noqa: E402
 from agents.train import TrainError, load_policy, train  # noqa: E402
@@ -296,3 +296,10 @@ def test_image_students_get_their_own_defaults_and_explicit_settings_win():
     assert make_config("dagger", "ConveyorPick-v1", {**rgb, "lr": "1e-3"}).lr == 1e-3
     state = make_config("dagger", "ConveyorPick-v1")
     assert (state.lr, state.batch_size, state.updates_per_round) == (1e-3, 512, 1000)
+
+
+def test_an_averaged_actor_on_images_is_refused_naming_the_setting(tmp_path):
+    cfg = make_config("sac", "FactoryReach-v0", {"total_steps": "100", "n_envs": "1", "actor_average": "0.1"})
+    cfg.env_kwargs = IMAGES
+    with pytest.raises(ConfigError, match=r"actor_average \(0.1\) takes state observations: on FactoryReach-v0's"):
+        train(cfg, tmp_path / "sac", quiet=True)
