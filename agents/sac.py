@@ -27,7 +27,7 @@ from torch.func import functional_call
 from agents.collect import demos as demos_io
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import DemoBuffer, ReplayBuffer, demo_rows, mixed_sample
-from agents.common.config import ConfigError, SACConfig, explore_groups
+from agents.common.config import ConfigError, SACConfig, explore_groups, explore_setting
 from agents.common.graphs import BatchedAct, capture
 from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
 from agents.common.rewards import goal_reward
@@ -534,9 +534,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
     warmup_rng = np.random.default_rng(int(rng.integers(2**31)))  # uniform actions before learning_starts
     groups = explore_groups(cfg)
     if groups and max(max(g) for g in groups) >= act_dim:
-        named, shown = (
-            ("explore_groups", cfg.explore_groups) if cfg.explore_groups else ("explore_dims", cfg.explore_dims)
-        )
+        named, shown = explore_setting(cfg)
         raise ConfigError(
             f"{named} ({shown}): {cfg.env_id}'s action has {act_dim} dimensions, numbered 0 to {act_dim - 1}"
         )

@@ -35,7 +35,7 @@ from agents.collect.vec import make_vec_env
 from agents.common.buffers import ReplayBuffer
 from agents.common.config import ConfigError, make_config
 from agents.common.nets import mlp
-from agents.common.runtime import Run, compiled, resolve_device, share_cores
+from agents.common.runtime import Run, compiled, resolve_device, share_cores, usable_cores
 from agents.tools.bench import pool_rate
 
 
@@ -223,7 +223,7 @@ def main() -> None:
         line("sac_env_steps_per_s_whole_run", r["wall"], "steps/s")
         line("sac_whole_run_vs_bare", r["wall"] / bare, "x")
         line("sac_update_fraction", r["update_fraction"], "x")
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = usable_cores()
         if dev.type == "cpu" and cores != r["threads"]:  # the learner on every core (learner_threads)
             every = run_rates("sac", args.env, n, args.workers, per_env, args.device, sets, threads=cores)
             line("sac_learner_threads_every_core", cores, "threads")

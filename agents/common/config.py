@@ -519,6 +519,11 @@ def explore_groups(cfg: SACConfig) -> list[list[int]]:
     return [list(g) for g in cfg.explore_groups] or ([list(cfg.explore_dims)] if cfg.explore_dims else [])
 
 
+def explore_setting(cfg: SACConfig) -> tuple[str, list]:
+    """The exploration setting given, by name and value, for errors that quote it."""
+    return ("explore_groups", cfg.explore_groups) if cfg.explore_groups else ("explore_dims", cfg.explore_dims)
+
+
 def _exploration_problems(cfg: SACConfig) -> list[str]:
     problems = []
     if cfg.explore_dims and cfg.explore_groups:
@@ -526,8 +531,7 @@ def _exploration_problems(cfg: SACConfig) -> list[str]:
             f"explore_dims ({cfg.explore_dims}) and explore_groups ({cfg.explore_groups}): give one, not "
             "both (explore_dims is one group)"
         )
-    named = "explore_groups" if cfg.explore_groups else "explore_dims"
-    shown = cfg.explore_groups or cfg.explore_dims
+    named, shown = explore_setting(cfg)
     if bool(shown) != (cfg.explore_prob > 0):
         problems.append(
             f"{named} ({shown}) and explore_prob ({cfg.explore_prob:g}) go together: the "

@@ -37,6 +37,11 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def share_cores(n_env_processes: int, threads: int = 0) -> int:
     """Set the learner's CPU threads: ``threads`` where given (more than 0), else the cores the env
     worker processes leave free (at least one).
@@ -47,8 +52,7 @@ def share_cores(n_env_processes: int, threads: int = 0) -> int:
     if threads <= 0:
         if n_env_processes <= 0:
             return torch.get_num_threads()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = max(1, cores - n_env_processes)
+        threads = max(1, usable_cores() - n_env_processes)
     torch.set_num_threads(threads)
     return threads
 
