@@ -235,9 +235,21 @@ def build(cfg: SACConfig, obs_dim: int, act_dim: int, act_low, act_high, layout:
 
 
 def sac_losses(
-    agent: SACAgent, hp: Backup, target_entropy: float, obs, actions, rewards, next_obs, terminated, actor: bool = True
+    agent: SACAgent,
+    hp: Backup,
+    target_entropy: float,
+    obs,
+    actions,
+    rewards,
+    next_obs,
+    terminated,
+    discount=None,
+    actor: bool = True,
 ):
     """Critic, actor and temperature losses of one batch (raw observations; normalised here).
+
+    ``discount``: each transition's factor on the next state's value (``gamma`` to the power of
+    the rewards its ``rewards`` sums, as the buffers' batches carry it); None: ``gamma``.
 
     Each loss reaches only its own parameters (the actor's goes through frozen critic weights),
     so their sum is backpropagated once. ``actor=False``: the critics' loss alone (the actor and
@@ -267,7 +279,7 @@ def sac_losses(
         next_q = agent.q_target(nx_target, na, hp.num_min_qs)
         if hp.backup_entropy:
             next_q = next_q - alpha * nlogp
-        target = rewards + hp.gamma * (1.0 - terminated) * next_q
+        target = rewards + (hp.gamma if discount is None else discount) * (1.0 - terminated) * next_q
     q = agent.q(x, actions)
     critic_loss = (q - target).square().mean(1).sum()  # each critic's mean squared error, summed
     if not actor:
@@ -480,6 +492,8 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         her_ratio=cfg.her_ratio,
         reward_fn=reward_fn,
         layout=layout,
+        gamma=cfg.gamma,
+        n_step=cfg.n_step_return,
     )
     compile_fn = (lambda f: compiled(f, run.console)) if cfg.compile else None
     graph = cfg.cuda_graph and device.type == "cuda"
@@ -674,7 +688,15 @@ def load_demos(cfg: SACConfig, obs_space, act_space, agent: SACAgent, device: to
     low, high = act_space.low, act_space.high
     u = ((tensors["taken"].numpy() - (high + low) / 2) / ((high - low) / 2)).clip(-1.0, 1.0)
     demos = DemoBuffer(
-        tensors["obs"], u, tensors["rewards"], tensors["next_obs"], tensors["terminated"].float(), device
+        tensors["obs"],
+        u,
+        tensors["rewards"],
+        tensors["next_obs"],
+        tensors["terminated"].float(),
+        device,
+        gamma=cfg.gamma,
+        n_step=cfg.n_step_return,
+        episode=tensors["episode"],
     )
     if cfg.norm_obs:
         agent.norm.update(demos.obs)

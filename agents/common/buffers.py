@@ -1,4 +1,5 @@
-"""Replay storage on the learner's device, with hindsight goal relabelling (HER, "future" strategy)."""
+"""Replay storage on the learner's device, with hindsight goal relabelling (HER, "future" strategy)
+and n-step returns."""
 
 from __future__ import annotations
 
@@ -69,6 +70,13 @@ class ReplayBuffer:
     share of the batch with the achieved goal of a later step of the same episode and
     recomputes its reward with ``reward_fn(achieved, desired) -> reward``.
 
+    Every batch is ``(obs, actions, rewards, next_obs, terminated, discount)``: with ``n_step`` > 1
+    each transition's reward is the discounted sum of up to ``n_step`` rewards of its episode from
+    it on (fewer where the episode ends, or has not gone further yet), ``next_obs`` and
+    ``terminated`` are those of the last of them, and ``discount`` is ``gamma`` to the power of
+    how many were summed: the critics' target is ``rewards + discount * (1 - terminated) * V``.
+    Relabelled transitions have each summed reward recomputed for their new goal.
+
     Args:
         capacity: Transitions in total (split evenly over the envs).
         goal_slices: For goal envs, where ``achieved_goal`` and ``desired_goal`` lie in the flat
@@ -86,7 +94,11 @@ class ReplayBuffer:
         her_ratio: float = 0.0,
         reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         layout: ImageLayout | None = None,
+        gamma: float = 0.99,
+        n_step: int = 1,
     ) -> None:
+        if n_step < 1:
+            raise ValueError(f"n_step must be at least 1, got {n_step}")
         self.cap = max(capacity // n_envs, 1)
         self.n_envs, self.device = n_envs, device
         z = lambda *s: torch.zeros((n_envs, self.cap, *s), dtype=torch.float32, device=device)  # noqa: E731
@@ -103,6 +115,8 @@ class ReplayBuffer:
         self.goal = goal_slices
         self.her_ratio = her_ratio if goal_slices is not None else 0.0
         self.reward_fn = reward_fn
+        self.gamma, self.n_step = gamma, n_step
+        self._powers = gamma ** torch.arange(n_step + 1, dtype=torch.float64, device=device).float()
 
     def __len__(self) -> int:
         return int(np.minimum(self.t_host, self.cap).sum())
@@ -161,11 +175,24 @@ class ReplayBuffer:
         k = u - (cum[env] - stored[env])  # position among this env's stored transitions
         t_i = self.t[env] - stored[env] + k  # the transition's step count in its env
         i = t_i % self.cap
-        obs, next_obs = self.obs[env, i], self.next_obs[env, i]
-        actions, rewards, terminated = self.actions[env, i], self.rewards[env, i], self.terminated[env, i]
-        if self.her_ratio > 0.0:
+        relabelling = self.her_ratio > 0.0
+        if relabelling or self.n_step > 1:
             end = self.ep_end[env, i]
             end = torch.where(end < 0, self.t[env] - 1, end)  # an open episode: its latest step
+        if self.n_step > 1:  # the next rewards of the same episode, up to its end or latest step
+            m = torch.clamp(end - t_i + 1, max=self.n_step)  # rewards summed, >= 1
+            k = torch.arange(self.n_step, device=self.device)
+            steps = torch.minimum(t_i[:, None] + k, (t_i + m - 1)[:, None]) % self.cap  # [batch, n]
+            weights = self._powers[k] * (k < m[:, None])
+            rewards = self.rewards[env[:, None], steps]
+            j = (t_i + m - 1) % self.cap
+            discount = self._powers[m]
+        else:
+            rewards, j = self.rewards[env, i], i
+            discount = torch.full((batch,), self.gamma, device=self.device)
+        obs, actions = self.obs[env, i], self.actions[env, i]
+        next_obs, terminated = self.next_obs[env, j], self.terminated[env, j]
+        if relabelling:
             span = end - t_i + 1
             t_j = t_i + torch.minimum((torch.rand(batch, device=self.device) * span).long(), span - 1)
             relabel = torch.rand(batch, device=self.device) < self.her_ratio
@@ -176,9 +203,17 @@ class ReplayBuffer:
             next_obs = next_obs.clone()
             obs[:, dg] = goal
             next_obs[:, dg] = goal
-            new_r = self.reward_fn(next_obs[:, ag], goal)
-            rewards = torch.where(relabel, new_r, rewards)
-        return obs, actions, rewards, next_obs, terminated
+            if self.n_step > 1:  # every summed step's reward, for the new goal
+                achieved = self.next_obs[env[:, None], steps, ag]
+                g = goal[:, None].expand_as(achieved)
+                new_r = self.reward_fn(achieved.reshape(-1, g.shape[-1]), g.reshape(-1, g.shape[-1]))
+                rewards = torch.where(relabel[:, None], new_r.reshape(rewards.shape), rewards)
+            else:
+                new_r = self.reward_fn(next_obs[:, ag], goal)
+                rewards = torch.where(relabel, new_r, rewards)
+        if self.n_step > 1:
+            rewards = (rewards * weights).sum(1)
+        return obs, actions, rewards, next_obs, terminated, discount
 
     def state(self) -> dict[str, torch.Tensor]:
         n = int(min(int(self.t_host.max()), self.cap))
@@ -237,21 +272,55 @@ class ReplayBuffer:
 class DemoBuffer:
     """Demonstration transitions on the learner's device, sampled uniformly (no host sync).
 
-    ``actions`` are in the agent's squashed [-1, 1] form, like the replay buffer's.
+    ``actions`` are in the agent's squashed [-1, 1] form, like the replay buffer's. Batches are
+    those of ``ReplayBuffer``: with ``n_step`` > 1 and ``episode`` (each transition's episode,
+    episodes stored one after another, as ``twin demos`` writes them) each transition's reward
+    sums up to ``n_step`` rewards of its episode, computed once here; without ``episode`` every
+    transition stands alone.
     """
 
-    def __init__(self, obs, actions, rewards, next_obs, terminated, device: torch.device) -> None:
+    def __init__(
+        self,
+        obs,
+        actions,
+        rewards,
+        next_obs,
+        terminated,
+        device: torch.device,
+        gamma: float = 0.99,
+        n_step: int = 1,
+        episode=None,
+    ) -> None:
         f = lambda t: torch.as_tensor(t, dtype=torch.float32).to(device)  # noqa: E731
         self.obs, self.actions, self.rewards = f(obs), f(actions), f(rewards)
         self.next_obs, self.terminated = f(next_obs), f(terminated)
         self.n, self.device = len(self.obs), device
+        self.discount = torch.full((self.n,), gamma, device=device)
+        if n_step > 1 and episode is not None and self.n:
+            self._n_step(torch.as_tensor(episode).to(device), gamma, n_step)
+
+    def _n_step(self, episode: torch.Tensor, gamma: float, n_step: int) -> None:
+        if len(episode) != self.n:
+            raise ValueError(f"{len(episode)} episode numbers for {self.n} transitions")
+        idx = torch.arange(self.n, device=self.device)
+        # each transition's episode's last transition: the last index before the episode changes
+        change = torch.cat([episode[1:] != episode[:-1], torch.ones(1, dtype=torch.bool, device=self.device)])
+        ends = idx[change]
+        last = ends[torch.searchsorted(ends, idx)]
+        m = torch.clamp(last - idx + 1, max=n_step)
+        k = torch.arange(n_step, device=self.device)
+        steps = torch.minimum(idx[:, None] + k, (idx + m - 1)[:, None])
+        powers = gamma ** torch.arange(n_step + 1, dtype=torch.float64, device=self.device).float()
+        self.rewards = (self.rewards[steps] * powers[k] * (k < m[:, None])).sum(1)
+        j = idx + m - 1
+        self.next_obs, self.terminated, self.discount = self.next_obs[j], self.terminated[j], powers[m]
 
     def __len__(self) -> int:
         return self.n
 
     def sample(self, batch: int) -> tuple[torch.Tensor, ...]:
         i = torch.randint(0, self.n, (batch,), device=self.device)
-        return self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminated[i]
+        return self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminated[i], self.discount[i]
 
 
 def demo_rows(batch: int, demo_ratio: float) -> int:

@@ -222,6 +222,12 @@ class SACConfig(TrainConfig):
     backup_entropy: bool = True
     """Subtract the next action's entropy term in the critics' target (soft Q); False: plain
     clipped double-Q targets, as RLPD uses on sparse-reward tasks."""
+    n_step_return: Annotated[int, Field(ge=1, le=100)] = 1
+    """Rewards summed in each critic target (n-step returns): a transition's target adds up to
+    this many discounted rewards of its episode, from it on, before the next state's value, so
+    the steps an exploring excursion took after an action count towards that action's value.
+    The summed steps are those the behaviour took (no off-policy correction), the entropy term
+    comes in at the last state only, and demonstrations are summed within their episodes."""
     her_ratio: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] = 0.8
     """Fraction of sampled transitions whose goal is relabelled with a future achieved goal (goal envs)."""
     init_alpha: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 0.1

@@ -128,7 +128,7 @@ def test_her_relabels_with_a_later_achieved_goal_of_the_same_episode():
             ids, f(o), f(nx), torch.zeros(m, 2), torch.full((m,), -1.0), torch.zeros(m), np.array([r[1] for r in rows])
         )
     assert buf.t_host.tolist() == [40, 20] and len(buf) == 60
-    obs, _, rew, nxt, _ = buf.sample(4000)
+    obs, _, rew, nxt, *_ = buf.sample(4000)
     goal, achieved = obs[:, sl["desired_goal"]], nxt[:, sl["achieved_goal"]]
     relabelled = goal[:, 0] > -9
     assert relabelled.float().mean() > 0.99
@@ -380,7 +380,9 @@ def test_optimiser_state_from_a_cuda_graph_run_loads_on_the_cpu():
 def test_rl_from_demos_mixes_half_demos_into_every_batch():
     from agents.common.buffers import DemoBuffer, mixed_sample
 
-    online = lambda b: (torch.zeros(b, 2), torch.zeros(b, 1), torch.zeros(b), torch.zeros(b, 2), torch.zeros(b))  # noqa: E731
+    def online(b):  # obs, actions, rewards, next obs, terminated, discount
+        return torch.zeros(b, 2), torch.zeros(b, 1), torch.zeros(b), torch.zeros(b, 2), torch.zeros(b), torch.zeros(b)
+
     demos = DemoBuffer(torch.ones(50, 2), torch.ones(50, 1), torch.ones(50), torch.ones(50, 2), torch.ones(50), "cpu")
     for ratio, want in ((0.5, 128), (0.25, 64)):
         obs, _, rewards, *_ = mixed_sample(online, demos, 256, ratio)()

@@ -244,7 +244,7 @@ def test_image_replay_keeps_bytes_grows_as_it_fills_and_refuses_a_state_replay()
     for t in range(300):
         buf.add(np.arange(2), obs, obs + (t % 2), torch.zeros(2, 3), torch.ones(2), torch.zeros(2), np.zeros(2, bool))
     assert buf.obs.pix.shape[1] == 500 and buf.obs.pix.dtype == torch.uint8
-    o, _, r, _, _ = buf.sample(64)
+    o, _, r, *_ = buf.sample(64)
     hits = [(o[k] == obs).all(1).any().item() for k in range(64)]
     assert all(hits) and torch.all(r == 1.0)  # every sampled observation is one that was stored, exactly
     other = ReplayBuffer(1000, 2, layout.dim, 3, torch.device("cpu"), layout=layout)
