@@ -710,6 +710,11 @@ def to_90(rows: list[tuple[int, float, float]]) -> tuple[float | None, float | N
     return None, None
 
 
+GRID_ABOVE = 6
+"""More cells than this are drawn one panel each (``plot_grid``): one set of axes with a line per
+seed of each would repeat its colours and hide one cell's curves under another's."""
+
+
 def plot(task: str, results: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -718,6 +723,9 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     from matplotlib.ticker import EngFormatter
 
     cells = list(dict.fromkeys(r["cell"] for r in results))
+    if len(cells) > GRID_ABOVE:
+        plot_grid(task, results, cells, out)
+        return
     # one y-axis label for both panels, and the layout engine keeps the title, labels and the
     # legend below them clear of each other
     fig, (a, b) = plt.subplots(1, 2, sharey=True, figsize=(11, 4 + 0.22 * len(cells)), layout="constrained")
@@ -743,6 +751,62 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     # below both panels, one cell a line: inside a panel the legend hid its curves
     fig.legend(loc="outside lower center", fontsize=8, ncol=1, frameon=False)
     fig.suptitle(f"{task}: the deterministic policy's success while training (one line per seed)")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_grid(task: str, results: list[dict], cells: list[str], out: Path) -> None:
+    """One panel per cell: each seed's held-out success against env steps, and the score of the
+    weights it was scored with (its final or kept best) on the fixed seeds, a star at their env
+    step, so a run that peaks and falls shows."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import EngFormatter
+
+    ncols = 4
+    nrows = -(-len(cells) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, sharey=True, figsize=(14, 1.2 + 2.6 * nrows), layout="constrained", squeeze=False
+    )
+    seeds = sorted({r["seed"] for r in results})
+    for ax, key in zip(axes.flat, cells, strict=False):
+        for r in (r for r in results if r["cell"] == key):
+            c = f"C{seeds.index(r['seed']) % 10}"
+            steps = [p[0] for p in r["curve"]]
+            ax.plot(steps, [p[2] for p in r["curve"]], color=c, alpha=0.85, marker="o", ms=2.5, lw=1.2)
+            if r.get("success") is not None:
+                at = r.get("policy_step") or (steps[-1] if steps else r.get("steps", 0))
+                ax.plot([at], [r["success"]], color=c, marker="*", ms=9, ls="none", mec="black", mew=0.5)
+        name = key.removeprefix(f"{task}-")
+        lines = textwrap.wrap(name.replace("-", "- "), 46)  # broken after a hyphen, never inside a word
+        ax.set_title("\n".join(line.replace("- ", "-") for line in lines), fontsize=7.5)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.set_xlabel("env steps", fontsize=8)  # each panel its own range: PPO's runs take far more
+    for ax in axes.flat[len(cells) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out success (fraction)")
+    handles = [Line2D([], [], color=f"C{i % 10}", marker="o", ms=3, label=f"seed {s}") for i, s in enumerate(seeds)]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="gray",
+            marker="*",
+            ms=9,
+            ls="none",
+            mec="black",
+            label="the weights scored (final or kept best), on the 100 fixed seeds",
+        )
+    )
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(
+        f"{task}: held-out success of the deterministic policy while training (20 held-out seeds), one panel per row"
+    )
     fig.savefig(out, dpi=110)
     plt.close(fig)
 

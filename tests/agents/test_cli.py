@@ -160,6 +160,53 @@ def test_bench_prints_machine_readable_lines(capsys):
     assert run(["bench", "--env", "FactoryReach-v0", "--envs-per-worker", "0"]) == 2
 
 
+def _learning_bench():
+    """``bench/learning.py`` as a module."""
+    bench = importlib.util.spec_from_file_location("learning_bench", ROOT / "bench" / "learning.py")
+    learning = importlib.util.module_from_spec(bench)
+    sys.path.insert(0, str(ROOT / "bench"))  # its own imports (provenance)
+    sys.modules[bench.name] = learning  # its dataclasses look their module up
+    try:
+        bench.loader.exec_module(learning)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+        del sys.modules[bench.name]
+    return learning
+
+
+def _png_size(path) -> tuple[int, int]:
+    import struct
+
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_curves_of_many_rows_get_a_panel_each(tmp_path):
+    learning = _learning_bench()
+
+    def runs(n_cells):
+        return [
+            {
+                "cell": f"Toy-v0-sac-row-{c}",
+                "seed": seed,
+                "curve": [(1000 * k, 10.0 * k, min(1.0, 0.1 * k * (seed + 1))) for k in range(1, 6)],
+                "success": 0.5,
+                "policy_step": 5000,
+            }
+            for c in range(n_cells)
+            for seed in range(3)
+        ]
+
+    few, many = tmp_path / "few.png", tmp_path / "many.png"
+    learning.plot("Toy-v0", runs(learning.GRID_ABOVE), few)
+    learning.plot("Toy-v0", runs(learning.GRID_ABOVE + 3), many)
+    w_few, _ = _png_size(few)
+    w_many, h_many = _png_size(many)
+    # a grid of four panels a row, three rows for nine cells, wider than the two panels of few cells
+    assert w_many > w_few and h_many == pytest.approx((1.2 + 2.6 * 3) * 110, abs=2)
+
+
 @pytest.mark.slow
 def test_learning_bench_writes_its_table_and_curves(tmp_path):
     cmd = [sys.executable, "bench/learning.py", "--matrix", "cpu", "--seeds", "1", "--cells", "FactoryReach-v0-sac"]
@@ -276,15 +323,7 @@ def test_learning_bench_scores_an_imitation_cell_on_the_suite_beside_the_expert(
     ran = json.loads(trained)["run_seconds"]
     assert again_row["command_seconds"] == pytest.approx(ran + paced)
     # a run trained with other settings is not kept
-    bench = importlib.util.spec_from_file_location("learning_bench", ROOT / "bench" / "learning.py")
-    learning = importlib.util.module_from_spec(bench)
-    sys.path.insert(0, str(ROOT / "bench"))  # its own imports (provenance)
-    sys.modules[bench.name] = learning  # its dataclasses look their module up
-    try:
-        bench.loader.exec_module(learning)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-        del sys.modules[bench.name]
+    learning = _learning_bench()
     (cell,) = [c for c in learning.MATRICES["imitation"] if c.name == "FactoryReach-v0-dagger-1200s"]
     train = learning.train_command(cell, 0, run_dir, "cpu", None)
     assert learning.trained_as(run_dir, train)
