@@ -90,7 +90,7 @@ def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200,
     sets = {"batch_size": str(batch), "device": str(device), "num_qs": str(num_qs)}
     cfg = make_config("sac", "ConveyorPick-v0", sets)
     agent = sac.SACAgent(cfg, obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim)).to(device)
-    buffer = ReplayBuffer(200_000, 16, obs_dim, act_dim, device)
+    buffer = ReplayBuffer(200_000, 16, obs_dim, act_dim, device, gamma=cfg.gamma, n_step=cfg.n_step_return)
     g = torch.Generator(device=device).manual_seed(0)
     m = 200_000 // 16
     for name in ("obs", "next_obs", "actions", "rewards"):
