@@ -210,6 +210,10 @@ RLPD_ABLATIONS = {
     # et al. 2018), against held-out success that swings by up to 0.3 between evaluations; 0.0005
     # remembers about the last 2,000 actor updates
     "2 updates per env step, actor every 2, actor averaged 0.0005": {**_TWO_UPDATES, "actor_average": "0.0005"},
+    # not one of RLPD's: each critic target sums the next 3 rewards of the episode (demos' within
+    # theirs) before bootstrapping, so a grip's or a placement's reward reaches the states before
+    # it in fewer backups, against critics that drift as their one-step targets chase each other
+    "2 updates per env step, actor every 2, 3-step returns": {**_TWO_UPDATES, "n_step_return": "3"},
     "RLPD's settings, 20 updates per env step": {
         "num_qs": "10",
         "num_min_qs": "2",
