@@ -60,6 +60,29 @@ class PixelRings:
         self.pix[:, :n], self.vec[:, :n] = pix.to(self.pix.device), vec.to(self.vec.device)
 
 
+def discount_powers(gamma: float, n_step: int, device: torch.device) -> torch.Tensor:
+    """``gamma ** 0 .. gamma ** n_step``, float32."""
+    return gamma ** torch.arange(n_step + 1, dtype=torch.float64, device=device).float()
+
+
+def n_step_window(
+    t: torch.Tensor, last: torch.Tensor, powers: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the n-step return of each transition ``t`` reads, its episode ending at ``last``.
+
+    ``powers`` is ``discount_powers(gamma, n)``. Returns the steps whose rewards are summed
+    (``[len(t), n]``, repeating the last one past the episode's end), their weights (``gamma ** k``
+    for the ``m = min(n, last - t + 1)`` summed, 0 after), the step whose next state and terminal
+    flag end the return (``t + m - 1``) and the discount the bootstrap takes (``gamma ** m``).
+    Steps are counts, not ring positions: a ring buffer takes them modulo its capacity.
+    """
+    n = len(powers) - 1
+    m = torch.clamp(last - t + 1, max=n)  # rewards summed, >= 1
+    k = torch.arange(n, device=t.device)
+    steps = torch.minimum(t[:, None] + k, (t + m - 1)[:, None])
+    return steps, powers[k] * (k < m[:, None]), t + m - 1, powers[m]
+
+
 class ReplayBuffer:
     """Transitions of ``n_envs`` envs, a ring per env so each episode is contiguous in time.
 
@@ -116,7 +139,7 @@ class ReplayBuffer:
         self.her_ratio = her_ratio if goal_slices is not None else 0.0
         self.reward_fn = reward_fn
         self.gamma, self.n_step = gamma, n_step
-        self._powers = gamma ** torch.arange(n_step + 1, dtype=torch.float64, device=device).float()
+        self._powers = discount_powers(gamma, n_step, device)
 
     def __len__(self) -> int:
         return int(np.minimum(self.t_host, self.cap).sum())
@@ -180,13 +203,9 @@ class ReplayBuffer:
             end = self.ep_end[env, i]
             end = torch.where(end < 0, self.t[env] - 1, end)  # an open episode: its latest step
         if self.n_step > 1:  # the next rewards of the same episode, up to its end or latest step
-            m = torch.clamp(end - t_i + 1, max=self.n_step)  # rewards summed, >= 1
-            k = torch.arange(self.n_step, device=self.device)
-            steps = torch.minimum(t_i[:, None] + k, (t_i + m - 1)[:, None]) % self.cap  # [batch, n]
-            weights = self._powers[k] * (k < m[:, None])
+            steps, weights, j, discount = n_step_window(t_i, end, self._powers)
+            steps, j = steps % self.cap, j % self.cap
             rewards = self.rewards[env[:, None], steps]
-            j = (t_i + m - 1) % self.cap
-            discount = self._powers[m]
         else:
             rewards, j = self.rewards[env, i], i
             discount = torch.full((batch,), self.gamma, device=self.device)
@@ -307,13 +326,9 @@ class DemoBuffer:
         change = torch.cat([episode[1:] != episode[:-1], torch.ones(1, dtype=torch.bool, device=self.device)])
         ends = idx[change]
         last = ends[torch.searchsorted(ends, idx)]
-        m = torch.clamp(last - idx + 1, max=n_step)
-        k = torch.arange(n_step, device=self.device)
-        steps = torch.minimum(idx[:, None] + k, (idx + m - 1)[:, None])
-        powers = gamma ** torch.arange(n_step + 1, dtype=torch.float64, device=self.device).float()
-        self.rewards = (self.rewards[steps] * powers[k] * (k < m[:, None])).sum(1)
-        j = idx + m - 1
-        self.next_obs, self.terminated, self.discount = self.next_obs[j], self.terminated[j], powers[m]
+        steps, weights, j, self.discount = n_step_window(idx, last, discount_powers(gamma, n_step, self.device))
+        self.rewards = (self.rewards[steps] * weights).sum(1)
+        self.next_obs, self.terminated = self.next_obs[j], self.terminated[j]
 
     def __len__(self) -> int:
         return self.n
