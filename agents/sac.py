@@ -340,9 +340,13 @@ class Updater:
         critic_params = [*agent.critic.parameters()]
         if agent.encoder is not None:  # the critics' loss trains the encoder
             critic_params += [*agent.encoder.parameters()]
-        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.lr, **kw)
-        self.actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.lr, **kw)
-        self.alpha_opt = torch.optim.Adam([agent.log_alpha], lr=cfg.lr, **kw)
+
+        def lr():  # a captured graph reads a tensor learning rate, which set_lr_scale refills
+            return torch.tensor(cfg.lr, device=device) if self.graph_mode else cfg.lr
+
+        self.critic_opt = torch.optim.Adam(critic_params, lr=lr(), **kw)
+        self.actor_opt = torch.optim.Adam(agent.actor.parameters(), lr=lr(), **kw)
+        self.alpha_opt = torch.optim.Adam([agent.log_alpha], lr=lr(), **kw)
         self.losses_fn = compile_fn(sac_losses) if compile_fn and not self.graph_mode else sac_losses
         targets = [(agent.critic_target, agent.critic)]
         if agent.encoder is not None:
@@ -367,6 +371,15 @@ class Updater:
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Every optimiser's learning rate to ``lr * scale``."""
+        for opt in self.optimizers().values():
+            for group in opt.param_groups:
+                if torch.is_tensor(group["lr"]):
+                    group["lr"].fill_(self.cfg.lr * scale)
+                else:
+                    group["lr"] = self.cfg.lr * scale
 
     def _actor_due(self) -> bool:
         return self.count % self.cfg.actor_every == self.cfg.actor_every - 1
@@ -433,6 +446,15 @@ class Updater:
             self._graphs[actor], self._outs[actor] = graph, out
         self.count += ran
         return ran
+
+
+def lr_scale(final: float, step: int, total_steps: int, elapsed: float, max_seconds: float) -> float:
+    """The learning rate's share of ``lr`` at ``step`` (``elapsed`` seconds in): linear from 1 to
+    ``final`` over the env steps or the wall-clock budget (0: none), whichever is further along."""
+    done = step / total_steps
+    if max_seconds > 0:
+        done = max(done, elapsed / max_seconds)
+    return 1.0 - (1.0 - final) * min(done, 1.0)
 
 
 class HeldExploration:
@@ -636,6 +658,10 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
 
             if step >= cfg.learning_starts:
                 t_update = time.perf_counter()
+                if cfg.lr_final_scale < 1.0:
+                    update.set_lr_scale(
+                        lr_scale(cfg.lr_final_scale, step, cfg.total_steps, run.elapsed(), run.max_seconds)
+                    )
                 owed += cfg.updates_per_step * taken
                 while owed >= 1.0:
                     owed -= update()
@@ -657,6 +683,8 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                 if update.losses is not None:
                     critic, actor, alpha, q = update.losses.cpu().tolist()
                     row.update(critic_loss=critic, actor_loss=actor, alpha=alpha, q_mean=q)
+                if cfg.lr_final_scale < 1.0:
+                    row["lr"] = float(update.critic_opt.param_groups[0]["lr"])
                 run.log(step, row)
             run.maybe_evaluate(step, agent, last=last)
             if step >= next_ckpt or last:

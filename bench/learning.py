@@ -214,6 +214,10 @@ RLPD_ABLATIONS = {
     # theirs) before bootstrapping, so a grip's or a placement's reward reaches the states before
     # it in fewer backups, against critics that drift as their one-step targets chase each other
     "2 updates per env step, actor every 2, 3-step returns": {**_TWO_UPDATES, "n_step_return": "3"},
+    # not one of RLPD's: the learning rates fall linearly to a tenth over the run (its env steps
+    # or its 20 minutes, whichever is further along), so late updates move a policy less from
+    # where it got to
+    "2 updates per env step, actor every 2, learning rate falling to 0.1": {**_TWO_UPDATES, "lr_final_scale": "0.1"},
     "RLPD's settings, 20 updates per env step": {
         "num_qs": "10",
         "num_min_qs": "2",

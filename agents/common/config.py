@@ -172,6 +172,11 @@ class SACConfig(TrainConfig):
     """Soft Actor-Critic, with hindsight goal relabelling (HER) on goal-dict envs."""
 
     lr: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1e-3
+    lr_final_scale: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1.0
+    """The learning rates (the critics', the actor's and the temperature's) fall linearly from
+    ``lr`` to ``lr * lr_final_scale`` over training, measured by its env steps (``total_steps``)
+    or its wall-clock budget (``max_seconds``), whichever is further along; 1: constant. Late
+    updates then move the weights less, against a policy that drifts from its best."""
     buffer_size: Annotated[int, Field(ge=1, le=10**9)] = 1_000_000
     batch_size: Annotated[int, Field(ge=1, le=10**6)] = 256
     gamma: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.95
