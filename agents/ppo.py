@@ -20,7 +20,7 @@ from torch import nn
 
 from agents.common import checkpoint as ckpt
 from agents.common.config import PPOConfig
-from agents.common.graphs import BatchedAct, capture
+from agents.common.graphs import BatchedAct, capture, set_lr
 from agents.common.nets import ActionScale, DeterministicPolicy, Identity, RunningNorm, mlp
 from agents.common.runtime import EpisodeStats, Run, compiled
 from agents.common.spaces import ImageLayout, flatdim, flatten_batch, flatten_one, image_layout
@@ -115,11 +115,7 @@ class Updater:
         self._graph = None
 
     def set_lr(self, lr: float) -> None:
-        group = self.opt.param_groups[0]
-        if torch.is_tensor(group["lr"]):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
+        set_lr(self.opt, lr)
 
     def __call__(self) -> torch.Tensor:
         if self._graph is not None:

@@ -28,7 +28,7 @@ from agents.collect import demos as demos_io
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import DemoBuffer, ReplayBuffer, demo_rows, mixed_sample
 from agents.common.config import ConfigError, SACConfig, explore_groups, explore_setting
-from agents.common.graphs import BatchedAct, capture
+from agents.common.graphs import BatchedAct, capture, set_lr
 from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
 from agents.common.rewards import goal_reward
 from agents.common.runtime import EpisodeStats, Run, compiled
@@ -375,11 +375,7 @@ class Updater:
     def set_lr_scale(self, scale: float) -> None:
         """Every optimiser's learning rate to ``lr * scale``."""
         for opt in self.optimizers().values():
-            for group in opt.param_groups:
-                if torch.is_tensor(group["lr"]):
-                    group["lr"].fill_(self.cfg.lr * scale)
-                else:
-                    group["lr"] = self.cfg.lr * scale
+            set_lr(opt, self.cfg.lr * scale)
 
     def _actor_due(self) -> bool:
         return self.count % self.cfg.actor_every == self.cfg.actor_every - 1

@@ -18,6 +18,16 @@ import torch
 _SAID: set[str] = set()
 
 
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group of ``opt`` to learning rate ``lr``: a tensor rate (the one a
+    captured graph reads) refilled in place, a float one replaced."""
+    for group in opt.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
 def capture(
     fn: Callable[[], Any], device: torch.device, warmup: int = 3, note: Callable[[str], None] | None = None
 ) -> tuple[torch.cuda.CUDAGraph | None, Any, Any]:
