@@ -1,5 +1,5 @@
-"""The reference pages in docs/reference/ are what the code generates now, and every command's
-needs are declared."""
+"""The reference pages in docs/reference/ are what the code generates now, every command's needs
+are declared, and every ``twin`` command the pages show is one the CLI takes."""
 
 from __future__ import annotations
 
@@ -84,3 +84,44 @@ def test_the_rl_table_shows_each_rows_median_and_its_drop_from_the_best(tmp_path
         "| ConveyorPick-v1 | SAC | 20 | 60,000 env steps (cap 1200 s) | 3 | 0.90; 0.84-0.97 | final weights | "
         "0.95 | 0.11 | 1187 | 1302 | 2 x AMD EPYC; 2 cores per run | `abc123` |"
     )
+
+
+def _twin_commands(text: str) -> list[str]:
+    """The ``twin ...`` commands in a page's code blocks: continued lines joined, each command of a
+    pipeline or ``&&`` chain on its own."""
+    import re
+
+    commands = []
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in re.split(r"\s(?:&&|\|\||;|\|)\s", line.strip().removeprefix("$ ")):
+                if part.strip().startswith("twin "):
+                    commands.append(part.strip())
+    return commands
+
+
+def test_every_twin_command_the_docs_show_parses(capsys):
+    """A command copied from the README or a guide is one the CLI takes (options, choices, types);
+    it is parsed, not run."""
+    import shlex
+
+    from agents.cli import build_parser
+    from agents.tools.docs import ROOT
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    shown = [(p, c) for p in pages for c in _twin_commands(p.read_text())]
+    assert len(shown) > 30
+    wrong = []
+    for page, command in shown:
+        argv = shlex.split(command, comments=True)[1:]
+        argv = argv[: next((i for i, a in enumerate(argv) if a.startswith((">", "2>"))), len(argv))]
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit as exc:
+            if exc.code:
+                wrong.append(f"{page.relative_to(ROOT)}: {command}: {capsys.readouterr().err.strip()}")
+    assert not wrong, "\n".join(wrong)
+    # and the check sees a wrong one: an option that `twin train` does not have
+    bad = _twin_commands("```bash\ntwin train --env X --algo sac --env-kwargs '{}' \\\n    --out runs/x\n```\n")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(shlex.split(bad[0])[1:])
