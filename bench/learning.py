@@ -231,10 +231,10 @@ RLPD_ABLATIONS = {
 }
 _STAGED = {"env_kwargs": json.dumps({"reward_type": "staged"})}
 _SKILL_EARLIER = {"target_entropy_scale": "1", "explore_groups": "[]", "explore_prob": "0", "updates_per_step": "0.5"}
-"""The skill's SAC defaults until the last row below took their place (with the task's dense
-reward): the rows measured from them name them."""
-# SAC from scratch on the skill's staged reward, each row one setting changed from the one before
-# it, built on the earlier defaults; the last is the skill's defaults (the untagged cell)
+"""The skill's SAC defaults (SAC's own, on the task's dense reward) until the untagged skill
+cell's settings took their place: the rows measured from them name them."""
+# SAC from scratch on the skill's staged reward, built on the earlier defaults, each row one
+# setting changed from the one before it; the skill's defaults since are the untagged cell
 SKILL_SAC_ROWS: dict[str, dict[str, str]] = {
     # SAC gripped the part and held it on the belt (0.2 a step). A placement some 90 steps later
     # pays 0.8 a step more to the time limit: at the skill's gamma of 0.97 that is worth about 1.7
