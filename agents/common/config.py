@@ -512,7 +512,7 @@ def _images_asked(values: dict[str, Any]) -> bool:
     return isinstance(kwargs, dict) and kwargs.get("obs_mode") == "rgb"
 
 
-_EITHER = (("explore_dims", "explore_groups"), ("explore_groups", "explore_dims"))
+_ONE_OF = ("explore_dims", "explore_groups")
 """Settings of which a run takes one: one given by the user drops the other's per-task default."""
 
 
@@ -530,9 +530,10 @@ def make_config(algo: str, env_id: str, overrides: dict[str, Any] | None = None)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise ConfigError(f"{algo} has no setting {_show(key)}{hint} (settings: {', '.join(sorted(fields))})")
         values[key] = raw
-    for mine, theirs in _EITHER:  # the user's pick of two exclusive settings sets the task's aside
-        if mine in (overrides or {}) and theirs not in (overrides or {}) and theirs in values:
-            del values[theirs]
+    if any(key in (overrides or {}) for key in _ONE_OF):  # the user's pick sets the task's aside
+        for key in _ONE_OF:
+            if key not in (overrides or {}):
+                values.pop(key, None)
     if _images_asked(values):
         for key, value in IMAGE_DEFAULTS.get(algo, {}).items():
             if key not in (overrides or {}):
