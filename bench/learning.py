@@ -96,7 +96,9 @@ class Cell:
     name and its row."""
     seconds_from: str = ""
     """A wall-clock budget taken from another cell's runs (the median of their training seconds,
-    this invocation's or the table's): the same wall-clock as that cell."""
+    this invocation's or the table's): the same wall-clock as that cell. The budget
+    (``max_seconds``) counts this cell's held-out evaluations, which the other cell's training
+    seconds leave out, so this cell trains a little less than that (its row gives how long)."""
     base: str = ""
     """Residual RL: the name of the cell whose run of the same seed is the frozen base policy
     (``base_policy``), found under ``--bases`` (default ``--out``)."""
