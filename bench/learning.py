@@ -328,14 +328,13 @@ def _rl() -> list[Cell]:
     # learning that came late in the budget. From demos, the change that did most was more updates
     # on each env step (0.5 to 2: a median of 0.25 to 0.84). The learner on both cores pays for the
     # second half (its runs were measured as a row named for these settings, at 92c97ea)
-    cells.append(Cell("ConveyorPickSkill-v1", "sac", 150_000, sets={"learner_threads": "2"}))
+    defaults = Cell("ConveyorPickSkill-v1", "sac", 150_000, sets={"learner_threads": "2"})
     # PPO (its defaults) on the same staged reward for those runs' median training seconds: the
     # from-scratch figure's "PPO at the same wall-clock" beside them
     ppo_sets = {"eval_every": "125000", **_STAGED}
     at_sac = "staged reward, at the SAC defaults' wall-clock"
-    cells.append(
-        Cell("ConveyorPickSkill-v1", "ppo", 10_000_000, seconds_from=cells[-1].name, sets=ppo_sets, tag=at_sac)
-    )
+    ppo = Cell("ConveyorPickSkill-v1", "ppo", 10_000_000, seconds_from=defaults.name, sets=ppo_sets, tag=at_sac)
+    cells += [defaults, ppo]
     # Stable-Baselines3's SAC (its own defaults) on the same env and env steps, from the same bench
     # run: the from-scratch comparison researchers make first
     cells.append(Cell("ConveyorPickSkill-v1", "sb3-sac", 150_000, sets=dict(_STAGED), tag="staged reward"))
