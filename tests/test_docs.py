@@ -125,3 +125,41 @@ def test_every_twin_command_the_docs_show_parses(capsys):
     bad = _twin_commands("```bash\ntwin train --env X --algo sac --env-kwargs '{}' \\\n    --out runs/x\n```\n")
     with pytest.raises(SystemExit):
         build_parser().parse_args(shlex.split(bad[0])[1:])
+
+
+def test_the_rl_tables_residual_rows_stand_beside_the_expert_and_the_student_they_correct(tmp_path, monkeypatch):
+    from agents.tools import docs
+
+    def row(algorithm: str, variants: dict) -> dict:
+        return {
+            "task": "PegInsert-v1",
+            "algorithm": algorithm,
+            "demos": 0,
+            "budget_seconds": 1200,
+            "steps_median": 100000,
+            "seeds": 3,
+            "success_median": variants["nominal"],
+            "success_min": 0.0,
+            "success_max": 1.0,
+            "train_seconds_median": 1100.0,
+            "end_to_end_seconds_median": 1300.0,
+            "hardware": "m",
+            "commits": ["abc123"],
+            "variants_median": variants,
+            "expert": {"nominal": 1.0, "randomized": 0.99},
+            "of_expert": variants["nominal"],
+        }
+
+    student = row("DAgger", {"nominal": 1.0, "randomized": 0.47})
+    residual = row("SAC, residual on PegInsert-v1-dagger-1200s (randomized)", {"nominal": 0.29, "randomized": 0.17})
+    other = {**row("DAgger", {"nominal": 1.0, "randomized": 0.5}), "task": "BinSort-v1"}
+    (tmp_path / "learning.json").write_text(json.dumps({"rows": [other, student]}))
+    (tmp_path / "rl.json").write_text(json.dumps({"machine": "m", "date": "d", "rows": [residual]}))
+    monkeypatch.setattr(docs, "BASELINES", tmp_path / "learning.json")
+    monkeypatch.setattr(docs, "RL", tmp_path / "rl.json")
+    lines = docs.rl_lines()
+    beside = [ln.split(" | ")[1] for ln in lines[lines.index("") + 1 :] if ln.startswith("| PegInsert-v1")]
+    assert beside[-3:] == ["scripted expert", "DAgger", residual["algorithm"]]
+    assert not any(ln.startswith("| BinSort-v1") for ln in lines)  # no student of a task the matrix did not correct
+    (student_line,) = [ln for ln in lines if ln.startswith("| PegInsert-v1 | DAgger")]
+    assert "| 1.00 | 0.47 |" in student_line

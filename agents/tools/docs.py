@@ -512,9 +512,27 @@ def rl_lines() -> list[str]:
             f"{r['train_seconds_median']:.0f} | {r['end_to_end_seconds_median']:.0f} | {r['hardware']} | "
             f"{', '.join(f'`{c}`' for c in r.get('commits', [])) or '-'} |"
         )
-    beside = imitation_table(doc["rows"])
+    beside = imitation_table(_with_students(doc["rows"]))
     if beside:
-        out += ["", "On the suite's variants, beside the scripted experts:", "", *beside]
+        out += [
+            "",
+            "On the suite's variants, beside the scripted experts and the imitation matrix's DAgger students "
+            "(the policies the residual rows correct, from `bench/results/learning/table.json`):",
+            "",
+            *beside,
+        ]
+    return out
+
+
+def _with_students(rows: list[dict]) -> list[dict]:
+    """The rl rows scored on the suite's variants, each task's led by its DAgger student's row from
+    the imitation table (what a residual row starts from), where that table has one."""
+    scored = [r for r in rows if r.get("variants_median")]
+    imitation = json.loads(BASELINES.read_text(encoding="utf-8"))["rows"] if scored and BASELINES.is_file() else []
+    out = []
+    for task in dict.fromkeys(r["task"] for r in scored):
+        out += [r for r in imitation if r["task"] == task and r["algorithm"] == "DAgger" and r.get("variants_median")]
+        out += [r for r in scored if r["task"] == task]
     return out
 
 

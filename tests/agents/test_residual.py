@@ -89,3 +89,31 @@ def test_a_base_for_another_env_or_layout_is_refused_naming_the_mismatch(tmp_pat
     with pytest.raises(ConfigError, match="base_config is copied in"):
         make_config("sac", "ToyPoint-v0", {"base_config": '{"algo": "ppo"}'})
     assert not any((tmp_path / d).exists() and (tmp_path / d / "checkpoints").exists() for d in "abc")
+
+
+def test_the_exploration_noise_bench_scores_a_policy_under_a_residual_runs_first_corrections(tmp_path, base):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "bench/exploration_noise.py", "--env", "FactoryReach-v0", "--episodes", "3"]
+    run = lambda *a: subprocess.run([*cmd, *a], capture_output=True, text=True, timeout=300, cwd=root)  # noqa: E731
+    proc = run("--policy", "expert", "--scales", "0", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
+    clean = "noise.FactoryReach-v0.expert.nominal.dims_0-1-2.scale_0"
+    assert figures[f"{clean}.success"] == 1.0 and figures[f"{clean}.ended_early"] == 0.0
+    assert "noise.FactoryReach-v0.expert.nominal.dims_0-1-2.scale_2.success" in figures
+    doc = json.loads((tmp_path / "noise.json").read_text())
+    assert [r["scale"] for r in doc["rows"]] == [0.0, 2.0] and doc["rows"][0]["successes"] == 3 and doc["commit"]
+    # refused, naming what is wrong, before any episode runs
+    for args, says in (
+        (("--policy", "expert", "--dims", "7"), "--dims [7]: FactoryReach-v0's action has dimensions 0 to 2"),
+        (("--policy", "expert", "--scales", "-0.1"), "--scales [-0.1]"),
+        (("--policy", str(tmp_path / "nope")), "no such run or checkpoint folder"),
+        (("--policy", str(base)), "made for ToyPoint-v0, not FactoryReach-v0"),
+    ):
+        bad = run(*args, "--out", str(tmp_path / "bad"))
+        assert bad.returncode == 2 and says in bad.stderr, (args, bad.stderr)
+        assert not bad.stdout
