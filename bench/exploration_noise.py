@@ -51,25 +51,21 @@ def episodes(env: gym.Env, act, scale: float, dims: list[int], seeds: range) -> 
 
 
 def policy_fn(policy: str, env_id: str, env: gym.Env):
-    """The scripted expert, or a run's (or checkpoint's) deterministic policy on flattened observations."""
+    """The scripted expert, or a checkpoint's or ONNX file's policy on flattened observations,
+    loaded and checked against ``env`` as ``twin eval`` does (``agents.evaluation.runner``)."""
     import envs
+    from agents.evaluation.runner import load_network, policy_spec
 
-    if policy == "expert":
+    spec = policy_spec(policy)
+    if spec.kind == "expert":
         return envs.make_expert(env_id, env)
-    import torch
-
-    from agents.train import load_policy
-
-    net, doc = load_policy(policy)
-    if (made := doc["config"].get("env_id")) != env_id:
+    net = load_network(spec)
+    if net is None:
+        raise ValueError(f"--policy {policy}: 'expert', a checkpoint folder or an ONNX file")
+    if (made := getattr(net, "doc", {}).get("env_id", env_id)) != env_id:
         raise ValueError(f"--policy {policy}: made for {made}, not {env_id}")
-
-    def act(obs):
-        flat = gym.spaces.flatten(env.observation_space, obs)
-        with torch.no_grad():
-            return net(torch.as_tensor(flat, dtype=torch.float32)[None])[0].numpy()
-
-    return act
+    net.check(env)
+    return lambda obs: net(gym.spaces.flatten(env.observation_space, obs))[0]
 
 
 def main() -> int:
@@ -77,7 +73,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", required=True)
-    ap.add_argument("--policy", required=True, help="expert, or a run or checkpoint folder of --env")
+    ap.add_argument("--policy", required=True, help="expert, a run or checkpoint folder of --env, or an ONNX file")
     ap.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.05, 0.2])
     ap.add_argument("--dims", type=int, nargs="+", help="the action dimensions noised (default: all)")
     ap.add_argument("--episodes", type=int, default=40)
@@ -100,7 +96,7 @@ def main() -> int:
         ap.error(f"--policy {args.policy}: no such run or checkpoint folder (or 'expert')")
     try:
         act = policy_fn(args.policy, args.env, env)
-    except ValueError as exc:  # a checkpoint that is not one, or made for another env
+    except ValueError as exc:  # not a policy, or one made for another env or observation
         print(f"exploration_noise: {exc}", file=sys.stderr)
         return 2
     name = "expert" if args.policy == "expert" else Path(args.policy).name
