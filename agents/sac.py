@@ -27,7 +27,7 @@ from torch.func import functional_call
 from agents.collect import demos as demos_io
 from agents.common import checkpoint as ckpt
 from agents.common.buffers import DemoBuffer, ReplayBuffer, demo_rows, mixed_sample
-from agents.common.config import ConfigError, SACConfig, explore_groups, explore_setting
+from agents.common.config import LOG_STD_BOUNDS, ConfigError, SACConfig, explore_groups, explore_setting
 from agents.common.graphs import BatchedAct, capture, set_lr
 from agents.common.nets import ActionScale, DeterministicPolicy, EnsembleMLP, Identity, RunningNorm, mlp
 from agents.common.rewards import goal_reward
@@ -44,7 +44,7 @@ from agents.common.spaces import (
 from agents.common.vision import Encoder, PixelNorm, random_shift
 
 SQUASH = "tanh"
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+LOG_STD_MIN, LOG_STD_MAX = LOG_STD_BOUNDS
 NORM_ROWS = 64
 """Observations collected between updates of the normaliser's statistics."""
 
@@ -128,6 +128,11 @@ class SACAgent(nn.Module):
             with torch.no_grad():
                 self.actor[-1].weight[:act_dim].zero_()
                 self.actor[-1].bias[:act_dim].zero_()
+        if cfg.actor_init_std > 0:  # one spread in every state: the log-std head's weights zeroed
+            level = 2 * (np.log(cfg.actor_init_std) - LOG_STD_MIN) / (LOG_STD_MAX - LOG_STD_MIN) - 1
+            with torch.no_grad():
+                self.actor[-1].weight[act_dim:].zero_()
+                self.actor[-1].bias[act_dim:].fill_(float(np.arctanh(level)))
         # the running average of the actor's weights that is the policy (``actor_average``)
         self.actor_avg: nn.Module | None = None
         if cfg.actor_average > 0:
@@ -309,8 +314,8 @@ class Updater:
     Every call is one critic update; every ``actor_every``-th also updates the actor and the
     temperature. Modes: eager; ``compile_fn`` (the losses through ``torch.compile``); ``graph``
     (CUDA): the first call runs warm-up updates and captures the update as a CUDA graph (two
-    graphs, with and without the actor's step, when ``actor_every`` > 1), later calls replay
-    them. With ``sample_in_graph`` the sampling (and goal relabelling, when the reward is
+    graphs, with and without the actor's step, when ``actor_every`` > 1; the one with it waits
+    for the end of ``actor_starts``), later calls replay them. With ``sample_in_graph`` the sampling (and goal relabelling, when the reward is
     computed on the device) is part of the graph; otherwise each batch is sampled eagerly and
     copied into the graph's inputs. Every call returns how many updates it ran; ``losses``
     holds (critic loss, actor loss, alpha, mean Q): the critics' of the last update, the actor's
@@ -357,6 +362,7 @@ class Updater:
             self._average = ([*agent.actor_avg.parameters()], [*agent.actor.parameters()])
         self.device, self.note = device, note
         self.count = 0  # critic updates run, which places the actor's
+        self.actor_on = True  # False while the critics burn in (``actor_starts``)
         self._graphs: dict[bool, torch.cuda.CUDAGraph] = {}
         self._outs: dict[bool, torch.Tensor] = {}
         self._inputs: tuple[torch.Tensor, ...] | None = None
@@ -378,7 +384,7 @@ class Updater:
             set_lr(opt, self.cfg.lr * scale)
 
     def _actor_due(self) -> bool:
-        return self.count % self.cfg.actor_every == self.cfg.actor_every - 1
+        return self.actor_on and self.count % self.cfg.actor_every == self.cfg.actor_every - 1
 
     def step(self, batch, actor: bool = True) -> torch.Tensor:
         """One update on ``batch`` (the actor's and temperature's too with ``actor``); returns its
@@ -411,7 +417,7 @@ class Updater:
             self._record(self.step(self.sample(), actor), actor)
             self.count += 1
             return 1
-        if not self._graphs:
+        if actor not in self._graphs:
             return self._capture()
         if not self.sample_in_graph:
             for dst, src in zip(self._inputs, self.sample(), strict=True):
@@ -422,11 +428,14 @@ class Updater:
         return 1
 
     def _capture(self) -> int:
-        """Warm-up updates, then one graph per kind of update; returns the updates run."""
-        if not self.sample_in_graph:
+        """Warm-up updates, then one graph per kind of update not yet captured (with the actor's
+        step unless the critics are burning in; without it where ``actor_every`` > 1 or
+        ``actor_starts`` leaves critic-only updates); returns the updates run."""
+        if self._inputs is None and not self.sample_in_graph:
             self._inputs = tuple(t.clone() for t in self.sample())
+        kinds = (True, False) if self.cfg.actor_every > 1 or self.cfg.actor_starts > 0 else (True,)
         ran = 0
-        for actor in (True, False) if self.cfg.actor_every > 1 else (True,):
+        for actor in [k for k in kinds if k not in self._graphs and (self.actor_on or not k)]:
 
             def body(actor: bool = actor) -> torch.Tensor:
                 batch = self.sample() if self.sample_in_graph else self._inputs
@@ -600,6 +609,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         u_host[ids] = u
         return both[:, :act_dim]
 
+    if agent.base_agent is not None and state is None:
+        # the base's own held-out score first, so that keep_best keeps the base unless a correction beats it
+        run.maybe_evaluate(step, agent, last=True)
     stats = EpisodeStats(n)
     obs_np, _ = vec.reset(seed=int(rng.integers(2**31)))
     obs_host[:] = flatten_batch(obs_space, obs_np)
@@ -659,6 +671,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                         lr_scale(cfg.lr_final_scale, step, cfg.total_steps, run.elapsed(), run.max_seconds)
                     )
                 owed += cfg.updates_per_step * taken
+                update.actor_on = step >= cfg.actor_starts
                 while owed >= 1.0:
                     owed -= update()
                 run.timers["update"] += time.perf_counter() - t_update

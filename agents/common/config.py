@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -26,6 +27,8 @@ class ConfigError(ValueError):
 
 
 _STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, arbitrary_types_allowed=False)
+LOG_STD_BOUNDS = (-5.0, 2.0)
+"""The range of the SAC actor's log standard deviation (before the tanh)."""
 
 
 def _from_text(value: Any, info) -> Any:
@@ -265,6 +268,16 @@ class SACConfig(TrainConfig):
     agent starts as the base (its correction's mean begins at zero)."""
     residual_scale: Annotated[float, Field(gt=0.0, le=2.0, allow_inf_nan=False)] = 0.2
     """The largest correction to the base policy's action, as a fraction of the action's half-range."""
+    actor_init_std: Annotated[float, Field(ge=0.0, le=7.0, allow_inf_nan=False)] = 0.0
+    """The actor's spread when training starts: the standard deviation of its Gaussian before the
+    tanh, the same in every state (the log-std head's weights zeroed, its bias set to give it);
+    0 leaves the network's own initialisation (about 0.22). A residual run on a base that
+    tolerates little noise (``bench/exploration_noise.py`` measures how little) starts narrow,
+    with ``target_entropy_scale`` holding it there (about ``-log(std) - 1.4`` per dimension)."""
+    actor_starts: Annotated[int, Field(ge=0, le=10**12)] = 0
+    """Env steps of critic updates alone before the actor and the temperature first update (critic
+    burn-in): the actor keeps acting as it started (a residual run: the base, with its spread)
+    while the critics learn its values, instead of following an untrained critic's gradient."""
     base_config: dict[str, Any] = field(default_factory=dict)
     """The base policy's own saved config, copied in when training starts so that the run's
     checkpoints rebuild the base without its folder; not set by hand."""
@@ -612,6 +625,11 @@ def validate(cfg: TrainConfig) -> None:
         )
     if isinstance(cfg, SACConfig) and cfg.base_config and not cfg.base_policy:
         problems.append("base_config is copied in from base_policy when training starts; set base_policy instead")
+    if isinstance(cfg, SACConfig) and 0 < cfg.actor_init_std <= math.exp(LOG_STD_BOUNDS[0]):
+        problems.append(
+            f"actor_init_std ({cfg.actor_init_std:g}) must be 0 (the network's own) or above the actor's smallest "
+            f"spread, {math.exp(LOG_STD_BOUNDS[0]):.4f}"
+        )
     if isinstance(cfg, SACConfig) and cfg.num_min_qs > cfg.num_qs:
         problems.append(
             f"num_min_qs ({cfg.num_min_qs}) must not exceed num_qs ({cfg.num_qs}): the target's minimum is "

@@ -68,6 +68,43 @@ def test_the_correction_is_learned_within_its_scale_around_the_base(tmp_path, ba
     assert np.isfinite(rows[-1]["critic_loss"])
 
 
+def test_a_narrow_start_and_critic_burn_in_keep_the_base_acting_and_in_the_run(tmp_path, base):
+    from agents.common import checkpoint as ckpt
+    from agents.sac import SACAgent, Updater
+
+    cfg = _cfg("sac", total_steps=256, learning_starts=0, base_policy=base, actor_init_std=0.05, actor_starts=192)
+    cfg.base_config = json.loads((base / "config.json").read_text())
+    agent = SACAgent(cfg, 2, 2, -2 * np.ones(2), 2 * np.ones(2))
+    torch.manual_seed(0)
+    mean, log_std = agent.actor(torch.randn(512, 2) * 3).split(2, -1)
+    spread = (-5.0 + 3.5 * (torch.tanh(log_std) + 1)).exp()  # the actor's log-std range, -5 to 2
+    torch.testing.assert_close(spread, torch.full_like(spread, 0.05))  # in every state, before the tanh
+    assert mean.abs().max() == 0  # the correction starts at zero
+    batch = (torch.randn(64, 2), torch.rand(64, 2) * 2 - 1, torch.randn(64), torch.randn(64, 2), torch.zeros(64))
+    update = Updater(agent, cfg, -2.0, lambda: batch, torch.device("cpu"))
+    actor0 = [p.detach().clone() for p in agent.actor.parameters()]
+    critic0 = [p.detach().clone() for p in agent.critic.parameters()]
+    update.actor_on = False  # burning in: critic updates only
+    for _ in range(3):
+        update()
+    assert all(torch.equal(a, b) for a, b in zip(actor0, agent.actor.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(critic0, agent.critic.parameters(), strict=True))
+    update.actor_on = True
+    update()
+    assert not all(torch.equal(a, b) for a, b in zip(actor0, agent.actor.parameters(), strict=True))
+
+    # a run: its base is evaluated at step 0 and kept unless a later evaluation beats it
+    out = tmp_path / "residual"
+    narrow = {"learning_starts": 0, "actor_init_std": 0.05, "actor_starts": 192}
+    train(_cfg("sac", total_steps=256, base_policy=base, eval_every=128, keep_best="true", **narrow), out, quiet=True)
+    evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "progress_episodes" in r]
+    assert [r["step"] for r in evals][:1] == [0] and len(evals) >= 3
+    kept = ckpt.read_sidecar(ckpt.best_checkpoint(out))
+    assert kept["best"]["progress_success_rate"] == max(r["progress_success_rate"] for r in evals)
+    with pytest.raises(ConfigError, match=r"actor_init_std \(0.005\) must be 0 \(the network's own\) or above"):
+        _cfg("sac", actor_init_std=0.005)
+
+
 def test_a_base_for_another_env_or_layout_is_refused_naming_the_mismatch(tmp_path, base, monkeypatch, capsys):
     with pytest.raises(TrainError, match=r"made for ToyPoint-v0, this run trains on ToyPointGoal-v0"):
         train(_cfg("sac", "ToyPointGoal-v0", total_steps=64, base_policy=base), tmp_path / "a", quiet=True)
