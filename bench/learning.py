@@ -800,13 +800,13 @@ def plot(task: str, results: list[dict], out: Path) -> None:
     a.set_xlabel("wall-clock (s)")
     b.set_xlabel("env steps")
     b.xaxis.set_major_formatter(EngFormatter(sep=""))
-    a.set_ylabel("success rate, 20 held-out seeds (fraction)")
+    a.set_ylabel("success rate on held-out seeds (fraction)")
     for ax in (a, b):
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     # below both panels, one cell a line: inside a panel the legend hid its curves
     fig.legend(loc="outside lower center", fontsize=8, ncol=1, frameon=False)
-    fig.suptitle(f"{task}: the deterministic policy's success while training (one line per seed)")
+    fig.suptitle(f"{task}: the deterministic policy's held-out success while training (one line per seed)")
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -860,9 +860,7 @@ def plot_grid(task: str, results: list[dict], cells: list[str], out: Path) -> No
         )
     )
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(
-        f"{task}: held-out success of the deterministic policy while training (20 held-out seeds), one panel per row"
-    )
+    fig.suptitle(f"{task}: held-out success of the deterministic policy while training, one panel per row")
     fig.savefig(out, dpi=110)
     plt.close(fig)
 

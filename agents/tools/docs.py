@@ -494,7 +494,8 @@ def rl_lines() -> list[str]:
         f"From `python bench/learning.py --matrix rl`, last written on {doc.get('machine', '?')}, {doc.get('date', '?')} "
         "(each row's machine and commit in its last two columns). Success is the final weights' on the task's 100 fixed seeds where the "
         'row says so (no kept best), the median over the seeds with the lowest and highest beside it; "best '
-        'held-out" is the median of each run\'s best evaluation on 20 held-out seeds while it trained, and "most '
+        "held-out\" is the median of each run's best evaluation on its held-out seeds while it trained (20 of them, 100 "
+        'where the row says so), and "most '
         'below it" the largest drop from that best to the final weights over the seeds.',
         "",
         "| task | policy | demos | budget | seeds | success (median; min-max) | scored on | best held-out (median) "
