@@ -315,11 +315,11 @@ class Updater:
     temperature. Modes: eager; ``compile_fn`` (the losses through ``torch.compile``); ``graph``
     (CUDA): the first call runs warm-up updates and captures the update as a CUDA graph (two
     graphs, with and without the actor's step, when ``actor_every`` > 1; the one with it waits
-    for the end of ``actor_starts``), later calls replay them. With ``sample_in_graph`` the sampling (and goal relabelling, when the reward is
-    computed on the device) is part of the graph; otherwise each batch is sampled eagerly and
-    copied into the graph's inputs. Every call returns how many updates it ran; ``losses``
-    holds (critic loss, actor loss, alpha, mean Q): the critics' of the last update, the actor's
-    of the last actor update, on the device.
+    for the end of ``actor_starts``), later calls replay them. With ``sample_in_graph`` the
+    sampling (and goal relabelling, when the reward is computed on the device) is part of the
+    graph; otherwise each batch is sampled eagerly and copied into the graph's inputs. Every call
+    returns how many updates it ran; ``losses`` holds (critic loss, actor loss, alpha, mean Q):
+    the critics' of the last update, the actor's of the last actor update, on the device.
     """
 
     WARMUP = 3
