@@ -1,8 +1,9 @@
 """How much random exploration a policy bears: its success on a task when every action gets
 ``scale`` half-ranges of tanh-squashed unit Gaussian noise on the chosen action dimensions. That is
-what a residual SAC run's first corrections add to its frozen base (``residual_scale`` times the
-actor's squashed sample, whose spread starts near 1), so a base that fails under its run's
-``residual_scale`` gives that run next to no successes to learn from.
+what a residual SAC run's first corrections add to its frozen base (``residual_scale`` times a
+uniform draw in [-1, 1] through ``learning_starts``, then times the actor's squashed sample), so
+a base that fails under its run's ``residual_scale`` gives that run next to no successes to
+learn from.
 
     python bench/exploration_noise.py --env PegInsert-v1 --policy RUN|expert [--scales 0 0.05 0.2]
         [--dims 0 1 2] [--episodes 40] [--first-seed 50000] [--randomize] [--out DIR]
@@ -29,6 +30,7 @@ def episodes(env: gym.Env, act, scale: float, dims: list[int], seeds: range) -> 
     """Successes and early ends without success of ``act`` (raw observation -> action) over ``seeds``."""
     half = (env.action_space.high - env.action_space.low) / 2
     rng = np.random.default_rng(0)
+    noised = np.isin(np.arange(env.action_space.shape[0]), dims)
     wins = early = 0
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
@@ -39,7 +41,7 @@ def episodes(env: gym.Env, act, scale: float, dims: list[int], seeds: range) -> 
         while not done:
             a = np.asarray(act(obs), dtype=np.float32)
             noise = np.tanh(rng.standard_normal(a.shape)).astype(np.float32)
-            a = a + scale * half * np.where(np.isin(np.arange(a.size), dims), noise, np.float32(0.0))
+            a = a + scale * half * np.where(noised, noise, np.float32(0.0))
             obs, _, term, trunc, info = env.step(
                 np.clip(a, env.action_space.low, env.action_space.high).astype(np.float32)
             )

@@ -271,7 +271,8 @@ class SACConfig(TrainConfig):
     actor_init_std: Annotated[float, Field(ge=0.0, le=7.0, allow_inf_nan=False)] = 0.0
     """The actor's spread when training starts: the standard deviation of its Gaussian before the
     tanh, the same in every state (the log-std head's weights zeroed, its bias set to give it);
-    0 leaves the network's own initialisation (about 0.22). A residual run on a base that
+    0 leaves the network's own initialisation (a spread that varies from state to state, about
+    0.07 to 0.9 at the default widths). A residual run on a base that
     tolerates little noise (``bench/exploration_noise.py`` measures how little) starts narrow,
     with ``target_entropy_scale`` holding it there (about ``-log(std) - 1.4`` per dimension)."""
     actor_starts: Annotated[int, Field(ge=0, le=10**12)] = 0
