@@ -71,11 +71,17 @@ class Backup(NamedTuple):
     bc_rows: int = 0
     """The batch's last rows that are demonstrations (``mixed_sample``), which the cloning term reads."""
     bc_q_filter: bool = True
+    anchored: bool = False
+    """The cloning term's targets are the student's actions (``SACAgent.anchor``) on every state of
+    the batch, instead of the demonstrations' on their rows."""
 
     @classmethod
     def of(cls, cfg: SACConfig) -> Backup:
-        rows = demo_rows(cfg.batch_size, cfg.demo_ratio) if cfg.demos and cfg.bc_weight > 0 else 0
-        return cls(cfg.gamma, cfg.num_min_qs, cfg.backup_entropy, cfg.actor_q, cfg.bc_weight, rows, cfg.bc_q_filter)
+        anchored = bool(cfg.init_policy) and cfg.bc_weight > 0
+        rows = demo_rows(cfg.batch_size, cfg.demo_ratio) if cfg.demos and cfg.bc_weight > 0 and not anchored else 0
+        return cls(
+            cfg.gamma, cfg.num_min_qs, cfg.backup_entropy, cfg.actor_q, cfg.bc_weight, rows, cfg.bc_q_filter, anchored
+        )
 
 
 class SACAgent(nn.Module):
@@ -133,6 +139,11 @@ class SACAgent(nn.Module):
             with torch.no_grad():
                 self.actor[-1].weight[act_dim:].zero_()
                 self.actor[-1].bias[act_dim:].fill_(float(np.arctanh(level)))
+        # the student the actor started as, frozen, which the cloning term pulls it back to
+        # (``init_policy`` with ``bc_weight``); ``seed_actor`` fills it
+        self.anchor: nn.Module | None = None
+        if cfg.init_policy and cfg.bc_weight > 0:
+            self.anchor = copy.deepcopy(self.actor).requires_grad_(False)
         # the running average of the actor's weights that is the policy (``actor_average``)
         self.actor_avg: nn.Module | None = None
         if cfg.actor_average > 0:
@@ -216,6 +227,38 @@ class SACAgent(nn.Module):
         return DeterministicPolicy(self.norm, head, self.scale, SQUASH)
 
 
+def seed_actor(agent: SACAgent, student: str | Path) -> None:
+    """Start ``agent``'s actor as the BC or DAgger student saved at ``student`` (a checkpoint
+    folder): its hidden layers as they are, its output layer as the actor's mean (the log-std half
+    keeps its own start), and its observation normaliser as the agent's. Both map observations to
+    ``tanh`` of the same pre-squash action, so the actor's mean action is the student's."""
+    folder = Path(student)
+    tensors = ckpt.load_tensors(folder, ckpt.MODEL, ckpt.read_sidecar(folder), "cpu")
+    where = str(folder / ckpt.MODEL)
+    layers = {k[len("model.actor.") :]: v for k, v in tensors.items() if k.startswith("model.actor.")}
+    last = max(int(k.split(".")[0]) for k in layers)
+    own = agent.actor.state_dict()
+    if set(layers) != set(own):
+        raise ckpt.CheckpointError(
+            f"{where}: the student's layers {sorted(layers)} are not the actor's {sorted(own)} "
+            "(net_width and net_depth must be the student's)"
+        )
+    for key, value in layers.items():
+        target = own[key][: agent.act_dim] if key.startswith(f"{last}.") else own[key]
+        if target.shape != value.shape:
+            raise ckpt.CheckpointError(
+                f"{where}: the student's layer {key} is {tuple(value.shape)}, the actor's {tuple(target.shape)}"
+            )
+        with torch.no_grad():
+            target.copy_(value.to(target.device))
+    norm = {k[len("model.norm.") :]: v for k, v in tensors.items() if k.startswith("model.norm.")}
+    if norm:
+        ckpt.load_module_state(agent.norm, norm, "", where)
+    for copy_of_it in (agent.actor_avg, agent.anchor):
+        if copy_of_it is not None:
+            copy_of_it.load_state_dict(agent.actor.state_dict())
+
+
 def residual_action(base: torch.Tensor, u: torch.Tensor, scale: ActionScale, residual_scale: float) -> torch.Tensor:
     """The base's action plus ``residual_scale`` half-ranges times ``u`` (in [-1, 1]), within the bounds."""
     a = base + residual_scale * scale.half_range * u
@@ -294,15 +337,21 @@ def sac_losses(
     qa = agent.q_frozen(x_actor, a)
     qa = qa.mean(0) if hp.actor_q == "mean" else qa.min(0).values
     actor_loss = (alpha * logp - qa).mean()
-    if hp.bc_rows:  # cloning the demonstrations' actions (the batch's last rows)
-        x_demo, a_demo = x_actor[-hp.bc_rows :], actions[-hp.bc_rows :]
+    if hp.bc_rows or hp.anchored:  # cloning the demonstrations' actions (the batch's last rows) or the student's
+        if hp.anchored:
+            x_demo = x_actor
+            with torch.no_grad():
+                a_demo = torch.tanh(agent.anchor(x_demo)[:, : agent.act_dim])
+        else:
+            x_demo, a_demo = x_actor[-hp.bc_rows :], actions[-hp.bc_rows :]
+        rows = len(x_demo)
         mean_a = torch.tanh(agent.actor(x_demo)[:, : agent.act_dim])
         gap = (mean_a - a_demo).square().sum(-1)
-        if hp.bc_q_filter:  # only where the demonstrated action is valued above the actor's mean one
+        if hp.bc_q_filter:  # only where the cloned action is valued above the actor's mean one
             with torch.no_grad():
                 qd = agent.q_frozen(torch.cat([x_demo, x_demo]), torch.cat([a_demo, mean_a]))
                 qd = qd.mean(0) if hp.actor_q == "mean" else qd.min(0).values
-                gap = gap * (qd[: hp.bc_rows] > qd[hp.bc_rows :]).float()
+                gap = gap * (qd[:rows] > qd[rows:]).float()
         actor_loss = actor_loss + hp.bc_weight * gap.mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
     return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean()
@@ -558,6 +607,9 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
             f"residual RL on {folder}: corrections up to {cfg.residual_scale:g} of the action's half-range",
             highlight=False,
         )
+    if cfg.init_policy and state is None:  # a fresh fine-tuning run: the actor starts as the student
+        seed_actor(agent, cfg.init_policy)
+        run.console.print(f"fine-tuning {cfg.init_policy}: the actor starts as its student", highlight=False)
     if state is not None:
         if any(k.startswith("model.q1.") for k in state["tensors"]):
             raise ckpt.CheckpointError(
@@ -593,7 +645,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
 
     def act(ids: np.ndarray, x: torch.Tensor | None, rows: torch.Tensor | None) -> np.ndarray:
         """Env actions for ``ids`` (random before ``learning_starts``); keeps their [-1, 1] form."""
-        if step < cfg.learning_starts or x is None:
+        if (step < cfg.learning_starts and not cfg.init_policy) or x is None:
             u = warmup_rng.uniform(-1.0, 1.0, (len(ids), act_dim)).astype(np.float32)
             u_host[ids] = u
             if agent.base_agent is not None and x is not None:  # uniform corrections around the base
@@ -609,14 +661,14 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
         u_host[ids] = u
         return both[:, :act_dim]
 
-    if agent.base_agent is not None and state is None:
-        # the base's own held-out score first, so that keep_best keeps the base unless a correction beats it
+    if (agent.base_agent is not None or cfg.init_policy) and state is None:
+        # the base's (or student's) own held-out score first, so that keep_best keeps it unless RL beats it
         run.maybe_evaluate(step, agent, last=True)
     stats = EpisodeStats(n)
     obs_np, _ = vec.reset(seed=int(rng.integers(2**31)))
     obs_host[:] = flatten_batch(obs_space, obs_np)
     all_ids = np.arange(n)
-    if step >= cfg.learning_starts or agent.base_agent is not None:
+    if step >= cfg.learning_starts or agent.base_agent is not None or cfg.init_policy:
         x0 = torch.as_tensor(obs_host, device=device)
         vec.send(act(all_ids, x0, torch.as_tensor(all_ids, device=device)), all_ids)
     else:
@@ -653,7 +705,7 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                 k_dev = torch.as_tensor(keep, device=device)
                 buffer.add(ids[keep], o[k_dev], nx[k_dev], u[k_dev], rew[k_dev], term[k_dev], b.done[keep])
                 buffer.end_episodes(ids[~keep])
-            if cfg.norm_obs:  # the statistics move once per NORM_ROWS observations
+            if cfg.norm_obs and not cfg.init_policy:  # the statistics move once per NORM_ROWS observations
                 pending_norm.append(o)
                 pending_rows += len(ids)
                 if pending_rows >= NORM_ROWS:
@@ -735,7 +787,7 @@ def load_demos(cfg: SACConfig, obs_space, act_space, agent: SACAgent, device: to
         n_step=cfg.n_step_return,
         episode=tensors["episode"],
     )
-    if cfg.norm_obs:
+    if cfg.norm_obs and not cfg.init_policy:  # a student's normaliser stays as it learned it
         agent.norm.update(demos.obs)
     return demos
 

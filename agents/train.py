@@ -25,7 +25,16 @@ from agents.collect.curriculum import CurriculumSettings, curriculum_wrappers, t
 from agents.collect.difficulty import DifficultySettings, difficulty_wrappers
 from agents.collect.vec import make_vec_env
 from agents.common import checkpoint as ckpt
-from agents.common.config import ConfigError, SACConfig, TrainConfig, algo_of, from_dict, to_dict
+from agents.common.config import (
+    BCConfig,
+    ConfigError,
+    DAggerConfig,
+    SACConfig,
+    TrainConfig,
+    algo_of,
+    from_dict,
+    to_dict,
+)
 from agents.common.runtime import (
     PROGRESS_SEED_BASE,
     Run,
@@ -138,6 +147,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
         raise TrainError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     elif isinstance(cfg, SACConfig) and cfg.base_policy:
         cfg = _with_base(cfg)
+    elif isinstance(cfg, SACConfig) and cfg.init_policy:
+        cfg = _with_student(cfg)
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
@@ -159,7 +170,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     try:
         check_spaces(vec.single_observation_space, vec.single_action_space)
         if isinstance(cfg, SACConfig) and cfg.base_policy:
-            _check_base_spaces(cfg, vec.single_observation_space, vec.single_action_space)
+            _check_policy_spaces(cfg, "base_policy", vec.single_observation_space, vec.single_action_space)
+        if isinstance(cfg, SACConfig) and cfg.init_policy and not resume:
+            _check_policy_spaces(cfg, "init_policy", vec.single_observation_space, vec.single_action_space)
         device = resolve_device(cfg.device)
         share_cores(vec.local_processes, cfg.learner_threads)  # by default a core to each env worker
         if resume:
@@ -244,43 +257,67 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, quiet: bool =
     return result
 
 
-def _with_base(cfg: SACConfig) -> SACConfig:
-    """``cfg`` with its base policy's saved config copied in, once the base is known to be a policy
-    of this env with this observation layout; TrainError names what differs."""
-    folder = ckpt.resolve_policy(cfg.base_policy)
+def _policy_of_this_env(cfg: SACConfig, setting: str) -> tuple[Path, dict, TrainConfig]:
+    """The checkpoint folder, sidecar and saved config of the policy that ``setting`` (base_policy
+    or init_policy) names, once it is known to be a policy of this env with this observation
+    layout; TrainError names what differs."""
+    given = getattr(cfg, setting)
+    folder = ckpt.resolve_policy(given)
     doc = ckpt.read_sidecar(folder)
     try:
-        base = from_dict(doc["config"])
+        saved = from_dict(doc["config"])
     except (ConfigError, TypeError, AttributeError) as exc:
         raise ckpt.CheckpointError(f"{folder / ckpt.SIDECAR}: config: {exc}") from None
-    if base.env_id != cfg.env_id:
-        raise TrainError(f"base_policy {cfg.base_policy}: made for {base.env_id}, this run trains on {cfg.env_id}")
-    was = demos_io.observation_features(base.env_id, base.env_kwargs)
+    if saved.env_id != cfg.env_id:
+        raise TrainError(f"{setting} {given}: made for {saved.env_id}, this run trains on {cfg.env_id}")
+    was = demos_io.observation_features(saved.env_id, saved.env_kwargs)
     now = demos_io.observation_features(cfg.env_id, cfg.env_kwargs)
     if was is not None and now is not None and was != now:
         k, a, b = demos_io.first_difference(was, now)
         raise TrainError(
-            f"base_policy {cfg.base_policy}: made with another observation layout: number {k} is {a!r} for it, "
-            f"{b!r} in this env (env kwargs {base.env_kwargs} then, {cfg.env_kwargs} now)"
+            f"{setting} {given}: made with another observation layout: number {k} is {a!r} for it, "
+            f"{b!r} in this env (env kwargs {saved.env_kwargs} then, {cfg.env_kwargs} now)"
         )
+    return folder, doc, saved
+
+
+def _with_base(cfg: SACConfig) -> SACConfig:
+    """``cfg`` with its base policy's saved config copied in (``_policy_of_this_env``)."""
+    folder, doc, _ = _policy_of_this_env(cfg, "base_policy")
     values = {**to_dict(cfg), "base_policy": str(folder), "base_config": doc["config"]}
     return from_dict(values)
 
 
-def _check_base_spaces(cfg: SACConfig, obs_space, act_space) -> None:
+def _with_student(cfg: SACConfig) -> SACConfig:
+    """``cfg`` with ``init_policy`` resolved to the student's checkpoint, once the student is a BC
+    or DAgger policy of this env (``_policy_of_this_env``) whose network the actor can take over."""
+    folder, _, student = _policy_of_this_env(cfg, "init_policy")
+    if not isinstance(student, BCConfig | DAggerConfig):
+        raise TrainError(
+            f"init_policy {cfg.init_policy}: a {algo_of(student)} run; the actor starts as a BC or DAgger student"
+        )
+    for key in ("net_width", "net_depth", "norm_obs", "norm_floor"):
+        if getattr(student, key) != getattr(cfg, key):
+            raise TrainError(
+                f"init_policy {cfg.init_policy}: its {key} is {getattr(student, key)}, this run's is "
+                f"{getattr(cfg, key)}; set {key}={getattr(student, key)} so that the actor can take its layers"
+            )
+    return from_dict({**to_dict(cfg), "init_policy": str(folder)})
+
+
+def _check_policy_spaces(cfg: SACConfig, setting: str, obs_space, act_space) -> None:
+    given = getattr(cfg, setting)
     if image_layout(obs_space) is not None:
         raise TrainError(
-            f"base_policy {cfg.base_policy}: residual RL corrects a policy on state observations; "
-            f"{cfg.env_id} gives images ({', '.join(image_keys(obs_space))})"
+            f"{setting} {given}: a policy on state observations; {cfg.env_id} gives images "
+            f"({', '.join(image_keys(obs_space))})"
         )
-    doc = ckpt.read_sidecar(ckpt.resolve_policy(cfg.base_policy))
+    doc = ckpt.read_sidecar(ckpt.resolve_policy(given))
     if doc["obs_space"] != describe(obs_space):
-        raise TrainError(
-            f"base_policy {cfg.base_policy}: observation space {doc['obs_space']}, the env's is {describe(obs_space)}"
-        )
+        raise TrainError(f"{setting} {given}: observation space {doc['obs_space']}, the env's is {describe(obs_space)}")
     want = {**describe(act_space), "low": act_space.low.tolist(), "high": act_space.high.tolist()}
     if doc["action_space"] != want:
-        raise TrainError(f"base_policy {cfg.base_policy}: action space {doc['action_space']}, the env's is {want}")
+        raise TrainError(f"{setting} {given}: action space {doc['action_space']}, the env's is {want}")
 
 
 def _best_keeper(cfg: TrainConfig, out: Path, vec, start: int, bc_only: bool):

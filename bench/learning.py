@@ -102,6 +102,9 @@ class Cell:
     base: str = ""
     """Residual RL: the name of the cell whose run of the same seed is the frozen base policy
     (``base_policy``), found under ``--bases`` (default ``--out``)."""
+    base_setting: str = "base_policy"
+    """The setting the ``base`` run is handed to the run as: ``base_policy`` (frozen, a residual
+    learned on it) or ``init_policy`` (the student the actor starts as, fine-tuned)."""
     continues: str = ""
     """The name of a cell whose run of the same seed this cell trains on from its last checkpoint
     (copied into this cell's folder, then ``twin train --resume`` to this cell's budget): a longer
@@ -122,7 +125,9 @@ class Cell:
     @property
     def label(self) -> str:
         """The algorithm as the table names it."""
-        if self.algo == "sac" and self.base:
+        if self.algo == "sac" and self.base and self.base_setting == "init_policy":
+            name = f"SAC{' + demos (RLPD)' if self.demos else ''}, started as {self.base}"
+        elif self.algo == "sac" and self.base:
             name = f"SAC, residual on {self.base}"
         elif self.algo == "sac" and self.demos:
             name = "SAC + demos + reverse curriculum" if self.curriculum else "SAC + demos (RLPD)"
@@ -322,11 +327,44 @@ _NARROW_RESIDUAL = {
 }
 
 
+# Fine-tuning a student (``init_policy``): the actor starts as it, acts from the first step with
+# a narrow spread (0.1 before the tanh, the temperature aiming at about that entropy), the critics
+# burn in for 10,000 env steps before it moves, and a cloning term (weight 1, every state of the
+# batch, no Q-filter) pulls it back towards the student as it started.
+_FINE_TUNE = {
+    "actor_init_std": "0.1",
+    "target_entropy_scale": "0.9",
+    "learning_starts": "0",
+    "actor_starts": "10000",
+    "bc_weight": "1",
+    "bc_q_filter": "false",
+}
+
+
 def _rl() -> list[Cell]:
     cells = [Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=dict(_RLPD))]
     for tag, sets in RLPD_ABLATIONS.items():
         sets = {**_RLPD, **_EARLIER_DEFAULTS, **sets}
         cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=sets, tag=tag))
+    # what RL from the 20 demos stands against: cloning the same demos (BC's defaults), and SAC
+    # from the same demos with its actor started as that clone, its final weights scored
+    clone = Cell("ConveyorPick-v1", "bc", 20_000, demos=20, tag="the same 20 demos")
+    tuned = {**_RLPD, **_FINE_TUNE}
+    tag = "the defaults, pulled back to it"
+    cells += [
+        clone,
+        Cell(
+            "ConveyorPick-v1",
+            "sac",
+            60_000,
+            demos=20,
+            seconds=1200,
+            sets=tuned,
+            tag=tag,
+            base=clone.name,
+            base_setting="init_policy",
+        ),
+    ]
     # from scratch on the one-part skill: SAC's 150,000 env steps; PPO at SAC's wall-clock (about
     # 1,000,000 env steps on 2 cores, so 8 evaluations in them). Each on the task's dense reward and
     # on the staged one (the progress itself on every step, the episode running to its time
@@ -579,7 +617,7 @@ def train_command(
     if demos is not None:
         cmd += ["--demos", str(demos)]
     if base is not None:
-        cmd += ["--set", f"base_policy={base}"]
+        cmd += ["--set", f"{cell.base_setting}={base}"]
     if cell.algo != "bc" and "eval_every" not in cell.sets:
         cmd += ["--set", f"eval_every={eval_every(cell)}"]
     if cell.seconds:

@@ -256,16 +256,25 @@ class SACConfig(TrainConfig):
     bc_weight: Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)] = 0.0
     """With ``demos``: the weight of a behaviour-cloning term in the actor's loss, the squared
     distance of the actor's mean action from the demonstrated one on each batch's demonstration
-    transitions (Nair et al. 2018); 0 leaves the actor to the critics alone."""
+    transitions (Nair et al. 2018); 0 leaves the actor to the critics alone. With
+    ``init_policy`` the term clones the student instead, on every state of the batch: its action
+    there, from a frozen copy of the actor as it started."""
     bc_q_filter: bool = True
-    """Count a demonstration transition in the cloning term only where the critics value its
-    action above the actor's own (the Q-filter), so the actor follows the demos only until it
-    does better than them."""
+    """Count a demonstration transition (or the student's action) in the cloning term only where
+    the critics value its action above the actor's own (the Q-filter), so the actor follows the
+    demos (or the student) only until it does better than them."""
     base_policy: str = ""
     """Residual RL: a run or checkpoint folder of this env (any algorithm; an imitation student)
     whose policy stays frozen while the agent learns a correction to it. The env gets the base's
     action plus ``residual_scale`` times the agent's (in half-ranges of the action space), and the
     agent starts as the base (its correction's mean begins at zero)."""
+    init_policy: str = ""
+    """Fine-tuning: a BC or DAgger run (or checkpoint folder) of this env whose student the actor
+    starts as. The student's layers become the actor's mean (its net_width and net_depth must be
+    the run's) and its observation normaliser the run's, held fixed so that the student's inputs
+    stay as it learned them; the actor acts from the first env step (no uniform warm-up) and the
+    run evaluates it at step 0. Unlike ``base_policy``, nothing stays frozen: RL may move the whole
+    policy, so start it narrow (``actor_init_std``) behind a critic burn-in (``actor_starts``)."""
     residual_scale: Annotated[float, Field(gt=0.0, le=2.0, allow_inf_nan=False)] = 0.2
     """The largest correction to the base policy's action, as a fraction of the action's half-range."""
     actor_init_std: Annotated[float, Field(ge=0.0, le=7.0, allow_inf_nan=False)] = 0.0
@@ -620,9 +629,15 @@ def validate(cfg: TrainConfig) -> None:
             "base_policy and demos do not mix: residual RL learns a correction from its own rollouts (RLPD from "
             "demos learns the whole action)"
         )
-    if isinstance(cfg, SACConfig) and cfg.bc_weight > 0 and not cfg.demos:
+    if isinstance(cfg, SACConfig) and cfg.base_policy and cfg.init_policy:
         problems.append(
-            f"bc_weight ({cfg.bc_weight:g}) needs demos (--demos FILE): it clones the demonstrations' actions"
+            "base_policy and init_policy do not mix: a residual run keeps its base frozen and learns a correction, "
+            "a fine-tuning run starts its actor as the student and moves it"
+        )
+    if isinstance(cfg, SACConfig) and cfg.bc_weight > 0 and not (cfg.demos or cfg.init_policy):
+        problems.append(
+            f"bc_weight ({cfg.bc_weight:g}) needs demos (--demos FILE) or init_policy: it clones the demonstrations' "
+            "or the student's actions"
         )
     if isinstance(cfg, SACConfig) and cfg.base_config and not cfg.base_policy:
         problems.append("base_config is copied in from base_policy when training starts; set base_policy instead")
