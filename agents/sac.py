@@ -351,7 +351,8 @@ def sac_losses(
             with torch.no_grad():
                 qd = agent.q_frozen(torch.cat([x_demo, x_demo]), torch.cat([a_demo, mean_a]))
                 qd = qd.mean(0) if hp.actor_q == "mean" else qd.min(0).values
-                gap = gap * (qd[:rows] > qd[rows:]).float()
+                keep = (qd[:rows] > qd[rows:]).float()
+            gap = gap * keep  # outside no_grad: the kept rows' distances still train the actor
         actor_loss = actor_loss + hp.bc_weight * gap.mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
     return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean()

@@ -107,14 +107,24 @@ def test_the_cloning_term_pulls_the_actor_back_to_the_student_on_every_state(q_f
     _, _, without, _ = sac_losses(agent, plain, -1.0, obs, act, rew, nxt, term)
     torch.manual_seed(5)
     _, _, actor, _ = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
-    with torch.no_grad():  # by hand: on all 32 states, the mean action's squared distance from the student's
-        x = agent.norm(obs)
-        mean_a, student_a = (torch.tanh(net(x)[:, :1]) for net in (agent.actor, agent.anchor))
-        gap = (mean_a - student_a).square().sum(-1)
+    # by hand: on all 32 states, the mean action's squared distance from the student's
+    x = agent.norm(obs)
+    mean_a = torch.tanh(agent.actor(x)[:, :1])
+    with torch.no_grad():
+        student_a = torch.tanh(agent.anchor(x)[:, :1])
         q_student = agent.critic(torch.cat([x, student_a], -1)).squeeze(-1).min(0).values
         q_mean = agent.critic(torch.cat([x, mean_a], -1)).squeeze(-1).min(0).values
         keep = (q_student > q_mean).float() if q_filter else torch.ones(32)
     assert 0 < keep.sum() < 32 or not q_filter  # the filter decides state by state here
-    torch.testing.assert_close(actor, without + 2 * (gap * keep).mean())
+    term = 2 * ((mean_a - student_a).square().sum(-1) * keep).mean()
+    torch.testing.assert_close(actor, without + term)
+    # and it trains the actor: its gradient is the term's, on the kept states (the filter's
+    # choice is a constant, not a wall to the gradient)
+    params = list(agent.actor.parameters())
+    got = torch.autograd.grad(actor - without, params)
+    want = torch.autograd.grad(term, params)
+    assert all(float(w.abs().max()) > 0 for w in want[-2:])
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
     with pytest.raises(ConfigError, match=r"bc_weight \(1\) needs demos \(--demos FILE\) or init_policy"):
         _cfg("sac", bc_weight=1)
