@@ -193,7 +193,9 @@ RLPD_ABLATIONS = {
     "no entropy in the target": {"backup_entropy": "false"},
     "2 updates per env step, actor every 2": dict(_TWO_UPDATES),
     # not one of RLPD's: the actor also clones the demos' actions where the critics rate them
-    # above its own (Nair et al. 2018), against the swings of an actor led by young critics
+    # above its own (Nair et al. 2018), against the swings of an actor led by young critics. Its
+    # runs, and the next row's, were made before 23a75dd: the Q-filtered term's value was logged
+    # but gave the actor no gradient, so they measured their base again (no cloning)
     "cloning term on the demos, weight 1, Q-filtered": {"bc_weight": "1"},
     # the two changes that did most in their first runs, together
     "2 updates per env step, actor every 2, cloning term": {**_TWO_UPDATES, "bc_weight": "1"},
