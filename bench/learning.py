@@ -348,6 +348,11 @@ def _rl() -> list[Cell]:
     for tag, sets in RLPD_ABLATIONS.items():
         sets = {**_RLPD, **_EARLIER_DEFAULTS, **sets}
         cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=sets, tag=tag))
+    # the cloning term on the demos (weight 1, Q-filtered) on the defaults, measured again once
+    # it trained the actor (23a75dd): the two rows above with it had measured no cloning
+    cloning = {**_RLPD, "bc_weight": "1"}
+    tag = "the defaults, cloning term on the demos, weight 1, Q-filtered"
+    cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=cloning, tag=tag))
     # what RL from the 20 demos stands against: cloning the same demos (BC's defaults), and SAC
     # from the same demos with its actor started as that clone, its final weights scored
     clone = Cell("ConveyorPick-v1", "bc", 20_000, demos=20, tag="the same 20 demos")
