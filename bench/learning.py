@@ -29,12 +29,13 @@ table is generated from the committed copy (``bench/results/learning/table.json`
 The ``rl`` matrix is RL past imitation: SAC from 20 demos on ConveyorPick-v1 within 20 minutes
 with one row per RLPD setting changed (``RLPD_ABLATIONS``), each run scored on its final weights
 (``keep_best=false``) with the best of its held-out evaluations beside it ("best held-out", and
-"most below it": the largest gap over the seeds between that best and the final score); SAC and
-PPO from scratch on the one-part ConveyorPick skill, PPO at SAC's wall-clock, and SB3's SAC on the
-same env and env steps (``bench/bench_vs_sb3.py --sb3-run``, its row from its final weights); and
-SAC residual on the imitation matrix's DAgger students (``--bases``: that matrix's ``--out``) on
-the variants where the scripted expert is weakest. Its residual cells wait for their base runs,
-and PPO for SAC's.
+"most below it": the largest gap over the seeds between that best and the final score), beside
+BC on the same 20 demos and the defaults started as that clone (``init_policy``); SAC and PPO
+from scratch on the one-part ConveyorPick skill, PPO at SAC's wall-clock, and SB3's SAC on the
+same env and env steps (``bench/bench_vs_sb3.py --sb3-run``, its row from its final weights);
+and SAC residual on the imitation matrix's DAgger students (``--bases``: that matrix's
+``--out``) on the variants where the scripted expert is weakest. Its residual and fine-tuning
+cells wait for their base runs, and PPO for SAC's.
 
 The ``vision`` matrix is policies that see: DAgger students from the cameras (ConveyorPick's
 scene camera, BinSort's top and wrist cameras) and the arm's own readings, scored like the
@@ -886,7 +887,9 @@ def plot_grid(task: str, results: list[dict], cells: list[str], out: Path) -> No
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.set_xlabel("env steps", fontsize=8)  # each panel its own range: PPO's runs take far more
+        # each panel its own range (PPO's runs take far more); BC counts gradient updates
+        bc = any(r["cell"] == key and r.get("algo") == "bc" for r in results)
+        ax.set_xlabel("gradient updates" if bc else "env steps", fontsize=8)
     for ax in axes.flat[len(cells) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:

@@ -128,3 +128,23 @@ def test_the_cloning_term_pulls_the_actor_back_to_the_student_on_every_state(q_f
         torch.testing.assert_close(g, w)
     with pytest.raises(ConfigError, match=r"bc_weight \(1\) needs demos \(--demos FILE\) or init_policy"):
         _cfg("sac", bc_weight=1)
+
+
+def test_a_fine_tuned_run_resumes_and_exports_without_its_students_folder(tmp_path, student):
+    import shutil
+
+    from agents.train import export_onnx
+
+    copy = tmp_path / "student"
+    shutil.copytree(student, copy)
+    out = tmp_path / "tuned"
+    sets = {"learning_starts": 0, "actor_init_std": 0.05, "bc_weight": 1, "checkpoint_every": 128}
+    train(_cfg("sac", total_steps=128, init_policy=copy, **sets), out, quiet=True)
+    shutil.rmtree(copy)  # the student was copied into the run: its anchor too
+    train(_cfg("sac", total_steps=256, init_policy=copy, **sets), out, resume=True, quiet=True)
+    assert json.loads((out / "eval.json").read_text())["step"] >= 256
+    folder = ckpt.resolve_checkpoint(out)
+    tensors = ckpt.load_tensors(folder, ckpt.MODEL, ckpt.read_sidecar(folder), "cpu")
+    assert any(k.startswith("model.anchor.") for k in tensors)
+    info = export_onnx(out, tmp_path / "tuned.onnx")
+    assert info["max_abs_diff"] < 1e-4
