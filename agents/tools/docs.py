@@ -419,9 +419,11 @@ README = ROOT / "README.md"
 
 
 def _steps_budget(row: dict) -> str:
-    """A bench row's env steps (median over its seeds), and its cap on training seconds if it has one."""
+    """A bench row's env steps (median over its seeds; BC's gradient updates), and its cap on
+    training seconds if it has one."""
     cap = f" (cap {row['budget_seconds']:g} s)" if row.get("budget_seconds") else ""
-    return f"{row['steps_median']:,.0f} env steps{cap}"
+    unit = "updates" if row["algorithm"].split(" (")[0] == "BC" else "env steps"
+    return f"{row['steps_median']:,.0f} {unit}{cap}"
 
 
 def imitation_table(table: list[dict]) -> list[str]:
@@ -505,7 +507,8 @@ def rl_lines() -> list[str]:
     num = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     for r in doc["rows"]:
         budget = _steps_budget(r)
-        scored = "final weights" if r.get("final_weights") else "kept best"
+        bc = r["algorithm"].split(" (")[0] == "BC"  # no held-out evaluations: its last weights
+        scored = "final weights" if r.get("final_weights") or bc else "kept best"
         out.append(
             f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {budget} | {r['seeds']} | "
             f"{r['success_median']:.2f}; {r['success_min']:.2f}-{r['success_max']:.2f} | {scored} | "
