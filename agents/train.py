@@ -308,8 +308,9 @@ def _with_student(cfg: SACConfig) -> SACConfig:
 def _check_policy_spaces(cfg: SACConfig, setting: str, obs_space, act_space) -> None:
     given = getattr(cfg, setting)
     if image_layout(obs_space) is not None:
+        does = {"base_policy": "residual RL corrects", "init_policy": "fine-tuning starts the actor as"}[setting]
         raise TrainError(
-            f"{setting} {given}: a policy on state observations; {cfg.env_id} gives images "
+            f"{setting} {given}: {does} a policy on state observations; {cfg.env_id} gives images "
             f"({', '.join(image_keys(obs_space))})"
         )
     doc = ckpt.read_sidecar(ckpt.resolve_policy(given))
