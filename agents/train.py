@@ -262,8 +262,11 @@ def _policy_of_this_env(cfg: SACConfig, setting: str) -> tuple[Path, dict, Train
     or init_policy) names, once it is known to be a policy of this env with this observation
     layout; TrainError names what differs."""
     given = getattr(cfg, setting)
-    folder = ckpt.resolve_policy(given)
-    doc = ckpt.read_sidecar(folder)
+    try:
+        folder = ckpt.resolve_policy(given)
+        doc = ckpt.read_sidecar(folder)
+    except ckpt.CheckpointError as exc:
+        raise TrainError(f"{setting}: {exc}") from None
     try:
         saved = from_dict(doc["config"])
     except (ConfigError, TypeError, AttributeError) as exc:
