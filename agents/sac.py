@@ -187,13 +187,19 @@ class SACAgent(nn.Module):
 
     def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Squashed action in [-1, 1] and its log-probability, from features (``features``)."""
+        a, logp, _ = self.sample_with_mean(x)
+        return a, logp
+
+    def sample_with_mean(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``sample``'s action and log-probability, and the mean action before squashing (from the
+        same pass through the actor)."""
         mean, log_std = self.actor(x).split(self.act_dim, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         u = mean + log_std.exp() * torch.randn_like(mean)
         a = torch.tanh(u)
         logp = (-0.5 * ((u - mean) / log_std.exp()).square() - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
         logp = logp - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)  # tanh change of variables
-        return a, logp
+        return a, logp, mean
 
     def q(self, x, a) -> torch.Tensor:
         """Every critic's value, ``[num_qs, B]``."""
@@ -333,25 +339,34 @@ def sac_losses(
     if not actor:
         zero = critic_loss.new_zeros(())
         return critic_loss, critic_loss, zero, q.mean()
-    a, logp = agent.sample(x_actor)
+    a, logp, mean = agent.sample_with_mean(x_actor)
     qa = agent.q_frozen(x_actor, a)
     qa = qa.mean(0) if hp.actor_q == "mean" else qa.min(0).values
     actor_loss = (alpha * logp - qa).mean()
     if hp.bc_rows or hp.anchored:  # cloning the demonstrations' actions (the batch's last rows) or the student's
+        # the actor's mean action from the pass above; the critics' values of the demos' actions
+        # from the critics' loss (the same weights, before this update's step)
         if hp.anchored:
-            x_demo = x_actor
+            x_demo, mean_a, q_demo = x_actor, torch.tanh(mean), None
             with torch.no_grad():
                 a_demo = torch.tanh(agent.anchor(x_demo)[:, : agent.act_dim])
         else:
-            x_demo, a_demo = x_actor[-hp.bc_rows :], actions[-hp.bc_rows :]
-        rows = len(x_demo)
-        mean_a = torch.tanh(agent.actor(x_demo)[:, : agent.act_dim])
+            rows = hp.bc_rows
+            x_demo, a_demo, q_demo = x_actor[-rows:], actions[-rows:], q[:, -rows:].detach()
+            mean_a = torch.tanh(mean[-rows:])
         gap = (mean_a - a_demo).square().sum(-1)
         if hp.bc_q_filter:  # only where the cloned action is valued above the actor's mean one
             with torch.no_grad():
-                qd = agent.q_frozen(torch.cat([x_demo, x_demo]), torch.cat([a_demo, mean_a]))
-                qd = qd.mean(0) if hp.actor_q == "mean" else qd.min(0).values
-                keep = (qd[:rows] > qd[rows:]).float()
+                if q_demo is None:
+                    both = agent.q_frozen(torch.cat([x_demo, x_demo]), torch.cat([a_demo, mean_a]))
+                    q_demo, q_mean = both.split(len(x_demo), -1)
+                else:
+                    q_mean = agent.q_frozen(x_demo, mean_a)
+                if hp.actor_q == "mean":
+                    q_demo, q_mean = q_demo.mean(0), q_mean.mean(0)
+                else:
+                    q_demo, q_mean = q_demo.min(0).values, q_mean.min(0).values
+                keep = (q_demo > q_mean).float()
             gap = gap * keep  # outside no_grad: the kept rows' distances still train the actor
         actor_loss = actor_loss + hp.bc_weight * gap.mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()

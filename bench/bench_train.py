@@ -10,6 +10,8 @@
   every core (``learner_threads``) against the cores the workers leave free (the default).
 * SAC gradient updates/s (2 x 256 networks, sampling from a filled device replay buffer included)
   at batches 256, 1024 and 4096: eager, ``torch.compile`` and, on CUDA, one CUDA graph per update.
+* The Q-filtered cloning term on the demos (``bc_weight``, batch 256, eager, the actor trained on
+  every update): updates/s with it, against the same updates without it.
 * The critic ensemble (``--ensembles``, batch 256): updates/s with each number of critics, and on
   a CPU against the same critics as separate networks in a Python loop.
 
@@ -83,11 +85,11 @@ def run_rates(
     return {"steps": steps, "collect": steps / c, "wall": steps / wall, "update_fraction": u / (c + u), "threads": used}
 
 
-def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200, num_qs: int = 2) -> float:
-    """Updates/s of one SAC update (sampling a filled device buffer included) in ``mode``, with
-    ``num_qs`` critics in the ensemble."""
+def sac_updater(device: torch.device, mode: str, batch: int, num_qs: int = 2, extra: dict | None = None):
+    """One SAC update (sampling a filled device buffer included) in ``mode``, warmed up, with
+    ``num_qs`` critics in the ensemble and ``extra`` settings."""
     obs_dim, act_dim = 23, 4  # ConveyorPick's sizes
-    sets = {"batch_size": str(batch), "device": str(device), "num_qs": str(num_qs)}
+    sets = {"batch_size": str(batch), "device": str(device), "num_qs": str(num_qs), **(extra or {})}
     cfg = make_config("sac", "ConveyorPick-v0", sets)
     agent = sac.SACAgent(cfg, obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim)).to(device)
     buffer = ReplayBuffer(200_000, 16, obs_dim, act_dim, device, gamma=cfg.gamma, n_step=cfg.n_step_return)
@@ -106,14 +108,27 @@ def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200,
         update()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    rates = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            update()
-        update.losses.cpu()  # waits for the last update
-        rates.append(n / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    return update
+
+
+def updates_per_s(updates: list, n: int = 200, reps: int = 3) -> list[float]:
+    """Each of ``updates``' updates/s: the median of ``reps`` blocks of ``n``, the updates' blocks
+    taken in turn so that a change in the machine's load falls on all of them alike."""
+    rates = [[] for _ in updates]
+    for _ in range(reps):
+        for update, got in zip(updates, rates, strict=True):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                update()
+            update.losses.cpu()  # waits for the last update
+            got.append(n / (time.perf_counter() - t0))
+    return [statistics.median(r) for r in rates]
+
+
+def sac_updates_per_s(device: torch.device, mode: str, batch: int, n: int = 200, num_qs: int = 2) -> float:
+    """Updates/s of one SAC update (sampling a filled device buffer included) in ``mode``, with
+    ``num_qs`` critics in the ensemble."""
+    return updates_per_s([sac_updater(device, mode, batch, num_qs)], n)[0]
 
 
 def looped_critics_updates_per_s(num_qs: int, batch: int, n: int = 100) -> float:
@@ -234,6 +249,18 @@ def main() -> None:
         for batch in args.batches:
             for mode in modes:
                 line(f"sac_updates_per_s_batch{batch}_{mode}", sac_updates_per_s(dev, mode, batch), "updates/s")
+        # the Q-filtered cloning term on the demos (bc_weight): its cost on an update that trains the
+        # actor (batch 256; the batch's last demo_ratio rows stand for the demos, only their count matters)
+        demos = {"demos": "demos.safetensors", "actor_every": "1"}
+        plain, cloning = updates_per_s(
+            [
+                sac_updater(dev, "eager", 256, extra=demos),
+                sac_updater(dev, "eager", 256, extra={**demos, "bc_weight": "1", "bc_q_filter": "true"}),
+            ],
+            reps=7,
+        )
+        line("sac_updates_per_s_batch256_eager_cloning", cloning, "updates/s")
+        line("sac_cloning_vs_plain", cloning / plain, "x")
         # the critic ensemble (batch 256): stacked into one network, against the same critics looped
         for q in args.ensembles:
             for mode in [m for m in modes if m != "compiled"]:

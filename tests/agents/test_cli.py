@@ -401,6 +401,20 @@ def test_learning_bench_runs_a_residual_cell_on_its_base_and_ppo_at_sacs_wall_cl
     assert not (other / "runs").exists()
 
 
+def test_training_bench_times_the_cloning_term_against_the_same_updates_without_it():
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "bench" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cpu, demos = torch.device("cpu"), {"demos": "demos.safetensors", "actor_every": "1"}
+    plain = bench.sac_updater(cpu, "eager", 32, extra=demos)
+    cloning = bench.sac_updater(cpu, "eager", 32, extra={**demos, "bc_weight": "1"})
+    assert not plain.hp.bc_rows and cloning.hp.bc_rows == 16  # the batch's demo half is cloned
+    rates = bench.updates_per_s([plain, cloning], n=3, reps=2)
+    assert len(rates) == 2 and all(r > 0 for r in rates)
+
+
 @pytest.mark.slow
 def test_training_bench_prints_its_figures():
     import subprocess
