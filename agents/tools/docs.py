@@ -418,11 +418,17 @@ BASELINES = ROOT / "bench" / "results" / "learning" / "table.json"
 README = ROOT / "README.md"
 
 
+def _is_bc(row: dict) -> bool:
+    """A bench row of BC (its algorithm, less any note in brackets): budgets in gradient updates,
+    no held-out evaluations."""
+    return row["algorithm"].split(" (")[0] == "BC"
+
+
 def _steps_budget(row: dict) -> str:
     """A bench row's env steps (median over its seeds; BC's gradient updates), and its cap on
     training seconds if it has one."""
     cap = f" (cap {row['budget_seconds']:g} s)" if row.get("budget_seconds") else ""
-    unit = "updates" if row["algorithm"].split(" (")[0] == "BC" else "env steps"
+    unit = "updates" if _is_bc(row) else "env steps"
     return f"{row['steps_median']:,.0f} {unit}{cap}"
 
 
@@ -507,8 +513,7 @@ def rl_lines() -> list[str]:
     num = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     for r in doc["rows"]:
         budget = _steps_budget(r)
-        bc = r["algorithm"].split(" (")[0] == "BC"  # no held-out evaluations: its last weights
-        scored = "final weights" if r.get("final_weights") or bc else "kept best"
+        scored = "final weights" if r.get("final_weights") or _is_bc(r) else "kept best"
         out.append(
             f"| {r['task']} | {r['algorithm']} | {r['demos'] or '-'} | {budget} | {r['seeds']} | "
             f"{r['success_median']:.2f}; {r['success_min']:.2f}-{r['success_max']:.2f} | {scored} | "
