@@ -309,6 +309,11 @@ def sac_losses(
     so their sum is backpropagated once. ``actor=False``: the critics' loss alone (the actor and
     temperature losses are zeros), for the critic updates between actor updates.
 
+    Returns (the summed loss, the critics' loss, the actor's loss, the batch's mean Q, the cloning
+    term's two readings): the mean squared distance of the actor's mean action from the cloned one
+    over the rows it clones, and the share of those rows the Q-filter keeps (1 without the filter);
+    zeros without a cloning term or an actor update.
+
     On images each observation is randomly shifted (``agent.shift`` pixels, DrQ); the critics'
     loss trains the encoder, the target critics read the target encoder's features, the actor
     the encoder's detached.
@@ -336,9 +341,10 @@ def sac_losses(
         target = rewards + (hp.gamma if discount is None else discount) * (1.0 - terminated) * next_q
     q = agent.q(x, actions)
     critic_loss = (q - target).square().mean(1).sum()  # each critic's mean squared error, summed
+    cloning = critic_loss.new_zeros(2)
     if not actor:
         zero = critic_loss.new_zeros(())
-        return critic_loss, critic_loss, zero, q.mean()
+        return critic_loss, critic_loss, zero, q.mean(), cloning
     a, logp, mean = agent.sample_with_mean(x_actor)
     qa = agent.q_frozen(x_actor, a)
     qa = qa.mean(0) if hp.actor_q == "mean" else qa.min(0).values
@@ -367,10 +373,13 @@ def sac_losses(
                 else:
                     q_demo, q_mean = q_demo.min(0).values, q_mean.min(0).values
                 keep = (q_demo > q_mean).float()
+            cloning = torch.stack([gap.detach().mean(), keep.mean()])
             gap = gap * keep  # outside no_grad: the kept rows' distances still train the actor
+        else:
+            cloning = torch.stack([gap.detach().mean(), torch.ones_like(cloning[1])])
         actor_loss = actor_loss + hp.bc_weight * gap.mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
-    return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean()
+    return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean(), cloning
 
 
 class Updater:
@@ -383,8 +392,9 @@ class Updater:
     for the end of ``actor_starts``), later calls replay them. With ``sample_in_graph`` the
     sampling (and goal relabelling, when the reward is computed on the device) is part of the
     graph; otherwise each batch is sampled eagerly and copied into the graph's inputs. Every call
-    returns how many updates it ran; ``losses`` holds (critic loss, actor loss, alpha, mean Q):
-    the critics' of the last update, the actor's of the last actor update, on the device.
+    returns how many updates it ran; ``losses`` holds (critic loss, actor loss, alpha, mean Q,
+    the cloning term's distance and kept share): the critics' of the last update, the actor's of
+    the last actor update, on the device.
     """
 
     WARMUP = 3
@@ -438,7 +448,8 @@ class Updater:
     def losses(self) -> torch.Tensor | None:
         if self._last is None or self._last_actor is None or self._last is self._last_actor:
             return self._last
-        return torch.stack([self._last[0], self._last_actor[1], self._last_actor[2], self._last[3]])
+        critic, actor = self._last, self._last_actor
+        return torch.stack([critic[0], actor[1], actor[2], critic[3], actor[4], actor[5]])
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
@@ -458,7 +469,9 @@ class Updater:
         opts = (self.critic_opt, self.actor_opt, self.alpha_opt) if actor else (self.critic_opt,)
         for opt in opts:
             opt.zero_grad(set_to_none=True)
-        total, critic_loss, actor_loss, q_mean = self.losses_fn(a, self.hp, self.target_entropy, *batch, actor=actor)
+        total, critic_loss, actor_loss, q_mean, cloning = self.losses_fn(
+            a, self.hp, self.target_entropy, *batch, actor=actor
+        )
         total.backward()
         self.critic_opt.step()
         if actor:
@@ -469,7 +482,12 @@ class Updater:
             torch._foreach_lerp_(self._targets[0], self._targets[1], cfg.tau)
             if actor and self._average is not None:
                 torch._foreach_lerp_(self._average[0], self._average[1], cfg.actor_average)
-        return torch.stack([critic_loss.detach(), actor_loss.detach(), a.log_alpha.detach().exp(), q_mean.detach()])
+        return torch.cat(
+            [
+                torch.stack([critic_loss.detach(), actor_loss.detach(), a.log_alpha.detach().exp(), q_mean.detach()]),
+                cloning,
+            ]
+        )
 
     def _record(self, out: torch.Tensor, actor: bool) -> None:
         self._last = out
@@ -758,8 +776,10 @@ def train(cfg: SACConfig, vec, run: Run, device: torch.device, state: dict | Non
                     "workers_restarted": float(getattr(vec, "worker_restarts", 0)),
                 }
                 if update.losses is not None:
-                    critic, actor, alpha, q = update.losses.cpu().tolist()
+                    critic, actor, alpha, q, distance, kept = update.losses.cpu().tolist()
                     row.update(critic_loss=critic, actor_loss=actor, alpha=alpha, q_mean=q)
+                    if update.hp.bc_rows or update.hp.anchored:  # the cloning term's readings
+                        row.update(bc_distance=distance, bc_kept=kept)
                 if cfg.lr_final_scale < 1.0:
                     row["lr"] = float(update.critic_opt.param_groups[0]["lr"])
                 run.log(step, row)

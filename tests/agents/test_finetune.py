@@ -104,9 +104,9 @@ def test_the_cloning_term_pulls_the_actor_back_to_the_student_on_every_state(q_f
     rew, nxt, term = torch.randn(32), torch.randn(32, 2), torch.zeros(32)
     plain = Backup.of(_cfg("sac", init_policy="student", batch_size=32))
     torch.manual_seed(5)
-    _, _, without, _ = sac_losses(agent, plain, -1.0, obs, act, rew, nxt, term)
+    _, _, without, _, _ = sac_losses(agent, plain, -1.0, obs, act, rew, nxt, term)
     torch.manual_seed(5)
-    _, _, actor, _ = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
+    _, _, actor, _, cloning = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
     # by hand: on all 32 states, the mean action's squared distance from the student's
     x = agent.norm(obs)
     mean_a = torch.tanh(agent.actor(x)[:, :1])
@@ -118,6 +118,8 @@ def test_the_cloning_term_pulls_the_actor_back_to_the_student_on_every_state(q_f
     assert 0 < keep.sum() < 32 or not q_filter  # the filter decides state by state here
     term = 2 * ((mean_a - student_a).square().sum(-1) * keep).mean()
     torch.testing.assert_close(actor, without + term)
+    distance = (mean_a - student_a).square().sum(-1).mean()
+    torch.testing.assert_close(cloning, torch.stack([distance, keep.mean()]).detach())
     # and it trains the actor: its gradient is the term's, on the kept states (the filter's
     # choice is a constant, not a wall to the gradient)
     params = list(agent.actor.parameters())
@@ -143,6 +145,10 @@ def test_a_fine_tuned_run_resumes_and_exports_without_its_students_folder(tmp_pa
     shutil.rmtree(copy)  # the student was copied into the run: its anchor too
     train(_cfg("sac", total_steps=256, init_policy=copy, **sets), out, resume=True, quiet=True)
     assert json.loads((out / "eval.json").read_text())["step"] >= 256
+    # the cloning term's readings in the run's metrics, beside the losses
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in rows if "actor_loss" in r]
+    assert logged and all(r["bc_distance"] >= 0 and 0 <= r["bc_kept"] <= 1 for r in logged)
     folder = ckpt.resolve_checkpoint(out)
     tensors = ckpt.load_tensors(folder, ckpt.MODEL, ckpt.read_sidecar(folder), "cpu")
     assert any(k.startswith("model.anchor.") for k in tensors)

@@ -80,7 +80,8 @@ def test_actor_on_the_mean_and_targets_without_entropy_follow_their_definitions(
     agent = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2))
     obs, act, rew, nxt, term = _batch()
     torch.manual_seed(5)
-    _, critic, actor, _ = sac_losses(agent, Backup.of(cfg), -1.0, obs, act, rew, nxt, term)
+    _, critic, actor, _, cloning = sac_losses(agent, Backup.of(cfg), -1.0, obs, act, rew, nxt, term)
+    assert cloning.tolist() == [0.0, 0.0]  # no cloning term, no readings
     torch.manual_seed(5)  # the same draws, by hand
     with torch.no_grad():
         x, nx = agent.norm(obs), agent.norm(nxt)
@@ -108,9 +109,9 @@ def test_the_cloning_term_pulls_the_actor_to_the_demos_where_the_critics_prefer_
     agent = SACAgent(cfg, 6, 2, -np.ones(2), np.ones(2))
     obs, act, rew, nxt, term = _batch()
     torch.manual_seed(5)
-    _, _, without, q_plain = sac_losses(agent, Backup.of(plain), -1.0, obs, act, rew, nxt, term)
+    _, _, without, q_plain, _ = sac_losses(agent, Backup.of(plain), -1.0, obs, act, rew, nxt, term)
     torch.manual_seed(5)
-    _, _, actor, q_logged = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
+    _, _, actor, q_logged, cloning = sac_losses(agent, hp, -1.0, obs, act, rew, nxt, term)
     torch.testing.assert_close(q_logged, q_plain)  # the logged mean Q is the batch's, not the filter's
     with torch.no_grad():  # by hand: the mean action's squared distance from the demo's
         x = agent.norm(obs)[-8:]
@@ -121,6 +122,8 @@ def test_the_cloning_term_pulls_the_actor_to_the_demos_where_the_critics_prefer_
         keep = (q_demo > q_mean).float() if q_filter else torch.ones(8)
     assert 0 < keep.sum() < 8 or not q_filter  # the filter decides row by row here
     torch.testing.assert_close(actor, without + 2 * (gap * keep).mean())
+    # the term's readings, logged as bc_distance and bc_kept: every demo row's distance, the kept share
+    torch.testing.assert_close(cloning, torch.stack([gap.mean(), keep.mean()]))
     if not q_filter:  # SAC's updates with a heavy cloning term bring the actor's mean action to the demos'
         heavy = _cfg(
             demos="demos.safetensors", batch_size="32", demo_ratio="0.25", bc_weight="100", bc_q_filter="false"
@@ -161,7 +164,7 @@ def test_the_actor_and_temperature_move_once_per_group_of_critic_updates():
     assert [m[0] for m in moved] == [False, False, True] * 2  # the actor: every third update
     assert [m[2] for m in moved] == [False, False, True] * 2  # the temperature with it
     assert all(m[1] for m in moved)  # the critics: every update
-    _critic_loss, actor_loss, alpha, _ = update.losses.tolist()
+    _critic_loss, actor_loss, alpha, _, _, _ = update.losses.tolist()
     assert actor_loss != 0.0 and alpha > 0  # the last actor update's, not a critic-only update's zeros
 
 
