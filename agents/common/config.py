@@ -258,7 +258,9 @@ class SACConfig(TrainConfig):
     distance of the actor's mean action from the demonstrated one on each batch's demonstration
     transitions (Nair et al. 2018); 0 leaves the actor to the critics alone. With
     ``init_policy`` the term clones the student instead, on every state of the batch: its action
-    there, from a frozen copy of the actor as it started."""
+    there, from a frozen copy of the actor as it started. Its readings are logged with the
+    losses: ``bc_distance`` (that distance, the mean over every row cloned) and ``bc_kept`` (the
+    share of those rows the Q-filter keeps)."""
     bc_q_filter: bool = True
     """Count a demonstration transition (or the student's action) in the cloning term only where
     the critics value its action above the actor's own (the Q-filter), so the actor follows the
