@@ -376,7 +376,7 @@ def sac_losses(
             cloning = torch.stack([gap.detach().mean(), keep.mean()])
             gap = gap * keep  # outside no_grad: the kept rows' distances still train the actor
         else:
-            cloning = torch.stack([gap.detach().mean(), torch.ones_like(cloning[1])])
+            cloning = torch.stack([gap.detach().mean(), gap.new_ones(())])  # every row cloned
         actor_loss = actor_loss + hp.bc_weight * gap.mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
     return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean(), cloning

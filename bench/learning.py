@@ -359,6 +359,11 @@ def _rl() -> list[Cell]:
     # runs above were made on the dearer term
     tag = "the defaults, cloning term on the demos, weight 1, Q-filtered, sharing the SAC loss passes"
     cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=dict(cloning), tag=tag))
+    # the same without the Q-filter (as TD3+BC pulls): with it, the term's readings (``bc_kept``)
+    # showed the filter keeping 5-18% of the demo rows while the actor drifted from their actions
+    tag = "the defaults, cloning term on the demos, weight 1, unfiltered"
+    sets = {**cloning, "bc_q_filter": "false"}
+    cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=sets, tag=tag))
     # what RL from the 20 demos stands against: cloning the same demos (BC's defaults), and SAC
     # from the same demos with its actor started as that clone, its final weights scored
     clone = Cell("ConveyorPick-v1", "bc", 20_000, demos=20, tag="the same 20 demos")
