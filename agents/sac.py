@@ -361,6 +361,7 @@ def sac_losses(
             x_demo, a_demo, q_demo = x_actor[-rows:], actions[-rows:], q[:, -rows:].detach()
             mean_a = torch.tanh(mean[-rows:])
         gap = (mean_a - a_demo).square().sum(-1)
+        keep = torch.ones_like(gap.detach())  # every row cloned, unless the filter says otherwise
         if hp.bc_q_filter:  # only where the cloned action is valued above the actor's mean one
             with torch.no_grad():
                 if q_demo is None:
@@ -373,11 +374,9 @@ def sac_losses(
                 else:
                     q_demo, q_mean = q_demo.min(0).values, q_mean.min(0).values
                 keep = (q_demo > q_mean).float()
-            cloning = torch.stack([gap.detach().mean(), keep.mean()])
-            gap = gap * keep  # outside no_grad: the kept rows' distances still train the actor
-        else:
-            cloning = torch.stack([gap.detach().mean(), gap.new_ones(())])  # every row cloned
-        actor_loss = actor_loss + hp.bc_weight * gap.mean()
+        cloning = torch.stack([gap.detach().mean(), keep.mean()])
+        # outside no_grad: the kept rows' distances still train the actor
+        actor_loss = actor_loss + hp.bc_weight * (gap * keep).mean()
     alpha_loss = -(agent.log_alpha * (logp.detach() + target_entropy)).mean()
     return critic_loss + actor_loss + alpha_loss, critic_loss, actor_loss, q.mean(), cloning
 
@@ -482,11 +481,8 @@ class Updater:
             torch._foreach_lerp_(self._targets[0], self._targets[1], cfg.tau)
             if actor and self._average is not None:
                 torch._foreach_lerp_(self._average[0], self._average[1], cfg.actor_average)
-        return torch.cat(
-            [
-                torch.stack([critic_loss.detach(), actor_loss.detach(), a.log_alpha.detach().exp(), q_mean.detach()]),
-                cloning,
-            ]
+        return torch.stack(
+            [critic_loss.detach(), actor_loss.detach(), a.log_alpha.detach().exp(), q_mean.detach(), *cloning]
         )
 
     def _record(self, out: torch.Tensor, actor: bool) -> None:
