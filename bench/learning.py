@@ -176,11 +176,12 @@ def _imitation() -> list[Cell]:
 # RL from 20 demos on ConveyorPick-v1 (RLPD's recipe): 60,000 env steps within 20 minutes on 2
 # cores, its final weights scored (no kept best: the run must hold its gains), then one row per
 # RLPD setting changed from the earlier defaults (0.5 critic updates per env step, the actor on
-# every one), each alone, and all of them together. The best of them, two updates per env step
-# with the actor every second one, is now the task's default from demos: each ablation names
-# the base it was measured from.
+# every one, no cloning term), each alone, and all of them together. The best of them, two
+# updates per env step with the actor every second one, became the task's default from demos,
+# and later the cloning term on every demo row (weight 1, unfiltered) joined it: each ablation
+# names the base it was measured from.
 _RLPD = {"eval_every": "7500", "keep_best": "false"}
-_EARLIER_DEFAULTS = {"updates_per_step": "0.5", "actor_every": "1"}
+_EARLIER_DEFAULTS = {"updates_per_step": "0.5", "actor_every": "1", "bc_weight": "0"}
 _TWO_UPDATES = {"updates_per_step": "2", "actor_every": "2"}
 """Two critic updates per env step, the actor every second one: the rows built on it add to it."""
 RLPD_ABLATIONS = {
@@ -197,9 +198,9 @@ RLPD_ABLATIONS = {
     # above its own (Nair et al. 2018), against the swings of an actor led by young critics. Its
     # runs, and the next row's, were made before 23a75dd: the Q-filtered term's value was logged
     # but gave the actor no gradient, so they measured their base again (no cloning)
-    "cloning term on the demos, weight 1, Q-filtered": {"bc_weight": "1"},
+    "cloning term on the demos, weight 1, Q-filtered": {"bc_weight": "1", "bc_q_filter": "true"},
     # the two changes that did most in their first runs, together
-    "2 updates per env step, actor every 2, cloning term": {**_TWO_UPDATES, "bc_weight": "1"},
+    "2 updates per env step, actor every 2, cloning term": {**_TWO_UPDATES, "bc_weight": "1", "bc_q_filter": "true"},
     # more updates per env step, paid for by compiling the update (``torch.compile``: about 1.3x
     # the eager updates/s on the 2-core machine), so that 60,000 env steps still fit in 20 minutes
     "3 updates per env step, actor every 3, compiled update": {
@@ -346,12 +347,18 @@ _FINE_TUNE = {
 
 def _rl() -> list[Cell]:
     cells = [Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=dict(_RLPD))]
+    # the defaults until the unfiltered cloning term joined them (their runs were the untagged
+    # row's): two updates per env step, the actor every second one, no cloning term
+    tag = "the earlier defaults: 2 updates per env step, actor every 2, no cloning term"
+    cells.append(
+        Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets={**_RLPD, "bc_weight": "0"}, tag=tag)
+    )
     for tag, sets in RLPD_ABLATIONS.items():
         sets = {**_RLPD, **_EARLIER_DEFAULTS, **sets}
         cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=sets, tag=tag))
     # the cloning term on the demos (weight 1, Q-filtered) on the defaults, measured again once
     # it trained the actor (23a75dd): the two rows above with it had measured no cloning
-    cloning = {**_RLPD, "bc_weight": "1"}
+    cloning = {**_RLPD, "bc_weight": "1", "bc_q_filter": "true"}
     tag = "the defaults, cloning term on the demos, weight 1, Q-filtered"
     cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=cloning, tag=tag))
     # the same settings once the term reused the passes the SAC loss makes (31e7266: about 1.15x

@@ -191,16 +191,22 @@ def test_a_target_subset_larger_than_the_ensemble_is_refused():
         _cfg(num_min_qs="3")
 
 
-def test_conveyorpick_from_demos_defaults_to_two_updates_per_env_step_and_the_user_overrides_them():
+def test_conveyorpick_from_demos_defaults_to_two_updates_per_env_step_and_the_unfiltered_cloning_term():
     demos = {"demos": "pick.safetensors"}
     cfg = make_config("sac", "ConveyorPick-v1", demos)
     assert (cfg.updates_per_step, cfg.actor_every, cfg.critic_layernorm) == (2.0, 2, True)
-    # from scratch, and on the -v0 task, the SAC defaults stay
+    assert (cfg.bc_weight, cfg.bc_q_filter) == (1.0, False)
+    # from scratch, and on the -v0 task, the SAC defaults stay (a cloning term needs demos)
     scratch = make_config("sac", "ConveyorPick-v1", {})
-    assert (scratch.updates_per_step, scratch.actor_every) == (0.5, 1)
-    assert make_config("sac", "ConveyorPick-v0", demos).updates_per_step == 0.5
+    assert (scratch.updates_per_step, scratch.actor_every, scratch.bc_weight) == (0.5, 1, 0.0)
+    v0 = make_config("sac", "ConveyorPick-v0", demos)
+    assert (v0.updates_per_step, v0.bc_weight, v0.bc_q_filter) == (0.5, 0.0, True)
+    # the user's settings win, each alone
     mine = make_config("sac", "ConveyorPick-v1", {**demos, "updates_per_step": "0.5", "actor_every": "1"})
-    assert (mine.updates_per_step, mine.actor_every) == (0.5, 1)
+    assert (mine.updates_per_step, mine.actor_every, mine.bc_weight) == (0.5, 1, 1.0)
+    assert make_config("sac", "ConveyorPick-v1", {**demos, "bc_weight": "0"}).bc_weight == 0.0
+    filtered = make_config("sac", "ConveyorPick-v1", {**demos, "bc_q_filter": "true"})
+    assert (filtered.bc_weight, filtered.bc_q_filter) == (1.0, True)
 
 
 def test_the_conveyorpick_skill_from_scratch_defaults_to_its_measured_settings_and_the_user_overrides_them():
