@@ -346,31 +346,32 @@ _FINE_TUNE = {
 
 
 def _rl() -> list[Cell]:
-    cells = [Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=dict(_RLPD))]
+    def from_demos(sets: dict[str, str], tag: str = "") -> Cell:
+        """SAC from the 20 demos on ConveyorPick-v1: 60,000 env steps within 20 minutes."""
+        return Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=sets, tag=tag)
+
+    cells = [from_demos(dict(_RLPD))]
     # the defaults until the unfiltered cloning term joined them (their runs were the untagged
     # row's): two updates per env step, the actor every second one, no cloning term
-    tag = "the earlier defaults: 2 updates per env step, actor every 2, no cloning term"
     cells.append(
-        Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets={**_RLPD, "bc_weight": "0"}, tag=tag)
+        from_demos(
+            {**_RLPD, "bc_weight": "0"}, "the earlier defaults: 2 updates per env step, actor every 2, no cloning term"
+        )
     )
-    for tag, sets in RLPD_ABLATIONS.items():
-        sets = {**_RLPD, **_EARLIER_DEFAULTS, **sets}
-        cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=sets, tag=tag))
+    cells += [from_demos({**_RLPD, **_EARLIER_DEFAULTS, **sets}, tag) for tag, sets in RLPD_ABLATIONS.items()]
     # the cloning term on the demos (weight 1, Q-filtered) on the defaults, measured again once
     # it trained the actor (23a75dd): the two rows above with it had measured no cloning
     cloning = {**_RLPD, "bc_weight": "1", "bc_q_filter": "true"}
-    tag = "the defaults, cloning term on the demos, weight 1, Q-filtered"
-    cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=cloning, tag=tag))
+    cells.append(from_demos(cloning, "the defaults, cloning term on the demos, weight 1, Q-filtered"))
     # the same settings once the term reused the passes the SAC loss makes (31e7266: about 1.15x
     # the updates/s), so that more env steps fit in the 20 minutes; a row of its own, since the
     # runs above were made on the dearer term
     tag = "the defaults, cloning term on the demos, weight 1, Q-filtered, sharing the SAC loss passes"
-    cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=dict(cloning), tag=tag))
+    cells.append(from_demos(dict(cloning), tag))
     # the same without the Q-filter (as TD3+BC pulls): with it, the term's readings (``bc_kept``)
     # showed the filter keeping 5-18% of the demo rows while the actor drifted from their actions
     tag = "the defaults, cloning term on the demos, weight 1, unfiltered"
-    sets = {**cloning, "bc_q_filter": "false"}
-    cells.append(Cell("ConveyorPick-v1", "sac", 60_000, demos=20, seconds=1200, sets=sets, tag=tag))
+    cells.append(from_demos({**cloning, "bc_q_filter": "false"}, tag))
     # what RL from the 20 demos stands against: cloning the same demos (BC's defaults), and SAC
     # from the same demos with its actor started as that clone, its final weights scored
     clone = Cell("ConveyorPick-v1", "bc", 20_000, demos=20, tag="the same 20 demos")
