@@ -1,8 +1,31 @@
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
 from twin.world import World
+
+
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist, each worker's torch and BLAS thread pools get its share of the cores
+    (one each with ``-n 2`` on 2 cores), as do the processes its tests start. Pools as wide as
+    the machine in every worker spin on the other workers' cores: on the 2-core machine that
+    was about 8% of the suite's CPU time. Code that sets its own threads (a learner's
+    ``share_cores``, the benches) still sets them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = max(1, cores // workers)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(share))
+    if "torch" in sys.modules:  # imported before this file: its pool is already made
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores_between_workers()
 
 
 @pytest.fixture
