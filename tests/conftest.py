@@ -9,11 +9,11 @@ from twin.world import World
 
 
 def _share_the_cores_between_workers() -> None:
-    """Under pytest-xdist, each worker's torch and BLAS thread pools get its share of the cores
-    (one each with ``-n 2`` on 2 cores), as do the processes its tests start. Pools as wide as
-    the machine in every worker spin on the other workers' cores: on the 2-core machine that
-    was about 8% of the suite's CPU time. Code that sets its own threads (a learner's
-    ``share_cores``, the benches) still sets them."""
+    """Under pytest-xdist, each worker's torch thread pool gets its share of the cores (one each
+    with ``-n 2`` on 2 cores), and the processes its tests start get it as ``OMP_NUM_THREADS``
+    and ``MKL_NUM_THREADS``. Pools as wide as the machine in every worker spin on the other
+    workers' cores: on the 2-core machine that was about 8% of the suite's CPU time. Code that
+    sets its own threads (a learner's ``share_cores``, the benches) still sets them."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers < 2:
         return
