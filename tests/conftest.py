@@ -22,7 +22,8 @@ def _share_the_cores_between_workers() -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(share))
     if "torch" in sys.modules:  # imported before this file: its pool is already made
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        mine = os.environ["OMP_NUM_THREADS"]  # a user's own wins, where it is one number
+        sys.modules["torch"].set_num_threads(int(mine) if mine.isdigit() and int(mine) > 0 else share)
 
 
 _share_the_cores_between_workers()
