@@ -17,6 +17,8 @@ def _share_the_cores_between_workers() -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers < 2:
         return
+    # agents.common.runtime.usable_cores, which imports torch: here it must not load before the
+    # pool's size is set
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     share = max(1, cores // workers)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
