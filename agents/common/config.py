@@ -77,7 +77,8 @@ class TrainConfig:
     one). SAC with wide networks on few cores, whose workers wait through most of its updates, can
     take every core: on 2 cores SAC on ConveyorPick-v1 at its from-demos updates (2 x 256
     networks, two updates per env step) collected 1.42 times the env steps per second with 2
-    threads, where SAC with 32-wide networks on a toy env ran about three times slower with them."""
+    threads, where SAC with 32-wide networks on a toy env ran about three times slower with them.
+    DAgger's fits, which the workers wait through, take every core when this is 0."""
     pin_workers: bool = True
     """Bind each local env worker to a core of those this process may use (give concurrent runs
     their own cores with ``taskset -c``, or turn this off)."""

@@ -44,6 +44,37 @@ def test_a_resumed_run_keeps_its_labelled_states(tmp_path):
     assert before >= 790 and after >= before + 790
 
 
+@pytest.mark.parametrize("learner_threads", ["0", "1"])
+def test_the_fit_takes_every_core_unless_told_otherwise(tmp_path, monkeypatch, learner_threads):
+    """The env workers wait through each fit, so its updates run on every core the run may use
+    (here one more than the machine has, as it is made to say) and acting goes back to the cores
+    they leave free; ``learner_threads`` given is kept for both."""
+    import agents.dagger
+    from agents.common.runtime import usable_cores
+
+    cores = usable_cores() + 1  # more than acting can be given: the two are told apart
+    fit_threads = cores if learner_threads == "0" else 1
+
+    seen: list[int] = []
+    step = torch.optim.AdamW.step
+
+    def counting_step(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(agents.dagger, "usable_cores", lambda: cores)
+    monkeypatch.setattr(torch.optim.AdamW, "step", counting_step)
+    before = torch.get_num_threads()
+    try:
+        sets = {**QUICK, "total_steps": "800", "eval_episodes": "0", "learner_threads": learner_threads}
+        train(make_config("dagger", "FactoryReach-v0", sets), tmp_path / "run", quiet=True)
+        after_run = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 2 * 150 and set(seen) == {fit_threads}
+    assert after_run < cores and (learner_threads == "0" or after_run == 1)  # acting is back on its share
+
+
 def test_dagger_is_refused_where_no_expert_can_label(tmp_path, capsys):
     cfg = make_config("dagger", "ToyPoint-v0", {"total_steps": "100"})
     with pytest.raises(TrainError, match="ToyPoint-v0 has none"):
