@@ -107,6 +107,17 @@ class Aggregate:
         return self.rows(order if self.store is None else order[-image_limit:])
 
 
+def update(agent: bc.BCAgent, opt: torch.optim.Optimizer, data: Aggregate, batch_size: int) -> torch.Tensor:
+    """One Adam step of the student towards the expert's labels on a random minibatch of the
+    aggregate; the minibatch's loss."""
+    batch, target = data.sample(batch_size)
+    loss = (torch.tanh(agent.train_actions(batch)) - target.clamp(-1.0, 1.0)).square().mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def train(cfg: DAggerConfig, vec, run: Run, device: torch.device, state: dict | None = None) -> tuple[bc.BCAgent, int]:
     obs_space, act_space = vec.single_observation_space, vec.single_action_space
     n, obs_dim, act_dim = vec.num_envs, flatdim(obs_space), act_space.shape[0]
@@ -142,11 +153,7 @@ def train(cfg: DAggerConfig, vec, run: Run, device: torch.device, state: dict | 
         torch.set_num_threads(fit_threads)
         try:
             for _ in range(updates):
-                batch, target = data.sample(cfg.batch_size)
-                loss = (torch.tanh(agent.train_actions(batch)) - target.clamp(-1.0, 1.0)).square().mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                loss = update(agent, opt, data, cfg.batch_size)
         finally:
             torch.set_num_threads(act_threads)
         return float(loss.detach())

@@ -14,30 +14,37 @@
   every update): updates/s with it, against the same updates without it.
 * The critic ensemble (``--ensembles``, batch 256): updates/s with each number of critics, and on
   a CPU against the same critics as separate networks in a Python loop.
+* DAgger's image student (``--vision-env``'s ``rgb`` observation, every camera it has, at each of
+  ``--image-sizes``, its image defaults: batch 256): updates/s of its fit, on a CPU with one
+  thread (the cores a worker per core leaves free, what the fit had before it took them all)
+  against every core, which the fit takes while the workers wait.
 
 Usage: python bench/bench_train.py [--env ID] [--workers W] [--envs-per-worker K] [--iters I]
        [--device auto|cpu|cuda] [--skip-ppo] [--skip-sac] [--skip-updates]
-       [--ensembles N ...] [--sac-set KEY=VALUE ...]
+       [--ensembles N ...] [--sac-set KEY=VALUE ...] [--skip-vision] [--vision-env ID] [--image-sizes S ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
 import time
 
+import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
 
-from agents import ppo, sac
+from agents import dagger, ppo, sac
 from agents.collect.vec import make_vec_env
 from agents.common.buffers import ReplayBuffer
 from agents.common.config import ConfigError, make_config
 from agents.common.nets import mlp
 from agents.common.runtime import Run, compiled, resolve_device, share_cores, usable_cores
+from agents.common.spaces import flatdim, image_layout
 from agents.tools.bench import pool_rate
 
 
@@ -179,6 +186,45 @@ def looped_critics_updates_per_s(num_qs: int, batch: int, n: int = 100) -> float
     return statistics.median(rates)
 
 
+def dagger_image_updates_per_s(
+    env_id: str, size: int, threads: list[int], device: torch.device, n: int = 20, reps: int = 3
+) -> list[float]:
+    """Updates/s of DAgger's fit on ``env_id``'s images at ``size`` (every camera of its ``rgb``
+    observation), with each of ``threads`` CPU threads: the median of ``reps`` blocks of ``n``
+    updates, the thread counts taken in turn. The aggregate holds 5,000 labelled states of random
+    pixels; an update's cost does not depend on what they show."""
+    kwargs = {"obs_mode": "rgb", "image_size": size}
+    cfg = make_config("dagger", env_id, {"env_kwargs": json.dumps(kwargs)})
+    env = gym.make(env_id, **kwargs)
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    obs_dim, act_dim = flatdim(obs_space), act_space.shape[0]
+    layout = image_layout(obs_space)
+    agent = dagger.build(cfg, obs_dim, act_dim, act_space.low, act_space.high, layout).to(device)
+    data = dagger.Aggregate(5_000, obs_dim, act_dim, device, layout)
+    gen = torch.Generator().manual_seed(0)
+    data.add(
+        torch.randint(0, 256, (5_000, obs_dim), generator=gen).float().to(device),
+        (torch.rand(5_000, act_dim, generator=gen) * 2 - 1).to(device),
+    )
+    opt = torch.optim.AdamW(agent.actor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    before = torch.get_num_threads()
+    rates: list[list[float]] = [[] for _ in threads]
+    try:
+        for rep in range(reps + 1):  # the first block warms up
+            for k, got in zip(threads, rates, strict=True):
+                torch.set_num_threads(k)
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    loss = dagger.update(agent, opt, data, cfg.batch_size)
+                float(loss)  # waits for the last update
+                if rep:
+                    got.append(n / (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(before)
+    return [statistics.median(r) for r in rates]
+
+
 def _setting(text: str) -> tuple[str, str]:
     key, eq, value = text.partition("=")
     if not key or not eq:
@@ -204,6 +250,9 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="settings of the SAC run over the task's defaults",
     )
+    ap.add_argument("--skip-vision", action="store_true")
+    ap.add_argument("--vision-env", default="BinSort-v1", help="the task whose cameras DAgger's image fit is timed on")
+    ap.add_argument("--image-sizes", type=int, nargs="*", default=[84, 64], help="image sides to time it at")
     ap.add_argument("--ensembles", type=int, nargs="*", default=[2, 10], help="critic ensemble sizes to time")
     ap.add_argument("--batches", type=int, nargs="*", default=[256, 1024, 4096], help="batch sizes to time updates at")
     ap.add_argument(
@@ -215,6 +264,11 @@ def main() -> None:
         make_config("sac", args.env, sets)
     except ConfigError as exc:
         ap.error(f"--sac-set: {exc}")
+    for size in [] if args.skip_vision else args.image_sizes:  # a camera-less task or a size out of range
+        try:
+            gym.make(args.vision_env, obs_mode="rgb", image_size=size).close()
+        except (ValueError, TypeError, gym.error.Error) as exc:
+            ap.error(f"--vision-env {args.vision_env} --image-sizes {size}: {exc}")
     dev = resolve_device(args.device)
     n = args.workers * args.envs_per_worker
     line("device_cuda", float(dev.type == "cuda"), "bool")
@@ -270,6 +324,19 @@ def main() -> None:
                     looped = looped_critics_updates_per_s(q, 256)
                     line(f"sac_updates_per_s_batch256_looped_{q}critics", looped, "updates/s")
                     line(f"sac_ensemble_vs_looped_{q}critics", rate / looped, "x")
+
+    if not args.skip_vision:
+        cores = usable_cores()
+        threads = [1, cores] if dev.type == "cpu" and cores > 1 else [torch.get_num_threads()]
+        for size in args.image_sizes:
+            rates = dagger_image_updates_per_s(args.vision_env, size, threads, dev)
+            name = f"dagger_image_updates_per_s_{size}px"
+            if len(threads) == 1:
+                line(name, rates[0], "updates/s")
+                continue
+            line(f"{name}_1thread", rates[0], "updates/s")
+            line(f"{name}_{cores}threads", rates[1], "updates/s")
+            line(f"dagger_image_fit_every_core_vs_one_{size}px", rates[1] / rates[0], "x")
 
 
 if __name__ == "__main__":

@@ -421,7 +421,8 @@ def test_training_bench_prints_its_figures():
     import sys
 
     cmd = [sys.executable, "bench/bench_train.py", "--env", "FactoryReach-v0", "--workers", "1"]
-    cmd += ["--envs-per-worker", "2", "--iters", "1", "--skip-updates"]
+    cmd += ["--envs-per-worker", "2", "--iters", "1", "--skip-updates", "--vision-env", "FactoryReach-v0"]
+    cmd += ["--image-sizes", "32"]
     proc = subprocess.run([*cmd, "--sac-set", "updates_per_step=2"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     figures = {ln.split()[0]: float(ln.split()[1]) for ln in proc.stdout.splitlines()}
@@ -437,11 +438,20 @@ def test_training_bench_prints_its_figures():
     assert figures["sac_learner_threads"] == max(1, cores - 1)
     if cores > 1:
         assert figures["sac_learner_threads_every_core"] == cores and figures["sac_every_core_vs_shared"] > 0
+    # DAgger's image fit on one thread against every core, where there are several
+    if cores > 1:
+        assert figures["dagger_image_updates_per_s_32px_1thread"] > 0
+        assert figures[f"dagger_image_updates_per_s_32px_{cores}threads"] > 0
+        assert figures["dagger_image_fit_every_core_vs_one_32px"] > 0
+    else:
+        assert figures["dagger_image_updates_per_s_32px"] > 0
     bad = subprocess.run([*cmd, "--sac-set", "updates_per_step"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "'updates_per_step': expected KEY=VALUE" in bad.stderr
     bad = subprocess.run([*cmd, "--sac-set", "updates_per_step=99"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "--sac-set" in bad.stderr and "updates_per_step" in bad.stderr
     assert not bad.stdout  # refused before anything ran
+    bad = subprocess.run([*cmd, "--image-sizes", "16"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--image-sizes 16" in bad.stderr and "32 to 256" in bad.stderr and not bad.stdout
 
 
 def test_commands_take_module_env_ids(tmp_path, capsys):
