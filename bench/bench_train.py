@@ -250,7 +250,7 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="settings of the SAC run over the task's defaults",
     )
-    ap.add_argument("--skip-vision", action="store_true")
+    ap.add_argument("--skip-vision", action="store_true", help="leave out DAgger's image fit")
     ap.add_argument("--vision-env", default="BinSort-v1", help="the task whose cameras DAgger's image fit is timed on")
     ap.add_argument("--image-sizes", type=int, nargs="*", default=[84, 64], help="image sides to time it at")
     ap.add_argument("--ensembles", type=int, nargs="*", default=[2, 10], help="critic ensemble sizes to time")
