@@ -773,7 +773,8 @@ def vision_lines() -> list[str]:
         f"Success on {doc.get('suite', 'the suite')}'s fixed seeds (100 per variant), medians over the seeds "
         f"trained; from `python bench/learning.py --matrix vision` on {doc.get('machine', '?')}, "
         f"{doc.get('date', '?')}, beside the state students of `--matrix imitation` (each row's commit in its last "
-        "column). The image students see only their cameras (84x84 RGB) and the arm's own readings.",
+        "column). The image students see only their cameras (RGB, 84x84 unless the row names another size) "
+        "and the arm's own readings.",
         "",
         *imitation_table(rows),
     ]
