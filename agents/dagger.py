@@ -143,8 +143,7 @@ def train(cfg: DAggerConfig, vec, run: Run, device: torch.device, state: dict | 
                 ) from None
 
     # the env workers wait through each fit, so unless learner_threads says otherwise the fit takes
-    # every core (two on a 2-core machine: an update of BinSort's two 84x84 cameras in 0.27 s
-    # rather than 0.43) and acting goes back to the cores the workers leave free
+    # every core (docs/training.md has the timings) and acting goes back to the cores they leave free
     fit_threads = cfg.learner_threads or usable_cores()
 
     def fit(updates: int) -> float:
