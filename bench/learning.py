@@ -1274,9 +1274,13 @@ def main() -> int:
             sorts = [r["sorting"] for r in rs if r.get("sorting")]
             if sorts:  # how well it sorts, beside how the expert sorts on the sensor alone
                 row["sorting_median"] = {k: statistics.median(x[k] for x in sorts) for k in sorts[0]}
-                observed = out / "expert-observed" / cell.env_id.replace(":", ".") / "-".join(args.variants)
-                if (observed / "results.json").is_file():
-                    row["sorting_sensor"] = sorting(observed / "results.json")
+                # its nominal episodes: this invocation's variants' folder first, then any other
+                # (a rescore on other variants keeps the nominal one scored earlier)
+                here = out / "expert-observed" / cell.env_id.replace(":", ".")
+                folders = [here / "-".join(args.variants), *sorted(here.glob("*"))]
+                results_files = [f / "results.json" for f in folders if (f / "results.json").is_file()]
+                if sensor := next((s for f in results_files if (s := sorting(f))), None):
+                    row["sorting_sensor"] = sensor
         table.append(row)
         tag = cell.name
         print(f"{tag}.success_mean {row['success_mean']:.3g} fraction", flush=True)
